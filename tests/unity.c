@@ -1,0 +1,12 @@
+/* The whole suite as one translation unit with DFN_STATIC: every library
+   function static. Also compiled as C++. */
+#define DFN_STATIC
+#define DIFFUSION_IMPLEMENTATION
+#include "../diffusion.h"
+#include "test_rng.c"
+#include "test_schedule.c"
+#include "test_forward.c"
+#include "test_sampler.c"
+#include "test_exact.c"
+#include "test_errors.c"
+#include "main.c"
