@@ -51,8 +51,16 @@ $(BUILD)/test_asan: $(TEST_DEP) | $(BUILD)
 $(BUILD)/test_valgrind: $(TEST_DEP) | $(BUILD)
 	$(GCC) $(STRICT) -O1 -g -I. $(TEST_SRC) -o $@ -lm
 
+# The quick-start program of the header's manual, extracted and built as is.
+$(BUILD)/manual_quickstart.c: diffusion.h | $(BUILD)
+	awk '/1\. Quick start/ {q=1} q && /^      #define DIFFUSION_IMPLEMENTATION/ {p=1} \
+	     p {print} p && /^      }$$/ {exit}' diffusion.h | sed 's/^      //' > $@
+$(BUILD)/manual_quickstart: $(BUILD)/manual_quickstart.c
+	$(GCC) $(STRICT) $(OPT) -I. $< -o $@ -lm
+
 # Runs every build; stops at the first failing one. The last line sums them.
-test: $(TESTS)
+test: $(TESTS) $(BUILD)/manual_quickstart
+	@echo "== the manual's quick start"; ./$(BUILD)/manual_quickstart
 	@passed=0; failed=0; \
 	for t in $(TESTS); do \
 	    echo "== $$t"; \

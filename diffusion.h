@@ -53,7 +53,7 @@
           return 0;
       }
 
-   2. Concepts (each with its MATH.md section)
+   2. Concepts (each with its section of MATH.md, shipped as docs/MATH.md)
    -------------------------------------------
    Data x_0 lives in R^D. The forward process (section 1) adds Gaussian noise
    in T steps with variances beta_1..beta_T; in closed form
@@ -110,7 +110,8 @@
    ------------------------------------------------------------------
      DFN_STATIC          every function static (private copy per file)
      DFNDEF              the declaration prefix (default: extern)
-     DFN_NO_SIMD         force the portable scalar kernels
+     DFN_NO_SIMD         force the portable scalar kernels (0.1.0 has no
+                         SIMD code yet; the network kernels bring it)
      DFN_NO_MALLOC       no *_alloc and *_free wrappers; only caller memory
      DFN_NO_STDIO        no function that touches FILE * (file I/O)
      DFN_NO_TRAINING     inference only (networks' backward passes and
@@ -233,7 +234,8 @@ DFNDEF float dfn_rng_uniform(dfn_rng *rng);
    (manual section 5). Each Box-Muller pair uses two u32 draws. */
 DFNDEF float dfn_rng_normal(dfn_rng *rng);
 
-/* n standard normals into out (n may be 0; out may be NULL when n is 0). */
+/* n standard normals into out (n may be 0; out may be NULL when n is 0).
+   The rng functions take a valid rng and do not check for NULL. */
 DFNDEF void dfn_rng_normal_fill(dfn_rng *rng, float *out, size_t n);
 
 /* ========================================================================= */
@@ -454,10 +456,12 @@ DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i);
    (T < 1, S < 1, S > T, unknown spacing). */
 DFNDEF dfn_result dfn_ddim_timesteps(int *tau, int T, int S, dfn_spacing spacing);
 
-/* Section 6: sigma_t of the DDPM step, sqrt(betatilde_t) or sqrt(beta_t). */
+/* Section 6: sigma_t of the DDPM step, sqrt(betatilde_t) or sqrt(beta_t);
+   0 when s is NULL or t is outside 1..T. */
 DFNDEF float dfn_ddpm_sigma(const dfn_schedule *s, int t, dfn_variance variance);
 
-/* Section 7: sigma of the DDIM step from t to t_prev (t_prev < t). */
+/* Section 7: sigma of the DDIM step from t to t_prev (0 <= t_prev < t);
+   0 for arguments out of range. */
 DFNDEF float dfn_ddim_sigma(const dfn_schedule *s, int t, int t_prev, float eta);
 
 /* Section 6: x_prev = mutilde_t(x0_hat, x_t) + sigma_t z over count values.
