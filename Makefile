@@ -3,7 +3,10 @@
 #
 #   make demo       sample the 8-Gaussian mixture, plot it, write build/demo.svg
 #   make test       the whole test matrix (gcc, clang, C++, DFN_STATIC +
-#                   DFN_NO_SIMD as one translation unit, ASan + UBSan)
+#                   DFN_NO_SIMD as one translation unit, ASan + UBSan, and
+#                   the AVX2 / AVX-512 kernels where the CPU has them)
+#   make fuzz       libFuzzer on the model loader and point parser
+#   make bench      speed, and the same model in PyTorch when installed
 #   make test-quick one gcc build of the tests
 #   make test-valgrind  the tests under valgrind (AVX2 at most; slow tests skipped)
 #   make clean
@@ -18,14 +21,30 @@ CXXSTRICT := -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror
 OPT     ?= -O2
 
 TEST_SRC := tests/main.c tests/impl.c tests/test_rng.c tests/test_schedule.c \
-            tests/test_forward.c tests/test_sampler.c tests/test_exact.c tests/test_errors.c
-TEST_DEP := diffusion.h tests/harness.h tests/unity.c $(TEST_SRC)
+            tests/test_forward.c tests/test_sampler.c tests/test_exact.c tests/test_errors.c \
+            tests/test_kernels.c tests/test_data.c tests/test_net.c
+TEST_DEP := diffusion.h $(wildcard src/*) tests/harness.h $(wildcard tests/list_*.h) tests/unity.c $(TEST_SRC)
 
-# Each build of the suite: one binary per compiler / configuration.
+# Each build of the suite: one binary per compiler / configuration. The
+# x86 SIMD builds are added when this CPU can run them.
+HAVE_AVX2   := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo 1)
+HAVE_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo && \
+                       grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && echo 1)
 TESTS := $(BUILD)/test_gcc $(BUILD)/test_clang $(BUILD)/test_cxx \
-         $(BUILD)/test_static_nosimd $(BUILD)/test_asan
+         $(BUILD)/test_static_nosimd $(BUILD)/test_asan \
+         $(if $(HAVE_AVX2),$(BUILD)/test_avx2) $(if $(HAVE_AVX512),$(BUILD)/test_avx512)
 
-.PHONY: all demo test test-quick test-valgrind clean
+# Which tests each build runs (runner filters: a name part, or -part to skip).
+# The long training-quality test runs in the two optimized multi-file builds.
+ARGS_test_gcc :=
+ARGS_test_clang :=
+ARGS_test_cxx := -quality
+ARGS_test_static_nosimd := -quality
+ARGS_test_asan := -quality
+ARGS_test_avx2 := kernels net -quality
+ARGS_test_avx512 := kernels net -quality
+
+.PHONY: all demo test test-quick test-valgrind fuzz clean
 
 all: $(TESTS) $(BUILD)/demo
 
@@ -47,6 +66,11 @@ $(BUILD)/test_static_nosimd: $(TEST_DEP) | $(BUILD)
 $(BUILD)/test_asan: $(TEST_DEP) | $(BUILD)
 	$(CLANG) $(STRICT) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	    -fno-sanitize-recover=all -I. $(TEST_SRC) -o $@ -lm
+# The x86 SIMD kernels: AVX2 + FMA, and AVX-512.
+$(BUILD)/test_avx2: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -mavx2 -mfma -I. $(TEST_SRC) -o $@ -lm
+$(BUILD)/test_avx512: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma -I. $(TEST_SRC) -o $@ -lm
 # valgrind 3.19 cannot decode AVX-512: build for AVX2 at most.
 $(BUILD)/test_valgrind: $(TEST_DEP) | $(BUILD)
 	$(GCC) $(STRICT) -O1 -g -I. $(TEST_SRC) -o $@ -lm
@@ -63,8 +87,13 @@ test: $(TESTS) $(BUILD)/manual_quickstart
 	@echo "== the manual's quick start"; ./$(BUILD)/manual_quickstart
 	@passed=0; failed=0; \
 	for t in $(TESTS); do \
-	    echo "== $$t"; \
-	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t > $$t.log 2>&1; rc=$$?; \
+	    case $$t in \
+	        */test_gcc) args="$(ARGS_test_gcc)";; */test_clang) args="$(ARGS_test_clang)";; \
+	        */test_cxx) args="$(ARGS_test_cxx)";; */test_static_nosimd) args="$(ARGS_test_static_nosimd)";; \
+	        */test_asan) args="$(ARGS_test_asan)";; */test_avx2) args="$(ARGS_test_avx2)";; \
+	        */test_avx512) args="$(ARGS_test_avx512)";; *) args="";; esac; \
+	    echo "== $$t $$args"; \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t $$args > $$t.log 2>&1; rc=$$?; \
 	    grep -v '^ok ' $$t.log; \
 	    line=$$(tail -n 1 $$t.log); \
 	    p=$$(echo "$$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$$/\1/p'); \
@@ -82,7 +111,21 @@ test-quick: $(BUILD)/test_gcc
 
 test-valgrind: $(BUILD)/test_valgrind
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-	    ./$(BUILD)/test_valgrind -exact_predictor -moments -closed_form_matches_chain
+	    ./$(BUILD)/test_valgrind -exact_predictor -moments -closed_form_matches_chain -quality
+
+# libFuzzer on the model loader and the point parser (clang), seeded with
+# small valid files; FUZZ_SECONDS per run.
+FUZZ_SECONDS ?= 30
+$(BUILD)/fuzz_model: tests/fuzz_model.c $(TEST_DEP) | $(BUILD)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -I. tests/fuzz_model.c -o $@ -lm
+$(BUILD)/fuzz_seeds: tests/fuzz_model.c $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) -O1 -DDFN_FUZZ_WRITE_SEEDS -I. tests/fuzz_model.c -o $@ -lm
+fuzz: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds
+	rm -rf $(BUILD)/fuzz_corpus && mkdir -p $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_seeds $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
+	    -print_final_stats=1 $(BUILD)/fuzz_corpus
 
 $(BUILD)/demo: examples/demo.c examples/plot.h diffusion.h | $(BUILD)
 	$(CC) $(STRICT) $(OPT) -I. examples/demo.c -o $@ -lm
@@ -92,3 +135,6 @@ demo: $(BUILD)/demo
 
 clean:
 	rm -rf $(BUILD)
+
+# make bench (bench/bench.mk)
+-include bench/bench.mk

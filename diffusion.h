@@ -199,7 +199,12 @@ typedef enum dfn_result {
     DFN_ERR_BUFFER_TOO_SMALL = -4, /* caller memory smaller than the size query said */
     DFN_ERR_OUT_OF_MEMORY    = -5, /* DFN_MALLOC returned NULL                       */
     DFN_ERR_CALLBACK         = -6, /* the prediction callback returned non-zero      */
-    DFN_ERR_CANCELLED        = -7  /* the per-step callback asked to stop            */
+    DFN_ERR_CANCELLED        = -7, /* the per-step callback asked to stop            */
+    DFN_ERR_IO               = -8, /* a file could not be opened, read or written    */
+    DFN_ERR_FORMAT           = -9, /* malformed input: bad magic, truncated, bad line */
+    DFN_ERR_VERSION          = -10, /* a file format version this build cannot read   */
+    DFN_ERR_CHECKSUM         = -11, /* the file's checksum does not match its bytes    */
+    DFN_ERR_MISMATCH         = -12  /* a file or object does not match the config    */
 } dfn_result;
 
 /* A short English name for a result code ("DFN_ERR_NULL: ..."). Never NULL. */
@@ -525,6 +530,17 @@ DFNDEF int dfn_gmm_predict(void *user, const float *x_t, const int *t,
 DFNDEF dfn_result dfn_energy_distance(double *ed2, const float *x, int n,
                                       const float *y, int m, int dim);
 
+/* The same with the unbiased U-statistic (pairs i != j within each set):
+   its expectation is the population ED^2 itself, so it does not carry the
+   V-statistic's ~(E||X - X'|| / n + E||Y - Y'|| / m) offset and can be
+   slightly negative for matching distributions. n, m >= 2. */
+DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int n,
+                                               const float *y, int m, int dim);
+
+#include "src/kernels_api.h"
+#include "src/data_api.h"
+#include "src/net_api.h"
+
 #ifdef __cplusplus
 }
 #endif
@@ -665,6 +681,8 @@ static size_t dfn__arena_size(const dfn__arena *a)
     return a->used + (DFN__ALIGN - 1);
 }
 
+#include "src/kernels_impl.inc"
+
 /* ------------------------------------------------------------------------- */
 /*  Results                                                                  */
 /* ------------------------------------------------------------------------- */
@@ -680,6 +698,11 @@ DFNDEF const char *dfn_result_string(dfn_result r)
     case DFN_ERR_OUT_OF_MEMORY:    return "DFN_ERR_OUT_OF_MEMORY: allocation failed";
     case DFN_ERR_CALLBACK:         return "DFN_ERR_CALLBACK: the prediction callback reported an error";
     case DFN_ERR_CANCELLED:        return "DFN_ERR_CANCELLED: the step callback asked to stop";
+    case DFN_ERR_IO:               return "DFN_ERR_IO: a file could not be opened, read or written";
+    case DFN_ERR_FORMAT:           return "DFN_ERR_FORMAT: malformed input (bad magic, truncated data or a bad line)";
+    case DFN_ERR_VERSION:          return "DFN_ERR_VERSION: unsupported file format version";
+    case DFN_ERR_CHECKSUM:         return "DFN_ERR_CHECKSUM: checksum mismatch, the file is corrupt";
+    case DFN_ERR_MISMATCH:         return "DFN_ERR_MISMATCH: the file or object does not match the configuration";
     }
     return "unknown dfn_result";
 }
@@ -1657,21 +1680,44 @@ static double dfn__mean_dist(const float *a, int na, const float *b, int nb, int
     return sum / ((double)na * (double)nb);
 }
 
-DFNDEF dfn_result dfn_energy_distance(double *ed2, const float *x, int n,
-                                      const float *y, int m, int dim)
+static dfn_result dfn__energy_distance(double *ed2, const float *x, int n, const float *y, int m,
+                                       int dim, int unbiased)
 {
+    double xx, yy;
     if (!ed2 || !x || !y) return DFN_ERR_NULL;
     *ed2 = 0.0;
-    if (n < 1 || m < 1 || dim < 1 || dfn__count(n, dim) == 0 || dfn__count(m, dim) == 0)
+    if (n < 1 + unbiased || m < 1 + unbiased || dim < 1 || dfn__count(n, dim) == 0 ||
+        dfn__count(m, dim) == 0)
         return DFN_ERR_INVALID_ARG;
     if (!dfn__all_finite(x, (size_t)n * dim) || !dfn__all_finite(y, (size_t)m * dim))
         return DFN_ERR_NOT_FINITE;
-    /* ED^2 = 2 E||X - Y|| - E||X - X'|| - E||Y - Y'|| */
-    *ed2 = 2.0 * dfn__mean_dist(x, n, y, m, dim) - dfn__mean_dist(x, n, x, n, dim)
-         - dfn__mean_dist(y, m, y, m, dim);
-    if (*ed2 < 0.0) *ed2 = 0.0;   /* rounding only: the V-statistic is >= 0 */
+    /* ED^2 = 2 E||X - Y|| - E||X - X'|| - E||Y - Y'||; the means over a set
+       and itself include the n zero distances i = j unless unbiased. */
+    xx = dfn__mean_dist(x, n, x, n, dim);
+    yy = dfn__mean_dist(y, m, y, m, dim);
+    if (unbiased) {
+        xx *= (double)n / (n - 1);
+        yy *= (double)m / (m - 1);
+    }
+    *ed2 = 2.0 * dfn__mean_dist(x, n, y, m, dim) - xx - yy;
+    if (!unbiased && *ed2 < 0.0) *ed2 = 0.0;   /* rounding only: the V-statistic is >= 0 */
     return DFN_OK;
 }
+
+DFNDEF dfn_result dfn_energy_distance(double *ed2, const float *x, int n,
+                                      const float *y, int m, int dim)
+{
+    return dfn__energy_distance(ed2, x, n, y, m, dim, 0);
+}
+
+DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int n,
+                                               const float *y, int m, int dim)
+{
+    return dfn__energy_distance(ed2, x, n, y, m, dim, 1);
+}
+
+#include "src/data_impl.inc"
+#include "src/net_impl.inc"
 
 #ifdef __cplusplus
 }

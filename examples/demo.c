@@ -1,264 +1,297 @@
-/* demo.c - diffusion.h in one screen: sample "8 Gaussians" with DDPM and DDIM.
+/* demo.c - train a diffusion model on 2D points, sample it, and look at it.
 
-   The data is a mixture of 8 Gaussians on a circle. Because the mixture is
-   known, its exact noise predictor is known too (MATH.md section 9), so the
-   samplers can be tried without training anything. The demo samples with
-   DDPM (1000 steps) and DDIM (50 steps), measures how close the samples are
-   to fresh data with the energy distance (MATH.md section 10), draws both in
-   the terminal and writes an SVG picture.
+   1. Data: a built-in 2D data set (8 Gaussians, two moons, ...) or your own
+      points from a CSV file.
+   2. Training (MATH.md section 5): an MLP learns to predict the noise eps
+      in x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps.
+   3. Sampling: DDPM (section 6, T steps) and DDIM (section 7, few steps)
+      run the noising backwards from N(0, I), using the EMA of the weights.
+   4. Measuring (section 10): energy distance and RBF MMD^2 between samples
+      and fresh data, each next to its noise floor (fresh data against fresh
+      data) and the trivial baseline N(0, I).
+   5. Pictures: data beside samples in the terminal, and an SVG file.
 
-   Build and run, from the repository root:
-       cc -std=c99 -O2 -I. examples/demo.c -lm -o demo && ./demo
-       ./demo --help
+   Build and run from the repository root:  make demo   (or ./build/demo --help)
 */
 #define DIFFUSION_IMPLEMENTATION
 #include "diffusion.h"
 #include "plot.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define DEMO_T 1000         /* diffusion steps of the schedule (and of DDPM) */
-#define DEMO_MAX_N 100000   /* the energy distance costs O(N^2)              */
-#define DEMO_BOX 3.0f       /* plots show [-3, 3]^2                          */
+typedef struct options {
+    const char *data, *csv, *out, *save, *load, *sampler;
+    long steps, batch, n, ddim_steps, seed;
+} options;
 
-static void usage(FILE *f, const char *argv0)
+static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--n N] [--seed S] [--steps S] [--out FILE.svg] [--help]\n"
-            "  --n N          points per sample set, 1..%d (default 2000)\n"
-            "  --seed S       random seed, an unsigned integer (default 42)\n"
-            "  --steps S      DDIM steps, 1..%d (default 50)\n"
-            "  --out FILE     SVG of data vs DDIM samples (default demo.svg);\n"
-            "                 DDPM samples go next to it, as FILE_ddpm.svg\n"
-            "  --help         this text\n",
-            argv0, DEMO_MAX_N, DEMO_T);
+        "usage: demo [options]\n"
+        "  --data NAME      moons, swissroll, 8gaussians, checkerboard, circles, spiral (default 8gaussians)\n"
+        "  --csv FILE       train on the 2D points of a CSV / whitespace file instead\n"
+        "  --steps N        training steps (default 6000)\n"
+        "  --batch B        examples per step (default 256)\n"
+        "  --sampler S      ddpm, ddim or both (default both)\n"
+        "  --ddim-steps S   DDIM steps (default 50)\n"
+        "  --n N            samples to draw and compare (default 2000)\n"
+        "  --seed S         random seed (default 1)\n"
+        "  --out FILE.svg   picture of data and samples (default demo.svg)\n"
+        "  --save FILE      save the trained model (weights, EMA, schedule)\n"
+        "  --load FILE      skip training: sample a saved model\n"
+        "  --help           this text\n");
 }
 
-/* Parses a whole decimal integer in [lo, hi]. Returns 0 on success. */
-static int parse_long(const char *s, long lo, long hi, long *out)
+/* A whole number in [lo, hi], or -1. */
+static long number(const char *s, long lo, long hi)
 {
     char *end;
     long v;
     errno = 0;
     v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
+    return (errno || end == s || *end || v < lo || v > hi) ? -1 : v;
 }
 
-/* Prints what failed when r is not DFN_OK; returns 1 then, else 0. */
-static int failed(dfn_result r, const char *what)
+static int parse(int argc, char **argv, options *o)
 {
-    if (r == DFN_OK) return 0;
-    fprintf(stderr, "demo: %s failed: %s\n", what, dfn_result_string(r));
+    int i;
+    o->data = "8gaussians"; o->csv = NULL; o->out = "demo.svg"; o->save = NULL; o->load = NULL;
+    o->sampler = "both"; o->steps = 6000; o->batch = 256; o->n = 2000; o->ddim_steps = 50; o->seed = 1;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long *num = NULL, lo = 1, hi = 10000000;
+        if (!strcmp(a, "--help")) { usage(stdout); exit(0); }
+        if (!v) { fprintf(stderr, "demo: %s needs a value (see --help)\n", a); return 0; }
+        i++;
+        if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--csv")) o->csv = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--load")) o->load = v;
+        else if (!strcmp(a, "--sampler")) o->sampler = v;
+        else if (!strcmp(a, "--steps")) { num = &o->steps; lo = 0; }
+        else if (!strcmp(a, "--batch")) { num = &o->batch; hi = 65536; }
+        else if (!strcmp(a, "--n")) { num = &o->n; hi = 100000; }
+        else if (!strcmp(a, "--ddim-steps")) { num = &o->ddim_steps; hi = 1000; }
+        else if (!strcmp(a, "--seed")) { num = &o->seed; lo = 0; hi = 2147483647; }
+        else { fprintf(stderr, "demo: unknown option %s\n", a); usage(stderr); return 0; }
+        if (num && (*num = number(v, lo, hi)) < 0) {
+            fprintf(stderr, "demo: bad value '%s' for %s\n", v, a);
+            return 0;
+        }
+    }
+    if (strcmp(o->sampler, "ddpm") && strcmp(o->sampler, "ddim") && strcmp(o->sampler, "both")) {
+        fprintf(stderr, "demo: --sampler must be ddpm, ddim or both\n");
+        return 0;
+    }
     return 1;
 }
 
-/* Runs one sampler over n points into x; its CPU time goes to *seconds. */
-static dfn_result run_sampler(const dfn_sampler_config *cfg, const dfn_schedule *sched,
-                              float *x, uint64_t seed, uint64_t stream, double *seconds)
+/* Stops the program with a message when r is an error. */
+static void check(dfn_result r, const char *what)
 {
-    dfn_sampler smp;
-    dfn_rng rng;
-    dfn_result r;
-    clock_t start = clock();
-    r = dfn_sampler_alloc(&smp, cfg, sched, NULL);
-    if (r != DFN_OK) return r;
-    dfn_rng_seed(&rng, seed, stream);
-    r = dfn_sampler_run(&smp, x, NULL, &rng);   /* x_T ~ N(0, I), then T -> 0 */
-    dfn_sampler_free(&smp, NULL);
-    *seconds = (double)(clock() - start) / CLOCKS_PER_SEC;
-    return r;
+    if (r != DFN_OK) {
+        fprintf(stderr, "demo: %s: %s\n", what, dfn_result_string(r));
+        exit(1);
+    }
+}
+
+static double seconds(clock_t since) { return (double)(clock() - since) / CLOCKS_PER_SEC; }
+
+/* Where the reference points come from: the generator, or the CSV's rows. */
+typedef struct data_source {
+    int have_kind;
+    dfn_data2d kind;
+    float *rows;
+    int nrows;
+} data_source;
+
+static void draw(const data_source *d, dfn_rng *rng, float *xy, int n)
+{
+    int i;
+    if (d->have_kind) { check(dfn_data2d_sample(d->kind, rng, xy, n), "data"); return; }
+    for (i = 0; i < n; i++) {              /* rows drawn uniformly, with replacement */
+        int r = (int)dfn_rng_below(rng, (uint32_t)d->nrows);
+        xy[2 * i] = d->rows[2 * r];
+        xy[2 * i + 1] = d->rows[2 * r + 1];
+    }
+}
+
+/* ED^2 and MMD^2 of x against fresh data y, printed next to a noise floor. */
+static void report(const char *name, const float *x, const float *y, int n, double secs)
+{
+    double ed, mmd;
+    check(dfn_energy_distance(&ed, x, n, y, n, 2), "energy distance");
+    check(dfn_mmd_rbf(&mmd, x, n, y, n, 2, 0.05), "MMD");
+    if (secs >= 0) printf("  %-30s %10.5f %12.6f %8.2fs\n", name, ed, mmd, secs);
+    else printf("  %-30s %10.5f %12.6f\n", name, ed, mmd);
 }
 
 int main(int argc, char **argv)
 {
-    /* Options. */
-    long n = 2000, steps = 50;
-    unsigned long long seed = 42;
-    const char *out_svg = "demo.svg";
-    char *out_ddpm = NULL;
-
-    /* The data: 8 Gaussians on a circle of radius 2, std 0.2, equal weights. */
-    float weights[8], means[16], stds[8];
-    dfn_gmm gmm;
-    dfn_gmm_predictor exact;
-
+    options o;
+    data_source src;
     dfn_schedule sched;
     dfn_schedule_config sc;
-    dfn_sampler_config cfg;
+    dfn_mlp model;
+    dfn_mlp_config mc;
+    dfn_trainer tr;
+    dfn_train_config tc;
+    dfn_loaded_model loaded;
     dfn_rng rng;
-    dfn_result r;
-    float *data = NULL, *data2 = NULL, *gauss = NULL, *x_ddpm = NULL, *x_ddim = NULL;
-    double ed_ddpm, ed_ddim, ed_floor, ed_base, sec_ddpm = 0.0, sec_ddim = 0.0;
-    int i, status = 1, nn;
-    size_t len;
+    float *params, *batch, *ref, *ref2, *noise, *x_ddpm = NULL, *x_ddim = NULL, *shown;
+    int n, do_ddpm, do_ddim, rows = 0, line = 0;
+    long step;
+    clock_t t0;
 
-    memset(&sched, 0, sizeof sched);
+    if (!parse(argc, argv, &o)) return 2;
+    n = (int)o.n;
+    memset(&src, 0, sizeof src);
+    dfn_rng_seed(&rng, (uint64_t)o.seed, 0);
+    do_ddpm = strcmp(o.sampler, "ddim") != 0;
+    do_ddim = strcmp(o.sampler, "ddpm") != 0;
 
-    for (i = 1; i < argc; i += 2) {   /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout, argv[0]);
-            return 0;
+    /* 1. The data. */
+    if (o.csv) {
+        check(dfn_points_load(o.csv, 2, NULL, 0, &rows, &line), "counting the CSV rows");
+        if (rows < 1) { fprintf(stderr, "demo: %s has no points\n", o.csv); return 1; }
+        src.rows = (float *)malloc(sizeof(float) * 2 * (size_t)rows);
+        if (!src.rows) return 1;
+        if (dfn_points_load(o.csv, 2, src.rows, rows, &src.nrows, &line) != DFN_OK) {
+            fprintf(stderr, "demo: %s, line %d: not two numbers per line\n", o.csv, line);
+            return 1;
         }
-        if (strcmp(a, "--n") != 0 && strcmp(a, "--steps") != 0 &&
-            strcmp(a, "--seed") != 0 && strcmp(a, "--out") != 0) {
-            fprintf(stderr, "demo: unknown option '%s'\n", a);
-            usage(stderr, argv[0]);
+        printf("data: %d points from %s\n", src.nrows, o.csv);
+    } else {
+        if (dfn_data2d_from_name(o.data, &src.kind) != DFN_OK) {
+            fprintf(stderr, "demo: unknown data set '%s' (see --help)\n", o.data);
             return 2;
         }
-        if (!v) {
-            fprintf(stderr, "demo: option '%s' needs a value\n", a);
-            usage(stderr, argv[0]);
-            return 2;
-        }
-        if (strcmp(a, "--n") == 0) {
-            ok = parse_long(v, 1, DEMO_MAX_N, &n) == 0;
-        } else if (strcmp(a, "--steps") == 0) {
-            ok = parse_long(v, 1, DEMO_T, &steps) == 0;
-        } else if (strcmp(a, "--seed") == 0) {
-            char *end;
-            errno = 0;
-            seed = strtoull(v, &end, 10);
-            ok = v[0] >= '0' && v[0] <= '9' && errno == 0 && *end == '\0';
-        } else {
-            out_svg = v;
-            ok = v[0] != '\0';
-        }
-        if (!ok) {
-            fprintf(stderr, "demo: bad value '%s' for %s\n", v, a);
-            usage(stderr, argv[0]);
-            return 2;
-        }
-    }
-    nn = (int)n;
-
-    /* FILE.svg -> FILE_ddpm.svg (or FILE -> FILE_ddpm.svg). */
-    len = strlen(out_svg);
-    if (len >= 4 && strcmp(out_svg + len - 4, ".svg") == 0) len -= 4;
-    out_ddpm = (char *)malloc(len + sizeof "_ddpm.svg");
-    if (!out_ddpm) { fprintf(stderr, "demo: out of memory\n"); return 1; }
-    memcpy(out_ddpm, out_svg, len);
-    strcpy(out_ddpm + len, "_ddpm.svg");
-
-    for (i = 0; i < 8; i++) {
-        double angle = i * 2.0 * 3.14159265358979323846 / 8.0;
-        weights[i] = 1.0f;
-        stds[i] = 0.2f;
-        means[2 * i] = (float)(2.0 * cos(angle));
-        means[2 * i + 1] = (float)(2.0 * sin(angle));
-    }
-    gmm.k = 8;
-    gmm.dim = 2;
-    gmm.weights = weights;
-    gmm.means = means;
-    gmm.stds = stds;
-
-    printf("diffusion.h %d.%d.%d demo: \"8 Gaussians\" in 2D; points per set: %d; seed: %llu\n\n",
-           DFN_VERSION_MAJOR, DFN_VERSION_MINOR, DFN_VERSION_PATCH, nn, seed);
-    printf("The forward process mixes data with Gaussian noise, step by step, until at\n"
-           "t = T = %d nothing is left but N(0, I) noise. A sampler runs it backwards:\n"
-           "it starts from N(0, I) and at every step asks a noise predictor eps(x_t, t)\n"
-           "what noise to take out. This demo uses the *exact* predictor of the known\n"
-           "mixture (MATH.md section 9); the training step of a later version replaces\n"
-           "it with a trained network, and nothing else changes.\n\n", DEMO_T);
-
-    /* Five point sets of n x 2 floats. */
-    data = (float *)malloc((size_t)nn * 2 * sizeof(float));
-    data2 = (float *)malloc((size_t)nn * 2 * sizeof(float));
-    gauss = (float *)malloc((size_t)nn * 2 * sizeof(float));
-    x_ddpm = (float *)malloc((size_t)nn * 2 * sizeof(float));
-    x_ddim = (float *)malloc((size_t)nn * 2 * sizeof(float));
-    if (!data || !data2 || !gauss || !x_ddpm || !x_ddim) {
-        fprintf(stderr, "demo: out of memory\n");
-        goto done;
+        src.have_kind = 1;
+        printf("data: %s (standardized: mean 0, std 1 per coordinate)\n", o.data);
     }
 
-    /* Cosine schedule, T = 1000 (MATH.md section 2). */
-    sc = dfn_schedule_config_default(DFN_SCHEDULE_COSINE, DEMO_T);
-    if (failed(dfn_schedule_alloc(&sched, &sc, NULL), "dfn_schedule_alloc")) goto done;
-    exact.gmm = &gmm;
-    exact.schedule = &sched;
+    /* 2. The model and its schedule: load them, or train them. */
+    sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    mc = dfn_mlp_config_default(2);
+    if (o.load) {
+        check(dfn_model_load(o.load, NULL, &loaded), o.load);
+        sched = loaded.schedule;
+        model = loaded.ema ? loaded.ema_model : loaded.model;
+        printf("loaded %s: %d parameters, T = %d%s\n", o.load, (int)model.lay.count, sched.T,
+               loaded.ema ? ", EMA weights" : "");
+        params = NULL;
+    } else {
+        check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
+        params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
+        if (!params) return 1;
+        check(dfn_mlp_init(&model, &mc, params), "model");
+        check(dfn_mlp_init_weights(&model, &rng), "weights");
+        tc = dfn_train_config_default();
+        tc.batch = (int)o.batch;
+        tc.total_steps = (int)o.steps;       /* cosine decay of the learning rate */
+        tc.warmup_steps = o.steps >= 1000 ? 100 : 0;
+        check(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
+        printf("model: MLP, %d residual blocks of width %d, %d parameters; %s schedule, T = %d\n",
+               mc.blocks, mc.hidden, (int)model.lay.count, "linear", sched.T);
+        printf("training: %ld steps, batch %ld, Adam lr %g with cosine decay, EMA %g\n\n",
+               o.steps, o.batch, (double)tc.lr, (double)tc.ema_decay);
 
-    /* Fresh data to compare with, a second draw for the noise floor, and
-       N(0, I) for the trivial baseline. One rng stream per purpose, so
-       changing one part of the demo leaves the others' numbers alone. */
-    dfn_rng_seed(&rng, seed, 1);
-    if (failed(dfn_gmm_sample(&gmm, &rng, data, NULL, nn), "dfn_gmm_sample")) goto done;
-    dfn_rng_seed(&rng, seed, 2);
-    if (failed(dfn_gmm_sample(&gmm, &rng, data2, NULL, nn), "dfn_gmm_sample")) goto done;
-    dfn_rng_seed(&rng, seed, 3);
-    dfn_rng_normal_fill(&rng, gauss, (size_t)nn * 2);
+        batch = (float *)malloc(sizeof(float) * 2 * (size_t)o.batch);
+        if (!batch) return 1;
+        t0 = clock();
+        for (step = 1; step <= o.steps; step++) {
+            float loss;
+            draw(&src, &rng, batch, (int)o.batch);
+            check(dfn_train_step(&tr, batch, NULL, &rng, &loss), "training step");
+            if (step % 100 == 0 || step == o.steps) {
+                double el = seconds(t0), rate = step / (el > 1e-9 ? el : 1e-9);
+                printf("\rstep %6ld/%ld  loss %.4f  %6.0f steps/s  ETA %3.0fs ", step, o.steps,
+                       (double)loss, rate, (o.steps - step) / rate);
+                fflush(stdout);
+            }
+        }
+        printf("\ntrained in %.1f s\n\n", seconds(t0));
+        free(batch);
+        if (o.save) {
+            check(dfn_model_save(o.save, &model, &sched, &tr, 0), o.save);
+            printf("saved %s\n", o.save);
+        }
+    }
 
-    /* DDPM: ancestral sampling, all T steps (MATH.md section 6). */
-    cfg = dfn_sampler_config_default(DFN_SAMPLER_DDPM, nn, 2, dfn_gmm_predict, &exact);
-    r = run_sampler(&cfg, &sched, x_ddpm, seed, 4, &sec_ddpm);
-    if (failed(r, "DDPM sampling")) goto done;
-
-    /* DDIM: deterministic (eta = 0), trailing spacing (MATH.md section 7). */
-    cfg = dfn_sampler_config_default(DFN_SAMPLER_DDIM, nn, 2, dfn_gmm_predict, &exact);
-    cfg.steps = (int)steps;
-    r = run_sampler(&cfg, &sched, x_ddim, seed, 5, &sec_ddim);
-    if (failed(r, "DDIM sampling")) goto done;
-
-    /* Energy distances to the fresh data (0 = same distribution). */
-    if (failed(dfn_energy_distance(&ed_ddpm, x_ddpm, nn, data, nn, 2), "dfn_energy_distance") ||
-        failed(dfn_energy_distance(&ed_ddim, x_ddim, nn, data, nn, 2), "dfn_energy_distance") ||
-        failed(dfn_energy_distance(&ed_floor, data2, nn, data, nn, 2), "dfn_energy_distance") ||
-        failed(dfn_energy_distance(&ed_base, gauss, nn, data, nn, 2), "dfn_energy_distance"))
-        goto done;
-
-    printf("Energy distance ED^2 to %d fresh data points (MATH.md section 10). 0 means\n"
-           "the same distribution; with finitely many points, perfect samples score about\n"
-           "the noise floor (a second fresh draw of the data), give or take chance.\n\n", nn);
-    printf("  %-34s %10s %9s %8s\n", "point set", "ED^2", "vs floor", "time");
-    printf("  %-34s %10.5f %8.1fx %7.2fs\n", "DDPM samples, 1000 steps", ed_ddpm,
-           ed_floor > 0 ? ed_ddpm / ed_floor : 0.0, sec_ddpm);
+    /* 3. Sample with the EMA weights (the trainer's ema_model). */
     {
-        char name[64];
-        sprintf(name, "DDIM samples, %ld steps (eta 0)", steps);
-        printf("  %-34s %10.5f %8.1fx %7.2fs\n", name, ed_ddim,
-               ed_floor > 0 ? ed_ddim / ed_floor : 0.0, sec_ddim);
-    }
-    printf("  %-34s %10.5f %8.1fx\n", "noise floor: data vs data", ed_floor, 1.0);
-    printf("  %-34s %10.5f %8.1fx\n\n", "trivial baseline: N(0, I) vs data", ed_base,
-           ed_floor > 0 ? ed_base / ed_floor : 0.0);
+        dfn_mlp_predictor pred;
+        dfn_sampler smp;
+        dfn_sampler_config cfg;
+        size_t wbytes = dfn_mlp_forward_size(&model.cfg, 512);
+        pred.model = o.load ? &model : &tr.ema_model;
+        pred.work = malloc(wbytes);
+        pred.work_bytes = wbytes;
+        x_ddpm = (float *)malloc(sizeof(float) * 2 * (size_t)n);
+        x_ddim = (float *)malloc(sizeof(float) * 2 * (size_t)n);
+        ref = (float *)malloc(sizeof(float) * 2 * (size_t)n);
+        ref2 = (float *)malloc(sizeof(float) * 2 * (size_t)n);
+        noise = (float *)malloc(sizeof(float) * 2 * (size_t)n);
+        if (!pred.work || !x_ddpm || !x_ddim || !ref || !ref2 || !noise) return 1;
 
-    plot_density_pair(stdout, "data", data, nn, "DDPM samples", x_ddpm, nn,
-                      -DEMO_BOX, DEMO_BOX, 36, 18);
+        printf("  %-30s %10s %12s %9s\n", "samples vs fresh data", "ED^2", "MMD^2(0.05)", "time");
+        if (do_ddpm) {
+            cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDPM, n, &pred);
+            check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler");
+            t0 = clock();
+            check(dfn_sampler_run(&smp, x_ddpm, NULL, &rng), "DDPM sampling");
+            draw(&src, &rng, ref, n);
+            report("DDPM, T steps", x_ddpm, ref, n, seconds(t0));
+            dfn_sampler_free(&smp, NULL);
+        }
+        if (do_ddim) {
+            char name[64];
+            cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDIM, n, &pred);
+            cfg.steps = (int)o.ddim_steps;
+            check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler");
+            t0 = clock();
+            check(dfn_sampler_run(&smp, x_ddim, NULL, &rng), "DDIM sampling");
+            draw(&src, &rng, ref, n);
+            sprintf(name, "DDIM, %ld steps, eta 0", o.ddim_steps);
+            report(name, x_ddim, ref, n, seconds(t0));
+            dfn_sampler_free(&smp, NULL);
+        }
+        /* 4. What "good" and "bad" look like at this n. */
+        draw(&src, &rng, ref2, n);
+        report("noise floor: data vs data", ref2, ref, n, -1);
+        dfn_rng_normal_fill(&rng, noise, 2 * (size_t)n);
+        report("baseline: N(0, I) vs data", noise, ref, n, -1);
+        free(pred.work);
+    }
+
+    /* 5. Pictures. */
     printf("\n");
-    plot_density_pair(stdout, "data", data, nn, "DDIM samples", x_ddim, nn,
-                      -DEMO_BOX, DEMO_BOX, 36, 18);
-    printf("\n");
-
-    if (plot_svg_scatter(out_svg, "8 Gaussians: data vs DDIM samples (exact predictor)",
-                         data, nn, "data", x_ddim, nn, "DDIM samples", -DEMO_BOX, DEMO_BOX) != 0) {
-        fprintf(stderr, "demo: cannot write %s\n", out_svg);
-        goto done;
+    shown = do_ddpm ? x_ddpm : x_ddim;
+    plot_density_pair(stdout, "data", ref, n, do_ddpm ? "DDPM samples" : "DDIM samples", shown, n,
+                      -3.0f, 3.0f, 36, 18);
+    if (do_ddpm && do_ddim) {
+        printf("\n");
+        plot_density_pair(stdout, "data", ref, n, "DDIM samples", x_ddim, n, -3.0f, 3.0f, 36, 18);
     }
-    if (plot_svg_scatter(out_ddpm, "8 Gaussians: data vs DDPM samples (exact predictor)",
-                         data, nn, "data", x_ddpm, nn, "DDPM samples", -DEMO_BOX, DEMO_BOX) != 0) {
-        fprintf(stderr, "demo: cannot write %s\n", out_ddpm);
-        goto done;
+    if (plot_svg_scatter(o.out, "diffusion.h: data (blue) and samples (red)", ref, n, "data",
+                         do_ddim ? x_ddim : x_ddpm, n, do_ddim ? "DDIM samples" : "DDPM samples",
+                         -3.0f, 3.0f) != 0) {
+        fprintf(stderr, "demo: cannot write %s\n", o.out);
+        return 1;
     }
-    printf("Wrote %s (data vs DDIM) and %s (data vs DDPM): open them in a browser.\n",
-           out_svg, out_ddpm);
-    status = 0;
+    printf("\nwrote %s\n", o.out);
 
-done:
-    dfn_schedule_free(&sched, NULL);
-    free(data);
-    free(data2);
-    free(gauss);
-    free(x_ddpm);
-    free(x_ddim);
-    free(out_ddpm);
-    return status;
+    if (o.load) dfn_model_free(&loaded, NULL);
+    else {
+        dfn_trainer_free(&tr, NULL);
+        dfn_schedule_free(&sched, NULL);
+        free(params);
+    }
+    free(x_ddpm); free(x_ddim); free(ref); free(ref2); free(noise); free(src.rows);
+    return 0;
 }

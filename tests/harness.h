@@ -18,8 +18,15 @@ extern int dfn_test_failures;   /* failed CHECKs in the current test */
         }                                                                  \
     } while (0)
 
-/* Every test of the suite, in the order they run. */
-#define DFN_TEST_LIST(X)                        \
+/* Every test of the suite, in the order they run: the core list here, then
+   one list per area, each in its own file. */
+#include "list_kernels.h"
+#include "list_data.h"
+#include "list_net.h"
+
+#define DFN_TEST_LIST(X) DFN_TESTS_CORE(X) DFN_TESTS_KERNELS(X) DFN_TESTS_DATA(X) DFN_TESTS_NET(X)
+
+#define DFN_TESTS_CORE(X)                        \
     X(rng_pcg32_reference)                      \
     X(rng_normal_matches_box_muller)            \
     X(rng_normal_split_invariance)              \

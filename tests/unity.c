@@ -9,4 +9,7 @@
 #include "test_sampler.c"
 #include "test_exact.c"
 #include "test_errors.c"
+#include "test_kernels.c"
+#include "test_data.c"
+#include "test_net.c"
 #include "main.c"

@@ -1,0 +1,91 @@
+/* libFuzzer target for the readers of untrusted bytes: the model file
+   loader (dfn_model_load_mem) and the point parser (dfn_points_parse).
+   The first byte picks the reader. Built with
+   -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which skips the model file's
+   checksum test so that mutated files reach the parser behind it.
+
+   With -DDFN_FUZZ_WRITE_SEEDS it is instead a program that writes a seed
+   corpus (valid small model files and point files) into the folder argv[1]. */
+#define DIFFUSION_IMPLEMENTATION
+#include "../diffusion.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef DFN_FUZZ_WRITE_SEEDS
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    if (size < 1) return 0;
+    if (data[0] & 1) {
+        dfn_loaded_model lm;
+        if (dfn_model_load_mem(data + 1, size - 1, NULL, &lm) == DFN_OK) {
+            /* a loaded model must be usable: one forward pass */
+            float x[2 * 4] = { 0 }, out[64];
+            int t[4] = { 1, 2, 3, 4 };
+            size_t wb = dfn_mlp_forward_size(&lm.model.cfg, 1);
+            void *w = malloc(wb);
+            if (w && lm.model.cfg.dim <= 2)
+                dfn_mlp_forward(&lm.model, out, x, t, NULL, 4 / lm.model.cfg.dim, w, wb);
+            free(w);
+            dfn_model_free(&lm, NULL);
+        }
+    } else {
+        float out[3 * 64];
+        int rows = 0, line = 0;
+        dfn_points_parse((const char *)data + 1, size - 1, 3, NULL, 0, &rows, &line);
+        dfn_points_parse((const char *)data + 1, size - 1, 3, out, 64, &rows, &line);
+    }
+    return 0;
+}
+#else
+/* Writes the bytes with the selector byte in front. */
+static void put(const char *dir, const char *name, unsigned char sel, const void *p, size_t n)
+{
+    char path[512];
+    FILE *f;
+    sprintf(path, "%.400s/%s", dir, name);
+    f = fopen(path, "wb");
+    if (!f) return;
+    fputc(sel, f);
+    fwrite(p, 1, n, f);
+    fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *points = "# x y z\n1 2 3\n4.5e-1,-2,3\n\n7 8 9\r\n";
+    dfn_mlp_config mc = dfn_mlp_config_default(2);
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_COSINE, 20);
+    dfn_train_config tc = dfn_train_config_default();
+    dfn_schedule s;
+    dfn_mlp m;
+    dfn_trainer tr;
+    dfn_rng rng;
+    unsigned char *img;
+    size_t len;
+    float *params;
+    if (argc < 2) return 2;
+    mc.hidden = 4; mc.blocks = 1; mc.time_dim = 4; mc.input_emb_dim = 2; mc.num_classes = 2;
+    tc.batch = 2;
+    params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
+    dfn_rng_seed(&rng, 1, 1);
+    if (dfn_schedule_alloc(&s, &sc, NULL) || dfn_mlp_init(&m, &mc, params) || dfn_mlp_init_weights(&m, &rng) ||
+        dfn_trainer_alloc(&tr, &m, &s, &tc, NULL))
+        return 1;
+    len = dfn_model_save_size(&m, &s, &tr, 1);
+    img = (unsigned char *)malloc(len);
+    dfn_model_save_mem(img, len, NULL, &m, &s, &tr, 1);
+    put(argv[1], "model_full", 1, img, len);
+    len = dfn_model_save_size(&m, &s, NULL, 0);
+    dfn_model_save_mem(img, len, NULL, &m, &s, NULL, 0);
+    put(argv[1], "model_plain", 1, img, len);
+    put(argv[1], "points", 0, points, strlen(points));
+    free(img);
+    free(params);
+    dfn_trainer_free(&tr, NULL);
+    dfn_schedule_free(&s, NULL);
+    return 0;
+}
+#endif

@@ -1,0 +1,13 @@
+/* Tests of the network and training area, in the order they run. */
+#define DFN_TESTS_NET(X)                        \
+    X(net_linear_layer_gradients)               \
+    X(net_mlp_whole_gradients)                  \
+    X(net_check_grad_detects_wrong_gradient)    \
+    X(net_inference_matches_training_forward)   \
+    X(net_loss_weights_match_formula)           \
+    X(net_adam_ema_lr_match_reference)          \
+    X(net_nan_and_bad_input)                    \
+    X(net_training_is_deterministic)            \
+    X(net_model_file_round_trip)                \
+    X(net_model_file_rejects_bad_files)         \
+    X(net_quality_8gaussians_and_moons)
