@@ -23,7 +23,7 @@ OPT     ?= -O2
 TEST_SRC := tests/main.c tests/impl.c tests/test_rng.c tests/test_schedule.c \
             tests/test_forward.c tests/test_sampler.c tests/test_exact.c tests/test_errors.c \
             tests/test_kernels.c tests/test_data.c tests/test_net.c
-TEST_DEP := diffusion.h $(wildcard src/*) tests/harness.h $(wildcard tests/list_*.h) tests/unity.c $(TEST_SRC)
+TEST_DEP := diffusion.h tests/harness.h $(wildcard tests/list_*.h) tests/unity.c $(TEST_SRC)
 
 # Each build of the suite: one binary per compiler / configuration. The
 # x86 SIMD builds are added when this CPU can run them.
@@ -44,7 +44,7 @@ ARGS_test_asan := -quality
 ARGS_test_avx2 := kernels net -quality
 ARGS_test_avx512 := kernels net -quality
 
-.PHONY: all demo test test-quick test-valgrind fuzz clean
+.PHONY: all demo test test-quick test-valgrind fuzz build-cross clean
 
 all: $(TESTS) $(BUILD)/demo
 
@@ -113,6 +113,15 @@ test-valgrind: $(BUILD)/test_valgrind
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 	    ./$(BUILD)/test_valgrind -exact_predictor -moments -closed_form_matches_chain -quality
 
+# The NEON and WASM SIMD128 kernels (and WASM's scalar path) compiled with
+# the cross compilers, warnings as errors; running them under emulation is
+# the platform targets' job.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+build-cross: $(TEST_DEP) | $(BUILD)
+	$(AARCH64_CC) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/test_aarch64 -lm
+	$(CLANG) --target=wasm32-wasi -msimd128 $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/test_wasm_simd.wasm
+	$(CLANG) --target=wasm32-wasi $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/test_wasm_scalar.wasm
+
 # libFuzzer on the model loader and the point parser (clang), seeded with
 # small valid files; FUZZ_SECONDS per run.
 FUZZ_SECONDS ?= 30
@@ -127,8 +136,10 @@ fuzz: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds
 	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
 	    -print_final_stats=1 $(BUILD)/fuzz_corpus
 
+# The demo is built for this machine's CPU (its best SIMD kernels).
+NATIVE := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 $(BUILD)/demo: examples/demo.c examples/plot.h diffusion.h | $(BUILD)
-	$(CC) $(STRICT) $(OPT) -I. examples/demo.c -o $@ -lm
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/demo.c -o $@ -lm
 
 demo: $(BUILD)/demo
 	./$(BUILD)/demo --out $(BUILD)/demo.svg

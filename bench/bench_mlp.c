@@ -19,8 +19,10 @@
                     = 2 B (3 S - 194 * 128)
      sampling       2 n S per network evaluation.
 
-   Usage: bench_mlp [--quick] [--json FILE] [--check FILE]
+   Usage: bench_mlp [--quick] [--only NAME] [--json FILE] [--check FILE]
      --quick       fewer repetitions, DDPM-1000 on 2,000 samples
+     --only NAME   one measurement: train_b256, train_b1024, ddim50 or ddpm1000
+                   (for profiling: perf record bench_mlp --only train_b256)
      --json FILE   also write the results as a flat JSON object (one key a
                    line; bench/combine.awk reads it)
      --check FILE  write the initial weights, a few inputs and the network's
@@ -46,6 +48,14 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Process CPU time over wall time since (c0, w0): below 1, other processes
+   took the CPU during the measurement. */
+static double cpu_per_wall(clock_t c0, double w0)
+{
+    double wall = now_s() - w0;
+    return wall > 0.0 ? (double)(clock() - c0) / CLOCKS_PER_SEC / wall : 0.0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -66,11 +76,11 @@ static void die(const char *what, dfn_result r)
 
 typedef struct result {
     const char *key;       /* JSON key prefix                      */
-    char  label[64];
+    char  label[96];
     double rate;           /* steps/s or samples/s                  */
     const char *unit;
     double gflops;
-    char  detail[64];
+    char  detail[128];
 } result;
 
 /* Sum over the layers of in * out. */
@@ -95,7 +105,8 @@ static void bench_train(result *res, const char *key, const dfn_mlp_config *mc, 
     dfn_rng rng;
     dfn_result r;
     float *params, *data, loss = 0.0f;
-    double times[16];
+    double times[16], w0;
+    clock_t c0;
     int i, k;
     tc.batch = B;                                  /* Adam lr 1e-3, EMA 0.999: the defaults */
     params = (float *)malloc(dfn_mlp_num_params(mc) * sizeof(float));
@@ -111,6 +122,8 @@ static void bench_train(result *res, const char *key, const dfn_mlp_config *mc, 
     for (i = 0; i < warm; i++)
         if ((r = dfn_train_step(&tr, data + (size_t)(i % POOL) * B * 2, NULL, &rng, &loss)) != DFN_OK)
             die("dfn_train_step", r);
+    c0 = clock();
+    w0 = now_s();
     for (k = 0; k < reps; k++) {
         double t0 = now_s();
         for (i = 0; i < steps; i++)
@@ -119,11 +132,12 @@ static void bench_train(result *res, const char *key, const dfn_mlp_config *mc, 
         times[k] = (now_s() - t0) / steps;
     }
     res->key = key;
-    sprintf(res->label, "train step, batch %d", B);
+    snprintf(res->label, sizeof res->label, "train step, batch %d", B);
     res->rate = 1.0 / median(times, reps);
     res->unit = "steps/s";
     res->gflops = train_flops(&m, B) * res->rate * 1e-9;
-    sprintf(res->detail, "median of %d x %d steps (loss %.3f)", reps, steps, (double)loss);
+    snprintf(res->detail, sizeof res->detail, "median of %d x %d steps, cpu/wall %.2f (loss %.3f)",
+             reps, steps, cpu_per_wall(c0, w0), (double)loss);
     dfn_trainer_free(&tr, NULL);
     free(params);
     free(data);
@@ -141,7 +155,8 @@ static void bench_sample(result *res, const char *key, const char *name, const d
     dfn_rng rng;
     dfn_result r;
     float *x;
-    double times[16];
+    double times[16], w0;
+    clock_t c0;
     int k, evals;
     p.model = m;
     p.work_bytes = dfn_mlp_forward_size(&m->cfg, CHUNK);
@@ -160,18 +175,24 @@ static void bench_sample(result *res, const char *key, const char *name, const d
     sc.steps = steps;                     /* DDIM: trailing spacing, eta 0 (defaults) */
     if ((r = dfn_sampler_alloc(&smp, &sc, s, NULL)) != DFN_OK) die("dfn_sampler_alloc", r);
     evals = dfn_sampler_num_steps(&smp);
+    c0 = clock();
+    w0 = now_s();
     for (k = 0; k < reps; k++) {
         double t0 = now_s();
         if ((r = dfn_sampler_run(&smp, x, NULL, &rng)) != DFN_OK) die("dfn_sampler_run", r);
         times[k] = now_s() - t0;
     }
     res->key = key;
-    sprintf(res->label, "%s, %d samples", name, n);
+    snprintf(res->label, sizeof res->label, "%s, %d samples", name, n);
     res->rate = n / median(times, reps);
     res->unit = "samples/s";
     res->gflops = 2.0 * layer_macs(m) * evals * res->rate * 1e-9;
-    if (reps > 1) sprintf(res->detail, "median of %d runs", reps);
-    else sprintf(res->detail, "1 run, %.2f s", times[0]);
+    if (reps > 1)
+        snprintf(res->detail, sizeof res->detail, "median of %d runs, cpu/wall %.2f", reps,
+                 cpu_per_wall(c0, w0));
+    else
+        snprintf(res->detail, sizeof res->detail, "1 run, %.2f s, cpu/wall %.2f", times[0],
+                 cpu_per_wall(c0, w0));
     dfn_sampler_free(&smp, NULL);
     free(p.work);
     free(x);
@@ -219,7 +240,7 @@ int main(int argc, char **argv)
     dfn_rng rng;
     dfn_result r;
     result res[4];
-    const char *json = NULL, *check = NULL;
+    const char *json = NULL, *check = NULL, *only = NULL;
     float *params;
     int quick = 0, i, nres = 0, ddpm_n;
     double t_start = now_s();
@@ -228,10 +249,16 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--check") && i + 1 < argc) check = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--json FILE] [--check FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--only NAME] [--json FILE] [--check FILE]\n", argv[0]);
             return 2;
         }
+    }
+    if (only && strcmp(only, "train_b256") && strcmp(only, "train_b1024") && strcmp(only, "ddim50") &&
+        strcmp(only, "ddpm1000")) {
+        fprintf(stderr, "bench_mlp: --only %s: no such measurement\n", only);
+        return 2;
     }
     if ((r = dfn_schedule_alloc(&s, &scfg, NULL)) != DFN_OK) die("dfn_schedule_alloc", r);
     params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
@@ -254,15 +281,20 @@ int main(int argc, char **argv)
            "sampling 2nS per step\n", layer_macs(&m), (unsigned long)(m.lay.in_dim * (size_t)mc.hidden));
     fflush(stdout);
 
-    bench_train(&res[nres++], "train_b256", &mc, &s, 256, 20, quick ? 40 : 150, quick ? 3 : 7);
-    bench_train(&res[nres++], "train_b1024", &mc, &s, 1024, 5, quick ? 10 : 40, quick ? 3 : 7);
-    bench_sample(&res[nres++], "ddim50", "DDIM-50 sampling", &m, &s, DFN_SAMPLER_DDIM, 50, N_SAMPLES,
-                 quick ? 1 : 3, 1);
     ddpm_n = quick ? 2000 : N_SAMPLES;
-    bench_sample(&res[nres++], "ddpm1000", "DDPM-1000 sampling", &m, &s, DFN_SAMPLER_DDPM, 1000, ddpm_n,
-                 1, 0);
+    if (!only || !strcmp(only, "train_b256"))
+        bench_train(&res[nres++], "train_b256", &mc, &s, 256, 20, quick ? 40 : 150, quick ? 3 : 7);
+    if (!only || !strcmp(only, "train_b1024"))
+        bench_train(&res[nres++], "train_b1024", &mc, &s, 1024, 5, quick ? 10 : 40, quick ? 3 : 7);
+    if (!only || !strcmp(only, "ddim50"))
+        bench_sample(&res[nres++], "ddim50", "DDIM-50 sampling", &m, &s, DFN_SAMPLER_DDIM, 50,
+                     N_SAMPLES, quick ? 1 : 3, 1);
+    if (!only || !strcmp(only, "ddpm1000"))
+        bench_sample(&res[nres++], "ddpm1000", "DDPM-1000 sampling", &m, &s, DFN_SAMPLER_DDPM, 1000,
+                     ddpm_n, 1, 0);
 
-    printf("\n%-36s %11s %-10s %8s  %s\n", "measurement", "value", "unit", "GFLOP/s", "");
+
+    printf("\n%-36s %11s %-10s %8s\n", "measurement", "value", "unit", "GFLOP/s");
     for (i = 0; i < nres; i++)
         printf("%-36s %11.1f %-10s %8.1f  %s\n", res[i].label, res[i].rate, res[i].unit, res[i].gflops,
                res[i].detail);
@@ -276,6 +308,7 @@ int main(int argc, char **argv)
         fprintf(f, "  \"simd\": \"%s\",\n", dfn_simd_name());
         fprintf(f, "  \"threads\": 1,\n");
         fprintf(f, "  \"params\": %lu,\n", (unsigned long)dfn_mlp_num_params(&mc));
+        fprintf(f, "  \"ddim50_n\": %d,\n", N_SAMPLES);
         fprintf(f, "  \"ddpm1000_n\": %d,\n", ddpm_n);
         for (i = 0; i < nres; i++) {
             fprintf(f, "  \"%s_rate\": %.6g,\n", res[i].key, res[i].rate);

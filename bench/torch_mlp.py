@@ -146,15 +146,17 @@ def bench_train(sch, B, warm, steps, reps):
     for i in range(warm):
         step(pool[i % 8])
     times = []
+    c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(reps):
         t0 = time.perf_counter()
         for i in range(steps):
             loss = step(pool[i % 8])
         times.append((time.perf_counter() - t0) / steps)
+    cpu = (time.process_time() - c0) / (time.perf_counter() - w0)
     rate = 1.0 / statistics.median(times)
     return dict(label=f"train step, batch {B}", rate=rate, unit="steps/s",
                 gflops=train_flops(B) * rate * 1e-9,
-                detail=f"median of {reps} x {steps} steps (loss {float(loss):.3f})")
+                detail=f"median of {reps} x {steps} steps, cpu/wall {cpu:.2f} (loss {float(loss):.3f})")
 
 
 @torch.no_grad()
@@ -188,41 +190,47 @@ def bench_sample(sch, kind, name, n, reps, warm):
     if warm:
         sample(model, sch, kind, 1024, gen)
     times = []
+    c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(reps):
         t0 = time.perf_counter()
         x = sample(model, sch, kind, n, gen)
         times.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / (time.perf_counter() - w0)
     if not torch.isfinite(x).all():
         sys.exit("torch_mlp: non-finite samples")
     rate = n / statistics.median(times)
     evals = 50 if kind == "ddim" else T
     return dict(label=f"{name}, {n} samples", rate=rate, unit="samples/s",
                 gflops=2.0 * num_flops_sum() * evals * rate * 1e-9,
-                detail=f"median of {reps} runs" if reps > 1 else f"1 run, {times[0]:.2f} s")
+                detail=(f"median of {reps} runs" if reps > 1 else f"1 run, {times[0]:.2f} s") + f", cpu/wall {cpu:.2f}")
 
 
 def blas_in_use():
-    """The BLAS libraries mapped into this process, and OpenBLAS's kernel."""
+    """(the BLAS libraries mapped into this process, a one-line summary)."""
     libs = set()
     with open("/proc/self/maps") as f:
         for line in f:
-            path = line.split()[-1]
-            if "blas" in os.path.basename(path) or "mkl" in os.path.basename(path):
-                libs.add(os.path.realpath(path))
-    core = ""
-    try:
-        import ctypes
-        for lib in sorted(libs):
-            if "openblas" in lib:
-                h = ctypes.CDLL(lib)
-                h.openblas_get_corename.restype = ctypes.c_char_p
-                h.openblas_get_config.restype = ctypes.c_char_p
-                core = (f"{h.openblas_get_config().decode()}, kernel {h.openblas_get_corename().decode()}, "
-                        f"{h.openblas_get_num_threads()} threads")
-                break
-    except (OSError, AttributeError):
-        pass
-    return sorted(libs), core
+            name = os.path.basename(line.split()[-1])
+            if "blas" in name or "mkl" in name:
+                libs.add(line.split()[-1])
+    libs = sorted(libs)
+    summary = ", ".join(os.path.basename(os.path.realpath(p)) for p in libs) or "none mapped"
+    for lib in libs:
+        if "openblas" not in lib:
+            continue
+        try:
+            import ctypes
+            h = ctypes.CDLL(lib)
+            h.openblas_get_corename.restype = ctypes.c_char_p
+            h.openblas_get_config.restype = ctypes.c_char_p
+            version = " ".join(h.openblas_get_config().decode().split()[:2])
+            variant = os.path.basename(os.path.dirname(os.path.realpath(lib)))   # openblas-pthread / -openmp
+            summary = (f"{version} ({variant}), kernel {h.openblas_get_corename().decode()}, "
+                       f"{h.openblas_get_num_threads()} thread(s)")
+        except (OSError, AttributeError):
+            pass
+        break
+    return libs, summary
 
 
 def matmul_gflops():
@@ -273,14 +281,15 @@ def main():
         return check(a.check)
     t_start = time.perf_counter()
     sch = Schedule(T)
-    libs, core = blas_in_use()
+    libs, blas = blas_in_use()
     mm = matmul_gflops()
-    env_threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE",
+                                                     "OPENBLAS_L2_SIZE", "LD_LIBRARY_PATH") if k in os.environ)
     print(f"PyTorch {torch.__version__}: the same MLP, {a.threads} thread(s) "
-          f"(torch.set_num_threads({a.threads}), OPENBLAS_NUM_THREADS={env_threads})")
-    print(f"  BLAS     {', '.join(libs) or 'none mapped (built-in or MKL)'}")
-    if core:
-        print(f"           {core}")
+          f"(torch.set_num_threads({a.threads}); {env or 'no BLAS/OpenMP variables set'})")
+    print(f"  BLAS     {blas}")
+    for lib in libs:
+        print(f"           {lib} -> {os.path.realpath(lib)}")
     print(f"  matmul   1024 x 1024 float32: {mm:.1f} GFLOP/s (reference BLAS gives a few; OpenBLAS tens)")
     sys.stdout.flush()
 
@@ -297,8 +306,8 @@ def main():
     print(f"(total {time.perf_counter() - t_start:.1f} s)")
     if a.json:
         out = {"impl": "PyTorch " + torch.__version__, "threads": a.threads,
-               "blas": (os.path.basename(libs[-1]) if libs else "unknown") + (f" ({core.split(', kernel ')[-1].split(',')[0]})" if core else ""),
-               "matmul_gflops": round(mm, 2), "ddpm1000_n": ddpm_n}
+               "blas": blas,
+               "matmul_gflops": round(mm, 2), "ddim50_n": N_SAMPLES, "ddpm1000_n": ddpm_n}
         for k, r in res.items():
             out[k + "_rate"] = r["rate"]
             out[k + "_gflops"] = r["gflops"]

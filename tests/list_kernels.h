@@ -8,6 +8,7 @@
     X(kernels_gemm_invariance)               \
     X(kernels_vec_parity)                    \
     X(kernels_bias_parity)                   \
+    X(kernels_exp_accuracy)                  \
     X(kernels_act_parity)                    \
     X(kernels_act_accuracy_double)           \
     X(kernels_act_large_inputs)              \
