@@ -4861,18 +4861,19 @@ typedef struct dfn__mlp_acts {
     float *work;     /* GEMM scratch                                            */
 } dfn__mlp_acts;
 
-/* in = [x, emb(scale x_1), ..., emb(scale x_D), temb(t) + class_emb[label]] */
-static void dfn__mlp_features(const dfn_mlp *m, const float *params, float *in, const float *x,
-                              const int *t, const int *labels, int B)
+/* in = [x, emb(scale x_1), ..., emb(scale x_D), temb(t) + class_emb[label]];
+   tf: B floats of scratch. */
+static void dfn__mlp_features(const dfn_mlp *m, const float *params, float *in, float *tf,
+                              const float *x, const int *t, const int *labels, int B)
 {
     const dfn_mlp_config *c = &m->cfg;
     size_t ld = m->lay.in_dim, e_off = (size_t)c->dim + (size_t)c->dim * c->input_emb_dim;
     int i, j;
     for (i = 0; i < B; i++) {
-        float tf = (float)t[i];
+        tf[i] = (float)t[i];
         for (j = 0; j < c->dim; j++) in[(size_t)i * ld + j] = x[(size_t)i * c->dim + j];
-        dfn_sinusoidal_embedding(in + (size_t)i * ld + e_off, 0, &tf, 0, 1.0f, 1, c->time_dim);
     }
+    dfn_sinusoidal_embedding(in + e_off, (int)ld, tf, 1, 1.0f, B, c->time_dim);
     for (j = 0; j < c->dim && c->input_emb_dim > 0; j++)
         dfn_sinusoidal_embedding(in + c->dim + (size_t)j * c->input_emb_dim, (int)ld, x + j, c->dim,
                                  c->input_scale, B, c->input_emb_dim);
@@ -4891,7 +4892,7 @@ static void dfn__mlp_forward_batch(const dfn_mlp *m, const float *params, const 
     const dfn_mlp_layout *l = &m->lay;
     int H = c->hidden, L = c->blocks, b;
     size_t BH = (size_t)B * H;
-    dfn__mlp_features(m, params, a->x, x, t, labels, B);
+    dfn__mlp_features(m, params, a->x, a->tmp, x, t, labels, B);   /* tmp is free until layer 1 */
     /* h_0 = act(W_in in + b_in) */
     dfn_linear_forward(a->pre, a->x, params + l->w_in, params + l->b_in, B, (int)l->in_dim, H, a->work);
     dfn_act_forward(c->act, BH, a->pre, a->h);

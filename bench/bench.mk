@@ -1,7 +1,8 @@
 # make bench: throughput of the default MLP (bench/bench_mlp.c), and of the
 # same model in PyTorch (bench/torch_mlp.py) when Debian's python3-torch is
 # installed, with the ratios diffusion.h / PyTorch from the same run
-# (bench/combine.awk). Installs nothing. About 2.5 minutes with PyTorch.
+# (bench/combine.awk). Installs nothing. About 2.5-3 minutes with PyTorch
+# (DDPM-1000 on 10,000 samples is 30-50 s per implementation).
 #
 #   make bench                      the full run
 #   make bench BENCH_ARGS=--quick   fewer repetitions, DDPM-1000 on 2,000 samples
@@ -16,10 +17,11 @@
 # BENCH_TORCH_ENV goes into PyTorch's environment. Its default,
 # OMP_WAIT_POLICY=PASSIVE, matters with 2 threads: PyTorch's OpenMP workers
 # and the OpenBLAS (pthread) workers both busy-wait, and on a 2-core machine
-# the two pools take the cores from each other after every GEMM, which made
-# PyTorch 10-40x slower at 2 threads than at 1 (measured; 1 thread is not
-# affected). With Debian's libopenblas0-openmp (one shared OpenMP pool)
-# instead: make bench BENCH_TORCH_ENV=LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp
+# the two pools take the cores from each other after every GEMM; without it
+# PyTorch trained 10-40x slower at 2 threads than at 1 (measured; 1 thread is
+# not affected). With it, 2 threads run about as fast as 1. Debian's
+# libopenblas0-openmp (one OpenMP pool shared with PyTorch) does scale:
+#   make bench BENCH_TORCH_ENV=LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp
 
 BENCH_PY      ?= /usr/bin/python3
 BENCH_THREADS ?= 1 2

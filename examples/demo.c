@@ -157,12 +157,17 @@ int main(int argc, char **argv)
 
     /* 1. The data. */
     if (o.csv) {
-        check(dfn_points_load(o.csv, 2, NULL, 0, &rows, &line), "counting the CSV rows");
-        if (rows < 1) { fprintf(stderr, "demo: %s has no points\n", o.csv); return 1; }
-        src.rows = (float *)malloc(sizeof(float) * 2 * (size_t)rows);
-        if (!src.rows) return 1;
-        if (dfn_points_load(o.csv, 2, src.rows, rows, &src.nrows, &line) != DFN_OK) {
-            fprintf(stderr, "demo: %s, line %d: not two numbers per line\n", o.csv, line);
+        /* count the rows, then read them */
+        dfn_result r = dfn_points_load(o.csv, 2, NULL, 0, &rows, &line);
+        if (r == DFN_OK && rows < 1) { fprintf(stderr, "demo: %s has no points\n", o.csv); return 1; }
+        if (r == DFN_OK) {
+            src.rows = (float *)malloc(sizeof(float) * 2 * (size_t)rows);
+            if (!src.rows) return 1;
+            r = dfn_points_load(o.csv, 2, src.rows, rows, &src.nrows, &line);
+        }
+        if (r != DFN_OK) {
+            if (line > 0) fprintf(stderr, "demo: %s, line %d: %s\n", o.csv, line, dfn_result_string(r));
+            else fprintf(stderr, "demo: %s: %s\n", o.csv, dfn_result_string(r));
             return 1;
         }
         printf("data: %d points from %s\n", src.nrows, o.csv);
