@@ -328,7 +328,8 @@ typedef struct dfn_schedule_config {
     int    T;                 /* number of steps, 1..DFN_MAX_T                  */
     double beta_start;        /* linear: beta_1 for T = 1000 (default 1e-4)     */
     double beta_end;          /* linear: beta_T for T = 1000 (default 0.02);
-                                 both are multiplied by 1000/T                  */
+                                 both are multiplied by 1000/T, so with these
+                                 defaults T must be at least 21 (beta_T < 1)   */
     double cosine_s;          /* cosine: offset s (default 0.008)               */
     double sigmoid_start;     /* sigmoid: start (default -3)                    */
     double sigmoid_end;       /* sigmoid: end (default 3)                       */
@@ -464,7 +465,7 @@ typedef struct dfn_sampler_config {
     dfn_prediction prediction;      /* what predict returns (default eps)     */
     const int     *labels;          /* n class labels, or NULL for all -1     */
     dfn_variance   variance;        /* DDPM: small (default) or large         */
-    int            steps;           /* DDIM: S, 1..T (default 50, capped at T)*/
+    int            steps;           /* DDIM: S, 1..T (default 50; set it for T < 50) */
     float          eta;             /* DDIM: >= 0 (default 0, deterministic)  */
     dfn_spacing    spacing;         /* DDIM: default trailing                 */
     int            clip_x0;         /* 1: clamp x0_hat to [clip_min, clip_max]*/
@@ -484,7 +485,7 @@ typedef struct dfn_sampler {
     void  *memory;
 } dfn_sampler;
 
-/* Defaults: DDPM small variance; DDIM 50 steps (at most T), eta 0, trailing;
+/* Defaults: DDPM small variance; DDIM 50 steps (must not exceed T), eta 0, trailing;
    eps-prediction; no clipping (range -1..1 when enabled); no callbacks. */
 DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int n, int dim,
                                                      dfn_predict_fn predict, void *user);
@@ -1130,7 +1131,8 @@ DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx);
    t ~ U{1..T} and eps ~ N(0, I) per example, x_t in closed form, forward,
    loss = mean over the batch of w_t ||target - out||^2 / D, backward, clip,
    Adam(W) with bias correction, EMA. *loss (may be NULL) gets the loss.
-   Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (a label outside -1..C-1),
+   Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (a label outside -1..C-1,
+   checked before any label is dropped; a step count outside 0..2^31 - 2),
    DFN_ERR_NOT_FINITE (x0 not finite, or a NaN/Inf loss or gradient: the
    weights are then left unchanged). */
 DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *labels,
@@ -3105,6 +3107,7 @@ static double dfn__raw_beta(const dfn_schedule_config *c, int t)
     default:
         return (double)c->betas[t - 1];
     }
+    if (prev != prev || cur != cur) return prev + cur;   /* NaN: a degenerate parameter */
     b = prev > 0.0 ? 1.0 - cur / prev : 1.0;
     return b < c->max_beta ? b : c->max_beta;
 }
@@ -3147,9 +3150,11 @@ DFNDEF dfn_result dfn_schedule_init(dfn_schedule *s, const dfn_schedule_config *
     if ((r = dfn__schedule_check(cfg)) != DFN_OK) return r;
     T = cfg->T;
     if (bytes < dfn_schedule_size(T)) return DFN_ERR_BUFFER_TOO_SMALL;
-    /* Validate every beta before writing anything. */
+    /* Validate every beta before writing anything; alphabar_1 < 1 in double
+       too (a beta below ~1e-16 would leave 1 - alphabar_1 = 0 and divide by it). */
     for (t = 1; t <= T; t++)
         if (!dfn__open_unit(dfn__raw_beta(cfg, t))) return DFN_ERR_INVALID_ARG;
+    if (!(1.0 - dfn__raw_beta(cfg, 1) < 1.0)) return DFN_ERR_INVALID_ARG;
 
     if (cfg->zero_terminal_snr) {
         /* Lin et al. 2023, Algorithm 1: shift and scale sqrt(alphabar) so that
@@ -3205,6 +3210,10 @@ DFNDEF dfn_result dfn_schedule_init(dfn_schedule *s, const dfn_schedule_config *
         s->posterior_coef_x0[t] = (float)(DFN_SQRT(ab_prev) * beta / (1.0 - alphabar));
         s->posterior_coef_xt[t] = (float)(DFN_SQRT(1.0 - beta) * (1.0 - ab_prev) / (1.0 - alphabar));
         ab_prev = alphabar;
+        if (!dfn__finite(s->beta[t]) || !dfn__finite(s->alphabar[t]) || !dfn__finite(s->snr[t]) ||
+            !dfn__finite(s->posterior_variance[t]) || !dfn__finite(s->posterior_coef_x0[t]) ||
+            !dfn__finite(s->posterior_coef_xt[t]) || !(s->sqrt_one_minus_alphabar[t] > 0.0f))
+            return DFN_ERR_INVALID_ARG;            /* degenerate: far outside sane betas */
     }
     return DFN_OK;
 }
@@ -4132,7 +4141,8 @@ static int dfn__parse_float(const char *p, const char *e, float *v)
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
         1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
     };
-    const int cap = 100000;              /* |E| saturates here: far out of range */
+    const int cap = 1000000000;          /* digit counts saturate here (a 1 GB line) */
+    const int xcap = 100000;             /* |exponent| saturates here: far out of range */
     uint64_t mant = 0;
     int neg = 0, nd = 0, dexp = 0, any = 0, x = 0, xneg = 0;
     double d;
@@ -4165,7 +4175,7 @@ static int dfn__parse_float(const char *p, const char *e, float *v)
         if (p < e && (*p == '+' || *p == '-')) { xneg = *p == '-'; p++; }
         if (p == e || !dfn__is_digit(*p)) return 0;
         for (; p < e && dfn__is_digit(*p); p++)
-            if (x < cap) x = x * 10 + (*p - '0');
+            if (x < xcap) x = x * 10 + (*p - '0');
     }
     if (p != e) return 0;
     dexp += xneg ? -x : x;
@@ -4774,7 +4784,10 @@ static int dfn__mlp_layout(const dfn_mlp_config *c, dfn_mlp_layout *l)
     /* Guard every product in double before computing it in size_t. */
     total = (double)c->hidden * ((double)l->in_dim + 1) + (double)c->blocks * ((double)c->hidden + 1) * c->hidden
           + (double)c->dim * ((double)c->hidden + 1) + ((double)c->num_classes + 1) * c->time_dim;
-    if (total > 2147483647.0 || (double)l->in_dim > 1e8) return 0;
+    /* at most 2^31 floats, and 16 bytes per parameter (four blocks) must fit
+       size_t on 32-bit targets too */
+    if (total > 2147483647.0 || total > (double)((size_t)-1) / 16.0 - 64.0 || (double)l->in_dim > 1e8)
+        return 0;
     l->w_in = 0;
     l->b_in = l->w_in + H * l->in_dim;
     l->blk = l->b_in + H;
@@ -4952,17 +4965,24 @@ DFNDEF dfn_result dfn_mlp_forward(const dfn_mlp *m, float *out, const float *x, 
 {
     dfn__mlp_acts a;
     dfn_result r;
+    size_t need;
     int chunk, i;
     if (!m || !m->params || !work) return DFN_ERR_NULL;
     if (n < 0) return DFN_ERR_INVALID_ARG;
     if (n == 0) return DFN_OK;
     if (!out || !x || !t) return DFN_ERR_NULL;
     if ((r = dfn__mlp_check_inputs(m, t, labels, n)) != DFN_OK) return r;
-    /* The largest chunk the workspace holds (at most n). */
+    /* The largest chunk the workspace holds (at most n). A size of 0 means
+       "too large to lay out": it never fits. */
     chunk = 1;
-    if (dfn_mlp_forward_size(&m->cfg, 1) > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
-    while (chunk < n && dfn_mlp_forward_size(&m->cfg, chunk * 2 < n ? chunk * 2 : n) <= work_bytes)
-        chunk = chunk * 2 < n ? chunk * 2 : n;
+    need = dfn_mlp_forward_size(&m->cfg, 1);
+    if (need == 0 || need > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
+    while (chunk < n) {
+        int next = chunk > n / 2 ? n : chunk * 2;
+        need = dfn_mlp_forward_size(&m->cfg, next);
+        if (need == 0 || need > work_bytes) break;
+        chunk = next;
+    }
     dfn__mlp_infer_layout(&m->cfg, &m->lay, chunk, &a, work);
     for (i = 0; i < n; i += chunk) {
         int b = n - i < chunk ? n - i : chunk;
@@ -5127,11 +5147,13 @@ DFNDEF dfn_result dfn_trainer_init(dfn_trainer *tr, dfn_mlp *model, const dfn_sc
 {
     dfn_result r;
     dfn__train_bufs b;
-    size_t P;
+    size_t P, need;
     if (!tr || !model || !model->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
     if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
     if ((r = dfn_mlp_config_check(&model->cfg)) != DFN_OK) return r;
-    if (bytes < dfn_trainer_size(&model->cfg, cfg)) return DFN_ERR_BUFFER_TOO_SMALL;
+    need = dfn_trainer_size(&model->cfg, cfg);
+    if (need == 0) return DFN_ERR_INVALID_ARG;               /* too large to lay out */
+    if (bytes < need) return DFN_ERR_BUFFER_TOO_SMALL;
     DFN_MEMSET(tr, 0, sizeof *tr);
     tr->cfg = *cfg;
     tr->model = model;
@@ -5312,6 +5334,7 @@ DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *la
     float lr, clip_scale = 1.0f, norm;
     double bc1, bc2;
     if (!tr || !tr->model || !tr->memory || !x0 || !rng) return DFN_ERR_NULL;
+    if (tr->step < 0 || tr->step > 0x7ffffffeL) return DFN_ERR_INVALID_ARG;
     c = &tr->cfg;
     B = c->batch;
     D = tr->model->cfg.dim;
@@ -5322,11 +5345,11 @@ DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *la
     /* t ~ U{1..T}, eps ~ N(0, I) per example; labels dropped to "none" with p_uncond. */
     for (k = 0; k < B; k++) b.t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
     dfn_rng_normal_fill(rng, b.eps, (size_t)B * D);
+    if ((r = dfn__mlp_check_inputs(tr->model, b.t, labels, B)) != DFN_OK) return r;
     if (labels && tr->model->cfg.num_classes > 0) {
         for (k = 0; k < B; k++) b.labels[k] = dfn_rng_uniform(rng) < c->p_uncond ? -1 : labels[k];
         labels = b.labels;
     }
-    if ((r = dfn__mlp_check_inputs(tr->model, b.t, labels, B)) != DFN_OK) return r;
     if ((r = dfn__train_loss_grad(tr, &b, x0, labels, loss)) != DFN_OK) return r;
 
     norm = DFN_SQRTF(dfn_vec_sum_sq(P, tr->grads));
@@ -5429,8 +5452,8 @@ static void dfn__model_write(dfn__wbuf *w, const dfn_mlp *m, const dfn_schedule 
     dfn__put_f32s(w, m->params, P);
     if (flags & DFN__FLAG_EMA) dfn__put_f32s(w, tr->ema, P);
     if (flags & DFN__FLAG_OPT) {
-        dfn__put_u32(w, (uint32_t)((unsigned long)tr->step & 0xffffffffu));
-        dfn__put_u32(w, (uint32_t)(((unsigned long)tr->step >> 16) >> 16));
+        dfn__put_u32(w, (uint32_t)tr->step);      /* 0 .. 2^31 - 2, checked by the caller */
+        dfn__put_u32(w, 0u);
         dfn__put_f32s(w, tr->adam_m, P);
         dfn__put_f32s(w, tr->adam_v, P);
     }
@@ -5446,7 +5469,7 @@ static dfn_result dfn__model_save_check(const dfn_mlp *m, const dfn_schedule *s,
                                         int with_optimizer)
 {
     if (!m || !m->params || !s || !s->alphabar) return DFN_ERR_NULL;
-    if (with_optimizer && !tr) return DFN_ERR_INVALID_ARG;
+    if (with_optimizer && (!tr || tr->step < 0 || tr->step > 0x7ffffffeL)) return DFN_ERR_INVALID_ARG;
     if (tr && tr->model && tr->model->lay.count != m->lay.count) return DFN_ERR_MISMATCH;
     if (s->config.kind == DFN_SCHEDULE_CUSTOM && s->config.zero_terminal_snr) return DFN_ERR_INVALID_ARG;
     return dfn_mlp_config_check(&m->cfg);
@@ -5510,19 +5533,19 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     *flags = dfn__get_u32(r);
     kind = dfn__get_u32(r);
     if (kind != DFN__MODEL_MLP || (*flags & ~(DFN__FLAG_EMA | DFN__FLAG_OPT))) return DFN_ERR_FORMAT;
-    c->dim = (int)dfn__get_u32(r);
-    c->hidden = (int)dfn__get_u32(r);
-    c->blocks = (int)dfn__get_u32(r);
-    c->time_dim = (int)dfn__get_u32(r);
-    c->input_emb_dim = (int)dfn__get_u32(r);
+    c->dim = (int)dfn__get_i32(r);
+    c->hidden = (int)dfn__get_i32(r);
+    c->blocks = (int)dfn__get_i32(r);
+    c->time_dim = (int)dfn__get_i32(r);
+    c->input_emb_dim = (int)dfn__get_i32(r);
     c->input_scale = dfn__get_f32(r);
-    c->num_classes = (int)dfn__get_u32(r);
+    c->num_classes = (int)dfn__get_i32(r);
     c->act = (dfn_activation)dfn__get_u32(r);
     c->prediction = (dfn_prediction)dfn__get_u32(r);
     *sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1);
     sc->kind = (dfn_schedule_kind)dfn__get_u32(r);
-    sc->T = (int)dfn__get_u32(r);
-    sc->zero_terminal_snr = (int)dfn__get_u32(r);
+    sc->T = (int)dfn__get_i32(r);
+    sc->zero_terminal_snr = (int)dfn__get_i32(r);
     sc->beta_start = dfn__get_f64(r);
     sc->beta_end = dfn__get_f64(r);
     sc->cosine_s = dfn__get_f64(r);
@@ -5537,6 +5560,13 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     if (sc->T < 1 || sc->T > DFN_MAX_T || (unsigned)sc->kind > (unsigned)DFN_SCHEDULE_CUSTOM ||
         (sc->zero_terminal_snr != 0 && sc->zero_terminal_snr != 1))
         return DFN_ERR_FORMAT;
+    {
+        /* the schedule's parameters as dfn_schedule_init checks them (custom
+           betas are read later; any non-NULL pointer stands in for them) */
+        dfn_schedule_config probe = *sc;
+        if (probe.kind == DFN_SCHEDULE_CUSTOM) probe.betas = (const float *)buf;
+        if (dfn__schedule_check(&probe) != DFN_OK) return DFN_ERR_FORMAT;
+    }
     if (sc->kind == DFN_SCHEDULE_CUSTOM) {
         if ((size_t)sc->T > (r->len - r->pos) / 4) return DFN_ERR_FORMAT;
         r->pos += (size_t)sc->T * 4;     /* the betas: read by dfn_model_read */
@@ -5553,6 +5583,17 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
         blocks = 1 + (size_t)info->has_ema + 2 * (size_t)info->has_optimizer;
         need = blocks * P * 4 + (info->has_optimizer ? 8 : 0) + 4;
         if (r->len - r->pos != need) return DFN_ERR_FORMAT;
+        if (info->has_optimizer) {
+            /* the step count, after the weights and the EMA: 0 .. 2^31 - 2, so
+               that it fits any long and the next step too */
+            dfn__rbuf st = *r;
+            uint32_t lo, hi;
+            st.pos += (1 + (size_t)info->has_ema) * P * 4;
+            lo = dfn__get_u32(&st);
+            hi = dfn__get_u32(&st);
+            if (st.err || hi != 0 || lo > 0x7ffffffeu) return DFN_ERR_FORMAT;
+            info->step = (long)lo;
+        }
     }
     return DFN_OK;
 }
@@ -5561,16 +5602,7 @@ DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info
 {
     dfn__rbuf r;
     uint32_t flags;
-    dfn_result res = dfn__model_header(&r, buf, len, info, &flags);
-    if (res == DFN_OK && info->has_optimizer) {
-        /* the step count sits after the weights and the EMA */
-        dfn_mlp_layout l;
-        dfn__mlp_layout(&info->mlp, &l);
-        r.pos += (1 + (size_t)info->has_ema) * l.count * 4;
-        info->step = (long)dfn__get_u32(&r);
-        info->step += (long)(((unsigned long)dfn__get_u32(&r) << 16) << 16);
-    }
-    return res;
+    return dfn__model_header(&r, buf, len, info, &flags);
 }
 
 static int dfn__same_mlp(const dfn_mlp_config *a, const dfn_mlp_config *b)
@@ -5608,8 +5640,8 @@ DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float 
         DFN_MEMCPY(tr->ema, m->params, P * sizeof(float));   /* start the EMA at the weights */
     }
     if (info.has_optimizer && tr) {
-        unsigned long lo = dfn__get_u32(&r), hi = dfn__get_u32(&r);
-        tr->step = (long)(lo | ((hi << 16) << 16));
+        r.pos += 8;                               /* validated by the header */
+        tr->step = info.step;
         dfn__get_f32s(&r, tr->adam_m, P);
         dfn__get_f32s(&r, tr->adam_v, P);
     }

@@ -65,6 +65,9 @@ void test_errors_schedule(void)
     betas[2] = nan;
     CHECK(dfn_schedule_init(&s, &c, buf, sizeof buf) == DFN_ERR_INVALID_ARG, "NaN beta");
     betas[2] = 0.3f;
+    betas[0] = 1e-20f;            /* 1 - beta is 1 in double: 1 - alphabar_1 = 0 */
+    CHECK(dfn_schedule_init(&s, &c, buf, sizeof buf) == DFN_ERR_INVALID_ARG, "beta_1 = 1e-20");
+    betas[0] = 0.1f;
 
     c = dfn_schedule_config_default(DFN_SCHEDULE_COSINE, 100);
     c.cosine_s = -1;
@@ -72,6 +75,8 @@ void test_errors_schedule(void)
     c = dfn_schedule_config_default(DFN_SCHEDULE_SIGMOID, 100);
     c.sigmoid_tau = 0;
     CHECK(dfn_schedule_init(&s, &c, buf, sizeof buf) == DFN_ERR_INVALID_ARG, "sigmoid tau = 0");
+    c.sigmoid_tau = 1e300;        /* sig(end/tau) - sig(start/tau) = 0: alphabar is NaN */
+    CHECK(dfn_schedule_init(&s, &c, buf, sizeof buf) == DFN_ERR_INVALID_ARG, "sigmoid tau = 1e300");
     c = dfn_schedule_config_default((dfn_schedule_kind)17, 100);
     CHECK(dfn_schedule_init(&s, &c, buf, sizeof buf) == DFN_ERR_INVALID_ARG, "unknown kind");
     c = dfn_schedule_config_default(DFN_SCHEDULE_COSINE, 1);

@@ -379,6 +379,23 @@ void test_net_nan_and_bad_input(void)
     /* a label out of range */
     CHECK(dfn_train_step(&f.tr, x0, labels, &rng, &loss) == DFN_ERR_INVALID_ARG, "label 7 of 3 classes");
     CHECK(dfn_train_step(&f.tr, NULL, NULL, &rng, &loss) == DFN_ERR_NULL, "NULL batch");
+    /* a bad label is refused even when every label would be dropped */
+    f.tr.cfg.p_uncond = 1.0f;
+    CHECK(dfn_train_step(&f.tr, x0, labels, &rng, &loss) == DFN_ERR_INVALID_ARG, "label 7 with p_uncond 1");
+    f.tr.cfg.p_uncond = 0.1f;
+    f.tr.step = -1;
+    CHECK(dfn_train_step(&f.tr, x0, NULL, &rng, &loss) == DFN_ERR_INVALID_ARG, "negative step count");
+    {
+        /* a batch too large to lay out: the size query says 0, init refuses
+           instead of carving past a small buffer */
+        static unsigned char small[4096];
+        dfn_trainer t2;
+        dfn_train_config big = dfn_train_config_default();
+        big.batch = 3000000;
+        CHECK(dfn_trainer_size(&f.m.cfg, &big) == 0, "size of a 3000000 batch");
+        CHECK(dfn_trainer_init(&t2, &f.m, &f.s, &big, small, sizeof small) == DFN_ERR_INVALID_ARG,
+              "init of a batch too large to lay out");
+    }
     fixture_close(&f);
     free(before);
     /* configurations */
@@ -587,6 +604,24 @@ void test_net_model_file_rejects_bad_files(void)
     fix_crc(bad, len + 1);
     CHECK(dfn_model_info_mem(bad, len + 1, &info) == DFN_ERR_FORMAT, "a trailing byte");
     CHECK(dfn_model_info_mem(NULL, len, &info) == DFN_ERR_NULL, "NULL image");
+    {
+        /* hostile values behind a valid checksum: a negative or huge step
+           count (the 8 bytes before the two Adam moment blocks and the CRC),
+           a NaN schedule parameter (beta_start, the f64 at byte 64) */
+        size_t at = len - 4 - 2 * f.m.lay.count * 4 - 8;
+        memcpy(bad, img, len);
+        bad[at + 4] = 0xff; bad[at + 5] = 0xff; bad[at + 6] = 0xff; bad[at + 7] = 0xff;
+        fix_crc(bad, len);
+        CHECK(dfn_model_info_mem(bad, len, &info) == DFN_ERR_FORMAT, "step count -1");
+        memcpy(bad, img, len);
+        bad[at] = 0xff; bad[at + 1] = 0xff; bad[at + 2] = 0xff; bad[at + 3] = 0x7f;
+        fix_crc(bad, len);
+        CHECK(dfn_model_info_mem(bad, len, &info) == DFN_ERR_FORMAT, "step count 2^31 - 1");
+        memcpy(bad, img, len);
+        memset(bad + 64, 0, 6); bad[70] = 0xf8; bad[71] = 0x7f;
+        fix_crc(bad, len);
+        CHECK(dfn_model_info_mem(bad, len, &info) == DFN_ERR_FORMAT, "NaN beta_start");
+    }
     {
         dfn_mlp other;
         dfn_mlp_config oc = f.m.cfg;
