@@ -2944,7 +2944,15 @@ static uint64_t dfn__isqrt64(uint64_t v)
 }
 
 #define DFN__Q30 ((int64_t)1 << 30)
-static int64_t dfn__mul_q30(int64_t a, int64_t b) { return (int64_t)(((uint64_t)(a * b)) >> 30); }
+/* a b / 2^30 in Q30 for either sign, rounded toward zero (no shift of a
+   negative number), for |a b| < 2^64. */
+static int64_t dfn__mul_q30(int64_t a, int64_t b)
+{
+    uint64_t ua = a < 0 ? (uint64_t)0 - (uint64_t)a : (uint64_t)a;
+    uint64_t ub = b < 0 ? (uint64_t)0 - (uint64_t)b : (uint64_t)b;
+    uint64_t p = (ua * ub) >> 30;
+    return (a < 0) != (b < 0) ? -(int64_t)p : (int64_t)p;
+}
 
 /* sin and cos of phi in [0, pi/4] (Q30), by their Taylor series in nested
    form: sin = phi (1 - p/(2*3) (1 - p/(4*5) (1 - p/(6*7) (1 - p/(8*9))))),
@@ -2965,6 +2973,29 @@ static void dfn__sincos_q30(int64_t phi, int64_t *s, int64_t *c)
     *c = DFN__Q30 - dfn__mul_q30(p, a) / 2;
 }
 
+/* cos and sin of the angle theta = 2 pi turn / 2^32 in Q30: quadrant q,
+   angle alpha in [0, pi/2) within it, folded to [0, pi/4] (swapping sin
+   and cos) for the series (error below 3e-9). */
+static void dfn__sincos_turn(uint32_t turn, int64_t *c, int64_t *s)
+{
+    const uint64_t half_pi_q32 = 6746518852u;             /* round(pi/2 * 2^32)   */
+    uint32_t q = turn >> 30, frac = turn & 0x3fffffffu;
+    int64_t sa, ca, s0, c0;
+    if (frac < (1u << 29)) {
+        dfn__sincos_q30((int64_t)(((uint64_t)frac * half_pi_q32) >> 32), &s0, &c0);
+        sa = s0; ca = c0;
+    } else {
+        dfn__sincos_q30((int64_t)(((uint64_t)((1u << 30) - frac) * half_pi_q32) >> 32), &s0, &c0);
+        sa = c0; ca = s0;                                 /* alpha = pi/2 - phi   */
+    }
+    switch (q) {                                          /* q pi/2 + alpha       */
+    case 0:  *c =  ca; *s =  sa; break;
+    case 1:  *c = -sa; *s =  ca; break;
+    case 2:  *c = -ca; *s = -sa; break;
+    default: *c =  sa; *s = -ca; break;
+    }
+}
+
 static void dfn__normal_pair(dfn_rng *rng, float *z0, float *z1)
 {
     uint32_t a = dfn_rng_u32(rng), b = dfn_rng_u32(rng);
@@ -2974,24 +3005,8 @@ static void dfn__normal_pair(dfn_rng *rng, float *z0, float *z1)
     uint64_t L = (nl >> 32) * two_ln2_q31 + (((nl & 0xffffffffu) * two_ln2_q31) >> 32);
     /* r = sqrt(L): L << 25 is Q56, so its integer square root is Q28. */
     int64_t r = (int64_t)dfn__isqrt64(L << 25);
-    /* theta = 2 pi b / 2^32: quadrant q, angle alpha in [0, pi/2) within it,
-       folded to [0, pi/4] (swapping sin and cos) for the series. */
-    const uint64_t half_pi_q32 = 6746518852u;             /* round(pi/2 * 2^32)   */
-    uint32_t q = b >> 30, frac = b & 0x3fffffffu;
-    int64_t sa, ca, s, c, cos_t, sin_t;
-    if (frac < (1u << 29)) {
-        dfn__sincos_q30((int64_t)(((uint64_t)frac * half_pi_q32) >> 32), &s, &c);
-        sa = s; ca = c;
-    } else {
-        dfn__sincos_q30((int64_t)(((uint64_t)((1u << 30) - frac) * half_pi_q32) >> 32), &s, &c);
-        sa = c; ca = s;                                   /* alpha = pi/2 - phi   */
-    }
-    switch (q) {                                          /* theta = q pi/2 + alpha */
-    case 0:  cos_t =  ca; sin_t =  sa; break;
-    case 1:  cos_t = -sa; sin_t =  ca; break;
-    case 2:  cos_t = -ca; sin_t = -sa; break;
-    default: cos_t =  sa; sin_t = -ca; break;
-    }
+    int64_t cos_t, sin_t;
+    dfn__sincos_turn(b, &cos_t, &sin_t);                  /* theta = 2 pi b / 2^32 */
     /* r (Q28) * cos (Q30) is Q58; the conversion rounds once, the scaling
        by 2^-58 is exact. */
     *z0 = (float)(r * cos_t) * (1.0f / 288230376151711744.0f);
@@ -3895,39 +3910,6 @@ DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int 
    whatever the compiler does with floating point (FMA contraction, x87
    excess precision). Magnitudes stay below 32 (2^35 in Q30), and every
    product below 2^64. */
-#define DFN__Q30_ONE ((int64_t)1 << 30)
-
-/* a b / 2^30 in Q30, rounded toward zero, for |a b| < 2^64. */
-static int64_t dfn__mul_q30s(int64_t a, int64_t b)
-{
-    uint64_t ua = a < 0 ? (uint64_t)0 - (uint64_t)a : (uint64_t)a;
-    uint64_t ub = b < 0 ? (uint64_t)0 - (uint64_t)b : (uint64_t)b;
-    uint64_t p = (ua * ub) >> 30;
-    return (a < 0) != (b < 0) ? -(int64_t)p : (int64_t)p;
-}
-
-/* cos and sin of the angle 2 pi turn / 2^32 in Q30: the quadrant and the
-   fold of dfn__normal_pair around its series dfn__sincos_q30 (error below
-   3e-9). */
-static void dfn__sincos_turn(uint32_t turn, int64_t *c, int64_t *s)
-{
-    const uint64_t half_pi_q32 = 6746518852u;             /* round(pi/2 * 2^32)   */
-    uint32_t q = turn >> 30, frac = turn & 0x3fffffffu;
-    int64_t sa, ca, s0, c0;
-    if (frac < (1u << 29)) {
-        dfn__sincos_q30((int64_t)(((uint64_t)frac * half_pi_q32) >> 32), &s0, &c0);
-        sa = s0; ca = c0;
-    } else {
-        dfn__sincos_q30((int64_t)(((uint64_t)((1u << 30) - frac) * half_pi_q32) >> 32), &s0, &c0);
-        sa = c0; ca = s0;                                 /* alpha = pi/2 - phi   */
-    }
-    switch (q) {                                          /* q pi/2 + alpha       */
-    case 0:  *c =  ca; *s =  sa; break;
-    case 1:  *c = -sa; *s =  ca; break;
-    case 2:  *c = -ca; *s = -sa; break;
-    default: *c =  sa; *s = -ca; break;
-    }
-}
 
 /* u = dfn_rng_uniform as the integer u 2^24 (exact: u is a multiple of 2^-24). */
 static uint32_t dfn__uniform24(dfn_rng *rng)
@@ -3972,11 +3954,11 @@ static void dfn__data2d_point(dfn_data2d kind, dfn_rng *rng, float *out)
         dfn__sincos_turn(dfn__uniform24(rng) << 7, &c, &s);
         zx = dfn__normal_q30(rng);
         zy = dfn__normal_q30(rng);
-        if (side) { c = DFN__Q30_ONE - c; s = DFN__Q30_ONE / 2 - s; }
-        x = c - DFN__Q30_ONE / 2 + dfn__mul_q30s(107374182, zx);          /* 0.1  */
-        y = s - DFN__Q30_ONE / 4 + dfn__mul_q30s(107374182, zy);
-        x = dfn__mul_q30s(x, 1231666343);                                 /* a_x  */
-        y = dfn__mul_q30s(y, 2129710353);                                 /* a_y  */
+        if (side) { c = DFN__Q30 - c; s = DFN__Q30 / 2 - s; }
+        x = c - DFN__Q30 / 2 + dfn__mul_q30(107374182, zx);          /* 0.1  */
+        y = s - DFN__Q30 / 4 + dfn__mul_q30(107374182, zy);
+        x = dfn__mul_q30(x, 1231666343);                                 /* a_x  */
+        y = dfn__mul_q30(y, 2129710353);                                 /* a_y  */
         break;
     case DFN_DATA2D_SWISS_ROLL:
         /* t = 3 pi/2 (1 + 2u) in [a, b) = [3 pi/2, 9 pi/2): 3/4 + 3u/2 turns,
@@ -3993,10 +3975,10 @@ static void dfn__data2d_point(dfn_data2d kind, dfn_rng *rng, float *out)
         r = dfn__turns_to_radians_q30(turns);
         zx = dfn__normal_q30(rng);
         zy = dfn__normal_q30(rng);
-        x = dfn__mul_q30s(r, c) - 2 * DFN__Q30_ONE + zx;
-        y = dfn__mul_q30s(r, s) - 227855092 + zy;                         /* 2/(3 pi) */
-        x = dfn__mul_q30s(x, 160305830);
-        y = dfn__mul_q30s(y, 152894359);
+        x = dfn__mul_q30(r, c) - 2 * DFN__Q30 + zx;
+        y = dfn__mul_q30(r, s) - 227855092 + zy;                         /* 2/(3 pi) */
+        x = dfn__mul_q30(x, 160305830);
+        y = dfn__mul_q30(y, 152894359);
         break;
     case DFN_DATA2D_GAUSSIANS8: {
         /* The mixture documented with DFN_DATA2D_GAUSSIANS8_RADIUS:
@@ -4009,8 +3991,8 @@ static void dfn__data2d_point(dfn_data2d kind, dfn_rng *rng, float *out)
         int k = (int)dfn_rng_below(rng, 8);
         zx = dfn__normal_q30(rng);
         zy = dfn__normal_q30(rng);
-        x = centers[2 * k] + dfn__mul_q30s(186914460, zx);
-        y = centers[2 * k + 1] + dfn__mul_q30s(186914460, zy);
+        x = centers[2 * k] + dfn__mul_q30(186914460, zx);
+        y = centers[2 * k + 1] + dfn__mul_q30(186914460, zy);
         break;
     }
     case DFN_DATA2D_CHECKERBOARD: {
@@ -4021,10 +4003,10 @@ static void dfn__data2d_point(dfn_data2d kind, dfn_rng *rng, float *out)
            standardized correlation is (1/4) / (4/3) = 3/16. */
         int col = (int)dfn_rng_below(rng, 4);
         int row = 2 * (int)dfn_rng_below(rng, 2) - 2 + (col & 1);
-        x = (int64_t)(col - 2) * DFN__Q30_ONE + ((int64_t)dfn__uniform24(rng) << 6);
-        y = (int64_t)row * DFN__Q30_ONE + ((int64_t)dfn__uniform24(rng) << 6);
-        x = dfn__mul_q30s(x, 929887697);
-        y = dfn__mul_q30s(y, 929887697);
+        x = (int64_t)(col - 2) * DFN__Q30 + ((int64_t)dfn__uniform24(rng) << 6);
+        y = (int64_t)row * DFN__Q30 + ((int64_t)dfn__uniform24(rng) << 6);
+        x = dfn__mul_q30(x, 929887697);
+        y = dfn__mul_q30(y, 929887697);
         break;
     }
     case DFN_DATA2D_CIRCLES:
@@ -4036,10 +4018,10 @@ static void dfn__data2d_point(dfn_data2d kind, dfn_rng *rng, float *out)
         zx = dfn__normal_q30(rng);
         zy = dfn__normal_q30(rng);
         if (side) { c /= 2; s /= 2; }                                     /* radius 1/2  */
-        x = c + dfn__mul_q30s(85899346, zx);                              /* 0.08 */
-        y = s + dfn__mul_q30s(85899346, zy);
-        x = dfn__mul_q30s(x, 1901396150);
-        y = dfn__mul_q30s(y, 1901396150);
+        x = c + dfn__mul_q30(85899346, zx);                              /* 0.08 */
+        y = s + dfn__mul_q30(85899346, zy);
+        x = dfn__mul_q30(x, 1901396150);
+        y = dfn__mul_q30(y, 1901396150);
         break;
     default: /* DFN_DATA2D_SPIRAL */
         /* r = L sqrt(u), L = 3 pi (1.5 turns): density 2r/L^2 on [0, L).
@@ -4057,11 +4039,11 @@ static void dfn__data2d_point(dfn_data2d kind, dfn_rng *rng, float *out)
         r = dfn__turns_to_radians_q30(turns);
         zx = dfn__normal_q30(rng);
         zy = dfn__normal_q30(rng);
-        x = -dfn__mul_q30s(r, c);
-        y = dfn__mul_q30s(r, s);
+        x = -dfn__mul_q30(r, c);
+        y = dfn__mul_q30(r, s);
         if (side) { x = -x; y = -y; }
-        x = dfn__mul_q30s(x + dfn__mul_q30s(322122547, zx), 223664132);   /* 0.3, a_x */
-        y = dfn__mul_q30s(y + dfn__mul_q30s(322122547, zy), 231318515);
+        x = dfn__mul_q30(x + dfn__mul_q30(322122547, zx), 223664132);   /* 0.3, a_x */
+        y = dfn__mul_q30(y + dfn__mul_q30(322122547, zy), 231318515);
         break;
     }
     /* One rounding (int64 -> float), then an exact scaling by 2^-30. */

@@ -51,6 +51,7 @@ extern int dfn_test_failures;   /* failed CHECKs in the current test */
     X(exact_predictor_1d_two_components)        \
     X(exact_predictor_v_zero_terminal_snr)      \
     X(exact_predictor_check_can_fail)           \
+    X(energy_distance_reference)                \
     X(errors_schedule)                          \
     X(errors_forward_and_samplers)              \
     X(errors_result_strings)

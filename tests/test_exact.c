@@ -403,3 +403,45 @@ void test_exact_predictor_check_can_fail(void)
                      NULL, 4000, fresh2, floor2, v, 0), "samples with other weights passed the check");
     dfn_schedule_free(&s, NULL);
 }
+
+void test_energy_distance_reference(void)
+{
+    /* Section 10 written out in double over every pair: the V-statistic
+       (means over all n^2 pairs) and the U-statistic (pairs i != j within a
+       set); identical sets give V = 0; n = 1 has no U-statistic. */
+    enum { N = 37, M = 23, D = 3 };
+    float x[N * D], y[M * D];
+    double xy = 0, xx = 0, yy = 0, v, u, want_v, want_u;
+    dfn_rng rng;
+    int i, j, k;
+    dfn_rng_seed(&rng, 131, 0);
+    dfn_rng_normal_fill(&rng, x, N * D);
+    dfn_rng_normal_fill(&rng, y, M * D);
+    for (i = 0; i < M * D; i++) y[i] = 0.7f * y[i] + 0.3f;
+    for (i = 0; i < N; i++)
+        for (j = 0; j < M; j++) {
+            double d2 = 0;
+            for (k = 0; k < D; k++) d2 += ((double)x[i * D + k] - y[j * D + k]) * ((double)x[i * D + k] - y[j * D + k]);
+            xy += sqrt(d2);
+        }
+    for (i = 0; i < N; i++)
+        for (j = 0; j < N; j++) {
+            double d2 = 0;
+            for (k = 0; k < D; k++) d2 += ((double)x[i * D + k] - x[j * D + k]) * ((double)x[i * D + k] - x[j * D + k]);
+            xx += sqrt(d2);
+        }
+    for (i = 0; i < M; i++)
+        for (j = 0; j < M; j++) {
+            double d2 = 0;
+            for (k = 0; k < D; k++) d2 += ((double)y[i * D + k] - y[j * D + k]) * ((double)y[i * D + k] - y[j * D + k]);
+            yy += sqrt(d2);
+        }
+    want_v = 2 * xy / (N * M) - xx / ((double)N * N) - yy / ((double)M * M);
+    want_u = 2 * xy / (N * M) - xx / ((double)N * (N - 1)) - yy / ((double)M * (M - 1));
+    CHECK(dfn_energy_distance(&v, x, N, y, M, D) == DFN_OK && fabs(v - want_v) < 1e-12 * (1 + fabs(want_v)),
+          "V-statistic %.15g, reference %.15g", v, want_v);
+    CHECK(dfn_energy_distance_unbiased(&u, x, N, y, M, D) == DFN_OK && fabs(u - want_u) < 1e-12 * (1 + fabs(want_u)),
+          "U-statistic %.15g, reference %.15g", u, want_u);
+    CHECK(dfn_energy_distance(&v, x, N, x, N, D) == DFN_OK && v == 0.0, "a set against itself: %g", v);
+    CHECK(dfn_energy_distance_unbiased(&u, x, 1, y, M, D) == DFN_ERR_INVALID_ARG, "U-statistic of one point");
+}
