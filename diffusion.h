@@ -958,6 +958,90 @@ DFNDEF void dfn_linear_backward(float *din, float *dW, float *db, const float *d
 DFNDEF void dfn_sinusoidal_embedding(float *out, int ldo, const float *v, int incv, float scale,
                                      int n, int dim);
 
+/* Image layers. A batch of images is NHWC: (B, H, W, C) row-major floats,
+   the C values of a pixel next to each other, so a pixel is a row of a
+   (B H W, C) matrix, a 1x1 convolution is dfn_linear_forward on B H W rows,
+   and a convolution is a GEMM of an im2col matrix (llm.c's convention of
+   "rows are positions, columns are features"). */
+
+/* Floats of im2col scratch one image of a k x k convolution needs:
+   H W k k Ci (0 for k == 1, which needs none). */
+DFNDEF size_t dfn_conv2d_col_size(int H, int W, int Ci, int k);
+
+/* out (B, H, W, Co) = conv(in (B, H, W, Ci), Wt) + b: stride 1, zero padding
+   (k - 1) / 2 (k = 1 or 3, "same" size), Wt (Co, k, k, Ci) row-major, b (Co)
+   or NULL:
+       out[y][x][o] = b[o] + sum_{dy, dx, i} Wt[o][dy][dx][i] in[y+dy-p][x+dx-p][i]
+   col: col_floats >= dfn_conv2d_col_size(H, W, Ci, k) floats of scratch
+   (images are unrolled in groups that fit; more scratch, bigger GEMMs); may
+   be NULL for k == 1. work: dfn_gemm_work_size() bytes. */
+DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, const float *b,
+                               int B, int H, int W, int Ci, int Co, int k,
+                               float *col, size_t col_floats, float *work);
+
+#ifndef DFN_NO_TRAINING
+/* Given dout (B, H, W, Co): din += d/d in (skipped when NULL), dW += d/d Wt,
+   db += d/d b (skipped when NULL). Same scratch as the forward pass. */
+DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *dout,
+                                const float *in, const float *Wt, int B, int H, int W,
+                                int Ci, int Co, int k, float *col, size_t col_floats,
+                                float *work);
+#endif
+
+/* GroupNorm (Wu & He 2018) over x (B, N, C), N = H W positions, C channels
+   in G groups of C / G consecutive channels: for each sample and group,
+       y = gamma[c] (x - mean) / sqrt(var + DFN_GROUPNORM_EPS) + beta[c]
+   with the mean and (biased) variance over the group's N C / G values,
+   computed in double. stats (B, G, 2) receives mean and 1/sqrt(var + eps)
+   per group for the backward pass. y may not overlap x. */
+#define DFN_GROUPNORM_EPS 1e-5f
+DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const float *gamma,
+                                  const float *beta, int B, int N, int C, int G);
+#ifndef DFN_NO_TRAINING
+/* dx += d/dx, dgamma += d/dgamma, dbeta += d/dbeta given dy; x and stats as
+   in the forward pass:  with xhat = (x - mean) r, r = 1/sqrt(var + eps),
+       dx = r (g - mean(g) - xhat mean(g xhat)),   g = dy gamma,
+   means over the group. */
+DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *stats, const float *gamma,
+                                   int B, int N, int C, int G);
+#endif
+
+/* 2x2 average pooling: out (B, H/2, W/2, C) from in (B, H, W, C), H and W
+   even. The backward pass adds dout / 4 to each of the four inputs. */
+DFNDEF void dfn_avgpool2_forward(float *out, const float *in, int B, int H, int W, int C);
+/* 2x nearest-neighbour upsampling: out (B, 2H, 2W, C) from in (B, H, W, C).
+   The backward pass adds the sum of the four douts to din. */
+DFNDEF void dfn_upsample2_forward(float *out, const float *in, int B, int H, int W, int C);
+#ifndef DFN_NO_TRAINING
+DFNDEF void dfn_avgpool2_backward(float *din, const float *dout, int B, int H, int W, int C);
+DFNDEF void dfn_upsample2_backward(float *din, const float *dout, int B, int H, int W, int C);
+#endif
+
+/* Single-head self-attention over the N positions of each sample
+   (Vaswani et al. 2017), x (B, N, C):
+       [q k v] = x Wqkv^T + bqkv          Wqkv (3C, C), bqkv (3C)
+       P       = softmax_rows(q k^T / sqrt(C))          (N, N)
+       o       = P v                                     (N, C)
+       out     = o Wo^T + bo              Wo (C, C), bo (C)
+   (no residual, no normalization: the U-Net adds those). qkv (B, N, 3C),
+   probs (B, N, N) and o (B, N, C) are kept for the backward pass. */
+DFNDEF void dfn_attention_forward(float *out, float *qkv, float *probs, float *o, const float *x,
+                                  const float *Wqkv, const float *bqkv, const float *Wo,
+                                  const float *bo, int B, int N, int C, float *work);
+#ifndef DFN_NO_TRAINING
+/* Floats of scratch dfn_attention_backward needs: N (N + 4 C). */
+DFNDEF size_t dfn_attention_scratch_size(int N, int C);
+/* dx += d/dx and the weight gradients += theirs, given dout (B, N, C):
+       do = dout Wo,  dP = do v^T,  dv = P^T do,
+       dS = P * (dP - rowsum(dP * P)) / sqrt(C),  dq = dS k,  dk = dS^T q. */
+DFNDEF void dfn_attention_backward(float *dx, float *dWqkv, float *dbqkv, float *dWo, float *dbo,
+                                   const float *dout, const float *x, const float *qkv,
+                                   const float *probs, const float *o, const float *Wqkv,
+                                   const float *Wo, int B, int N, int C, float *scratch,
+                                   float *work);
+#endif
+
 /* ========================================================================= */
 /*  The MLP noise network                                                    */
 /* ========================================================================= */
@@ -1068,6 +1152,116 @@ DFNDEF dfn_result dfn_check_grad(dfn_loss_fn f, void *user, float *params, size_
 #endif /* DFN_NO_TRAINING */
 
 /* ========================================================================= */
+/*  The U-Net noise network for images                                       */
+/* ========================================================================= */
+/* eps_theta(x_t, t[, c][, cond]) for images (B, H, W, C), NHWC (see the image
+   layers). The DDPM / ADM design, small:
+
+     e      = W_e2 SiLU(W_e1 sin_emb(t) + b_e1) + b_e2 + class_emb[c]
+     h      = conv3x3([x_t, cond])                   (cond: extra input channels)
+     down:  per level l: `blocks` x ResBlock (+ attention), then 2x2 average
+            pooling (not after the last level); every output is kept as a skip
+     middle: ResBlock, attention, ResBlock
+     up:    per level l (deepest first): blocks + 1 x ResBlock on
+            [h, skip] (channels concatenated) (+ attention), then 2x nearest
+            upsampling + conv3x3 (not after level 0)
+     out    = conv3x3(SiLU(GroupNorm(h)))            (eps, v or x0)
+
+     ResBlock(x, e) = conv2(SiLU(GN2(conv1(SiLU(GN1(x))) + W_p SiLU(e) + b_p)))
+                      + skip(x)        (skip: 1x1 conv when channels change)
+     Attention(x)   = x + the self-attention of GroupNorm(x) over the H W
+                      positions (dfn_attention_forward)
+
+   Channels at level l are base_channels * mult[l]. Parameters, gradients,
+   Adam moments and EMA weights are flat blocks like the MLP's; the trainer,
+   the samplers (through dfn_unet_predict) and the model files take the
+   U-Net as they take the MLP. Initialization follows ADM: the last conv of
+   each ResBlock, the attention output and the output conv start at zero. */
+
+#define DFN_UNET_MAX_LEVELS 4
+#define DFN_UNET_MAX_BLOCKS 3
+
+typedef struct dfn_unet_config {
+    int height, width;    /* image size, each a multiple of 2^(levels - 1), <= 256 */
+    int channels;         /* C: channels of x_t and of the output (1 grey, 3 RGB) */
+    int cond_channels;    /* extra input channels concatenated to x_t (a
+                             conditioning image, e.g. an upsampled low-resolution
+                             version); 0 = none (default)                       */
+    int base_channels;    /* channels at level 0 (default 32)                  */
+    int levels;           /* resolutions, 1..DFN_UNET_MAX_LEVELS (default 3)     */
+    int mult[DFN_UNET_MAX_LEVELS];      /* channel multiplier (default 1, 2, 2, 2) */
+    int blocks;           /* ResBlocks per level going down, 1..DFN_UNET_MAX_BLOCKS
+                             (default 1; going up: blocks + 1)                 */
+    int attention[DFN_UNET_MAX_LEVELS]; /* self-attention after each block of
+                             level l (default: only at the lowest resolution)   */
+    int mid_attention;    /* attention in the middle block (default 1)          */
+    int groups;           /* GroupNorm groups, dividing every channel count (8)  */
+    int time_dim;         /* embedding width (default 4 base_channels)          */
+    int num_classes;      /* 0 = unconditional; else labels 0..C-1 and -1 (none) */
+    dfn_prediction prediction;          /* default eps                          */
+} dfn_unet_config;
+
+typedef struct dfn_unet {
+    dfn_unet_config cfg;
+    size_t count;         /* parameters (floats in each flat block)             */
+    float *params;        /* caller memory                                      */
+} dfn_unet;
+
+/* Defaults for images of channels x height x width. */
+DFNDEF dfn_unet_config dfn_unet_config_default(int channels, int height, int width);
+
+/* Validates cfg: DFN_ERR_INVALID_ARG for sizes out of range, a size not
+   divisible by 2^(levels - 1), channel counts the groups do not divide, an odd
+   base_channels, unknown prediction, or more than 2^31 parameters. */
+DFNDEF dfn_result dfn_unet_config_check(const dfn_unet_config *cfg);
+
+/* Values per sample the network predicts: height * width * channels (the
+   sampler's dim). 0 for an invalid config. */
+DFNDEF int dfn_unet_dim(const dfn_unet_config *cfg);
+
+/* Number of parameters; 0 for an invalid config. */
+DFNDEF size_t dfn_unet_num_params(const dfn_unet_config *cfg);
+
+/* Sets up u over caller memory params (dfn_unet_num_params floats); the
+   values are not touched. */
+DFNDEF dfn_result dfn_unet_init(dfn_unet *u, const dfn_unet_config *cfg, float *params);
+
+/* Deterministic initialization from rng: convolutions and dense layers
+   uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)] (PyTorch's default), GroupNorm
+   gamma 1 and beta 0, class embeddings N(0, 1), and zeros for the last conv
+   of each ResBlock, the attention output and the output conv (ADM). */
+DFNDEF dfn_result dfn_unet_init_weights(dfn_unet *u, dfn_rng *rng);
+
+/* Bytes of workspace dfn_unet_forward needs to evaluate up to `chunk` images
+   at a time (any n is processed in chunks); 0 for an invalid config. */
+DFNDEF size_t dfn_unet_forward_size(const dfn_unet_config *cfg, int chunk);
+
+/* Inference: out (n, H, W, C) = network(x (n, H, W, C), t (n), labels (n or
+   NULL), cond (n, H, W, cond_channels), or NULL when cond_channels is 0).
+   Errors: DFN_ERR_NULL (also a missing cond), DFN_ERR_INVALID_ARG (t < 0, a
+   label outside -1..C-1), DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF dfn_result dfn_unet_forward(const dfn_unet *u, float *out, const float *x,
+                                   const float *cond, const int *t, const int *labels, int n,
+                                   void *work, size_t work_bytes);
+
+/* A dfn_predict_fn for samplers. cond, when the network has cond_channels,
+   holds cond_rows conditioning images; sample i of a predictor call uses
+   image i % cond_rows (so one image can condition every sample). */
+typedef struct dfn_unet_predictor {
+    const dfn_unet *model;
+    const float *cond;
+    int    cond_rows;
+    void  *work;
+    size_t work_bytes;
+} dfn_unet_predictor;
+DFNDEF int dfn_unet_predict(void *user, const float *x_t, const int *t,
+                            const int *labels, int n, float *out);
+
+/* dfn_sampler_config_default for this predictor: dim and prediction from the model. */
+DFNDEF dfn_sampler_config dfn_unet_sampler_config(dfn_sampler_kind kind, int n,
+                                                  dfn_unet_predictor *p);
+
+/* ========================================================================= */
 /*  Training (MATH.md section 5)                                             */
 /* ========================================================================= */
 
@@ -1097,9 +1291,11 @@ typedef struct dfn_train_config {
 
 typedef struct dfn_trainer {
     dfn_train_config    cfg;
-    dfn_mlp            *model;      /* trained in place                         */
+    dfn_mlp            *model;      /* the MLP trained in place, or NULL        */
+    dfn_unet           *unet;       /* the U-Net trained in place, or NULL      */
     const dfn_schedule *schedule;
-    dfn_mlp             ema_model;  /* a view of the EMA weights (ema_decay > 0)*/
+    dfn_mlp             ema_model;  /* views of the EMA weights (ema_decay > 0) */
+    dfn_unet            ema_unet;   /* (of whichever network is trained)        */
     float *grads, *adam_m, *adam_v, *ema;  /* flat blocks like model->params   */
     float *acts;                    /* the activation block for B examples      */
     long   step;                    /* optimizer steps taken                    */
@@ -1121,9 +1317,17 @@ DFNDEF size_t dfn_trainer_size(const dfn_mlp_config *model_cfg, const dfn_train_
 DFNDEF dfn_result dfn_trainer_init(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                    const dfn_train_config *cfg, void *mem, size_t bytes);
 
+/* The same for a U-Net (tr->unet set, tr->model NULL); everything below
+   takes either trainer. */
+DFNDEF size_t dfn_trainer_size_unet(const dfn_unet_config *model_cfg, const dfn_train_config *cfg);
+DFNDEF dfn_result dfn_trainer_init_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
+                                        const dfn_train_config *cfg, void *mem, size_t bytes);
+
 #ifndef DFN_NO_MALLOC
 DFNDEF dfn_result dfn_trainer_alloc(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                     const dfn_train_config *cfg, void *alloc_ctx);
+DFNDEF dfn_result dfn_trainer_alloc_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
+                                         const dfn_train_config *cfg, void *alloc_ctx);
 DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx);
 #endif
 
@@ -1138,11 +1342,20 @@ DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx);
 DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *labels,
                                  dfn_rng *rng, float *loss);
 
+/* dfn_train_step for a U-Net with cond_channels: cond (B, H, W, cond_channels)
+   are the conditioning images of the batch (DFN_ERR_NULL when the network
+   needs them and cond is NULL; ignored by networks without). */
+DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const float *cond,
+                                      const int *labels, dfn_rng *rng, float *loss);
+
 /* The loss and gradient (into tr->grads, overwritten) at given t and eps,
    without an optimizer step: the deterministic core of dfn_train_step, for
    gradient checks and custom loops. */
 DFNDEF dfn_result dfn_trainer_loss_grad(dfn_trainer *tr, const float *x0, const int *labels,
                                         const int *t, const float *eps, float *loss);
+DFNDEF dfn_result dfn_trainer_loss_grad_cond(dfn_trainer *tr, const float *x0, const float *cond,
+                                             const int *labels, const int *t, const float *eps,
+                                             float *loss);
 
 /* The learning rate of step `step` under cfg (warmup, cosine decay). */
 DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
@@ -4736,6 +4949,1009 @@ DFNDEF void dfn_sinusoidal_embedding(float *out, int ldo, const float *v, int in
     }
 }
 
+/* Image layers (NHWC) ----------------------------------------------------- */
+
+DFNDEF size_t dfn_conv2d_col_size(int H, int W, int Ci, int k)
+{
+    return k == 1 ? 0 : (size_t)H * (size_t)W * (size_t)k * (size_t)k * (size_t)Ci;
+}
+
+/* im2col of g images: row (n, y, x) of col holds the k x k x Ci input patch
+   around (y, x), zeros outside the image, in Wt's (dy, dx, i) order. */
+static void dfn__im2col(float *col, const float *in, int g, int H, int W, int C, int k)
+{
+    int p = (k - 1) / 2, n, y, x, dy, dx;
+    size_t K = (size_t)k * k * C, cb = (size_t)C * sizeof(float);
+    for (n = 0; n < g; n++)
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                float *row = col + (((size_t)n * H + y) * W + x) * K;
+                for (dy = 0; dy < k; dy++) {
+                    int sy = y + dy - p;
+                    for (dx = 0; dx < k; dx++) {
+                        int sx = x + dx - p;
+                        float *dst = row + (size_t)(dy * k + dx) * C;
+                        if (sy < 0 || sy >= H || sx < 0 || sx >= W) DFN_MEMSET(dst, 0, cb);
+                        else DFN_MEMCPY(dst, in + (((size_t)n * H + sy) * W + sx) * C, cb);
+                    }
+                }
+            }
+}
+
+/* Images per im2col group: as many as col holds, at least one. */
+static int dfn__conv_group(int B, int H, int W, int Ci, int k, size_t col_floats)
+{
+    size_t per = dfn_conv2d_col_size(H, W, Ci, k), g = per ? col_floats / per : (size_t)B;
+    DFN_ASSERT(g >= 1);
+    return g < (size_t)B ? (int)g : B;
+}
+
+DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, const float *b,
+                               int B, int H, int W, int Ci, int Co, int k,
+                               float *col, size_t col_floats, float *work)
+{
+    size_t HW = (size_t)H * W;
+    int K = k * k * Ci, g, n0;
+    if (k == 1) {                              /* a dense layer on every pixel */
+        dfn_linear_forward(out, in, Wt, b, B * H * W, Ci, Co, work);
+        return;
+    }
+    g = dfn__conv_group(B, H, W, Ci, k, col_floats);
+    for (n0 = 0; n0 < B; n0 += g) {
+        int gn = B - n0 < g ? B - n0 : g;
+        dfn__im2col(col, in + (size_t)n0 * HW * Ci, gn, H, W, Ci, k);
+        dfn_linear_forward(out + (size_t)n0 * HW * Co, col, Wt, b, gn * H * W, K, Co, work);
+    }
+}
+
+#ifndef DFN_NO_TRAINING
+/* din += the patches of col folded back onto the pixels they came from. */
+static void dfn__col2im_add(float *din, const float *col, int g, int H, int W, int C, int k)
+{
+    int p = (k - 1) / 2, n, y, x, dy, dx;
+    size_t K = (size_t)k * k * C;
+    for (n = 0; n < g; n++)
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                const float *row = col + (((size_t)n * H + y) * W + x) * K;
+                for (dy = 0; dy < k; dy++) {
+                    int sy = y + dy - p;
+                    if (sy < 0 || sy >= H) continue;
+                    for (dx = 0; dx < k; dx++) {
+                        int sx = x + dx - p;
+                        if (sx < 0 || sx >= W) continue;
+                        dfn_vec_axpy((size_t)C, 1.0f, row + (size_t)(dy * k + dx) * C,
+                                     din + (((size_t)n * H + sy) * W + sx) * C);
+                    }
+                }
+            }
+}
+
+DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *dout,
+                                const float *in, const float *Wt, int B, int H, int W,
+                                int Ci, int Co, int k, float *col, size_t col_floats,
+                                float *work)
+{
+    size_t HW = (size_t)H * W;
+    int K = k * k * Ci, g, n0;
+    if (k == 1) {
+        dfn_linear_backward(din, dW, db, dout, in, Wt, B * H * W, Ci, Co, work);
+        return;
+    }
+    g = dfn__conv_group(B, H, W, Ci, k, col_floats);
+    for (n0 = 0; n0 < B; n0 += g) {
+        int gn = B - n0 < g ? B - n0 : g, rows = gn * H * W;
+        const float *dout_g = dout + (size_t)n0 * HW * Co;
+        dfn__im2col(col, in + (size_t)n0 * HW * Ci, gn, H, W, Ci, k);
+        dfn_gemm(1, 0, Co, K, rows, 1.0f, dout_g, Co, col, K, 1.0f, dW, K, work);   /* dout^T col */
+        if (db) dfn_bias_grad(rows, Co, dout_g, db);
+        if (din) {
+            dfn_gemm(0, 0, rows, K, Co, 1.0f, dout_g, Co, Wt, K, 0.0f, col, K, work);   /* dcol = dout Wt */
+            dfn__col2im_add(din + (size_t)n0 * HW * Ci, col, gn, H, W, Ci, k);
+        }
+    }
+}
+#endif
+
+DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const float *gamma,
+                                  const float *beta, int B, int N, int C, int G)
+{
+    int cg = C / G, b, g, n, c;
+    double cnt = (double)N * cg;
+    for (b = 0; b < B; b++)
+        for (g = 0; g < G; g++) {
+            const float *xs = x + (size_t)b * N * C + (size_t)g * cg;
+            float *ys = y + (size_t)b * N * C + (size_t)g * cg;
+            double s = 0.0, ss = 0.0, mean, r;
+            for (n = 0; n < N; n++)
+                for (c = 0; c < cg; c++) s += xs[(size_t)n * C + c];
+            mean = s / cnt;
+            for (n = 0; n < N; n++)
+                for (c = 0; c < cg; c++) {
+                    double d = xs[(size_t)n * C + c] - mean;
+                    ss += d * d;
+                }
+            r = 1.0 / DFN_SQRT(ss / cnt + (double)DFN_GROUPNORM_EPS);
+            stats[((size_t)b * G + g) * 2] = (float)mean;
+            stats[((size_t)b * G + g) * 2 + 1] = (float)r;
+            for (n = 0; n < N; n++)
+                for (c = 0; c < cg; c++) {
+                    size_t o = (size_t)n * C + c;
+                    float xh = (float)((xs[o] - mean) * r);
+                    ys[o] = gamma[g * cg + c] * xh + beta[g * cg + c];
+                }
+        }
+}
+
+#ifndef DFN_NO_TRAINING
+DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *stats, const float *gamma,
+                                   int B, int N, int C, int G)
+{
+    int cg = C / G, b, g, n, c;
+    double cnt = (double)N * cg;
+    for (b = 0; b < B; b++)
+        for (g = 0; g < G; g++) {
+            size_t base = (size_t)b * N * C + (size_t)g * cg;
+            double mean = stats[((size_t)b * G + g) * 2], r = stats[((size_t)b * G + g) * 2 + 1];
+            double sg = 0.0, sgx = 0.0, mg, mgx;
+            for (n = 0; n < N; n++)
+                for (c = 0; c < cg; c++) {
+                    size_t o = base + (size_t)n * C + c;
+                    double xh = (x[o] - mean) * r, gi = (double)dy[o] * gamma[g * cg + c];
+                    sg += gi;
+                    sgx += gi * xh;
+                    dgamma[g * cg + c] += (float)(dy[o] * xh);
+                    dbeta[g * cg + c] += dy[o];
+                }
+            mg = sg / cnt;
+            mgx = sgx / cnt;
+            for (n = 0; n < N; n++)
+                for (c = 0; c < cg; c++) {
+                    size_t o = base + (size_t)n * C + c;
+                    double xh = (x[o] - mean) * r, gi = (double)dy[o] * gamma[g * cg + c];
+                    dx[o] += (float)(r * (gi - mg - xh * mgx));
+                }
+        }
+}
+#endif
+
+DFNDEF void dfn_avgpool2_forward(float *out, const float *in, int B, int H, int W, int C)
+{
+    int b, y, x, c, h2 = H / 2, w2 = W / 2;
+    for (b = 0; b < B; b++)
+        for (y = 0; y < h2; y++)
+            for (x = 0; x < w2; x++) {
+                const float *p = in + (((size_t)b * H + 2 * y) * W + 2 * x) * C;
+                const float *q = p + (size_t)W * C;
+                float *o = out + (((size_t)b * h2 + y) * w2 + x) * C;
+                for (c = 0; c < C; c++) o[c] = 0.25f * ((p[c] + p[C + c]) + (q[c] + q[C + c]));
+            }
+}
+
+DFNDEF void dfn_upsample2_forward(float *out, const float *in, int B, int H, int W, int C)
+{
+    int b, y, x, W2 = 2 * W;
+    size_t cb = (size_t)C * sizeof(float);
+    for (b = 0; b < B; b++)
+        for (y = 0; y < 2 * H; y++)
+            for (x = 0; x < W2; x++)
+                DFN_MEMCPY(out + (((size_t)b * 2 * H + y) * W2 + x) * C,
+                           in + (((size_t)b * H + y / 2) * W + x / 2) * C, cb);
+}
+
+#ifndef DFN_NO_TRAINING
+DFNDEF void dfn_avgpool2_backward(float *din, const float *dout, int B, int H, int W, int C)
+{
+    int b, y, x, c, h2 = H / 2, w2 = W / 2;
+    for (b = 0; b < B; b++)
+        for (y = 0; y < h2; y++)
+            for (x = 0; x < w2; x++) {
+                float *p = din + (((size_t)b * H + 2 * y) * W + 2 * x) * C, *q = p + (size_t)W * C;
+                const float *o = dout + (((size_t)b * h2 + y) * w2 + x) * C;
+                for (c = 0; c < C; c++) {
+                    float d = 0.25f * o[c];
+                    p[c] += d; p[C + c] += d; q[c] += d; q[C + c] += d;
+                }
+            }
+}
+
+DFNDEF void dfn_upsample2_backward(float *din, const float *dout, int B, int H, int W, int C)
+{
+    int b, y, x, c, W2 = 2 * W;
+    for (b = 0; b < B; b++)
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                const float *p = dout + (((size_t)b * 2 * H + 2 * y) * W2 + 2 * x) * C;
+                const float *q = p + (size_t)W2 * C;
+                float *d = din + (((size_t)b * H + y) * W + x) * C;
+                for (c = 0; c < C; c++) d[c] += (p[c] + p[C + c]) + (q[c] + q[C + c]);
+            }
+}
+#endif
+
+DFNDEF void dfn_attention_forward(float *out, float *qkv, float *probs, float *o, const float *x,
+                                  const float *Wqkv, const float *bqkv, const float *Wo,
+                                  const float *bo, int B, int N, int C, float *work)
+{
+    float scale = 1.0f / DFN_SQRTF((float)C);
+    int b, i, j, C3 = 3 * C;
+    dfn_linear_forward(qkv, x, Wqkv, bqkv, B * N, C, C3, work);          /* [q k v] */
+    for (b = 0; b < B; b++) {
+        const float *q = qkv + (size_t)b * N * C3, *k = q + C, *v = q + 2 * C;
+        float *P = probs + (size_t)b * N * N;
+        dfn_gemm(0, 1, N, N, C, scale, q, C3, k, C3, 0.0f, P, N, work);     /* q k^T / sqrt(C) */
+        for (i = 0; i < N; i++) {                                           /* softmax by rows */
+            float *row = P + (size_t)i * N, mx = row[0], sum = 0.0f;
+            for (j = 1; j < N; j++) mx = row[j] > mx ? row[j] : mx;
+            for (j = 0; j < N; j++) sum += (row[j] = DFN_EXPF(row[j] - mx));
+            for (j = 0; j < N; j++) row[j] /= sum;
+        }
+        dfn_gemm(0, 0, N, C, N, 1.0f, P, N, v, C3, 0.0f, o + (size_t)b * N * C, C, work);   /* P v */
+    }
+    dfn_linear_forward(out, o, Wo, bo, B * N, C, C, work);
+}
+
+#ifndef DFN_NO_TRAINING
+DFNDEF size_t dfn_attention_scratch_size(int N, int C)
+{
+    return (size_t)N * ((size_t)N + 4 * (size_t)C);
+}
+
+DFNDEF void dfn_attention_backward(float *dx, float *dWqkv, float *dbqkv, float *dWo, float *dbo,
+                                   const float *dout, const float *x, const float *qkv,
+                                   const float *probs, const float *o, const float *Wqkv,
+                                   const float *Wo, int B, int N, int C, float *scratch,
+                                   float *work)
+{
+    float scale = 1.0f / DFN_SQRTF((float)C);
+    float *dO = scratch, *dP = dO + (size_t)N * C, *dqkv = dP + (size_t)N * N;
+    int b, i, j, C3 = 3 * C;
+    /* out = o Wo^T + bo */
+    dfn_gemm(1, 0, C, C, B * N, 1.0f, dout, C, o, C, 1.0f, dWo, C, work);
+    if (dbo) dfn_bias_grad(B * N, C, dout, dbo);
+    for (b = 0; b < B; b++) {
+        const float *q = qkv + (size_t)b * N * C3, *k = q + C, *v = q + 2 * C;
+        const float *P = probs + (size_t)b * N * N, *dout_b = dout + (size_t)b * N * C;
+        dfn_gemm(0, 0, N, C, C, 1.0f, dout_b, C, Wo, C, 0.0f, dO, C, work);        /* do = dout Wo */
+        dfn_gemm(0, 1, N, N, C, 1.0f, dO, C, v, C3, 0.0f, dP, N, work);            /* dP = do v^T  */
+        dfn_gemm(1, 0, N, C, N, 1.0f, P, N, dO, C, 0.0f, dqkv + 2 * C, C3, work);  /* dv = P^T do  */
+        for (i = 0; i < N; i++) {                      /* dS = P (dP - rowsum(dP P)) / sqrt(C) */
+            const float *pr = P + (size_t)i * N;
+            float *dr = dP + (size_t)i * N, dot = 0.0f;
+            for (j = 0; j < N; j++) dot += dr[j] * pr[j];
+            for (j = 0; j < N; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+        }
+        dfn_gemm(0, 0, N, C, N, 1.0f, dP, N, k, C3, 0.0f, dqkv, C3, work);         /* dq = dS k    */
+        dfn_gemm(1, 0, N, C, N, 1.0f, dP, N, q, C3, 0.0f, dqkv + C, C3, work);     /* dk = dS^T q  */
+        dfn_linear_backward(dx ? dx + (size_t)b * N * C : NULL, dWqkv, dbqkv, dqkv,
+                            x + (size_t)b * N * C, Wqkv, N, C, C3, work);
+    }
+}
+#endif
+
+/* ------------------------------------------------------------------------- */
+/*  The U-Net                                                                */
+/* ------------------------------------------------------------------------- */
+
+/* The network is planned once per call as a list of operations over
+   tensors: tensor 0 is the input [x_t, cond], tensor i + 1 the output of
+   operation i. Every operation owns a run of parameters (offset p) and a run
+   of cached values per sample (offset a, in floats; for a batch of B the
+   cache block holds B rows of each array, so an array at per-sample offset
+   o starts at acts + B o). The forward pass walks the list, the backward
+   pass walks it back; the same walk lays out the parameters. */
+
+static void dfn__uniform_fill(dfn_rng *rng, float *w, size_t count, size_t fan_in);
+
+enum { DFN__U_IN, DFN__U_RES, DFN__U_ATTN, DFN__U_DOWN, DFN__U_UP, DFN__U_OUT };
+#define DFN__UNET_MAX_OPS 72
+
+typedef struct dfn__uop {
+    int kind;
+    int h, w;             /* output size (input size too, except DOWN and UP)  */
+    int ci, co;           /* input channels (skip included), output channels   */
+    int src, skip;        /* input tensor; tensor concatenated after it or -1  */
+    size_t p, a;          /* first parameter; first cached float per sample    */
+} dfn__uop;
+
+typedef struct dfn__uplan {
+    int n_ops;
+    dfn__uop op[DFN__UNET_MAX_OPS];
+    size_t tens_a[DFN__UNET_MAX_OPS + 1];  /* per-sample offset of each tensor  */
+    size_t tens_g[DFN__UNET_MAX_OPS + 1];  /* per-sample offset of its gradient */
+    int tens_c[DFN__UNET_MAX_OPS + 1], tens_hw[DFN__UNET_MAX_OPS + 1];
+    size_t emb_a;         /* embedding caches: sin (ch), pre (T), s (T), e (T), se (T) */
+    size_t count;         /* parameters                                          */
+    size_t acts;          /* cached floats per sample                            */
+    size_t grads;         /* tensor-gradient floats per sample                   */
+    size_t scratch_ps, scratch_fx;  /* backward scratch: B * ps + fx floats      */
+    size_t col_img;       /* im2col floats of one image, largest conv            */
+    int max_hw;
+} dfn__uplan;
+
+/* Per-operation sizes. G: groups, T: time_dim. */
+static size_t dfn__uop_params(const dfn__uop *o, int T)
+{
+    size_t ci = (size_t)o->ci, co = (size_t)o->co;
+    switch (o->kind) {
+    case DFN__U_IN:   return co * 9 * ci + co;
+    case DFN__U_RES:  return 2 * ci + (co * 9 * ci + co) + (co * (size_t)T + co) + 2 * co +
+                             (co * 9 * co + co) + (ci != co ? co * ci + co : 0);
+    case DFN__U_ATTN: return 2 * co + (3 * co * co + 3 * co) + (co * co + co);
+    case DFN__U_UP:   return co * 9 * co + co;
+    case DFN__U_OUT:  return 2 * ci + co * 9 * ci + co;
+    default:          return 0;
+    }
+}
+
+/* Cached floats per sample, and the offset of the output inside them. */
+static size_t dfn__uop_acts(const dfn__uop *o, int G, size_t *out_off)
+{
+    size_t hw = (size_t)o->h * o->w, ci = (size_t)o->ci, co = (size_t)o->co, n = 0;
+    switch (o->kind) {
+    case DFN__U_IN:   n = 0; break;
+    case DFN__U_RES:  n = (o->skip >= 0 ? hw * ci : 0) + 2 * hw * ci + 2 * (size_t)G + 3 * hw * co +
+                          2 * (size_t)G + co; break;   /* [cat] n1 s1 st1 h1 n2 s2 st2 e */
+    case DFN__U_ATTN: n = hw * co + 2 * (size_t)G + 3 * hw * co + hw * hw + hw * co; break;
+    case DFN__U_DOWN: n = 0; break;
+    case DFN__U_UP:   n = hw * co; break;          /* the upsampled input */
+    case DFN__U_OUT:  n = 2 * hw * ci + 2 * (size_t)G; *out_off = 0; return n;   /* n s st */
+    }
+    *out_off = n;
+    return n + hw * co;
+}
+
+/* Backward scratch of one operation: B * ps + fx floats. */
+static void dfn__uop_scratch(const dfn__uop *o, size_t *ps, size_t *fx)
+{
+    size_t hw = (size_t)o->h * o->w, ci = (size_t)o->ci, co = (size_t)o->co;
+    *ps = 0;
+    *fx = 0;
+    switch (o->kind) {
+    case DFN__U_RES:  *ps = (o->skip >= 0 ? hw * ci : 0) + hw * ci + 2 * hw * co + co; break;
+    case DFN__U_ATTN: *ps = hw * co; *fx = hw * (hw + 4 * co); break;
+    case DFN__U_UP:   *ps = hw * co; break;
+    case DFN__U_OUT:  *ps = hw * ci; break;
+    default: break;
+    }
+}
+
+static int dfn__unet_add(dfn__uplan *pl, const dfn_unet_config *c, int kind, int h, int w,
+                         int co, int src, int skip)
+{
+    dfn__uop *o;
+    size_t out_off = 0, ps, fx, n;
+    int T = c->time_dim, G = c->groups, i = pl->n_ops;
+    if (i >= DFN__UNET_MAX_OPS) return -1;
+    o = &pl->op[i];
+    o->kind = kind;
+    o->h = h;
+    o->w = w;
+    o->ci = pl->tens_c[src] + (skip >= 0 ? pl->tens_c[skip] : 0);
+    o->co = co;
+    o->src = src;
+    o->skip = skip;
+    o->p = pl->count;
+    o->a = pl->acts;
+    pl->count += dfn__uop_params(o, T);
+    n = dfn__uop_acts(o, G, &out_off);
+    pl->acts += n;
+    pl->tens_a[i + 1] = o->a + out_off;
+    pl->tens_c[i + 1] = co;
+    pl->tens_hw[i + 1] = h * w;
+    pl->tens_g[i + 1] = pl->grads;
+    pl->grads += (size_t)h * w * co;
+    dfn__uop_scratch(o, &ps, &fx);
+    if (ps > pl->scratch_ps) pl->scratch_ps = ps;
+    if (fx > pl->scratch_fx) pl->scratch_fx = fx;
+    if (kind != DFN__U_DOWN && kind != DFN__U_ATTN) {
+        int cmax = kind == DFN__U_UP || (kind == DFN__U_RES && co > o->ci) ? co : o->ci;
+        size_t col = (size_t)h * w * 9 * (size_t)cmax;
+        if (col > pl->col_img) pl->col_img = col;
+    }
+    if (h * w > pl->max_hw) pl->max_hw = h * w;
+    pl->n_ops++;
+    return i + 1;
+}
+
+/* Plans the network of a checked config. */
+static void dfn__unet_plan(const dfn_unet_config *c, dfn__uplan *pl)
+{
+    int stack[DFN__UNET_MAX_OPS], sp = 0, cur, l, b, h = c->height, w = c->width, ch;
+    size_t T = (size_t)c->time_dim, E = (size_t)c->base_channels;
+    DFN_MEMSET(pl, 0, sizeof *pl);
+    pl->tens_c[0] = c->channels + c->cond_channels;
+    pl->tens_hw[0] = h * w;
+    pl->tens_a[0] = 0;
+    pl->acts = (size_t)h * w * (size_t)pl->tens_c[0];
+    pl->emb_a = pl->acts;
+    pl->acts += E + 4 * T;
+    pl->count = T * E + T + T * T + T + (c->num_classes > 0 ? ((size_t)c->num_classes + 1) * T : 0);
+    /* tensor 0 needs no gradient: its slot holds d SiLU(e) (B, T) instead */
+    pl->grads = (size_t)h * w * (size_t)pl->tens_c[0] > T ? (size_t)h * w * (size_t)pl->tens_c[0] : T;
+    pl->scratch_ps = 2 * T;                              /* the embedding's backward */
+    ch = c->base_channels;
+    cur = dfn__unet_add(pl, c, DFN__U_IN, h, w, ch, 0, -1);
+    stack[sp++] = cur;
+    for (l = 0; l < c->levels; l++) {
+        ch = c->base_channels * c->mult[l];
+        for (b = 0; b < c->blocks; b++) {
+            cur = dfn__unet_add(pl, c, DFN__U_RES, h, w, ch, cur, -1);
+            if (c->attention[l]) cur = dfn__unet_add(pl, c, DFN__U_ATTN, h, w, ch, cur, -1);
+            stack[sp++] = cur;
+        }
+        if (l < c->levels - 1) {
+            h /= 2;
+            w /= 2;
+            cur = dfn__unet_add(pl, c, DFN__U_DOWN, h, w, ch, cur, -1);
+            stack[sp++] = cur;
+        }
+    }
+    cur = dfn__unet_add(pl, c, DFN__U_RES, h, w, ch, cur, -1);
+    if (c->mid_attention) cur = dfn__unet_add(pl, c, DFN__U_ATTN, h, w, ch, cur, -1);
+    cur = dfn__unet_add(pl, c, DFN__U_RES, h, w, ch, cur, -1);
+    for (l = c->levels - 1; l >= 0; l--) {
+        ch = c->base_channels * c->mult[l];
+        for (b = 0; b <= c->blocks; b++) {
+            int s = stack[--sp];
+            cur = dfn__unet_add(pl, c, DFN__U_RES, h, w, ch, cur, s);
+            if (c->attention[l]) cur = dfn__unet_add(pl, c, DFN__U_ATTN, h, w, ch, cur, -1);
+        }
+        if (l > 0) {
+            h *= 2;
+            w *= 2;
+            cur = dfn__unet_add(pl, c, DFN__U_UP, h, w, ch, cur, -1);
+        }
+    }
+    dfn__unet_add(pl, c, DFN__U_OUT, h, w, c->channels, cur, -1);
+    DFN_ASSERT(sp == 0);
+}
+
+DFNDEF dfn_unet_config dfn_unet_config_default(int channels, int height, int width)
+{
+    dfn_unet_config c;
+    DFN_MEMSET(&c, 0, sizeof c);
+    c.height = height;
+    c.width = width;
+    c.channels = channels;
+    c.cond_channels = 0;
+    c.base_channels = 32;
+    c.levels = 3;
+    c.mult[0] = 1;
+    c.mult[1] = 2;
+    c.mult[2] = 2;
+    c.mult[3] = 2;
+    c.blocks = 1;
+    c.attention[2] = 1;
+    c.mid_attention = 1;
+    c.groups = 8;
+    c.time_dim = 4 * c.base_channels;
+    c.num_classes = 0;
+    c.prediction = DFN_PREDICT_EPS;
+    return c;
+}
+
+DFNDEF dfn_result dfn_unet_config_check(const dfn_unet_config *c)
+{
+    int l, div;
+    double params, ch, cmax;
+    if (!c) return DFN_ERR_NULL;
+    if (c->levels < 1 || c->levels > DFN_UNET_MAX_LEVELS || c->blocks < 1 ||
+        c->blocks > DFN_UNET_MAX_BLOCKS || c->channels < 1 || c->channels > 64 ||
+        c->cond_channels < 0 || c->cond_channels > 64 || c->base_channels < 2 ||
+        c->base_channels % 2 || c->base_channels > 1024 || c->groups < 1 || c->time_dim < 1 ||
+        c->time_dim > 4096 || c->num_classes < 0 || c->num_classes > 1000000)
+        return DFN_ERR_INVALID_ARG;
+    if (c->prediction != DFN_PREDICT_EPS && c->prediction != DFN_PREDICT_V &&
+        c->prediction != DFN_PREDICT_X0)
+        return DFN_ERR_INVALID_ARG;
+    div = 1 << (c->levels - 1);
+    if (c->height < 1 || c->width < 1 || c->height > 256 || c->width > 256 ||
+        c->height % div || c->width % div)
+        return DFN_ERR_INVALID_ARG;
+    /* a rough upper bound on the parameter count, in double, before any size_t math */
+    cmax = 0.0;
+    for (l = 0; l < c->levels; l++) {
+        if (c->mult[l] < 1 || c->mult[l] > 64) return DFN_ERR_INVALID_ARG;
+        ch = (double)c->base_channels * c->mult[l];
+        if ((int)ch % c->groups) return DFN_ERR_INVALID_ARG;
+        if (ch > cmax) cmax = ch;
+        if (c->attention[l] != 0 && c->attention[l] != 1) return DFN_ERR_INVALID_ARG;
+    }
+    if (c->mid_attention != 0 && c->mid_attention != 1) return DFN_ERR_INVALID_ARG;
+    if (cmax > 4096) return DFN_ERR_INVALID_ARG;
+    params = (double)c->time_dim * (c->time_dim + c->base_channels + 2.0 + c->num_classes + 1.0) +
+             (double)DFN__UNET_MAX_OPS * (3.0 * cmax * 9.0 * 3.0 * cmax + cmax * c->time_dim + 10 * cmax);
+    if (params > 2147483647.0) return DFN_ERR_INVALID_ARG;
+    return DFN_OK;
+}
+
+DFNDEF int dfn_unet_dim(const dfn_unet_config *cfg)
+{
+    if (dfn_unet_config_check(cfg) != DFN_OK) return 0;
+    return cfg->height * cfg->width * cfg->channels;
+}
+
+DFNDEF size_t dfn_unet_num_params(const dfn_unet_config *cfg)
+{
+    dfn__uplan pl;
+    if (dfn_unet_config_check(cfg) != DFN_OK) return 0;
+    dfn__unet_plan(cfg, &pl);
+    return pl.count;
+}
+
+DFNDEF dfn_result dfn_unet_init(dfn_unet *u, const dfn_unet_config *cfg, float *params)
+{
+    dfn_result r;
+    if (!u || !cfg || !params) return DFN_ERR_NULL;
+    if ((r = dfn_unet_config_check(cfg)) != DFN_OK) return r;
+    u->cfg = *cfg;
+    u->count = dfn_unet_num_params(cfg);
+    u->params = params;
+    return DFN_OK;
+}
+
+/* A GroupNorm's gamma (1) and beta (0). */
+static void dfn__gn_init(float *p, int c)
+{
+    int i;
+    for (i = 0; i < c; i++) {
+        p[i] = 1.0f;
+        p[c + i] = 0.0f;
+    }
+}
+
+DFNDEF dfn_result dfn_unet_init_weights(dfn_unet *u, dfn_rng *rng)
+{
+    dfn__uplan pl;
+    const dfn_unet_config *c;
+    float *P;
+    size_t T, E, o, ci, co;
+    int i;
+    if (!u || !u->params || !rng) return DFN_ERR_NULL;
+    c = &u->cfg;
+    dfn__unet_plan(c, &pl);
+    P = u->params;
+    T = (size_t)c->time_dim;
+    E = (size_t)c->base_channels;
+    dfn__uniform_fill(rng, P, T * E + T, E);                       /* W_e1, b_e1 */
+    dfn__uniform_fill(rng, P + T * E + T, T * T + T, T);           /* W_e2, b_e2 */
+    if (c->num_classes > 0)
+        dfn_rng_normal_fill(rng, P + T * E + T + T * T + T, ((size_t)c->num_classes + 1) * T);
+    for (i = 0; i < pl.n_ops; i++) {
+        const dfn__uop *op = &pl.op[i];
+        float *q = P + op->p;
+        ci = (size_t)op->ci;
+        co = (size_t)op->co;
+        switch (op->kind) {
+        case DFN__U_IN:
+        case DFN__U_UP:
+            dfn__uniform_fill(rng, q, co * 9 * ci + co, 9 * ci);
+            break;
+        case DFN__U_RES:
+            dfn__gn_init(q, op->ci);
+            o = 2 * ci;
+            dfn__uniform_fill(rng, q + o, co * 9 * ci + co, 9 * ci);           /* conv1 */
+            o += co * 9 * ci + co;
+            dfn__uniform_fill(rng, q + o, co * T + co, T);                     /* W_p, b_p */
+            o += co * T + co;
+            dfn__gn_init(q + o, op->co);
+            o += 2 * co;
+            DFN_MEMSET(q + o, 0, (co * 9 * co + co) * sizeof(float));          /* conv2: 0 */
+            o += co * 9 * co + co;
+            if (ci != co) dfn__uniform_fill(rng, q + o, co * ci + co, ci);     /* 1x1 skip */
+            break;
+        case DFN__U_ATTN:
+            dfn__gn_init(q, op->co);
+            dfn__uniform_fill(rng, q + 2 * co, 3 * co * co + 3 * co, co);
+            DFN_MEMSET(q + 2 * co + 3 * co * co + 3 * co, 0, (co * co + co) * sizeof(float));
+            break;
+        case DFN__U_OUT:
+            dfn__gn_init(q, op->ci);
+            DFN_MEMSET(q + 2 * ci, 0, (co * 9 * ci + co) * sizeof(float));
+            break;
+        default:
+            break;
+        }
+    }
+    return DFN_OK;
+}
+
+/* Where a pass keeps its values. */
+typedef struct dfn__ubufs {
+    float *acts;          /* B * plan.acts floats                             */
+    float *grads;         /* B * plan.grads (training only)                   */
+    float *scratch;       /* B * scratch_ps + scratch_fx (training only)      */
+    float *col;           /* im2col scratch                                   */
+    size_t col_floats;
+    float *work;          /* GEMM scratch                                     */
+} dfn__ubufs;
+
+/* im2col floats for a batch of B: room for the largest conv of one image,
+   or for as many images as make about 1024 GEMM rows. */
+static size_t dfn__unet_col(const dfn__uplan *pl, int B)
+{
+    size_t g = 1024 / (size_t)pl->max_hw;
+    if (g < 1) g = 1;
+    if (g > (size_t)B) g = (size_t)B;
+    return pl->col_img * g;
+}
+
+static void dfn__unet_take(const dfn__uplan *pl, int B, int training, dfn__ubufs *u, dfn__arena *ar)
+{
+    u->acts = (float *)dfn__arena_take(ar, (size_t)B * pl->acts * sizeof(float));
+    u->grads = training ? (float *)dfn__arena_take(ar, (size_t)B * pl->grads * sizeof(float)) : NULL;
+    u->scratch = training ? (float *)dfn__arena_take(
+                     ar, ((size_t)B * pl->scratch_ps + pl->scratch_fx) * sizeof(float)) : NULL;
+    u->col_floats = dfn__unet_col(pl, B);
+    u->col = (float *)dfn__arena_take(ar, u->col_floats * sizeof(float));
+    u->work = (float *)dfn__arena_take(ar, dfn_gemm_work_size());
+}
+
+static size_t dfn__unet_bufs(const dfn__uplan *pl, int B, int training, dfn__ubufs *u, void *mem)
+{
+    dfn__arena ar = dfn__arena_begin(mem);
+    dfn__unet_take(pl, B, training, u, &ar);
+    return dfn__arena_size(&ar);
+}
+
+/* Per-sample floats of everything for a batch, in double (for size checks). */
+static double dfn__unet_floats(const dfn__uplan *pl, int B, int training)
+{
+    double f = (double)B * pl->acts + (double)pl->col_img * 1024.0;
+    if (training) f += (double)B * (pl->grads + pl->scratch_ps) + pl->scratch_fx;
+    return f;
+}
+
+#define DFN__UT(pl, bu, B, i) ((bu)->acts + (size_t)(B) * (pl)->tens_a[i])   /* tensor i   */
+#define DFN__UA(bu, B, off)   ((bu)->acts + (size_t)(B) * (off))             /* cache array */
+
+/* The forward pass over B images. x (B, H, W, C); cond rows (index % cond_rows);
+   out (B, H, W, C). */
+static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *P, const dfn__ubufs *bu,
+                          int B, const float *x, const float *cond, int cond_row0, int cond_rows,
+                          const int *t, const int *labels, float *out)
+{
+    const dfn_unet_config *c = &u->cfg;
+    int T = c->time_dim, E = c->base_channels, G = c->groups, C = c->channels, CC = c->cond_channels;
+    int HW = c->height * c->width, i, k, n;
+    float *in0 = DFN__UT(pl, bu, B, 0), *work = bu->work;
+    float *sin_e = DFN__UA(bu, B, pl->emb_a), *pre = sin_e + (size_t)B * E, *s1 = pre + (size_t)B * T;
+    float *emb = s1 + (size_t)B * T, *semb = emb + (size_t)B * T;
+    size_t TE = (size_t)T * E;
+
+    /* tensor 0 = [x_t, cond] per pixel */
+    for (n = 0; n < B; n++)
+        for (k = 0; k < HW; k++) {
+            float *d = in0 + ((size_t)n * HW + k) * (C + CC);
+            DFN_MEMCPY(d, x + ((size_t)n * HW + k) * C, (size_t)C * sizeof(float));
+            if (CC)
+                DFN_MEMCPY(d + C, cond + ((size_t)((cond_row0 + n) % cond_rows) * HW + k) * CC,
+                           (size_t)CC * sizeof(float));
+        }
+    /* e = W_e2 SiLU(W_e1 sin_emb(t) + b_e1) + b_e2 + class_emb[c]; semb = SiLU(e) */
+    for (n = 0; n < B; n++) pre[n] = (float)t[n];              /* pre is free until the GEMM */
+    dfn_sinusoidal_embedding(sin_e, E, pre, 1, 1.0f, B, E);
+    dfn_linear_forward(pre, sin_e, P, P + TE, B, E, T, work);
+    dfn_act_forward(DFN_ACT_SILU, (size_t)B * T, pre, s1);
+    dfn_linear_forward(emb, s1, P + TE + T, P + TE + T + (size_t)T * T, B, T, T, work);
+    if (c->num_classes > 0)
+        for (n = 0; n < B; n++) {
+            int row = labels && labels[n] >= 0 ? labels[n] : c->num_classes;
+            dfn_vec_axpy((size_t)T, 1.0f, P + TE + 2 * (size_t)T + (size_t)T * T + (size_t)row * T,
+                         emb + (size_t)n * T);
+        }
+    dfn_act_forward(DFN_ACT_SILU, (size_t)B * T, emb, semb);
+
+    for (i = 0; i < pl->n_ops; i++) {
+        const dfn__uop *o = &pl->op[i];
+        const float *q = P + o->p;
+        int h = o->h, w = o->w, ci = o->ci, co = o->co;
+        size_t hw = (size_t)h * w, BHW = (size_t)B * hw;
+        const float *src = DFN__UT(pl, bu, B, o->src);
+        float *dst = DFN__UT(pl, bu, B, i + 1);
+        switch (o->kind) {
+        case DFN__U_IN:
+            dfn_conv2d_forward(dst, src, q, q + (size_t)co * 9 * ci, B, h, w, ci, co, 3, bu->col,
+                               bu->col_floats, work);
+            break;
+        case DFN__U_RES: {
+            float *a = DFN__UA(bu, B, o->a), *xin, *n1, *sa1, *st1, *h1, *n2, *sa2, *st2, *e;
+            const float *g1 = q, *c1 = g1 + 2 * ci, *pw = c1 + (size_t)co * 9 * ci + co;
+            const float *g2 = pw + (size_t)co * T + co, *c2 = g2 + 2 * co;
+            const float *sk = c2 + (size_t)co * 9 * co + co;
+            if (o->skip >= 0) {                           /* [h, skip] per pixel */
+                const float *s2 = DFN__UT(pl, bu, B, o->skip);
+                int ca = pl->tens_c[o->src], cb = pl->tens_c[o->skip];
+                size_t r;
+                xin = a;
+                a += BHW * ci;
+                for (r = 0; r < BHW; r++) {
+                    DFN_MEMCPY(xin + r * ci, src + r * ca, (size_t)ca * sizeof(float));
+                    DFN_MEMCPY(xin + r * ci + ca, s2 + r * cb, (size_t)cb * sizeof(float));
+                }
+            } else {
+                xin = (float *)src;
+            }
+            n1 = a;  sa1 = n1 + BHW * ci;  st1 = sa1 + BHW * ci;  h1 = st1 + (size_t)B * 2 * G;
+            n2 = h1 + BHW * co;  sa2 = n2 + BHW * co;  st2 = sa2 + BHW * co;  e = st2 + (size_t)B * 2 * G;
+            dfn_groupnorm_forward(n1, st1, xin, g1, g1 + ci, B, (int)hw, ci, G);
+            dfn_act_forward(DFN_ACT_SILU, BHW * ci, n1, sa1);
+            dfn_conv2d_forward(h1, sa1, c1, c1 + (size_t)co * 9 * ci, B, h, w, ci, co, 3, bu->col,
+                               bu->col_floats, work);
+            dfn_linear_forward(e, semb, pw, pw + (size_t)co * T, B, T, co, work);   /* W_p SiLU(e) + b_p */
+            for (n = 0; n < B; n++) dfn_bias_add((int)hw, co, h1 + (size_t)n * hw * co, e + (size_t)n * co);
+            dfn_groupnorm_forward(n2, st2, h1, g2, g2 + co, B, (int)hw, co, G);
+            dfn_act_forward(DFN_ACT_SILU, BHW * co, n2, sa2);
+            dfn_conv2d_forward(dst, sa2, c2, c2 + (size_t)co * 9 * co, B, h, w, co, co, 3, bu->col,
+                               bu->col_floats, work);
+            if (ci != co) {                               /* + 1x1 conv of the input */
+                dfn_gemm(0, 1, (int)BHW, co, ci, 1.0f, xin, ci, sk, ci, 1.0f, dst, co, work);
+                dfn_bias_add((int)BHW, co, dst, sk + (size_t)co * ci);
+            } else {
+                dfn_vec_axpy(BHW * co, 1.0f, xin, dst);
+            }
+            break;
+        }
+        case DFN__U_ATTN: {
+            float *nn = DFN__UA(bu, B, o->a), *st = nn + BHW * co, *qkv = st + (size_t)B * 2 * G;
+            float *pr = qkv + BHW * 3 * co, *ov = pr + (size_t)B * hw * hw;
+            const float *wq = q + 2 * co, *wo = wq + 3 * (size_t)co * co + 3 * co;
+            dfn_groupnorm_forward(nn, st, src, q, q + co, B, (int)hw, co, G);
+            dfn_attention_forward(dst, qkv, pr, ov, nn, wq, wq + 3 * (size_t)co * co, wo,
+                                  wo + (size_t)co * co, B, (int)hw, co, work);
+            dfn_vec_axpy(BHW * co, 1.0f, src, dst);      /* residual */
+            break;
+        }
+        case DFN__U_DOWN:
+            dfn_avgpool2_forward(dst, src, B, 2 * h, 2 * w, co);
+            break;
+        case DFN__U_UP: {
+            float *up = DFN__UA(bu, B, o->a);
+            dfn_upsample2_forward(up, src, B, h / 2, w / 2, co);
+            dfn_conv2d_forward(dst, up, q, q + (size_t)co * 9 * co, B, h, w, co, co, 3, bu->col,
+                               bu->col_floats, work);
+            break;
+        }
+        case DFN__U_OUT: {
+            float *nn = DFN__UA(bu, B, o->a), *sa = nn + BHW * ci, *st = sa + BHW * ci;
+            dfn_groupnorm_forward(nn, st, src, q, q + ci, B, (int)hw, ci, G);
+            dfn_act_forward(DFN_ACT_SILU, BHW * ci, nn, sa);
+            dfn_conv2d_forward(out, sa, q + 2 * ci, q + 2 * ci + (size_t)co * 9 * ci, B, h, w, ci, co, 3,
+                               bu->col, bu->col_floats, work);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+DFNDEF size_t dfn_unet_forward_size(const dfn_unet_config *cfg, int chunk)
+{
+    dfn__uplan pl;
+    dfn__ubufs bu;
+    if (dfn_unet_config_check(cfg) != DFN_OK || chunk < 1) return 0;
+    dfn__unet_plan(cfg, &pl);
+    if (dfn__unet_floats(&pl, chunk, 0) > 1e9) return 0;
+    return dfn__unet_bufs(&pl, chunk, 0, &bu, NULL);
+}
+
+static dfn_result dfn__unet_check_inputs(const dfn_unet *u, const int *t, const int *labels, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        if (t[i] < 0) return DFN_ERR_INVALID_ARG;
+        if (labels && u->cfg.num_classes > 0 && (labels[i] < -1 || labels[i] >= u->cfg.num_classes))
+            return DFN_ERR_INVALID_ARG;
+    }
+    return DFN_OK;
+}
+
+static dfn_result dfn__unet_forward(const dfn_unet *u, float *out, const float *x, const float *cond,
+                                    int cond_rows, const int *t, const int *labels, int n,
+                                    void *work, size_t work_bytes)
+{
+    dfn__uplan pl;
+    dfn__ubufs bu;
+    dfn_result r;
+    size_t need, D;
+    int chunk, i;
+    if (!u || !u->params || !work) return DFN_ERR_NULL;
+    if (n < 0) return DFN_ERR_INVALID_ARG;
+    if (n == 0) return DFN_OK;
+    if (!out || !x || !t) return DFN_ERR_NULL;
+    if (u->cfg.cond_channels > 0 && (!cond || cond_rows < 1)) return DFN_ERR_NULL;
+    if ((r = dfn__unet_check_inputs(u, t, labels, n)) != DFN_OK) return r;
+    need = dfn_unet_forward_size(&u->cfg, 1);
+    if (need == 0 || need > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
+    chunk = 1;
+    while (chunk < n) {
+        int next = chunk > n / 2 ? n : chunk * 2;
+        need = dfn_unet_forward_size(&u->cfg, next);
+        if (need == 0 || need > work_bytes) break;
+        chunk = next;
+    }
+    dfn__unet_plan(&u->cfg, &pl);
+    dfn__unet_bufs(&pl, chunk, 0, &bu, work);
+    D = (size_t)u->cfg.height * u->cfg.width * u->cfg.channels;
+    for (i = 0; i < n; i += chunk) {
+        int b = n - i < chunk ? n - i : chunk;
+        dfn__unet_run(u, &pl, u->params, &bu, b, x + (size_t)i * D, cond, i, cond_rows, t + i,
+                      labels ? labels + i : NULL, out + (size_t)i * D);
+    }
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_unet_forward(const dfn_unet *u, float *out, const float *x,
+                                   const float *cond, const int *t, const int *labels, int n,
+                                   void *work, size_t work_bytes)
+{
+    return dfn__unet_forward(u, out, x, cond, n, t, labels, n, work, work_bytes);
+}
+
+DFNDEF int dfn_unet_predict(void *user, const float *x_t, const int *t,
+                            const int *labels, int n, float *out)
+{
+    const dfn_unet_predictor *p = (const dfn_unet_predictor *)user;
+    if (!p) return (int)DFN_ERR_NULL;
+    return (int)dfn__unet_forward(p->model, out, x_t, p->cond, p->cond_rows, t, labels, n, p->work,
+                                  p->work_bytes);
+}
+
+DFNDEF dfn_sampler_config dfn_unet_sampler_config(dfn_sampler_kind kind, int n, dfn_unet_predictor *p)
+{
+    dfn_sampler_config c = dfn_sampler_config_default(kind, n, p && p->model ? dfn_unet_dim(&p->model->cfg) : 0,
+                                                      dfn_unet_predict, p);
+    if (p && p->model) c.prediction = p->model->cfg.prediction;
+    return c;
+}
+
+#ifndef DFN_NO_TRAINING
+/* The backward pass after dfn__unet_run on the same buffers: dout (B, H, W, C)
+   is d loss / d out; parameter gradients into G (accumulated: zero it first). */
+static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const float *P, float *Gd,
+                               const dfn__ubufs *bu, int B, const int *labels, const float *dout)
+{
+    const dfn_unet_config *c = &u->cfg;
+    int T = c->time_dim, E = c->base_channels, G = c->groups, i, n;
+    float *work = bu->work, *sc = bu->scratch;
+    float *sin_e = DFN__UA(bu, B, pl->emb_a), *pre = sin_e + (size_t)B * E, *s1 = pre + (size_t)B * T;
+    float *emb = s1 + (size_t)B * T, *semb = emb + (size_t)B * T;
+    float *dsemb;
+    size_t TE = (size_t)T * E;
+
+    DFN_MEMSET(bu->grads, 0, (size_t)B * pl->grads * sizeof(float));
+    /* d SiLU(e) accumulates over every ResBlock, in tensor 0's gradient slot */
+    dsemb = bu->grads;
+
+    for (i = pl->n_ops - 1; i >= 0; i--) {
+        const dfn__uop *o = &pl->op[i];
+        const float *q = P + o->p;
+        float *gq = Gd + o->p;
+        int h = o->h, w = o->w, ci = o->ci, co = o->co;
+        size_t hw = (size_t)h * w, BHW = (size_t)B * hw;
+        const float *src = DFN__UT(pl, bu, B, o->src);
+        const float *dY = o->kind == DFN__U_OUT ? dout : bu->grads + (size_t)B * pl->tens_g[i + 1];
+        float *dsrc = o->src > 0 ? bu->grads + (size_t)B * pl->tens_g[o->src] : NULL;
+        switch (o->kind) {
+        case DFN__U_IN:
+            dfn_conv2d_backward(NULL, gq, gq + (size_t)co * 9 * ci, dY, src, q, B, h, w, ci, co, 3,
+                                bu->col, bu->col_floats, work);
+            break;
+        case DFN__U_RES: {
+            float *a = DFN__UA(bu, B, o->a), *xin, *n1, *sa1, *st1, *h1, *n2, *sa2, *st2;
+            float *dx, *d1, *dh1, *d2, *de;
+            const float *g1 = q, *c1 = g1 + 2 * ci, *pw = c1 + (size_t)co * 9 * ci + co;
+            const float *g2 = pw + (size_t)co * T + co, *c2 = g2 + 2 * co;
+            const float *sk = c2 + (size_t)co * 9 * co + co;
+            float *gg1 = gq, *gc1 = gg1 + 2 * ci, *gpw = gc1 + (size_t)co * 9 * ci + co;
+            float *gg2 = gpw + (size_t)co * T + co, *gc2 = gg2 + 2 * co;
+            float *gsk = gc2 + (size_t)co * 9 * co + co;
+            if (o->skip >= 0) {
+                xin = a;
+                a += BHW * ci;
+                dx = sc;                                  /* d[h, skip], split at the end */
+                d1 = dx + BHW * ci;
+                DFN_MEMSET(dx, 0, BHW * ci * sizeof(float));
+            } else {
+                xin = (float *)src;
+                dx = dsrc;
+                d1 = sc;
+            }
+            dh1 = d1 + BHW * ci;  d2 = dh1 + BHW * co;  de = d2 + BHW * co;
+            n1 = a;  sa1 = n1 + BHW * ci;  st1 = sa1 + BHW * ci;  h1 = st1 + (size_t)B * 2 * G;
+            n2 = h1 + BHW * co;  sa2 = n2 + BHW * co;  st2 = sa2 + BHW * co;
+            /* out = conv2(sa2) + skip(x) */
+            if (ci != co)
+                dfn_linear_backward(dx, gsk, gsk + (size_t)co * ci, dY, xin, sk, (int)BHW, ci, co, work);
+            else
+                dfn_vec_axpy(BHW * co, 1.0f, dY, dx);
+            DFN_MEMSET(d2, 0, BHW * co * sizeof(float));
+            dfn_conv2d_backward(d2, gc2, gc2 + (size_t)co * 9 * co, dY, sa2, c2, B, h, w, co, co, 3,
+                                bu->col, bu->col_floats, work);
+            /* sa2 = SiLU(n2), n2 = GN2(h1) */
+            dfn_act_backward(DFN_ACT_SILU, BHW * co, n2, d2, d2);
+            DFN_MEMSET(dh1, 0, BHW * co * sizeof(float));
+            dfn_groupnorm_backward(dh1, gg2, gg2 + co, d2, h1, st2, g2, B, (int)hw, co, G);
+            /* h1 = conv1(sa1) + (W_p semb + b_p) per channel */
+            DFN_MEMSET(de, 0, (size_t)B * co * sizeof(float));
+            for (n = 0; n < B; n++) dfn_bias_grad((int)hw, co, dh1 + (size_t)n * hw * co, de + (size_t)n * co);
+            dfn_linear_backward(dsemb, gpw, gpw + (size_t)co * T, de, semb, pw, B, T, co, work);
+            DFN_MEMSET(d1, 0, BHW * ci * sizeof(float));
+            dfn_conv2d_backward(d1, gc1, gc1 + (size_t)co * 9 * ci, dh1, sa1, c1, B, h, w, ci, co, 3,
+                                bu->col, bu->col_floats, work);
+            /* sa1 = SiLU(n1), n1 = GN1(x) */
+            dfn_act_backward(DFN_ACT_SILU, BHW * ci, n1, d1, d1);
+            dfn_groupnorm_backward(dx, gg1, gg1 + ci, d1, xin, st1, g1, B, (int)hw, ci, G);
+            if (o->skip >= 0) {                           /* split d[h, skip] */
+                float *dskip = bu->grads + (size_t)B * pl->tens_g[o->skip];
+                int ca = pl->tens_c[o->src], cb = pl->tens_c[o->skip];
+                size_t r;
+                for (r = 0; r < BHW; r++) {
+                    dfn_vec_axpy((size_t)ca, 1.0f, dx + r * ci, dsrc + r * ca);
+                    dfn_vec_axpy((size_t)cb, 1.0f, dx + r * ci + ca, dskip + r * cb);
+                }
+            }
+            break;
+        }
+        case DFN__U_ATTN: {
+            float *nn = DFN__UA(bu, B, o->a), *st = nn + BHW * co, *qkv = st + (size_t)B * 2 * G;
+            float *pr = qkv + BHW * 3 * co, *ov = pr + (size_t)B * hw * hw;
+            const float *wq = q + 2 * co, *wo = wq + 3 * (size_t)co * co + 3 * co;
+            float *gwq = gq + 2 * co, *gwo = gwq + 3 * (size_t)co * co + 3 * co;
+            float *dn = sc, *asc = sc + BHW * co;
+            dfn_vec_axpy(BHW * co, 1.0f, dY, dsrc);      /* residual */
+            DFN_MEMSET(dn, 0, BHW * co * sizeof(float));
+            dfn_attention_backward(dn, gwq, gwq + 3 * (size_t)co * co, gwo, gwo + (size_t)co * co, dY, nn,
+                                   qkv, pr, ov, wq, wo, B, (int)hw, co, asc, work);
+            dfn_groupnorm_backward(dsrc, gq, gq + co, dn, src, st, q, B, (int)hw, co, G);
+            break;
+        }
+        case DFN__U_DOWN:
+            dfn_avgpool2_backward(dsrc, dY, B, 2 * h, 2 * w, co);
+            break;
+        case DFN__U_UP: {
+            float *up = DFN__UA(bu, B, o->a), *du = sc;
+            DFN_MEMSET(du, 0, BHW * co * sizeof(float));
+            dfn_conv2d_backward(du, gq, gq + (size_t)co * 9 * co, dY, up, q, B, h, w, co, co, 3, bu->col,
+                                bu->col_floats, work);
+            dfn_upsample2_backward(dsrc, du, B, h / 2, w / 2, co);
+            break;
+        }
+        case DFN__U_OUT: {
+            float *nn = DFN__UA(bu, B, o->a), *sa = nn + BHW * ci, *st = sa + BHW * ci, *ds = sc;
+            DFN_MEMSET(ds, 0, BHW * ci * sizeof(float));
+            dfn_conv2d_backward(ds, gq + 2 * ci, gq + 2 * ci + (size_t)co * 9 * ci, dY, sa, q + 2 * ci,
+                                B, h, w, ci, co, 3, bu->col, bu->col_floats, work);
+            dfn_act_backward(DFN_ACT_SILU, BHW * ci, nn, ds, ds);
+            dfn_groupnorm_backward(dsrc, gq, gq + ci, ds, src, st, q, B, (int)hw, ci, G);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    /* the embedding: semb = SiLU(emb), emb = W_e2 s1 + b_e2 + class_emb, s1 = SiLU(pre),
+       pre = W_e1 sin_e + b_e1 */
+    {
+        float *demb = sc, *ds1 = sc + (size_t)B * T;
+        dfn_act_backward(DFN_ACT_SILU, (size_t)B * T, emb, dsemb, demb);
+        if (c->num_classes > 0)
+            for (n = 0; n < B; n++) {
+                int row = labels && labels[n] >= 0 ? labels[n] : c->num_classes;
+                dfn_vec_axpy((size_t)T, 1.0f, demb + (size_t)n * T,
+                             Gd + TE + 2 * (size_t)T + (size_t)T * T + (size_t)row * T);
+            }
+        DFN_MEMSET(ds1, 0, (size_t)B * T * sizeof(float));
+        dfn_linear_backward(ds1, Gd + TE + T, Gd + TE + T + (size_t)T * T, demb, s1, P + TE + T, B, T, T, work);
+        dfn_act_backward(DFN_ACT_SILU, (size_t)B * T, pre, ds1, ds1);
+        dfn_linear_backward(NULL, Gd, Gd + TE, ds1, sin_e, P, B, E, T, work);
+    }
+}
+#endif /* DFN_NO_TRAINING */
+
 /* ------------------------------------------------------------------------- */
 /*  The MLP                                                                  */
 /* ------------------------------------------------------------------------- */
@@ -5073,33 +6289,82 @@ static dfn_result dfn__train_check(const dfn_train_config *c)
 
 /* Everything a training step needs besides the four parameter-shaped blocks. */
 typedef struct dfn__train_bufs {
-    dfn__mlp_acts a;
-    float *dh, *dpre, *din;              /* (B, H), (B, H), (B, in_dim) or NULL  */
+    dfn__mlp_acts a;                     /* MLP: activations                     */
+    float *dh, *dpre, *din;              /* MLP: (B, H), (B, H), (B, in_dim) or NULL */
+    dfn__ubufs u;                        /* U-Net: activations and scratch       */
     float *xt, *eps, *target, *out, *dout, *w;   /* (B, D) each; w: (B)          */
     int   *t, *labels;                   /* (B)                                  */
 } dfn__train_bufs;
 
-static size_t dfn__trainer_layout(const dfn_mlp_config *mc, const dfn_mlp_layout *l,
-                                  const dfn_train_config *c, dfn_trainer *tr,
+/* What the trainer needs to know of its network (MLP or U-Net). */
+typedef struct dfn__tnet {
+    const dfn_mlp_config  *mc;           /* one of these two is NULL             */
+    const dfn_unet_config *uc;
+    dfn_mlp_layout ml;
+    size_t P;                            /* parameters                           */
+    int D, classes;                      /* values per sample; labels            */
+    dfn_prediction prediction;
+} dfn__tnet;
+
+static void dfn__tnet_of(dfn__tnet *n, const dfn_mlp_config *mc, const dfn_unet_config *uc)
+{
+    DFN_MEMSET(n, 0, sizeof *n);
+    n->mc = mc;
+    n->uc = uc;
+    if (uc) {
+        n->P = dfn_unet_num_params(uc);
+        n->D = dfn_unet_dim(uc);
+        n->classes = uc->num_classes;
+        n->prediction = uc->prediction;
+    } else {
+        dfn__mlp_layout(mc, &n->ml);
+        n->P = n->ml.count;
+        n->D = mc->dim;
+        n->classes = mc->num_classes;
+        n->prediction = mc->prediction;
+    }
+}
+
+static void dfn__tnet_tr(dfn__tnet *n, const dfn_trainer *tr)
+{
+    dfn__tnet_of(n, tr->unet ? NULL : &tr->model->cfg, tr->unet ? &tr->unet->cfg : NULL);
+}
+
+static float *dfn__tr_params(const dfn_trainer *tr)
+{
+    return tr->unet ? tr->unet->params : tr->model->params;
+}
+
+static size_t dfn__trainer_layout(const dfn__tnet *n, const dfn_train_config *c, dfn_trainer *tr,
                                   dfn__train_bufs *b, void *mem)
 {
     dfn__arena ar = dfn__arena_begin(mem);
-    size_t P = l->count * sizeof(float), B = (size_t)c->batch, H = (size_t)mc->hidden;
-    size_t BH = B * H * sizeof(float), BD = B * (size_t)mc->dim * sizeof(float);
-    size_t L1 = (size_t)mc->blocks + 1;
+    size_t P = n->P * sizeof(float), B = (size_t)c->batch;
+    size_t BD = B * (size_t)n->D * sizeof(float);
+    DFN_MEMSET(b, 0, sizeof *b);
     tr->grads = (float *)dfn__arena_take(&ar, P);
     tr->adam_m = (float *)dfn__arena_take(&ar, P);
     tr->adam_v = (float *)dfn__arena_take(&ar, P);
     tr->ema = c->ema_decay > 0.0f ? (float *)dfn__arena_take(&ar, P) : NULL;
-    b->a.x = (float *)dfn__arena_take(&ar, B * l->in_dim * sizeof(float));
-    b->a.pre = (float *)dfn__arena_take(&ar, L1 * BH);
-    b->a.h = (float *)dfn__arena_take(&ar, L1 * BH);
-    b->a.stride = B * H;
-    b->a.work = (float *)dfn__arena_take(&ar, dfn_gemm_work_size());
-    b->dh = (float *)dfn__arena_take(&ar, BH);
-    b->dpre = (float *)dfn__arena_take(&ar, BH);
-    b->a.tmp = b->dh;                    /* free until the backward pass starts */
-    b->din = mc->num_classes > 0 ? (float *)dfn__arena_take(&ar, B * l->in_dim * sizeof(float)) : NULL;
+    if (n->uc) {
+        dfn__uplan pl;
+        dfn__unet_plan(n->uc, &pl);
+        dfn__unet_take(&pl, c->batch, 1, &b->u, &ar);
+        tr->acts = b->u.acts;
+    } else {
+        const dfn_mlp_config *mc = n->mc;
+        size_t H = (size_t)mc->hidden, BH = B * H * sizeof(float), L1 = (size_t)mc->blocks + 1;
+        b->a.x = (float *)dfn__arena_take(&ar, B * n->ml.in_dim * sizeof(float));
+        b->a.pre = (float *)dfn__arena_take(&ar, L1 * BH);
+        b->a.h = (float *)dfn__arena_take(&ar, L1 * BH);
+        b->a.stride = B * H;
+        b->a.work = (float *)dfn__arena_take(&ar, dfn_gemm_work_size());
+        b->dh = (float *)dfn__arena_take(&ar, BH);
+        b->dpre = (float *)dfn__arena_take(&ar, BH);
+        b->a.tmp = b->dh;                /* free until the backward pass starts */
+        b->din = mc->num_classes > 0 ? (float *)dfn__arena_take(&ar, B * n->ml.in_dim * sizeof(float)) : NULL;
+        tr->acts = b->a.x;
+    }
     b->xt = (float *)dfn__arena_take(&ar, BD);
     b->eps = (float *)dfn__arena_take(&ar, BD);
     b->target = (float *)dfn__arena_take(&ar, BD);
@@ -5108,73 +6373,139 @@ static size_t dfn__trainer_layout(const dfn_mlp_config *mc, const dfn_mlp_layout
     b->w = (float *)dfn__arena_take(&ar, B * sizeof(float));
     b->t = (int *)dfn__arena_take(&ar, B * sizeof(int));
     b->labels = (int *)dfn__arena_take(&ar, B * sizeof(int));
-    tr->acts = b->a.x;
     return dfn__arena_size(&ar);
+}
+
+/* Bytes for a checked network and config; 0 when too large to lay out. */
+static size_t dfn__trainer_size(const dfn__tnet *n, const dfn_train_config *cfg)
+{
+    dfn_trainer tr;
+    dfn__train_bufs b;
+    double f;
+    if (n->uc) {
+        dfn__uplan pl;
+        dfn__unet_plan(n->uc, &pl);
+        f = dfn__unet_floats(&pl, cfg->batch, 1);
+    } else {
+        f = (double)cfg->batch * ((double)n->ml.in_dim * 2 + ((double)n->mc->blocks + 3) * 2 * n->mc->hidden);
+    }
+    if (f > 1e9 || (double)cfg->batch * 5.0 * n->D > 1e9) return 0;
+    return dfn__trainer_layout(n, cfg, &tr, &b, NULL);
 }
 
 DFNDEF size_t dfn_trainer_size(const dfn_mlp_config *model_cfg, const dfn_train_config *cfg)
 {
-    dfn_mlp_layout l;
-    dfn_trainer tr;
-    dfn__train_bufs b;
+    dfn__tnet n;
     if (dfn_mlp_config_check(model_cfg) != DFN_OK || dfn__train_check(cfg) != DFN_OK) return 0;
-    dfn__mlp_layout(model_cfg, &l);
-    if ((double)cfg->batch * ((double)l.in_dim * 2 + ((double)model_cfg->blocks + 3) * 2 * model_cfg->hidden) > 1e9)
-        return 0;
-    return dfn__trainer_layout(model_cfg, &l, cfg, &tr, &b, NULL);
+    dfn__tnet_of(&n, model_cfg, NULL);
+    return dfn__trainer_size(&n, cfg);
+}
+
+DFNDEF size_t dfn_trainer_size_unet(const dfn_unet_config *model_cfg, const dfn_train_config *cfg)
+{
+    dfn__tnet n;
+    if (dfn_unet_config_check(model_cfg) != DFN_OK || dfn__train_check(cfg) != DFN_OK) return 0;
+    dfn__tnet_of(&n, NULL, model_cfg);
+    return dfn__trainer_size(&n, cfg);
+}
+
+/* Shared by both init functions: tr->model or tr->unet is set. */
+static dfn_result dfn__trainer_init(dfn_trainer *tr, const dfn_schedule *s, const dfn_train_config *cfg,
+                                    void *mem, size_t bytes)
+{
+    dfn__train_bufs b;
+    dfn__tnet n;
+    size_t need;
+    dfn__tnet_tr(&n, tr);
+    need = dfn__trainer_size(&n, cfg);
+    if (need == 0) return DFN_ERR_INVALID_ARG;               /* too large to lay out */
+    if (bytes < need) return DFN_ERR_BUFFER_TOO_SMALL;
+    tr->cfg = *cfg;
+    tr->schedule = s;
+    tr->memory = mem;
+    dfn__trainer_layout(&n, cfg, tr, &b, mem);
+    DFN_MEMSET(tr->grads, 0, n.P * sizeof(float));
+    DFN_MEMSET(tr->adam_m, 0, n.P * sizeof(float));
+    DFN_MEMSET(tr->adam_v, 0, n.P * sizeof(float));
+    if (tr->model) tr->ema_model = *tr->model;
+    if (tr->unet) tr->ema_unet = *tr->unet;
+    if (tr->ema) {
+        DFN_MEMCPY(tr->ema, dfn__tr_params(tr), n.P * sizeof(float));
+        tr->ema_model.params = tr->ema;
+        tr->ema_unet.params = tr->ema;
+    }
+    return DFN_OK;
 }
 
 DFNDEF dfn_result dfn_trainer_init(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                    const dfn_train_config *cfg, void *mem, size_t bytes)
 {
     dfn_result r;
-    dfn__train_bufs b;
-    size_t P, need;
     if (!tr || !model || !model->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
     if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
     if ((r = dfn_mlp_config_check(&model->cfg)) != DFN_OK) return r;
-    need = dfn_trainer_size(&model->cfg, cfg);
-    if (need == 0) return DFN_ERR_INVALID_ARG;               /* too large to lay out */
-    if (bytes < need) return DFN_ERR_BUFFER_TOO_SMALL;
     DFN_MEMSET(tr, 0, sizeof *tr);
-    tr->cfg = *cfg;
     tr->model = model;
-    tr->schedule = s;
-    tr->memory = mem;
-    dfn__trainer_layout(&model->cfg, &model->lay, cfg, tr, &b, mem);
-    P = model->lay.count;
-    DFN_MEMSET(tr->grads, 0, P * sizeof(float));
-    DFN_MEMSET(tr->adam_m, 0, P * sizeof(float));
-    DFN_MEMSET(tr->adam_v, 0, P * sizeof(float));
-    tr->ema_model = *model;
-    if (tr->ema) {
-        DFN_MEMCPY(tr->ema, model->params, P * sizeof(float));
-        tr->ema_model.params = tr->ema;
-    }
-    return DFN_OK;
+    r = dfn__trainer_init(tr, s, cfg, mem, bytes);
+    if (r != DFN_OK) DFN_MEMSET(tr, 0, sizeof *tr);
+    return r;
+}
+
+DFNDEF dfn_result dfn_trainer_init_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
+                                        const dfn_train_config *cfg, void *mem, size_t bytes)
+{
+    dfn_result r;
+    if (!tr || !model || !model->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
+    if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
+    if ((r = dfn_unet_config_check(&model->cfg)) != DFN_OK) return r;
+    if (model->count != dfn_unet_num_params(&model->cfg)) return DFN_ERR_INVALID_ARG;
+    DFN_MEMSET(tr, 0, sizeof *tr);
+    tr->unet = model;
+    r = dfn__trainer_init(tr, s, cfg, mem, bytes);
+    if (r != DFN_OK) DFN_MEMSET(tr, 0, sizeof *tr);
+    return r;
 }
 
 #ifndef DFN_NO_MALLOC
-DFNDEF dfn_result dfn_trainer_alloc(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
-                                    const dfn_train_config *cfg, void *alloc_ctx)
+static dfn_result dfn__trainer_alloc(dfn_trainer *tr, dfn_mlp *mlp, dfn_unet *unet, const dfn_schedule *s,
+                                     const dfn_train_config *cfg, void *alloc_ctx)
 {
     dfn_result r;
     size_t bytes;
     void *mem;
-    if (!tr || !model) return DFN_ERR_NULL;
+    if (!tr || (!mlp && !unet)) return DFN_ERR_NULL;
     DFN_MEMSET(tr, 0, sizeof *tr);
     if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
-    if ((r = dfn_mlp_config_check(&model->cfg)) != DFN_OK) return r;
-    bytes = dfn_trainer_size(&model->cfg, cfg);
+    if (mlp) {
+        if ((r = dfn_mlp_config_check(&mlp->cfg)) != DFN_OK) return r;
+        bytes = dfn_trainer_size(&mlp->cfg, cfg);
+    } else {
+        if ((r = dfn_unet_config_check(&unet->cfg)) != DFN_OK) return r;
+        bytes = dfn_trainer_size_unet(&unet->cfg, cfg);
+    }
     if (bytes == 0) return DFN_ERR_INVALID_ARG;
     mem = DFN_MALLOC(bytes, alloc_ctx);
     if (!mem) return DFN_ERR_OUT_OF_MEMORY;
-    r = dfn_trainer_init(tr, model, s, cfg, mem, bytes);
+    r = mlp ? dfn_trainer_init(tr, mlp, s, cfg, mem, bytes) : dfn_trainer_init_unet(tr, unet, s, cfg, mem, bytes);
     if (r != DFN_OK) {
         DFN_FREE(mem, alloc_ctx);
         DFN_MEMSET(tr, 0, sizeof *tr);
     }
     return r;
+}
+
+DFNDEF dfn_result dfn_trainer_alloc(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
+                                    const dfn_train_config *cfg, void *alloc_ctx)
+{
+    if (!model) return DFN_ERR_NULL;
+    return dfn__trainer_alloc(tr, model, NULL, s, cfg, alloc_ctx);
+}
+
+DFNDEF dfn_result dfn_trainer_alloc_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
+                                         const dfn_train_config *cfg, void *alloc_ctx)
+{
+    if (!model) return DFN_ERR_NULL;
+    return dfn__trainer_alloc(tr, NULL, model, s, cfg, alloc_ctx);
 }
 
 DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx)
@@ -5187,56 +6518,27 @@ DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx)
 #endif
 
 /* Section 5, Min-SNR-gamma: the loss weight of timestep t. */
-static float dfn__loss_weight(const dfn_trainer *tr, int t)
+static float dfn__loss_weight(const dfn_trainer *tr, dfn_prediction pred, int t)
 {
     double snr = tr->schedule->snr[t], g = tr->cfg.min_snr_gamma, m;
     if (tr->cfg.weighting == DFN_WEIGHT_UNIFORM) return 1.0f;
     m = snr < g ? snr : g;
-    switch (tr->model->cfg.prediction) {
+    switch (pred) {
     case DFN_PREDICT_EPS: return snr > 0.0 ? (float)(m / snr) : 1.0f;   /* limit at SNR -> 0 */
     case DFN_PREDICT_V:   return (float)(m / (snr + 1.0));
     default:              return (float)m;
     }
 }
 
-/* Forward, loss and backward on one batch with t and eps given; gradients
-   into tr->grads (overwritten). */
-static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, const float *x0,
-                                       const int *labels, float *loss_out)
+/* The MLP's backward pass after dfn__mlp_forward_batch on b->a: gradients
+   into G given b->dout. */
+static void dfn__mlp_backward_batch(const dfn_mlp *m, const float *P, float *G, dfn__train_bufs *b,
+                                    const int *labels, int B)
 {
-    dfn_mlp *m = tr->model;
     const dfn_mlp_config *c = &m->cfg;
     const dfn_mlp_layout *l = &m->lay;
-    const float *P = m->params;
-    float *G = tr->grads;
-    int B = tr->cfg.batch, D = c->dim, H = c->hidden, L = c->blocks, i, j, k;
+    int D = c->dim, H = c->hidden, L = c->blocks, i, k;
     size_t BH = (size_t)B * H;
-    double loss = 0.0;
-    dfn_result r;
-
-    /* x_t in closed form (section 1) and the target of the parameterization (sections 4, 5). */
-    if ((r = dfn_q_sample(tr->schedule, b->xt, x0, b->eps, b->t, B, D)) != DFN_OK) return r;
-    if ((r = dfn_prediction_target(tr->schedule, c->prediction, b->target, x0, b->eps, b->t, B, D)) != DFN_OK)
-        return r;
-    dfn__mlp_forward_batch(m, P, &b->a, b->out, b->xt, b->t, labels, B);
-
-    /* loss = (1/B) sum_i w_i (1/D) ||out_i - target_i||^2;  dloss/dout = 2 w_i (out - target) / (B D) */
-    for (i = 0; i < B; i++) {
-        double w = b->w[i] = dfn__loss_weight(tr, b->t[i]), row = 0.0;
-        for (j = 0; j < D; j++) {
-            size_t o = (size_t)i * D + j;
-            double d = (double)b->out[o] - b->target[o];
-            row += d * d;
-            b->dout[o] = (float)(2.0 * w * d / ((double)B * D));
-        }
-        loss += w * row / D;
-    }
-    loss /= B;
-    if (loss_out) *loss_out = (float)loss;
-    if (!(loss - loss == 0.0)) return DFN_ERR_NOT_FINITE;
-
-    /* Backward, layer by layer from the output (each line undoes one line of the forward). */
-    DFN_MEMSET(G, 0, l->count * sizeof(float));
     DFN_MEMSET(b->dh, 0, BH * sizeof(float));
     /* out = W_out h_L + b_out */
     dfn_linear_backward(b->dh, G + l->w_out, G + l->b_out, b->dout, b->a.h + (size_t)L * b->a.stride,
@@ -5264,6 +6566,55 @@ static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, cons
                          G + l->cls + (size_t)row * c->time_dim);
         }
     }
+}
+
+/* Forward, loss and backward on one batch with t and eps given; gradients
+   into tr->grads (overwritten). */
+static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, const float *x0,
+                                       const float *cond, const int *labels, float *loss_out)
+{
+    dfn__tnet n;
+    const float *P = dfn__tr_params(tr);
+    float *G = tr->grads;
+    int B = tr->cfg.batch, D, i, j;
+    double loss = 0.0;
+    dfn_result r;
+    dfn__uplan pl;
+
+    dfn__tnet_tr(&n, tr);
+    D = n.D;
+    /* x_t in closed form (section 1) and the target of the parameterization (sections 4, 5). */
+    if ((r = dfn_q_sample(tr->schedule, b->xt, x0, b->eps, b->t, B, D)) != DFN_OK) return r;
+    if ((r = dfn_prediction_target(tr->schedule, n.prediction, b->target, x0, b->eps, b->t, B, D)) != DFN_OK)
+        return r;
+    if (tr->unet) {
+        dfn__unet_plan(&tr->unet->cfg, &pl);
+        dfn__unet_run(tr->unet, &pl, P, &b->u, B, b->xt, cond, 0, B, b->t, labels, b->out);
+    } else {
+        dfn__mlp_forward_batch(tr->model, P, &b->a, b->out, b->xt, b->t, labels, B);
+    }
+
+    /* loss = (1/B) sum_i w_i (1/D) ||out_i - target_i||^2;  dloss/dout = 2 w_i (out - target) / (B D) */
+    for (i = 0; i < B; i++) {
+        double w = b->w[i] = dfn__loss_weight(tr, n.prediction, b->t[i]), row = 0.0;
+        for (j = 0; j < D; j++) {
+            size_t o = (size_t)i * D + j;
+            double d = (double)b->out[o] - b->target[o];
+            row += d * d;
+            b->dout[o] = (float)(2.0 * w * d / ((double)B * D));
+        }
+        loss += w * row / D;
+    }
+    loss /= B;
+    if (loss_out) *loss_out = (float)loss;
+    if (!(loss - loss == 0.0)) return DFN_ERR_NOT_FINITE;
+
+    /* Backward, layer by layer from the output (each line undoes one line of the forward). */
+    DFN_MEMSET(G, 0, n.P * sizeof(float));
+    if (tr->unet)
+        dfn__unet_backward(tr->unet, &pl, P, G, &b->u, B, labels, b->dout);
+    else
+        dfn__mlp_backward_batch(tr->model, P, G, b, labels, B);
     return DFN_OK;
 }
 
@@ -5271,24 +6622,48 @@ static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, cons
 static void dfn__trainer_bufs(dfn_trainer *tr, dfn__train_bufs *b)
 {
     dfn_trainer tmp = *tr;
-    dfn__trainer_layout(&tr->model->cfg, &tr->model->lay, &tr->cfg, &tmp, b, tr->memory);
+    dfn__tnet n;
+    dfn__tnet_tr(&n, tr);
+    dfn__trainer_layout(&n, &tr->cfg, &tmp, b, tr->memory);
+}
+
+/* t in 1..T is the caller's (or the draw's); labels in -1..C-1; cond when needed. */
+static dfn_result dfn__train_inputs(const dfn_trainer *tr, const int *t, const int *labels,
+                                    const float *cond, int B)
+{
+    if (tr->unet) {
+        if (tr->unet->cfg.cond_channels > 0 && !cond) return DFN_ERR_NULL;
+        return dfn__unet_check_inputs(tr->unet, t, labels, B);
+    }
+    return dfn__mlp_check_inputs(tr->model, t, labels, B);
+}
+
+DFNDEF dfn_result dfn_trainer_loss_grad_cond(dfn_trainer *tr, const float *x0, const float *cond,
+                                             const int *labels, const int *t, const float *eps,
+                                             float *loss)
+{
+    dfn__train_bufs b;
+    dfn_result r;
+    int i, B;
+    if (!tr || (!tr->model && !tr->unet) || !tr->memory || !x0 || !t || !eps) return DFN_ERR_NULL;
+    B = tr->cfg.batch;
+    for (i = 0; i < B; i++)
+        if (t[i] < 1 || t[i] > tr->schedule->T) return DFN_ERR_INVALID_ARG;
+    if ((r = dfn__train_inputs(tr, t, labels, cond, B)) != DFN_OK) return r;
+    dfn__trainer_bufs(tr, &b);
+    DFN_MEMCPY(b.t, t, (size_t)B * sizeof(int));
+    {
+        dfn__tnet n;
+        dfn__tnet_tr(&n, tr);
+        DFN_MEMCPY(b.eps, eps, (size_t)B * n.D * sizeof(float));
+    }
+    return dfn__train_loss_grad(tr, &b, x0, cond, labels, loss);
 }
 
 DFNDEF dfn_result dfn_trainer_loss_grad(dfn_trainer *tr, const float *x0, const int *labels,
                                         const int *t, const float *eps, float *loss)
 {
-    dfn__train_bufs b;
-    dfn_result r;
-    int i, B;
-    if (!tr || !tr->model || !tr->memory || !x0 || !t || !eps) return DFN_ERR_NULL;
-    B = tr->cfg.batch;
-    for (i = 0; i < B; i++)
-        if (t[i] < 1 || t[i] > tr->schedule->T) return DFN_ERR_INVALID_ARG;
-    if ((r = dfn__mlp_check_inputs(tr->model, t, labels, B)) != DFN_OK) return r;
-    dfn__trainer_bufs(tr, &b);
-    DFN_MEMCPY(b.t, t, (size_t)B * sizeof(int));
-    DFN_MEMCPY(b.eps, eps, (size_t)B * tr->model->cfg.dim * sizeof(float));
-    return dfn__train_loss_grad(tr, &b, x0, labels, loss);
+    return dfn_trainer_loss_grad_cond(tr, x0, NULL, labels, t, eps, loss);
 }
 
 DFNDEF float dfn_train_lr(const dfn_train_config *c, long step)
@@ -5305,34 +6680,42 @@ DFNDEF float dfn_train_lr(const dfn_train_config *c, long step)
     return (float)lr;
 }
 
-DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *labels,
-                                 dfn_rng *rng, float *loss)
+DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const float *cond,
+                                      const int *labels, dfn_rng *rng, float *loss)
 {
     dfn__train_bufs b;
+    dfn__tnet n;
     dfn_result r;
     const dfn_train_config *c;
     size_t P, i;
     int B, D, k;
     float lr, clip_scale = 1.0f, norm;
     double bc1, bc2;
-    if (!tr || !tr->model || !tr->memory || !x0 || !rng) return DFN_ERR_NULL;
+    if (!tr || (!tr->model && !tr->unet) || !tr->memory || !x0 || !rng) return DFN_ERR_NULL;
     if (tr->step < 0 || tr->step > 0x7ffffffeL) return DFN_ERR_INVALID_ARG;
     c = &tr->cfg;
     B = c->batch;
-    D = tr->model->cfg.dim;
-    P = tr->model->lay.count;
+    dfn__tnet_tr(&n, tr);
+    D = n.D;
+    P = n.P;
     if (!dfn__all_finite(x0, (size_t)B * D)) return DFN_ERR_NOT_FINITE;
+    if (tr->unet && tr->unet->cfg.cond_channels > 0) {
+        if (!cond) return DFN_ERR_NULL;
+        if (!dfn__all_finite(cond, (size_t)B * tr->unet->cfg.height * tr->unet->cfg.width *
+                                       tr->unet->cfg.cond_channels))
+            return DFN_ERR_NOT_FINITE;
+    }
     dfn__trainer_bufs(tr, &b);
 
     /* t ~ U{1..T}, eps ~ N(0, I) per example; labels dropped to "none" with p_uncond. */
     for (k = 0; k < B; k++) b.t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
     dfn_rng_normal_fill(rng, b.eps, (size_t)B * D);
-    if ((r = dfn__mlp_check_inputs(tr->model, b.t, labels, B)) != DFN_OK) return r;
-    if (labels && tr->model->cfg.num_classes > 0) {
+    if ((r = dfn__train_inputs(tr, b.t, labels, cond, B)) != DFN_OK) return r;
+    if (labels && n.classes > 0) {
         for (k = 0; k < B; k++) b.labels[k] = dfn_rng_uniform(rng) < c->p_uncond ? -1 : labels[k];
         labels = b.labels;
     }
-    if ((r = dfn__train_loss_grad(tr, &b, x0, labels, loss)) != DFN_OK) return r;
+    if ((r = dfn__train_loss_grad(tr, &b, x0, cond, labels, loss)) != DFN_OK) return r;
 
     norm = DFN_SQRTF(dfn_vec_sum_sq(P, tr->grads));
     tr->last_grad_norm = norm;
@@ -5348,7 +6731,7 @@ DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *la
     if (c->beta1 == 0.0f) bc1 = 1.0;
     if (c->beta2 == 0.0f) bc2 = 1.0;
     {
-        float *p = tr->model->params, *m = tr->adam_m, *v = tr->adam_v, *g = tr->grads;
+        float *p = dfn__tr_params(tr), *m = tr->adam_m, *v = tr->adam_v, *g = tr->grads;
         float a1 = c->beta1, a2 = c->beta2, step = (float)(lr / bc1), vscale = (float)(1.0 / bc2);
         float decay = lr * c->weight_decay;
         for (i = 0; i < P; i++) {
@@ -5367,6 +6750,12 @@ DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *la
         }
     }
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *labels,
+                                 dfn_rng *rng, float *loss)
+{
+    return dfn_train_step_cond(tr, x0, NULL, labels, rng, loss);
 }
 
 #endif /* DFN_NO_TRAINING */

@@ -1,0 +1,10 @@
+/* Tests of the image layers and the U-Net, in the order they run. */
+#define DFN_TESTS_UNET(X)                       \
+    X(unet_conv_matches_formula)                \
+    X(unet_conv_gradients)                      \
+    X(unet_groupnorm)                           \
+    X(unet_pool_and_upsample)                   \
+    X(unet_attention)                           \
+    X(unet_whole_gradients)                     \
+    X(unet_inference_matches_training)          \
+    X(unet_bad_input)

@@ -1,0 +1,497 @@
+/* The image layers and the U-Net: each layer's forward pass against the
+   formula written out in double, each backward pass against central finite
+   differences, the whole U-Net's gradient through the trainer, inference
+   against the training forward pass, and bad input. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "harness.h"
+#include "../diffusion.h"
+
+static float *randn(dfn_rng *rng, size_t n, float scale)
+{
+    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
+    size_t i;
+    dfn_rng_normal_fill(rng, p, n);
+    for (i = 0; i < n; i++) p[i] *= scale;
+    return p;
+}
+
+static float *zeros(size_t n) { return (float *)calloc(n ? n : 1, sizeof(float)); }
+
+static double dot_d(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* ---- convolution ---- */
+
+typedef struct {
+    int B, H, W, Ci, Co, k;
+    float *in, *Wt, *b, *c, *out, *col, *work;
+    size_t col_floats;
+} conv_case;
+
+static double conv_loss(void *user, const float *p)
+{
+    conv_case *cc = (conv_case *)user;
+    (void)p;
+    dfn_conv2d_forward(cc->out, cc->in, cc->Wt, cc->b, cc->B, cc->H, cc->W, cc->Ci, cc->Co, cc->k,
+                       cc->col, cc->col_floats, cc->work);
+    return dot_d(cc->c, cc->out, (size_t)cc->B * cc->H * cc->W * cc->Co);
+}
+
+void test_unet_conv_matches_formula(void)
+{
+    /* out[y][x][o] = b[o] + sum Wt[o][dy][dx][i] in[y+dy-p][x+dx-p][i] in
+       double, for k = 1 and 3, with a scratch of one image (groups of one)
+       and of the whole batch. */
+    dfn_rng rng;
+    int k, g, B = 3, H = 5, W = 4, Ci = 3, Co = 5;
+    float *work = (float *)malloc(dfn_gemm_work_size());
+    dfn_rng_seed(&rng, 5, 1);
+    for (k = 1; k <= 3; k += 2)
+        for (g = 1; g <= B; g += B - 1) {
+            size_t colf = dfn_conv2d_col_size(H, W, Ci, k) * g;
+            float *in = randn(&rng, (size_t)B * H * W * Ci, 1), *Wt = randn(&rng, (size_t)Co * k * k * Ci, 1);
+            float *b = randn(&rng, Co, 1), *out = zeros((size_t)B * H * W * Co), *col = zeros(colf);
+            double maxerr = 0;
+            int n, y, x, o, dy, dx, i, p = (k - 1) / 2;
+            dfn_conv2d_forward(out, in, Wt, b, B, H, W, Ci, Co, k, col, colf, work);
+            for (n = 0; n < B; n++)
+                for (y = 0; y < H; y++)
+                    for (x = 0; x < W; x++)
+                        for (o = 0; o < Co; o++) {
+                            double s = b[o];
+                            for (dy = 0; dy < k; dy++)
+                                for (dx = 0; dx < k; dx++)
+                                    for (i = 0; i < Ci; i++) {
+                                        int sy = y + dy - p, sx = x + dx - p;
+                                        if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                                        s += (double)Wt[((o * k + dy) * k + dx) * Ci + i] *
+                                             in[((n * H + sy) * W + sx) * Ci + i];
+                                    }
+                            s -= out[((n * H + y) * W + x) * Co + o];
+                            if (fabs(s) > maxerr) maxerr = fabs(s);
+                        }
+            CHECK(maxerr < 1e-5, "k = %d, groups of %d: max error %g", k, g, maxerr);
+            free(in); free(Wt); free(b); free(out); free(col);
+        }
+    free(work);
+}
+
+void test_unet_conv_gradients(void)
+{
+    dfn_rng rng;
+    int k, wrt;
+    float *work = (float *)malloc(dfn_gemm_work_size());
+    dfn_rng_seed(&rng, 6, 1);
+    for (k = 1; k <= 3; k += 2) {
+        conv_case cc;
+        size_t nin, nw, nout;
+        float *din, *dW, *db;
+        double err;
+        size_t worst;
+        cc.B = 2; cc.H = 4; cc.W = 5; cc.Ci = 3; cc.Co = 4; cc.k = k;
+        nin = (size_t)cc.B * cc.H * cc.W * cc.Ci;
+        nw = (size_t)cc.Co * k * k * cc.Ci;
+        nout = (size_t)cc.B * cc.H * cc.W * cc.Co;
+        cc.col_floats = dfn_conv2d_col_size(cc.H, cc.W, cc.Ci, k);      /* one image at a time */
+        cc.in = randn(&rng, nin, 1); cc.Wt = randn(&rng, nw, 1); cc.b = randn(&rng, cc.Co, 1);
+        cc.c = randn(&rng, nout, 1); cc.out = zeros(nout); cc.col = zeros(cc.col_floats); cc.work = work;
+        din = zeros(nin); dW = zeros(nw); db = zeros(cc.Co);
+        dfn_conv2d_backward(din, dW, db, cc.c, cc.in, cc.Wt, cc.B, cc.H, cc.W, cc.Ci, cc.Co, k, cc.col,
+                            cc.col_floats, work);
+        for (wrt = 0; wrt < 3; wrt++) {
+            float *p = wrt == 0 ? cc.in : wrt == 1 ? cc.Wt : cc.b, *g = wrt == 0 ? din : wrt == 1 ? dW : db;
+            size_t n = wrt == 0 ? nin : wrt == 1 ? nw : (size_t)cc.Co;
+            CHECK(dfn_check_grad(conv_loss, &cc, p, n, g, 1, 1e-2f, 1e-3, &err, &worst) == DFN_OK && err < 1e-2,
+                  "k = %d, wrt %d: relative error %g at %d", k, wrt, err, (int)worst);
+        }
+        free(cc.in); free(cc.Wt); free(cc.b); free(cc.c); free(cc.out); free(cc.col);
+        free(din); free(dW); free(db);
+    }
+    free(work);
+}
+
+/* ---- GroupNorm ---- */
+
+typedef struct {
+    int B, N, C, G;
+    float *x, *gamma, *beta, *c, *y, *stats;
+} gn_case;
+
+static double gn_loss(void *user, const float *p)
+{
+    gn_case *g = (gn_case *)user;
+    (void)p;
+    dfn_groupnorm_forward(g->y, g->stats, g->x, g->gamma, g->beta, g->B, g->N, g->C, g->G);
+    return dot_d(g->c, g->y, (size_t)g->B * g->N * g->C);
+}
+
+void test_unet_groupnorm(void)
+{
+    dfn_rng rng;
+    gn_case g;
+    size_t n, i, worst;
+    float *dx, *dg, *db;
+    double err, maxerr = 0;
+    int b, gr, wrt;
+    dfn_rng_seed(&rng, 7, 1);
+    g.B = 2; g.N = 6; g.C = 6; g.G = 3;
+    n = (size_t)g.B * g.N * g.C;
+    g.x = randn(&rng, n, 2); g.gamma = randn(&rng, g.C, 1); g.beta = randn(&rng, g.C, 1);
+    g.c = randn(&rng, n, 1); g.y = zeros(n); g.stats = zeros((size_t)g.B * g.G * 2);
+    for (i = 0; i < n; i++) g.x[i] += 3.0f;      /* a mean to remove */
+    gn_loss(&g, NULL);
+    /* the formula, in double */
+    for (b = 0; b < g.B; b++)
+        for (gr = 0; gr < g.G; gr++) {
+            int cg = g.C / g.G, k, c;
+            double s = 0, ss = 0, mean, var;
+            for (k = 0; k < g.N; k++)
+                for (c = 0; c < cg; c++) s += g.x[(b * g.N + k) * g.C + gr * cg + c];
+            mean = s / (g.N * cg);
+            for (k = 0; k < g.N; k++)
+                for (c = 0; c < cg; c++) {
+                    double d = g.x[(b * g.N + k) * g.C + gr * cg + c] - mean;
+                    ss += d * d;
+                }
+            var = ss / (g.N * cg);
+            for (k = 0; k < g.N; k++)
+                for (c = 0; c < cg; c++) {
+                    int ch = gr * cg + c, o = (b * g.N + k) * g.C + ch;
+                    double want = g.gamma[ch] * (g.x[o] - mean) / sqrt(var + 1e-5) + g.beta[ch];
+                    if (fabs(want - g.y[o]) > maxerr) maxerr = fabs(want - g.y[o]);
+                }
+        }
+    CHECK(maxerr < 1e-5, "forward: max error %g", maxerr);
+    dx = zeros(n); dg = zeros(g.C); db = zeros(g.C);
+    dfn_groupnorm_backward(dx, dg, db, g.c, g.x, g.stats, g.gamma, g.B, g.N, g.C, g.G);
+    for (wrt = 0; wrt < 3; wrt++) {
+        float *p = wrt == 0 ? g.x : wrt == 1 ? g.gamma : g.beta, *gr2 = wrt == 0 ? dx : wrt == 1 ? dg : db;
+        size_t m = wrt == 0 ? n : (size_t)g.C;
+        CHECK(dfn_check_grad(gn_loss, &g, p, m, gr2, 1, 1e-2f, 1e-3, &err, &worst) == DFN_OK && err < 2e-2,
+              "wrt %d: relative error %g at %d", wrt, err, (int)worst);
+    }
+    free(g.x); free(g.gamma); free(g.beta); free(g.c); free(g.y); free(g.stats); free(dx); free(dg); free(db);
+}
+
+void test_unet_pool_and_upsample(void)
+{
+    /* Forward against the definition; backward as the adjoint:
+       <A x, y> = <x, A^T y> for random x, y. */
+    dfn_rng rng;
+    int B = 2, H = 4, W = 6, C = 3, b, y, x, c;
+    size_t nin = (size_t)B * H * W * C, nsmall = nin / 4;
+    float *in = NULL, *small = NULL, *out, *back, *ybig, *ysmall;
+    double err = 0, l, r;
+    dfn_rng_seed(&rng, 8, 1);
+    in = randn(&rng, nin, 1); small = randn(&rng, nsmall, 1);
+    out = zeros(nin); back = zeros(nin);
+    ybig = randn(&rng, nin, 1); ysmall = randn(&rng, nsmall, 1);
+    dfn_avgpool2_forward(out, in, B, H, W, C);
+    for (b = 0; b < B; b++)
+        for (y = 0; y < H / 2; y++)
+            for (x = 0; x < W / 2; x++)
+                for (c = 0; c < C; c++) {
+                    double s = 0;
+                    int dy, dx;
+                    for (dy = 0; dy < 2; dy++)
+                        for (dx = 0; dx < 2; dx++) s += in[((b * H + 2 * y + dy) * W + 2 * x + dx) * C + c];
+                    err = fmax(err, fabs(s / 4 - out[((b * (H / 2) + y) * (W / 2) + x) * C + c]));
+                }
+    CHECK(err < 1e-6, "avgpool forward: %g", err);
+    l = dot_d(out, ysmall, nsmall);
+    dfn_avgpool2_backward(back, ysmall, B, H, W, C);
+    r = dot_d(in, back, nin);
+    CHECK(fabs(l - r) < 1e-5 * (1 + fabs(l)), "avgpool adjoint: %g vs %g", l, r);
+
+    dfn_upsample2_forward(out, small, B, H / 2, W / 2, C);
+    err = 0;
+    for (b = 0; b < B; b++)
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++)
+                for (c = 0; c < C; c++)
+                    err = fmax(err, fabs(out[((b * H + y) * W + x) * C + c] -
+                                         small[((b * (H / 2) + y / 2) * (W / 2) + x / 2) * C + c]));
+    CHECK(err == 0, "upsample forward: %g", err);
+    l = dot_d(out, ybig, nin);
+    memset(back, 0, nsmall * sizeof(float));
+    dfn_upsample2_backward(back, ybig, B, H / 2, W / 2, C);
+    r = dot_d(small, back, nsmall);
+    CHECK(fabs(l - r) < 1e-5 * (1 + fabs(l)), "upsample adjoint: %g vs %g", l, r);
+    free(in); free(small); free(out); free(back); free(ybig); free(ysmall);
+}
+
+/* ---- attention ---- */
+
+typedef struct {
+    int B, N, C;
+    float *x, *Wqkv, *bqkv, *Wo, *bo, *c, *out, *qkv, *probs, *o, *work;
+} at_case;
+
+static double at_loss(void *user, const float *p)
+{
+    at_case *a = (at_case *)user;
+    (void)p;
+    dfn_attention_forward(a->out, a->qkv, a->probs, a->o, a->x, a->Wqkv, a->bqkv, a->Wo, a->bo,
+                          a->B, a->N, a->C, a->work);
+    return dot_d(a->c, a->out, (size_t)a->B * a->N * a->C);
+}
+
+void test_unet_attention(void)
+{
+    dfn_rng rng;
+    at_case a;
+    size_t nx, worst;
+    float *dx, *dWqkv, *dbqkv, *dWo, *dbo, *scratch;
+    double err, maxerr = 0;
+    int b, i, j, d, e, wrt;
+    dfn_rng_seed(&rng, 9, 1);
+    a.B = 2; a.N = 5; a.C = 4;
+    nx = (size_t)a.B * a.N * a.C;
+    a.x = randn(&rng, nx, 1); a.Wqkv = randn(&rng, 3 * a.C * a.C, 0.7f); a.bqkv = randn(&rng, 3 * a.C, 0.3f);
+    a.Wo = randn(&rng, a.C * a.C, 0.7f); a.bo = randn(&rng, a.C, 0.3f); a.c = randn(&rng, nx, 1);
+    a.out = zeros(nx); a.qkv = zeros(3 * nx); a.probs = zeros((size_t)a.B * a.N * a.N); a.o = zeros(nx);
+    a.work = (float *)malloc(dfn_gemm_work_size());
+    at_loss(&a, NULL);
+    /* the formula in double */
+    for (b = 0; b < a.B; b++) {
+        double q[5][4], k[5][4], v[5][4], P[5][5];
+        for (i = 0; i < a.N; i++)
+            for (d = 0; d < a.C; d++) {
+                double sq = a.bqkv[d], sk = a.bqkv[a.C + d], sv = a.bqkv[2 * a.C + d];
+                for (e = 0; e < a.C; e++) {
+                    double xv = a.x[(b * a.N + i) * a.C + e];
+                    sq += a.Wqkv[d * a.C + e] * xv;
+                    sk += a.Wqkv[(a.C + d) * a.C + e] * xv;
+                    sv += a.Wqkv[(2 * a.C + d) * a.C + e] * xv;
+                }
+                q[i][d] = sq; k[i][d] = sk; v[i][d] = sv;
+            }
+        for (i = 0; i < a.N; i++) {
+            double mx = -1e300, sum = 0;
+            for (j = 0; j < a.N; j++) {
+                double s = 0;
+                for (d = 0; d < a.C; d++) s += q[i][d] * k[j][d];
+                P[i][j] = s / sqrt((double)a.C);
+                if (P[i][j] > mx) mx = P[i][j];
+            }
+            for (j = 0; j < a.N; j++) sum += (P[i][j] = exp(P[i][j] - mx));
+            for (j = 0; j < a.N; j++) P[i][j] /= sum;
+        }
+        for (i = 0; i < a.N; i++)
+            for (d = 0; d < a.C; d++) {
+                double s = a.bo[d];
+                for (e = 0; e < a.C; e++) {
+                    double ov = 0;
+                    for (j = 0; j < a.N; j++) ov += P[i][j] * v[j][e];
+                    s += a.Wo[d * a.C + e] * ov;
+                }
+                maxerr = fmax(maxerr, fabs(s - a.out[(b * a.N + i) * a.C + d]));
+            }
+    }
+    CHECK(maxerr < 1e-5, "forward: max error %g", maxerr);
+    dx = zeros(nx); dWqkv = zeros(3 * a.C * a.C); dbqkv = zeros(3 * a.C); dWo = zeros(a.C * a.C); dbo = zeros(a.C);
+    scratch = zeros(dfn_attention_scratch_size(a.N, a.C));
+    dfn_attention_backward(dx, dWqkv, dbqkv, dWo, dbo, a.c, a.x, a.qkv, a.probs, a.o, a.Wqkv, a.Wo,
+                           a.B, a.N, a.C, scratch, a.work);
+    /* The key bias adds q . b_k to every score of a row, which the softmax
+       ignores: its gradient is exactly 0 (finite differences give only
+       rounding noise there), so it is checked for that instead. */
+    for (wrt = 0; wrt < 6; wrt++) {
+        float *p[6], *g[6];
+        size_t n[6];
+        p[0] = a.x; g[0] = dx; n[0] = nx;
+        p[1] = a.Wqkv; g[1] = dWqkv; n[1] = 3 * a.C * a.C;
+        p[2] = a.bqkv; g[2] = dbqkv; n[2] = a.C;                         /* query bias */
+        p[3] = a.bqkv + 2 * a.C; g[3] = dbqkv + 2 * a.C; n[3] = a.C;     /* value bias */
+        p[4] = a.Wo; g[4] = dWo; n[4] = a.C * a.C;
+        p[5] = a.bo; g[5] = dbo; n[5] = a.C;
+        CHECK(dfn_check_grad(at_loss, &a, p[wrt], n[wrt], g[wrt], 1, 1e-2f, 1e-3, &err, &worst) == DFN_OK &&
+                  err < 2e-2, "wrt %d: relative error %g at %d", wrt, err, (int)worst);
+    }
+    for (d = 0; d < a.C; d++)
+        CHECK(fabsf(dbqkv[a.C + d]) < 1e-5f, "key bias gradient %g", dbqkv[a.C + d]);
+    free(a.x); free(a.Wqkv); free(a.bqkv); free(a.Wo); free(a.bo); free(a.c); free(a.out); free(a.qkv);
+    free(a.probs); free(a.o); free(a.work); free(dx); free(dWqkv); free(dbqkv); free(dWo); free(dbo);
+    free(scratch);
+}
+
+/* ---- the whole U-Net ---- */
+
+/* A small U-Net with every kind of operation: two levels, attention at
+   the lower one and in the middle, class labels and a conditioning channel. */
+static dfn_unet_config tiny_config(void)
+{
+    dfn_unet_config c = dfn_unet_config_default(1, 8, 8);
+    c.cond_channels = 1;
+    c.base_channels = 4;
+    c.levels = 2;
+    c.mult[0] = 1; c.mult[1] = 2;
+    c.attention[0] = 0; c.attention[1] = 1;
+    c.groups = 2;
+    c.time_dim = 8;
+    c.num_classes = 3;
+    return c;
+}
+
+typedef struct {
+    dfn_trainer *tr;
+    const float *x0, *cond, *eps;
+    const int *t, *labels;
+} unet_case;
+
+static double unet_loss(void *user, const float *p)
+{
+    unet_case *uc = (unet_case *)user;
+    float loss = 0;
+    (void)p;
+    dfn_trainer_loss_grad_cond(uc->tr, uc->x0, uc->cond, uc->labels, uc->t, uc->eps, &loss);
+    return loss;
+}
+
+void test_unet_whole_gradients(void)
+{
+    /* Every 5th parameter (each tensor of every operation, the embedding and
+       the class rows) against central differences, for eps and v targets.
+       The weights are randomized after initialization so that no tensor is
+       zero and every GroupNorm has its own gamma and beta. */
+    enum { B = 3 };
+    static const dfn_prediction preds[2] = { DFN_PREDICT_EPS, DFN_PREDICT_V };
+    int k;
+    for (k = 0; k < 2; k++) {
+        dfn_unet_config c = tiny_config();
+        dfn_train_config tc = dfn_train_config_default();
+        dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 100);
+        dfn_schedule s;
+        dfn_unet u;
+        dfn_trainer tr;
+        dfn_rng rng;
+        unet_case uc;
+        int t[B] = { 3, 50, 97 }, labels[B] = { 2, -1, 0 }, D;
+        size_t P, i, worst = 0;
+        float *params, *noise, *grad, *x0, *cond, *eps, loss;
+        double err = 1;
+        c.prediction = preds[k];
+        D = dfn_unet_dim(&c);
+        P = dfn_unet_num_params(&c);
+        CHECK(D == 64 && P > 0, "dims %d, params %d", D, (int)P);
+        params = zeros(P);
+        dfn_rng_seed(&rng, 10, (uint64_t)k);
+        CHECK(dfn_unet_init(&u, &c, params) == DFN_OK && dfn_unet_init_weights(&u, &rng) == DFN_OK, "init");
+        noise = randn(&rng, P, 0.3f);
+        for (i = 0; i < P; i++) params[i] += noise[i];
+        x0 = randn(&rng, (size_t)B * D, 1); cond = randn(&rng, (size_t)B * D, 1); eps = randn(&rng, (size_t)B * D, 1);
+        grad = zeros(P);
+        tc.batch = B;
+        CHECK(dfn_schedule_alloc(&s, &sc, NULL) == DFN_OK, "schedule");
+        CHECK(dfn_trainer_alloc_unet(&tr, &u, &s, &tc, NULL) == DFN_OK, "trainer");
+        CHECK(dfn_trainer_loss_grad_cond(&tr, x0, cond, labels, t, eps, &loss) == DFN_OK, "loss");
+        memcpy(grad, tr.grads, P * sizeof(float));
+        uc.tr = &tr; uc.x0 = x0; uc.cond = cond; uc.eps = eps; uc.t = t; uc.labels = labels;
+        CHECK(dfn_check_grad(unet_loss, &uc, params, P, grad, 5, 1e-2f, 1e-3, &err, &worst) == DFN_OK &&
+                  err < 3e-2, "prediction %d: relative error %g at parameter %d of %d (analytic %g)",
+              (int)preds[k], err, (int)worst, (int)P, grad[worst]);
+        if (getenv("DFN_TEST_VERBOSE"))
+            printf("    prediction %d: %d parameters, worst relative error %.2e\n", (int)preds[k], (int)P, err);
+        dfn_trainer_free(&tr, NULL);
+        dfn_schedule_free(&s, NULL);
+        free(params); free(noise); free(grad); free(x0); free(cond); free(eps);
+    }
+}
+
+void test_unet_inference_matches_training(void)
+{
+    /* dfn_unet_forward gives the network the trainer differentiates: the loss
+       recomputed from its output equals the trainer's; and the output does
+       not depend on the chunk size the workspace allows. */
+    enum { B = 5 };
+    dfn_unet_config c = tiny_config();
+    dfn_train_config tc = dfn_train_config_default();
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 100);
+    dfn_schedule s;
+    dfn_unet u;
+    dfn_trainer tr;
+    dfn_rng rng;
+    int t[B] = { 1, 20, 40, 60, 100 }, labels[B] = { 0, 1, 2, -1, 1 }, D = dfn_unet_dim(&c), i;
+    size_t P = dfn_unet_num_params(&c), big = dfn_unet_forward_size(&c, B), one = dfn_unet_forward_size(&c, 1);
+    float *params = zeros(P), *x0, *cond, *eps, *xt, *out1, *outB, *target, loss;
+    void *wbig = malloc(big), *wone = malloc(one);
+    double mine = 0;
+    dfn_rng_seed(&rng, 11, 0);
+    dfn_unet_init(&u, &c, params);
+    dfn_unet_init_weights(&u, &rng);
+    {
+        float *noise = randn(&rng, P, 0.2f);
+        size_t k;
+        for (k = 0; k < P; k++) params[k] += noise[k];
+        free(noise);
+    }
+    x0 = randn(&rng, (size_t)B * D, 1); cond = randn(&rng, (size_t)B * D, 1); eps = randn(&rng, (size_t)B * D, 1);
+    xt = zeros((size_t)B * D); out1 = zeros((size_t)B * D); outB = zeros((size_t)B * D); target = zeros((size_t)B * D);
+    tc.batch = B;
+    dfn_schedule_alloc(&s, &sc, NULL);
+    CHECK(big > one && one > 0, "sizes %d %d", (int)big, (int)one);
+    CHECK(dfn_trainer_alloc_unet(&tr, &u, &s, &tc, NULL) == DFN_OK, "trainer");
+    CHECK(dfn_trainer_loss_grad_cond(&tr, x0, cond, labels, t, eps, &loss) == DFN_OK, "loss");
+    dfn_q_sample(&s, xt, x0, eps, t, B, D);
+    CHECK(dfn_unet_forward(&u, outB, xt, cond, t, labels, B, wbig, big) == DFN_OK, "forward, one chunk");
+    CHECK(dfn_unet_forward(&u, out1, xt, cond, t, labels, B, wone, one) == DFN_OK, "forward, chunks of 1");
+    CHECK(memcmp(out1, outB, (size_t)B * D * sizeof(float)) == 0, "chunking changed the output");
+    for (i = 0; i < B * D; i++) mine += ((double)outB[i] - eps[i]) * ((double)outB[i] - eps[i]);
+    mine /= (double)B * D;
+    CHECK(fabs(mine - loss) <= 1e-5 * mine, "loss %g vs recomputed %g", loss, mine);
+    {
+        /* the predictor with one conditioning image for every sample equals
+           the forward pass with that image repeated */
+        dfn_unet_predictor p;
+        float *rep = zeros((size_t)B * D);
+        for (i = 0; i < B; i++) memcpy(rep + (size_t)i * D, cond, (size_t)D * sizeof(float));
+        p.model = &u; p.cond = cond; p.cond_rows = 1; p.work = wone; p.work_bytes = one;
+        CHECK(dfn_unet_predict(&p, xt, t, labels, B, out1) == 0, "predict");
+        dfn_unet_forward(&u, outB, xt, rep, t, labels, B, wbig, big);
+        CHECK(memcmp(out1, outB, (size_t)B * D * sizeof(float)) == 0, "cond_rows = 1");
+        free(rep);
+    }
+    dfn_trainer_free(&tr, NULL);
+    dfn_schedule_free(&s, NULL);
+    free(params); free(x0); free(cond); free(eps); free(xt); free(out1); free(outB); free(target);
+    free(wbig); free(wone);
+}
+
+void test_unet_bad_input(void)
+{
+    dfn_unet_config c = tiny_config(), bad;
+    dfn_unet u;
+    float *params, x[64], out[64], cond[64];
+    int t = 5, label = 3;
+    size_t ws = dfn_unet_forward_size(&c, 1);
+    void *work = malloc(ws);
+    bad = c; bad.height = 7;       CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "odd height");
+    bad = c; bad.groups = 3;       CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "groups");
+    bad = c; bad.base_channels = 5; CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "odd base");
+    bad = c; bad.levels = 5;       CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "levels");
+    bad = c; bad.levels = 0;       CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "no levels");
+    bad = c; bad.blocks = 0;       CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "blocks");
+    bad = c; bad.mult[1] = 0;      CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "mult");
+    bad = c; bad.prediction = (dfn_prediction)7; CHECK(dfn_unet_config_check(&bad) == DFN_ERR_INVALID_ARG, "prediction");
+    bad = c; bad.base_channels = 1 << 20; CHECK(dfn_unet_num_params(&bad) == 0, "huge");
+    CHECK(dfn_unet_forward_size(&c, 0) == 0, "chunk 0");
+    params = zeros(dfn_unet_num_params(&c));
+    CHECK(dfn_unet_init(&u, &bad, params) == DFN_ERR_INVALID_ARG, "init of a bad config");
+    CHECK(dfn_unet_init(&u, &c, params) == DFN_OK, "init");
+    memset(x, 0, sizeof x); memset(cond, 0, sizeof cond);
+    CHECK(dfn_unet_forward(&u, out, x, NULL, &t, NULL, 1, work, ws) == DFN_ERR_NULL, "missing cond");
+    CHECK(dfn_unet_forward(&u, out, x, cond, &t, &label, 1, work, ws) == DFN_ERR_INVALID_ARG, "label 3 of 3");
+    t = -1;
+    CHECK(dfn_unet_forward(&u, out, x, cond, &t, NULL, 1, work, ws) == DFN_ERR_INVALID_ARG, "t < 0");
+    t = 1;
+    CHECK(dfn_unet_forward(&u, out, x, cond, &t, NULL, 1, work, ws - 64) == DFN_ERR_BUFFER_TOO_SMALL, "small work");
+    CHECK(dfn_unet_forward(&u, out, x, cond, &t, NULL, 1, work, ws) == DFN_OK, "forward");
+    free(params); free(work);
+}
