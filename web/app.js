@@ -31,6 +31,8 @@
   let pointsDirty = false;
   let autoQueue = [];       // autotest / auto-sample: samplers still to run
   let refData = null;       // data shown on the canvases
+  let maxFrameMs = 0;       // longest work slice of one frame (responsiveness),
+  let ticks = 0;            // counted after the first 30 frames (compilation warm-up)
 
   function fail(msg) {
     $('status').textContent = 'error: ' + msg;
@@ -164,7 +166,7 @@
   function startSampling(kind) {
     if (!ready) return;
     const n = Math.max(16, Math.min(4096, +$('nsamples').value || 500));
-    const S = check(wasm.dfn_web_sample_begin(kind, n, +$('ddim-steps').value || 50, SEED + 17), 'sampler');
+    const S = check(wasm.dfn_web_sample_begin(kind, n, Math.max(1, Math.min(T, +$('ddim-steps').value || 50)), SEED + 17), 'sampler');
     const taus = [];
     for (let i = 0; i <= S; i++) taus.push(wasm.dfn_web_sample_timestep(i));
     job = { kind, n, S, i: S, frames: [floats(wasm.dfn_web_x(), 2 * n).slice()], taus };
@@ -226,6 +228,8 @@
         else { s.value = Math.min(+s.max, +s.value + Math.max(1, Math.round(+s.max / 120))); drawFrame(); }
         $('play').textContent = playing ? 'stop' : 'play';
       }
+      const ms = performance.now() - t0;
+      if (++ticks > 30 && ms > maxFrameMs) { maxFrameMs = ms; document.body.dataset.maxFrameMs = ms.toFixed(1); }
     } catch (e) {
       fail(e.message);
     }
@@ -292,13 +296,17 @@
     const file = simd ? 'dfn_web.wasm' : 'dfn_web_scalar.wasm';
     let memory = null;
     const imports = dfnWasiImports(() => memory);
-    let result;
+    let resp, result;
     try {
-      result = await WebAssembly.instantiateStreaming(fetch(file), imports);
+      resp = await fetch(file);
     } catch (e) {
-      if (location.protocol === 'file:') throw new Error('serve this folder over http (file:// cannot load ' + file + ')');
-      const bytes = await (await fetch(file)).arrayBuffer();  // a server without application/wasm
-      result = await WebAssembly.instantiate(bytes, imports);
+      throw new Error('cannot load ' + file + (location.protocol === 'file:' ? ': serve this folder over http' : ': ' + e.message));
+    }
+    if (!resp.ok) throw new Error(file + ': HTTP ' + resp.status);
+    try {
+      result = await WebAssembly.instantiateStreaming(resp.clone(), imports);
+    } catch (e) {  // a server that does not send application/wasm
+      result = await WebAssembly.instantiate(await resp.arrayBuffer(), imports);
     }
     wasm = result.instance.exports;
     memory = wasm.memory;

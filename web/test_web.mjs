@@ -128,13 +128,13 @@ const v = await evaluate(`(() => { const g = (id) => document.getElementById(id)
   return { ddim: +g('ed-ddim').dataset.value, ddpm: +g('ed-ddpm').dataset.value,
            base: +g('ed-baseline').dataset.value, rate: +g('rate').dataset.value,
            steps: +g('steps').textContent, simd: g('simd').textContent, params: g('params').textContent,
-           error: document.body.dataset.error || '' }; })()`);
+           frameMs: +document.body.dataset.maxFrameMs, error: document.body.dataset.error || '' }; })()`);
 await sleep(100);  // let the last frame paint
 const shot = await s('Page.captureScreenshot', { format: 'png' });
 fs.writeFileSync(path.join(dir, 'screenshot.png'), Buffer.from(shot.data, 'base64'));
 
 console.log(`test-web: ${v.steps} steps of an MLP with ${v.params} parameters, ${v.simd}, ` +
-            `${v.rate.toFixed(1)} training steps/s in the page`);
+            `${v.rate.toFixed(1)} training steps/s in the page; longest work slice of a frame ${v.frameMs} ms (after 30 frames)`);
 console.log(`test-web: energy distance DDIM ${v.ddim.toFixed(5)}, DDPM ${v.ddpm.toFixed(5)}, ` +
             `N(0, I) baseline ${v.base.toFixed(5)}`);
 console.log(`test-web: screenshot ${path.join(dir, 'screenshot.png')}; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
