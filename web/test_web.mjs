@@ -1,7 +1,8 @@
 // make test-web: serve the built page on 127.0.0.1, open it in headless
 // Chromium (driven with the DevTools protocol over --remote-debugging-pipe;
 // no npm packages), let it train, draw a few points with the mouse, read
-// the energy distances it reports, save a screenshot. Fails when the page
+// the energy distances it reports, save screenshots (screenshot.png, and
+// screenshot-draw.png of the drawing). Fails when the page
 // logged an error, timed out, or a sampler's energy distance is not below
 // the N(0, I) baseline.
 //   node web/test_web.mjs build/web [steps]
@@ -118,6 +119,8 @@ await evaluate(`document.getElementById('train').click()`);
 await waitFor(`+document.getElementById('steps').textContent >= 30 || document.body.dataset.error`, 60);
 const drawSteps = await evaluate(`document.getElementById('steps').textContent`);
 console.log(`test-web: drew ${drawn}, trained ${drawSteps} steps on them`);
+const drawShot = await s('Page.captureScreenshot', { format: 'png' });
+fs.writeFileSync(path.join(dir, 'screenshot-draw.png'), Buffer.from(drawShot.data, 'base64'));
 if (!/^(\d+) points drawn$/.test(drawn) || +drawn.match(/\d+/)[0] < 20) errors.push('drawing added no points: ' + drawn);
 
 // 2. The autotest run on a data set: train, DDIM, DDPM, energy distances.
@@ -128,13 +131,21 @@ const v = await evaluate(`(() => { const g = (id) => document.getElementById(id)
   return { ddim: +g('ed-ddim').dataset.value, ddpm: +g('ed-ddpm').dataset.value,
            base: +g('ed-baseline').dataset.value, rate: +g('rate').dataset.value,
            steps: +g('steps').textContent, simd: g('simd').textContent, params: g('params').textContent,
-           frameMs: +document.body.dataset.maxFrameMs, error: document.body.dataset.error || '' }; })()`);
+           frameMs: document.body.dataset.frameMs, error: document.body.dataset.error || '' }; })()`);
+// The step slider scrubs x_T -> x_0: step 0 is x_T at t = T, the last step x_0.
+const scrub = await evaluate(`(() => { const s = document.getElementById('step'), out = [];
+  for (const k of [0, Math.floor(s.max / 2), +s.max]) {
+    s.value = k; s.dispatchEvent(new Event('input')); out.push(document.getElementById('frame-label').textContent);
+  } return out; })()`);
+console.log('test-web: slider: ' + scrub.join(' | '));
+if (!/step 0 of 1000: t = 1000 /.test(scrub[0]) || !/step 1000 of 1000: t = 0 /.test(scrub[2]))
+  errors.push('the step slider does not scrub the DDPM run: ' + scrub.join(' | '));
 await sleep(100);  // let the last frame paint
 const shot = await s('Page.captureScreenshot', { format: 'png' });
 fs.writeFileSync(path.join(dir, 'screenshot.png'), Buffer.from(shot.data, 'base64'));
 
 console.log(`test-web: ${v.steps} steps of an MLP with ${v.params} parameters, ${v.simd}, ` +
-            `${v.rate.toFixed(1)} training steps/s in the page; longest work slice of a frame ${v.frameMs} ms (after 30 frames)`);
+            `${v.rate.toFixed(1)} training steps/s in the page; work per busy frame ${v.frameMs} ms`);
 console.log(`test-web: energy distance DDIM ${v.ddim.toFixed(5)}, DDPM ${v.ddpm.toFixed(5)}, ` +
             `N(0, I) baseline ${v.base.toFixed(5)}`);
 console.log(`test-web: screenshot ${path.join(dir, 'screenshot.png')}; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
