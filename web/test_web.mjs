@@ -47,7 +47,7 @@ profile = fs.mkdtempSync(path.join(os.tmpdir(), 'dfn-chromium-'));
 browser = spawn(chrome, [
   '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--no-default-browser-check',
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
-  '--disable-extensions', '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+  '--disable-extensions', '--disable-dev-shm-usage', '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
   '--disable-backgrounding-occluded-windows', '--window-size=1280,900', `--user-data-dir=${profile}`,
   '--remote-debugging-pipe', 'about:blank',
 ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
