@@ -149,3 +149,4 @@ clean:
 
 # make bench (bench/bench.mk)
 -include bench/bench.mk
+include web/web.mk
