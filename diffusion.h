@@ -1366,9 +1366,12 @@ DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
 /* ========================================================================= */
 /* One little-endian file (format version 1):
        "DFNM"  u32 version  u32 flags (1: EMA weights, 2: optimizer state)
-       u32 net kind (1 = MLP; ids are never renumbered)
+       u32 net kind (1 = MLP, 2 = U-Net; ids are never renumbered)
        MLP config: u32 dim, hidden, blocks, time_dim, input_emb_dim,
                    f32 input_scale, u32 num_classes, act, prediction
+       or U-Net config: u32 height, width, channels, cond_channels,
+                   base_channels, levels, mult[4], blocks, attention[4],
+                   mid_attention, groups, time_dim, num_classes, prediction
        schedule:   u32 kind, T, zero_terminal_snr; f64 beta_start, beta_end,
                    cosine_s, sigmoid_start, sigmoid_end, sigmoid_tau, max_beta;
                    custom kind only: f32 betas[T]
@@ -1380,12 +1383,20 @@ DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
 
 #define DFN_MODEL_VERSION 1
 
+/* The networks a model file can hold (stored ids: never renumbered). */
+typedef enum dfn_net_kind {
+    DFN_NET_MLP  = 1,
+    DFN_NET_UNET = 2
+} dfn_net_kind;
+
 /* What a model file holds (from dfn_model_info; no weights). */
 typedef struct dfn_model_info {
     uint32_t version;
+    dfn_net_kind net;                /* which of the two configs is valid      */
     int      has_ema, has_optimizer;
     long     step;                   /* optimizer steps, with optimizer state  */
-    dfn_mlp_config mlp;
+    dfn_mlp_config mlp;              /* net == DFN_NET_MLP                     */
+    dfn_unet_config unet;            /* net == DFN_NET_UNET                    */
     dfn_schedule_config schedule;    /* betas is NULL: see dfn_model_read      */
 } dfn_model_info;
 
@@ -1405,6 +1416,9 @@ DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info
    DFN_ERR_NULL (m), DFN_ERR_MISMATCH (m's config differs from the file's). */
 DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float *ema,
                                  dfn_trainer *tr, float *betas);
+/* The same for a U-Net file (u set up with dfn_unet_init from info.unet). */
+DFNDEF dfn_result dfn_model_read_unet(const void *buf, size_t len, dfn_unet *u, float *ema,
+                                      dfn_trainer *tr, float *betas);
 
 /* Bytes of the file image of m (and, with tr, its EMA; with_optimizer, the
    Adam state too); 0 when it cannot be saved (see dfn_model_save_mem). */
@@ -1418,12 +1432,22 @@ DFNDEF size_t dfn_model_save_size(const dfn_mlp *m, const dfn_schedule *s, const
 DFNDEF dfn_result dfn_model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
                                      const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer);
 
-/* A model loaded with its schedule, in one allocation. */
+/* The same two for a U-Net. */
+DFNDEF size_t dfn_model_save_unet_size(const dfn_unet *u, const dfn_schedule *s, const dfn_trainer *tr,
+                                       int with_optimizer);
+DFNDEF dfn_result dfn_model_save_unet_mem(void *buf, size_t cap, size_t *written, const dfn_unet *u,
+                                          const dfn_schedule *s, const dfn_trainer *tr,
+                                          int with_optimizer);
+
+/* A model loaded with its schedule, in one allocation: an MLP or a U-Net
+   (info.net says which; the other pair of views is zeroed). */
 typedef struct dfn_loaded_model {
     dfn_model_info info;
     dfn_schedule   schedule;
     dfn_mlp        model;            /* the weights                            */
     dfn_mlp        ema_model;        /* the EMA weights, when ema != NULL      */
+    dfn_unet       unet;             /* the same for a U-Net file              */
+    dfn_unet       ema_unet;
     float         *ema;
     long           step;
     void          *memory;
@@ -1442,6 +1466,8 @@ DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx);
 DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_model *out);
 DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_schedule *s,
                                  const dfn_trainer *tr, int with_optimizer);
+DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const dfn_schedule *s,
+                                      const dfn_trainer *tr, int with_optimizer);
 #endif
 
 #ifdef __cplusplus
@@ -6764,7 +6790,23 @@ DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *la
 /*  Model files                                                              */
 /* ------------------------------------------------------------------------- */
 
-#define DFN__MODEL_MLP 1u          /* net kind ids: never renumbered */
+/* The network a file is written from or read into. */
+typedef struct dfn__mnet {
+    const dfn_mlp  *m;             /* one of these two                        */
+    const dfn_unet *u;
+    const float    *params;
+    size_t          P;
+} dfn__mnet;
+
+static dfn__mnet dfn__mnet_of(const dfn_mlp *m, const dfn_unet *u)
+{
+    dfn__mnet n;
+    n.m = m;
+    n.u = u;
+    n.params = m ? m->params : u->params;
+    n.P = m ? m->lay.count : u->count;
+    return n;
+}
 #define DFN__FLAG_EMA 1u
 #define DFN__FLAG_OPT 2u
 
@@ -6786,27 +6828,46 @@ static double dfn__get_f64(dfn__rbuf *r)
 }
 
 /* Writes the whole image (w counting only when its p is NULL). */
-static void dfn__model_write(dfn__wbuf *w, const dfn_mlp *m, const dfn_schedule *s,
+static void dfn__model_write(dfn__wbuf *w, const dfn__mnet *n, const dfn_schedule *s,
                              const dfn_trainer *tr, int with_optimizer)
 {
-    const dfn_mlp_config *c = &m->cfg;
     const dfn_schedule_config *sc = &s->config;
-    size_t P = m->lay.count;
+    size_t P = n->P;
     uint32_t flags = (tr && tr->ema ? DFN__FLAG_EMA : 0u) | (with_optimizer ? DFN__FLAG_OPT : 0u);
-    int t;
+    int t, l;
     dfn__put_bytes(w, "DFNM", 4);
     dfn__put_u32(w, DFN_MODEL_VERSION);
     dfn__put_u32(w, flags);
-    dfn__put_u32(w, DFN__MODEL_MLP);
-    dfn__put_u32(w, (uint32_t)c->dim);
-    dfn__put_u32(w, (uint32_t)c->hidden);
-    dfn__put_u32(w, (uint32_t)c->blocks);
-    dfn__put_u32(w, (uint32_t)c->time_dim);
-    dfn__put_u32(w, (uint32_t)c->input_emb_dim);
-    dfn__put_f32(w, c->input_scale);
-    dfn__put_u32(w, (uint32_t)c->num_classes);
-    dfn__put_u32(w, (uint32_t)c->act);
-    dfn__put_u32(w, (uint32_t)c->prediction);
+    if (n->m) {
+        const dfn_mlp_config *c = &n->m->cfg;
+        dfn__put_u32(w, (uint32_t)DFN_NET_MLP);
+        dfn__put_u32(w, (uint32_t)c->dim);
+        dfn__put_u32(w, (uint32_t)c->hidden);
+        dfn__put_u32(w, (uint32_t)c->blocks);
+        dfn__put_u32(w, (uint32_t)c->time_dim);
+        dfn__put_u32(w, (uint32_t)c->input_emb_dim);
+        dfn__put_f32(w, c->input_scale);
+        dfn__put_u32(w, (uint32_t)c->num_classes);
+        dfn__put_u32(w, (uint32_t)c->act);
+        dfn__put_u32(w, (uint32_t)c->prediction);
+    } else {
+        const dfn_unet_config *c = &n->u->cfg;
+        dfn__put_u32(w, (uint32_t)DFN_NET_UNET);
+        dfn__put_u32(w, (uint32_t)c->height);
+        dfn__put_u32(w, (uint32_t)c->width);
+        dfn__put_u32(w, (uint32_t)c->channels);
+        dfn__put_u32(w, (uint32_t)c->cond_channels);
+        dfn__put_u32(w, (uint32_t)c->base_channels);
+        dfn__put_u32(w, (uint32_t)c->levels);
+        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) dfn__put_u32(w, (uint32_t)c->mult[l]);
+        dfn__put_u32(w, (uint32_t)c->blocks);
+        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) dfn__put_u32(w, (uint32_t)c->attention[l]);
+        dfn__put_u32(w, (uint32_t)c->mid_attention);
+        dfn__put_u32(w, (uint32_t)c->groups);
+        dfn__put_u32(w, (uint32_t)c->time_dim);
+        dfn__put_u32(w, (uint32_t)c->num_classes);
+        dfn__put_u32(w, (uint32_t)c->prediction);
+    }
     dfn__put_u32(w, (uint32_t)sc->kind);
     dfn__put_u32(w, (uint32_t)s->T);
     dfn__put_u32(w, (uint32_t)(sc->zero_terminal_snr != 0));
@@ -6820,7 +6881,7 @@ static void dfn__model_write(dfn__wbuf *w, const dfn_mlp *m, const dfn_schedule 
     if (sc->kind == DFN_SCHEDULE_CUSTOM)
         for (t = 1; t <= s->T; t++) dfn__put_f32(w, s->beta[t]);   /* exactly the given betas */
     dfn__put_u32(w, (uint32_t)P);
-    dfn__put_f32s(w, m->params, P);
+    dfn__put_f32s(w, n->params, P);
     if (flags & DFN__FLAG_EMA) dfn__put_f32s(w, tr->ema, P);
     if (flags & DFN__FLAG_OPT) {
         dfn__put_u32(w, (uint32_t)tr->step);      /* 0 .. 2^31 - 2, checked by the caller */
@@ -6836,40 +6897,74 @@ static void dfn__model_write(dfn__wbuf *w, const dfn_mlp *m, const dfn_schedule 
     }
 }
 
-static dfn_result dfn__model_save_check(const dfn_mlp *m, const dfn_schedule *s, const dfn_trainer *tr,
-                                        int with_optimizer)
+static dfn_result dfn__model_save_check(const dfn_mlp *m, const dfn_unet *u, const dfn_schedule *s,
+                                        const dfn_trainer *tr, int with_optimizer)
 {
-    if (!m || !m->params || !s || !s->alphabar) return DFN_ERR_NULL;
+    if ((m && !m->params) || (u && !u->params) || (!m && !u) || !s || !s->alphabar) return DFN_ERR_NULL;
     if (with_optimizer && (!tr || tr->step < 0 || tr->step > 0x7ffffffeL)) return DFN_ERR_INVALID_ARG;
-    if (tr && tr->model && tr->model->lay.count != m->lay.count) return DFN_ERR_MISMATCH;
+    if (tr && tr->model && (!m || tr->model->lay.count != m->lay.count)) return DFN_ERR_MISMATCH;
+    if (tr && tr->unet && (!u || tr->unet->count != u->count)) return DFN_ERR_MISMATCH;
     if (s->config.kind == DFN_SCHEDULE_CUSTOM && s->config.zero_terminal_snr) return DFN_ERR_INVALID_ARG;
-    return dfn_mlp_config_check(&m->cfg);
+    if (u && u->count != dfn_unet_num_params(&u->cfg)) return DFN_ERR_INVALID_ARG;
+    return m ? dfn_mlp_config_check(&m->cfg) : dfn_unet_config_check(&u->cfg);
+}
+
+static size_t dfn__model_save_size(const dfn_mlp *m, const dfn_unet *u, const dfn_schedule *s,
+                                   const dfn_trainer *tr, int with_optimizer)
+{
+    dfn__wbuf w;
+    dfn__mnet n;
+    if (dfn__model_save_check(m, u, s, tr, with_optimizer) != DFN_OK) return 0;
+    n = dfn__mnet_of(m, u);
+    dfn__wbuf_init(&w, NULL, 0);
+    dfn__model_write(&w, &n, s, tr, with_optimizer);
+    return w.err ? 0 : w.len;
+}
+
+static dfn_result dfn__model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
+                                      const dfn_unet *u, const dfn_schedule *s, const dfn_trainer *tr,
+                                      int with_optimizer)
+{
+    dfn__wbuf w;
+    dfn__mnet n;
+    dfn_result r;
+    if (written) *written = 0;
+    if (!buf) return DFN_ERR_NULL;
+    if ((r = dfn__model_save_check(m, u, s, tr, with_optimizer)) != DFN_OK) return r;
+    if (cap < dfn__model_save_size(m, u, s, tr, with_optimizer)) return DFN_ERR_BUFFER_TOO_SMALL;
+    n = dfn__mnet_of(m, u);
+    dfn__wbuf_init(&w, buf, cap);
+    dfn__model_write(&w, &n, s, tr, with_optimizer);
+    if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
+    if (written) *written = w.len;
+    return DFN_OK;
 }
 
 DFNDEF size_t dfn_model_save_size(const dfn_mlp *m, const dfn_schedule *s, const dfn_trainer *tr,
                                   int with_optimizer)
 {
-    dfn__wbuf w;
-    if (dfn__model_save_check(m, s, tr, with_optimizer) != DFN_OK) return 0;
-    dfn__wbuf_init(&w, NULL, 0);
-    dfn__model_write(&w, m, s, tr, with_optimizer);
-    return w.err ? 0 : w.len;
+    return m ? dfn__model_save_size(m, NULL, s, tr, with_optimizer) : 0;
 }
 
 DFNDEF dfn_result dfn_model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
                                      const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer)
 {
-    dfn__wbuf w;
-    dfn_result r;
-    if (written) *written = 0;
-    if (!buf) return DFN_ERR_NULL;
-    if ((r = dfn__model_save_check(m, s, tr, with_optimizer)) != DFN_OK) return r;
-    if (cap < dfn_model_save_size(m, s, tr, with_optimizer)) return DFN_ERR_BUFFER_TOO_SMALL;
-    dfn__wbuf_init(&w, buf, cap);
-    dfn__model_write(&w, m, s, tr, with_optimizer);
-    if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
-    if (written) *written = w.len;
-    return DFN_OK;
+    if (!m) return DFN_ERR_NULL;
+    return dfn__model_save_mem(buf, cap, written, m, NULL, s, tr, with_optimizer);
+}
+
+DFNDEF size_t dfn_model_save_unet_size(const dfn_unet *u, const dfn_schedule *s, const dfn_trainer *tr,
+                                       int with_optimizer)
+{
+    return u ? dfn__model_save_size(NULL, u, s, tr, with_optimizer) : 0;
+}
+
+DFNDEF dfn_result dfn_model_save_unet_mem(void *buf, size_t cap, size_t *written, const dfn_unet *u,
+                                          const dfn_schedule *s, const dfn_trainer *tr,
+                                          int with_optimizer)
+{
+    if (!u) return DFN_ERR_NULL;
+    return dfn__model_save_mem(buf, cap, written, NULL, u, s, tr, with_optimizer);
 }
 
 /* Parses and validates the header; r is left just after the parameter count. */
@@ -6903,16 +6998,37 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     }
     *flags = dfn__get_u32(r);
     kind = dfn__get_u32(r);
-    if (kind != DFN__MODEL_MLP || (*flags & ~(DFN__FLAG_EMA | DFN__FLAG_OPT))) return DFN_ERR_FORMAT;
-    c->dim = (int)dfn__get_i32(r);
-    c->hidden = (int)dfn__get_i32(r);
-    c->blocks = (int)dfn__get_i32(r);
-    c->time_dim = (int)dfn__get_i32(r);
-    c->input_emb_dim = (int)dfn__get_i32(r);
-    c->input_scale = dfn__get_f32(r);
-    c->num_classes = (int)dfn__get_i32(r);
-    c->act = (dfn_activation)dfn__get_u32(r);
-    c->prediction = (dfn_prediction)dfn__get_u32(r);
+    if ((kind != DFN_NET_MLP && kind != DFN_NET_UNET) || (*flags & ~(DFN__FLAG_EMA | DFN__FLAG_OPT)))
+        return DFN_ERR_FORMAT;
+    info->net = (dfn_net_kind)kind;
+    if (kind == DFN_NET_MLP) {
+        c->dim = (int)dfn__get_i32(r);
+        c->hidden = (int)dfn__get_i32(r);
+        c->blocks = (int)dfn__get_i32(r);
+        c->time_dim = (int)dfn__get_i32(r);
+        c->input_emb_dim = (int)dfn__get_i32(r);
+        c->input_scale = dfn__get_f32(r);
+        c->num_classes = (int)dfn__get_i32(r);
+        c->act = (dfn_activation)dfn__get_u32(r);
+        c->prediction = (dfn_prediction)dfn__get_u32(r);
+    } else {
+        dfn_unet_config *u = &info->unet;
+        int l;
+        u->height = (int)dfn__get_i32(r);
+        u->width = (int)dfn__get_i32(r);
+        u->channels = (int)dfn__get_i32(r);
+        u->cond_channels = (int)dfn__get_i32(r);
+        u->base_channels = (int)dfn__get_i32(r);
+        u->levels = (int)dfn__get_i32(r);
+        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) u->mult[l] = (int)dfn__get_i32(r);
+        u->blocks = (int)dfn__get_i32(r);
+        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) u->attention[l] = (int)dfn__get_i32(r);
+        u->mid_attention = (int)dfn__get_i32(r);
+        u->groups = (int)dfn__get_i32(r);
+        u->time_dim = (int)dfn__get_i32(r);
+        u->num_classes = (int)dfn__get_i32(r);
+        u->prediction = (dfn_prediction)dfn__get_u32(r);
+    }
     *sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1);
     sc->kind = (dfn_schedule_kind)dfn__get_u32(r);
     sc->T = (int)dfn__get_i32(r);
@@ -6927,7 +7043,8 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     if (r->err) return DFN_ERR_FORMAT;
     /* Every value a reader will size memory with is checked before use (a
        negative int from a huge u32 fails these too). */
-    if (dfn_mlp_config_check(c) != DFN_OK) return DFN_ERR_FORMAT;
+    if (kind == DFN_NET_MLP ? dfn_mlp_config_check(c) != DFN_OK : dfn_unet_config_check(&info->unet) != DFN_OK)
+        return DFN_ERR_FORMAT;
     if (sc->T < 1 || sc->T > DFN_MAX_T || (unsigned)sc->kind > (unsigned)DFN_SCHEDULE_CUSTOM ||
         (sc->zero_terminal_snr != 0 && sc->zero_terminal_snr != 1))
         return DFN_ERR_FORMAT;
@@ -6946,10 +7063,14 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     info->has_optimizer = (*flags & DFN__FLAG_OPT) != 0;
     {
         /* the rest must be exactly: P, the blocks, [step], CRC */
-        dfn_mlp_layout l;
         size_t P, blocks, need;
-        dfn__mlp_layout(c, &l);
-        P = l.count;
+        if (kind == DFN_NET_MLP) {
+            dfn_mlp_layout l;
+            dfn__mlp_layout(c, &l);
+            P = l.count;
+        } else {
+            P = dfn_unet_num_params(&info->unet);
+        }
         if (dfn__get_u32(r) != (uint32_t)P || r->err) return DFN_ERR_FORMAT;
         blocks = 1 + (size_t)info->has_ema + 2 * (size_t)info->has_optimizer;
         need = blocks * P * 4 + (info->has_optimizer ? 8 : 0) + 4;
@@ -6984,31 +7105,55 @@ static int dfn__same_mlp(const dfn_mlp_config *a, const dfn_mlp_config *b)
            a->num_classes == b->num_classes && a->act == b->act && a->prediction == b->prediction;
 }
 
-DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float *ema,
-                                 dfn_trainer *tr, float *betas)
+static int dfn__same_unet(const dfn_unet_config *a, const dfn_unet_config *b)
+{
+    int l, same = a->height == b->height && a->width == b->width && a->channels == b->channels &&
+                  a->cond_channels == b->cond_channels && a->base_channels == b->base_channels &&
+                  a->levels == b->levels && a->blocks == b->blocks && a->mid_attention == b->mid_attention &&
+                  a->groups == b->groups && a->time_dim == b->time_dim && a->num_classes == b->num_classes &&
+                  a->prediction == b->prediction;
+    for (l = 0; l < a->levels && same; l++)
+        same = a->mult[l] == b->mult[l] && a->attention[l] == b->attention[l];
+    return same;
+}
+
+static dfn_result dfn__model_read(const void *buf, size_t len, dfn_mlp *m, dfn_unet *u, float *ema,
+                                  dfn_trainer *tr, float *betas)
 {
     dfn_model_info info;
     dfn__rbuf r;
     uint32_t flags;
     size_t P;
+    float *params;
     dfn_result res = dfn__model_header(&r, buf, len, &info, &flags);
     if (res != DFN_OK) return res;
-    if (!m || !m->params) return DFN_ERR_NULL;
-    if (!dfn__same_mlp(&m->cfg, &info.mlp) || (tr && tr->model != m)) return DFN_ERR_MISMATCH;
-    P = m->lay.count;
+    if (m) {
+        if (!m->params) return DFN_ERR_NULL;
+        if (info.net != DFN_NET_MLP || !dfn__same_mlp(&m->cfg, &info.mlp) || (tr && tr->model != m))
+            return DFN_ERR_MISMATCH;
+        P = m->lay.count;
+        params = m->params;
+    } else {
+        if (!u || !u->params) return DFN_ERR_NULL;
+        if (info.net != DFN_NET_UNET || !dfn__same_unet(&u->cfg, &info.unet) || (tr && tr->unet != u) ||
+            u->count != dfn_unet_num_params(&info.unet))
+            return DFN_ERR_MISMATCH;
+        P = u->count;
+        params = u->params;
+    }
     if (betas && info.schedule.kind == DFN_SCHEDULE_CUSTOM) {
         dfn__rbuf b = r;
         b.pos -= (size_t)info.schedule.T * 4 + 4;        /* the betas precede P */
         dfn__get_f32s(&b, betas, (size_t)info.schedule.T);
     }
-    dfn__get_f32s(&r, m->params, P);
+    dfn__get_f32s(&r, params, P);
     if (info.has_ema) {
         if (tr && tr->ema) dfn__get_f32s(&r, tr->ema, P);
         else if (ema) dfn__get_f32s(&r, ema, P);
         else r.pos += P * 4;
         if (tr && tr->ema && ema) DFN_MEMCPY(ema, tr->ema, P * sizeof(float));
     } else if (tr && tr->ema) {
-        DFN_MEMCPY(tr->ema, m->params, P * sizeof(float));   /* start the EMA at the weights */
+        DFN_MEMCPY(tr->ema, params, P * sizeof(float));      /* start the EMA at the weights */
     }
     if (info.has_optimizer && tr) {
         r.pos += 8;                               /* validated by the header */
@@ -7017,6 +7162,28 @@ DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float 
         dfn__get_f32s(&r, tr->adam_v, P);
     }
     return r.err ? DFN_ERR_FORMAT : DFN_OK;
+}
+
+DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float *ema,
+                                 dfn_trainer *tr, float *betas)
+{
+    if (!m) {
+        dfn_model_info info;
+        dfn_result r = dfn_model_info_mem(buf, len, &info);
+        return r != DFN_OK ? r : DFN_ERR_NULL;
+    }
+    return dfn__model_read(buf, len, m, NULL, ema, tr, betas);
+}
+
+DFNDEF dfn_result dfn_model_read_unet(const void *buf, size_t len, dfn_unet *u, float *ema,
+                                      dfn_trainer *tr, float *betas)
+{
+    if (!u) {
+        dfn_model_info info;
+        dfn_result r = dfn_model_info_mem(buf, len, &info);
+        return r != DFN_OK ? r : DFN_ERR_NULL;
+    }
+    return dfn__model_read(buf, len, NULL, u, ema, tr, betas);
 }
 
 #ifndef DFN_NO_MALLOC
@@ -7032,7 +7199,7 @@ DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ct
     if (!out) return DFN_ERR_NULL;
     DFN_MEMSET(out, 0, sizeof *out);
     if ((r = dfn_model_info_mem(buf, len, &info)) != DFN_OK) return r;
-    P = dfn_mlp_num_params(&info.mlp);
+    P = info.net == DFN_NET_MLP ? dfn_mlp_num_params(&info.mlp) : dfn_unet_num_params(&info.unet);
     sbytes = dfn_schedule_size(info.schedule.T);
     /* one block: params, EMA, custom betas, schedule tables */
     a = dfn__arena_begin(NULL);
@@ -7048,8 +7215,13 @@ DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ct
     ema = info.has_ema ? (float *)dfn__arena_take(&a, P * sizeof(float)) : NULL;
     betas = (float *)dfn__arena_take(&a, (size_t)info.schedule.T * sizeof(float));
     smem = dfn__arena_take(&a, sbytes);
-    r = dfn_mlp_init(&out->model, &info.mlp, params);
-    if (r == DFN_OK) r = dfn_model_read(buf, len, &out->model, ema, NULL, betas);
+    if (info.net == DFN_NET_MLP) {
+        r = dfn_mlp_init(&out->model, &info.mlp, params);
+        if (r == DFN_OK) r = dfn_model_read(buf, len, &out->model, ema, NULL, betas);
+    } else {
+        r = dfn_unet_init(&out->unet, &info.unet, params);
+        if (r == DFN_OK) r = dfn_model_read_unet(buf, len, &out->unet, ema, NULL, betas);
+    }
     if (r == DFN_OK) {
         if (info.schedule.kind == DFN_SCHEDULE_CUSTOM) info.schedule.betas = betas;
         r = dfn_schedule_init(&out->schedule, &info.schedule, smem, sbytes);
@@ -7063,7 +7235,9 @@ DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ct
     out->info = info;
     out->ema = ema;
     out->ema_model = out->model;
-    if (ema) out->ema_model.params = ema;
+    out->ema_unet = out->unet;
+    if (ema && info.net == DFN_NET_MLP) out->ema_model.params = ema;
+    if (ema && info.net == DFN_NET_UNET) out->ema_unet.params = ema;
     out->step = info.step;
     return DFN_OK;
 }
@@ -7097,13 +7271,31 @@ DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_s
     size_t bytes, written;
     void *buf;
     dfn_result r;
-    if (!path) return DFN_ERR_NULL;
-    if ((r = dfn__model_save_check(m, s, tr, with_optimizer)) != DFN_OK) return r;
+    if (!path || !m) return DFN_ERR_NULL;
+    if ((r = dfn__model_save_check(m, NULL, s, tr, with_optimizer)) != DFN_OK) return r;
     bytes = dfn_model_save_size(m, s, tr, with_optimizer);
     if (bytes == 0) return DFN_ERR_INVALID_ARG;
     buf = DFN_MALLOC(bytes, NULL);
     if (!buf) return DFN_ERR_OUT_OF_MEMORY;
     r = dfn_model_save_mem(buf, bytes, &written, m, s, tr, with_optimizer);
+    if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
+    DFN_FREE(buf, NULL);
+    return r;
+}
+
+DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const dfn_schedule *s,
+                                      const dfn_trainer *tr, int with_optimizer)
+{
+    size_t bytes, written;
+    void *buf;
+    dfn_result r;
+    if (!path || !u) return DFN_ERR_NULL;
+    if ((r = dfn__model_save_check(NULL, u, s, tr, with_optimizer)) != DFN_OK) return r;
+    bytes = dfn_model_save_unet_size(u, s, tr, with_optimizer);
+    if (bytes == 0) return DFN_ERR_INVALID_ARG;
+    buf = DFN_MALLOC(bytes, NULL);
+    if (!buf) return DFN_ERR_OUT_OF_MEMORY;
+    r = dfn_model_save_unet_mem(buf, bytes, &written, u, s, tr, with_optimizer);
     if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
     DFN_FREE(buf, NULL);
     return r;

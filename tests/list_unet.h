@@ -7,4 +7,5 @@
     X(unet_attention)                           \
     X(unet_whole_gradients)                     \
     X(unet_inference_matches_training)          \
-    X(unet_bad_input)
+    X(unet_bad_input)                          \
+    X(unet_model_file)
