@@ -150,3 +150,6 @@ clean:
 
 # make bench (bench/bench.mk)
 -include bench/bench.mk
+
+# Image data, fuzz-images (images.mk)
+include images.mk
