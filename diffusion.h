@@ -98,6 +98,16 @@
                           and dfn_points_load read your own points (CSV)
      dfn_model_save/load  versioned, checksummed little-endian model files
 
+   Images are data too: a batch is float32 NHWC, (n, H, W, C) row-major,
+   values in [-1, 1] (byte b <-> b/127.5 - 1); one image is D = H*W*C floats,
+   for C = 3 interleaved RGB as PNG stores it. dfn_idx_load and
+   dfn_idx_images_mem / dfn_idx_labels_mem read MNIST's IDX files (optionally
+   2x2-averaged to 14x14; `make mnist-data` writes 10,000 real digits to
+   data/mnist/), dfn_shapes_sample draws small labelled shapes for fast
+   tests (the same bits on every platform), dfn_image_grid tiles images into
+   one, and dfn_png_save / dfn_pnm_save (or the in-memory encoders) write
+   PNG (stored deflate, no dependency) and PGM / PPM files.
+
    Training in a few lines (error checks left out; see examples/demo.c):
 
        dfn_mlp_config mc = dfn_mlp_config_default(2);      // 2D data
