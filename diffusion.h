@@ -955,8 +955,9 @@ DFNDEF dfn_result dfn_file_write_all(const char *path, const void *data, size_t 
    bits everywhere). Writing goes back with
        b = round((v + 1) * 127.5),  halves up (only v = 0 is a half: 128),
        v <= -1 -> 0, v >= 1 -> 255 (clamped), NaN or infinity: an error,
-   computed in integer arithmetic from the float's bits (the same bytes on
-   every platform; a value b/127.5 - 1 goes back to exactly b). */
+   computed exactly (an exact scaling of v to 2^40 fixed point, then
+   integers), so the same bytes on every platform; a value b/127.5 - 1 goes
+   back to exactly b. */
 
 /* The IDX format of the MNIST / Fashion-MNIST files: the magic bytes
    0x00 0x00 type ndims, then ndims big-endian u32 sizes, then the
@@ -995,7 +996,8 @@ DFNDEF dfn_result dfn_idx_info_mem(const void *data, size_t len, dfn_idx_info *i
    output pixel is the mean of an f x f block, (2 sum - 255 f^2) /
    (255 f^2) from the integer sum of its bytes (f = 1: no downsampling;
    f = 2: 28x28 MNIST digits become 14x14). *n, *h, *w (each may be NULL)
-   get n, H/f, W/f. With out == NULL only those are set (cap is ignored).
+   get n, H/f, W/f (also when cap is too small; 0 on other errors). With
+   out == NULL only those are set (cap is ignored).
    Errors: DFN_ERR_NULL (data with len > 0), DFN_ERR_FORMAT (those of
    dfn_idx_info_mem; another type than ubyte, not 3 dimensions, H or W 0,
    n, H or W above INT_MAX), DFN_ERR_INVALID_ARG (downsample outside
@@ -1006,9 +1008,10 @@ DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsampl
 
 /* The labels of an IDX file of type DFN_IDX_UBYTE with 1 dimension (n)
    into labels (n ints 0..255); *n (may be NULL) gets n. With labels ==
-   NULL only *n is set. Errors: DFN_ERR_NULL (data with len > 0),
-   DFN_ERR_FORMAT (those of dfn_idx_info_mem; another type than ubyte,
-   not 1 dimension, n above INT_MAX), DFN_ERR_BUFFER_TOO_SMALL (cap < n). */
+   NULL only *n is set (it is also set when cap is too small). Errors:
+   DFN_ERR_NULL (data with len > 0), DFN_ERR_FORMAT (those of
+   dfn_idx_info_mem; another type than ubyte, not 1 dimension, n above
+   INT_MAX), DFN_ERR_BUFFER_TOO_SMALL (cap < n; nothing written). */
 DFNDEF dfn_result dfn_idx_labels_mem(const void *data, size_t len, int *labels, int cap, int *n);
 
 /* A labelled image set in memory, as dfn_idx_load gives it. */
@@ -1076,7 +1079,8 @@ DFNDEF const char *dfn_shapes_name(int k);
        gh = rows h + (rows + 1) pad,   gw = cols w + (cols + 1) pad,
    image k's top-left pixel at (pad + (k / cols)(h + pad),
    pad + (k % cols)(w + pad)). Borders, and the cells after the last image,
-   are pad_value. cols larger than n is allowed (empty cells). *gh and *gw
+   are pad_value. cols larger than n is allowed (empty cells). images and
+   out must not overlap. *gh and *gw
    (each may be NULL) get the grid's size; with out == NULL only those are
    set. Errors: DFN_ERR_NULL (images, when out is given),
    DFN_ERR_INVALID_ARG (n < 1, h, w, c or cols < 1, pad < 0, a grid
