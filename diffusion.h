@@ -98,6 +98,16 @@
                           and dfn_points_load read your own points (CSV)
      dfn_model_save/load  versioned, checksummed little-endian model files
 
+   Images are data too: a batch is float32 NHWC, (n, H, W, C) row-major,
+   values in [-1, 1] (byte b <-> b/127.5 - 1); one image is D = H*W*C floats,
+   for C = 3 interleaved RGB as PNG stores it. dfn_idx_load and
+   dfn_idx_images_mem / dfn_idx_labels_mem read MNIST's IDX files (optionally
+   2x2-averaged to 14x14; `make mnist-data` writes 10,000 real digits to
+   data/mnist/), dfn_shapes_sample draws small labelled shapes for fast
+   tests (the same bits on every platform), dfn_image_grid tiles images into
+   one, and dfn_png_save / dfn_pnm_save (or the in-memory encoders) write
+   PNG (stored deflate, no dependency) and PGM / PPM files.
+
    Training in a few lines (error checks left out; see examples/demo.c):
 
        dfn_mlp_config mc = dfn_mlp_config_default(2);      // 2D data
@@ -930,6 +940,194 @@ DFNDEF void dfn_file_free(void *data, void *alloc_ctx);
    len > 0), DFN_ERR_INVALID_ARG (empty path), DFN_ERR_IO,
    DFN_ERR_OUT_OF_MEMORY. */
 DFNDEF dfn_result dfn_file_write_all(const char *path, const void *data, size_t len);
+#endif
+
+/* ========================================================================= */
+/*  Images: layout, IDX files, procedural shapes, PNG/PGM                    */
+/* ========================================================================= */
+/* An image batch is float32 NHWC: (n, H, W, C) row-major, values in
+   [-1, 1]. One image is H*W*C floats: for C = 1 plain row-major pixels,
+   for C = 3 interleaved R, G, B (the order PNG stores). A batch of images
+   is data of dimension D = H*W*C to everything that takes (n, D).
+
+   Pixel bytes b = 0..255 become b/127.5 - 1 = (2b - 255)/255 (0 -> -1,
+   255 -> 1, computed as one correctly rounded float division, so the same
+   bits everywhere). Writing goes back with
+       b = round((v + 1) * 127.5),  halves up (only v = 0 is a half: 128),
+       v <= -1 -> 0, v >= 1 -> 255 (clamped), NaN or infinity: an error,
+   computed exactly (an exact scaling of v to 2^40 fixed point, then
+   integers), so the same bytes on every platform; a value b/127.5 - 1 goes
+   back to exactly b. */
+
+/* The IDX format of the MNIST / Fashion-MNIST files: the magic bytes
+   0x00 0x00 type ndims, then ndims big-endian u32 sizes, then the
+   elements, big-endian, row-major. Types (the third byte): */
+#define DFN_IDX_UBYTE  0x08   /* unsigned byte (MNIST's images and labels) */
+#define DFN_IDX_SBYTE  0x09   /* signed byte                                */
+#define DFN_IDX_SHORT  0x0B   /* 16-bit integer                             */
+#define DFN_IDX_INT    0x0C   /* 32-bit integer                             */
+#define DFN_IDX_FLOAT  0x0D   /* 32-bit float                               */
+#define DFN_IDX_DOUBLE 0x0E   /* 64-bit float                               */
+/* Most dimensions an IDX file may have here. */
+#define DFN_IDX_MAX_DIMS 8
+
+/* The header of an IDX file. */
+typedef struct dfn_idx_info {
+    int      type;                    /* one of DFN_IDX_UBYTE .. DFN_IDX_DOUBLE */
+    int      ndims;                   /* 1 .. DFN_IDX_MAX_DIMS                  */
+    uint32_t dims[DFN_IDX_MAX_DIMS];  /* sizes; dims[ndims..] are 0             */
+    size_t   count;                   /* elements: the product of the sizes     */
+    size_t   elem_bytes;              /* 1, 1, 2, 4, 4 or 8 by type             */
+    size_t   data_offset;             /* 4 + 4 ndims: where the elements start  */
+} dfn_idx_info;
+
+/* Parse and validate the header of the IDX file data[0 .. len) (data need
+   not be aligned; it is never read past len). The file must be exactly
+   data_offset + count * elem_bytes bytes long: shorter is truncated,
+   longer (trailing bytes) is malformed too. Sizes of 0 are allowed here.
+   Errors: DFN_ERR_NULL (info; data with len > 0), DFN_ERR_FORMAT (first
+   two bytes not 0, an unknown type, ndims 0 or above DFN_IDX_MAX_DIMS, a
+   truncated header or body, trailing bytes, a size product or byte count
+   that overflows size_t). *info is zeroed on error. */
+DFNDEF dfn_result dfn_idx_info_mem(const void *data, size_t len, dfn_idx_info *info);
+
+/* The images of an IDX file of type DFN_IDX_UBYTE with 3 dimensions
+   (n, H, W) into out (n, H/f, W/f, 1) in [-1, 1], f = downsample: each
+   output pixel is the mean of an f x f block, (2 sum - 255 f^2) /
+   (255 f^2) from the integer sum of its bytes (f = 1: no downsampling;
+   f = 2: 28x28 MNIST digits become 14x14). *n, *h, *w (each may be NULL)
+   get n, H/f, W/f (also when cap is too small; 0 on other errors). With
+   out == NULL only those are set (cap is ignored).
+   Errors: DFN_ERR_NULL (data with len > 0), DFN_ERR_FORMAT (those of
+   dfn_idx_info_mem; another type than ubyte, not 3 dimensions, H or W 0,
+   n, H or W above INT_MAX), DFN_ERR_INVALID_ARG (downsample outside
+   1..16 or not dividing both H and W), DFN_ERR_BUFFER_TOO_SMALL (cap <
+   n (H/f) (W/f) floats; nothing written). */
+DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsample, float *out,
+                                     size_t cap, int *n, int *h, int *w);
+
+/* The labels of an IDX file of type DFN_IDX_UBYTE with 1 dimension (n)
+   into labels (n ints 0..255); *n (may be NULL) gets n. With labels ==
+   NULL only *n is set (it is also set when cap is too small). Errors:
+   DFN_ERR_NULL (data with len > 0), DFN_ERR_FORMAT (those of
+   dfn_idx_info_mem; another type than ubyte, not 1 dimension, n above
+   INT_MAX), DFN_ERR_BUFFER_TOO_SMALL (cap < n; nothing written). */
+DFNDEF dfn_result dfn_idx_labels_mem(const void *data, size_t len, int *labels, int cap, int *n);
+
+/* A labelled image set in memory, as dfn_idx_load gives it. */
+typedef struct dfn_image_set {
+    float *images;   /* (n, h, w, c) in [-1, 1]                              */
+    int   *labels;   /* (n) class labels, or NULL when loaded without labels */
+    int    n, h, w, c;
+} dfn_image_set;
+
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+/* Read an IDX image file (and, when labels_path is not NULL, its IDX label
+   file) into memory from DFN_MALLOC(..., alloc_ctx), downsampled by
+   `downsample` as in dfn_idx_images_mem; c is 1. Each file is read whole
+   with dfn_file_read_all and released before returning. On error every
+   field of *set is 0 and nothing stays allocated. Release with
+   dfn_image_set_free. Errors: DFN_ERR_NULL (set, images_path), those of
+   dfn_file_read_all, dfn_idx_images_mem and dfn_idx_labels_mem,
+   DFN_ERR_MISMATCH (the label file does not hold one label per image),
+   DFN_ERR_OUT_OF_MEMORY. */
+DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
+                               const char *labels_path, int downsample, void *alloc_ctx);
+
+/* Release the memory of dfn_idx_load and zero *set (NULL or a zeroed set
+   is fine). */
+DFNDEF void dfn_image_set_free(dfn_image_set *set, void *alloc_ctx);
+#endif
+
+/* A procedural set of small labelled pictures for fast tests: one white
+   shape on black per image, (n, size, size, 1) in [-1, 1]. Classes: */
+#define DFN_SHAPES_DISC    0   /* "disc": a filled circle of radius s          */
+#define DFN_SHAPES_SQUARE  1   /* "square": a filled square of half side s     */
+#define DFN_SHAPES_RING    2   /* "ring": radii s/2 to s                        */
+#define DFN_SHAPES_CROSS   3   /* "cross": a plus sign, arms s, half width s/3  */
+#define DFN_SHAPES_COUNT   4   /* classes are 0 .. DFN_SHAPES_COUNT - 1        */
+#define DFN_SHAPES_DEFAULT_SIZE 16
+#define DFN_SHAPES_MIN_SIZE 8
+#define DFN_SHAPES_MAX_SIZE 64
+
+/* n images of size x size pixels into out (n, size, size, 1) and their
+   classes into labels (n ints; labels may be NULL). Per image, drawn from
+   the rng in this order with dfn_rng_below (units of 1/8 pixel): the class
+   k uniform on 0..3; s uniform on [S/5, S/3] (S = 8 size, integer bounds
+   rounded down); the centre (cx, cy), each uniform on [s, S - s], so the
+   shape lies inside the image. Each pixel is sampled at 4 x 4 points,
+   (8 i + 1 + 2 a, 8 j + 1 + 2 b) for a, b = 0..3 in the same units (i the
+   row, j the column, dx = column point - cx, dy = row point - cy):
+     disc   dx^2 + dy^2 <= s^2         square |dx| <= s and |dy| <= s
+     ring   s^2 <= 4 (dx^2 + dy^2) <= 4 s^2
+     cross  (|dx| <= s and 3 |dy| <= s) or (|dy| <= s and 3 |dx| <= s)
+   and its value is m/8 - 1 for m of the 16 points inside (anti-aliased;
+   -1 background, 1 fully inside). Integer arithmetic only: the same seed
+   and stream give the same bits on every platform. Errors: DFN_ERR_NULL
+   (rng; out with n > 0), DFN_ERR_INVALID_ARG (n < 0, size outside
+   DFN_SHAPES_MIN_SIZE..DFN_SHAPES_MAX_SIZE, n size^2 too large). n = 0
+   draws nothing. */
+DFNDEF dfn_result dfn_shapes_sample(dfn_rng *rng, float *out, int *labels, int n, int size);
+
+/* The name of a class ("disc", "square", "ring", "cross"); NULL outside
+   0 .. DFN_SHAPES_COUNT - 1. */
+DFNDEF const char *dfn_shapes_name(int k);
+
+/* Tile n images (n, h, w, c) into one image out (gh, gw, c) with `cols`
+   columns and rows = ceil(n / cols) rows, left to right then top to
+   bottom, image k at row k / cols, column k % cols:
+       gh = rows h + (rows + 1) pad,   gw = cols w + (cols + 1) pad,
+   image k's top-left pixel at (pad + (k / cols)(h + pad),
+   pad + (k % cols)(w + pad)). Borders, and the cells after the last image,
+   are pad_value. cols larger than n is allowed (empty cells). images and
+   out must not overlap. *gh and *gw
+   (each may be NULL) get the grid's size; with out == NULL only those are
+   set. Errors: DFN_ERR_NULL (images, when out is given),
+   DFN_ERR_INVALID_ARG (n < 1, h, w, c or cols < 1, pad < 0, a grid
+   too large for int sizes), DFN_ERR_BUFFER_TOO_SMALL (cap < gh gw c
+   floats; nothing written). */
+DFNDEF dfn_result dfn_image_grid(float *out, size_t cap, const float *images, int n, int h,
+                                 int w, int c, int cols, int pad, float pad_value, int *gh,
+                                 int *gw);
+
+/* Bytes of the PNG file dfn_png_encode writes for an h x w image with c
+   channels (1: grey, 3: RGB; 8 bits each): 8 (signature) + 25 (IHDR) +
+   12 + Z (IDAT) + 12 (IEND), where Z = 2 + 5 ceil(R / 65535) + R + 4 is
+   the zlib stream of R = h (1 + w c) bytes (each row: filter byte 0, then
+   the pixels) in stored (uncompressed) deflate blocks. 0 when h or w < 1,
+   c is not 1 or 3, or the IDAT chunk would exceed 2^31 - 1 bytes. */
+DFNDEF size_t dfn_png_size(int h, int w, int c);
+
+/* The PNG file of image (h, w, c) into out[0 .. cap): 8-bit grey (c = 1)
+   or RGB (c = 3), no interlacing, no filtering, one IDAT chunk holding a
+   zlib stream (header 0x78 0x01, stored deflate blocks of at most 65535
+   bytes, Adler-32), chunk CRCs by dfn_crc32. Pixels as documented above
+   (round((v + 1) 127.5), clamped). *len (may be NULL) gets the bytes
+   written, dfn_png_size(h, w, c). Errors: DFN_ERR_NULL (image, out),
+   DFN_ERR_INVALID_ARG (dfn_png_size is 0), DFN_ERR_BUFFER_TOO_SMALL (cap
+   below dfn_png_size), DFN_ERR_NOT_FINITE (a NaN or infinite value; out
+   is then unspecified). *len is 0 on error. */
+DFNDEF dfn_result dfn_png_encode(const float *image, int h, int w, int c, void *out,
+                                 size_t cap, size_t *len);
+
+/* Bytes of the binary PGM (c = 1, "P5") or PPM (c = 3, "P6") file
+   dfn_pnm_encode writes: the header "P5\n<w> <h>\n255\n" (P6 for RGB),
+   decimal, then h w c bytes. 0 when h or w < 1 or c is not 1 or 3. */
+DFNDEF size_t dfn_pnm_size(int h, int w, int c);
+
+/* The PGM / PPM file of image (h, w, c) into out[0 .. cap), pixels as
+   documented above. *len (may be NULL) gets the bytes written. Errors:
+   as dfn_png_encode. */
+DFNDEF dfn_result dfn_pnm_encode(const float *image, int h, int w, int c, void *out,
+                                 size_t cap, size_t *len);
+
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+/* dfn_png_encode / dfn_pnm_encode into DFN_MALLOC(size, NULL) memory, then
+   dfn_file_write_all(path, ...) (the file is replaced as a whole or left
+   alone). Errors: those of the encoder and of dfn_file_write_all,
+   DFN_ERR_NULL (path), DFN_ERR_OUT_OF_MEMORY. */
+DFNDEF dfn_result dfn_png_save(const char *path, const float *image, int h, int w, int c);
+DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int w, int c);
 #endif
 
 /* ========================================================================= */
@@ -4936,6 +5134,451 @@ DFNDEF dfn_result dfn_file_write_all(const char *path, const void *data, size_t 
 }
 #endif /* DFN_NO_MALLOC */
 #endif /* DFN_NO_STDIO */
+
+/* ------------------------------------------------------------------------- */
+/*  Images: IDX files, procedural shapes, grids, PNG and PGM                 */
+/* ------------------------------------------------------------------------- */
+
+static uint32_t dfn__get_be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static void dfn__set_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)((v >> 16) & 0xffu);
+    p[2] = (unsigned char)((v >> 8) & 0xffu);
+    p[3] = (unsigned char)(v & 0xffu);
+}
+
+DFNDEF dfn_result dfn_idx_info_mem(const void *data, size_t len, dfn_idx_info *info)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    dfn_idx_info in;
+    size_t count = 1, bytes;
+    int i, zero = 0;
+    if (info) DFN_MEMSET(info, 0, sizeof *info);
+    if (!info || (!data && len > 0)) return DFN_ERR_NULL;
+    DFN_MEMSET(&in, 0, sizeof in);
+    if (len < 4 || p[0] != 0 || p[1] != 0) return DFN_ERR_FORMAT;
+    switch (p[2]) {
+    case DFN_IDX_UBYTE: case DFN_IDX_SBYTE: in.elem_bytes = 1; break;
+    case DFN_IDX_SHORT:                     in.elem_bytes = 2; break;
+    case DFN_IDX_INT: case DFN_IDX_FLOAT:   in.elem_bytes = 4; break;
+    case DFN_IDX_DOUBLE:                    in.elem_bytes = 8; break;
+    default: return DFN_ERR_FORMAT;
+    }
+    in.type = p[2];
+    in.ndims = p[3];
+    if (in.ndims < 1 || in.ndims > DFN_IDX_MAX_DIMS) return DFN_ERR_FORMAT;
+    in.data_offset = 4 + 4 * (size_t)in.ndims;
+    if (len < in.data_offset) return DFN_ERR_FORMAT;                 /* truncated header */
+    for (i = 0; i < in.ndims; i++) {
+        in.dims[i] = dfn__get_be32(p + 4 + 4 * i);
+        zero |= in.dims[i] == 0;
+    }
+    /* A zero size makes the product 0, whatever the other sizes are. */
+    for (i = 0; i < in.ndims && !zero; i++) {
+        if (count > ((size_t)-1) / in.dims[i]) return DFN_ERR_FORMAT; /* overflows size_t */
+        count *= in.dims[i];
+    }
+    if (zero) count = 0;
+    if (count > ((size_t)-1 - in.data_offset) / in.elem_bytes) return DFN_ERR_FORMAT;
+    bytes = count * in.elem_bytes;
+    if (len != in.data_offset + bytes) return DFN_ERR_FORMAT;        /* truncated or trailing */
+    in.count = count;
+    *info = in;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsample, float *out,
+                                     size_t cap, int *n, int *h, int *w)
+{
+    dfn_idx_info in;
+    const unsigned char *px;
+    size_t N, H, W, f, oh, ow, k, y, x, a, b;
+    long ff;
+    float denom;
+    dfn_result r;
+    if (n) *n = 0;
+    if (h) *h = 0;
+    if (w) *w = 0;
+    if ((r = dfn_idx_info_mem(data, len, &in)) != DFN_OK) return r;
+    if (in.type != DFN_IDX_UBYTE || in.ndims != 3) return DFN_ERR_FORMAT;
+    N = in.dims[0];
+    H = in.dims[1];
+    W = in.dims[2];
+    if (H == 0 || W == 0 || N > (size_t)DFN__INT_MAX || H > (size_t)DFN__INT_MAX ||
+        W > (size_t)DFN__INT_MAX)
+        return DFN_ERR_FORMAT;
+    if (downsample < 1 || downsample > 16) return DFN_ERR_INVALID_ARG;
+    f = (size_t)downsample;
+    if (H % f != 0 || W % f != 0) return DFN_ERR_INVALID_ARG;
+    oh = H / f;
+    ow = W / f;
+    if (n) *n = (int)N;
+    if (h) *h = (int)oh;
+    if (w) *w = (int)ow;
+    if (!out) return DFN_OK;
+    if (cap / (oh * ow) < N) return DFN_ERR_BUFFER_TOO_SMALL;         /* N oh ow <= count: no overflow */
+    /* The mean of f^2 bytes, mapped to [-1, 1]: (2 sum - 255 f^2) / (255 f^2).
+       Both are integers below 2^24, exact in float: one rounding, in the
+       division. */
+    ff = 255L * (long)(f * f);
+    denom = (float)ff;
+    px = (const unsigned char *)data + in.data_offset;
+    for (k = 0; k < N; k++) {
+        const unsigned char *img = px + k * H * W;
+        float *o = out + k * oh * ow;
+        for (y = 0; y < oh; y++) {
+            for (x = 0; x < ow; x++) {
+                long sum = 0;
+                for (a = 0; a < f; a++)
+                    for (b = 0; b < f; b++) sum += img[(y * f + a) * W + x * f + b];
+                o[y * ow + x] = (float)(2 * sum - ff) / denom;
+            }
+        }
+    }
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_idx_labels_mem(const void *data, size_t len, int *labels, int cap, int *n)
+{
+    dfn_idx_info in;
+    const unsigned char *px;
+    size_t i;
+    dfn_result r;
+    if (n) *n = 0;
+    if ((r = dfn_idx_info_mem(data, len, &in)) != DFN_OK) return r;
+    if (in.type != DFN_IDX_UBYTE || in.ndims != 1 || in.dims[0] > (uint32_t)DFN__INT_MAX)
+        return DFN_ERR_FORMAT;
+    if (n) *n = (int)in.dims[0];
+    if (!labels) return DFN_OK;
+    if (cap < 0 || (size_t)cap < in.count) return DFN_ERR_BUFFER_TOO_SMALL;
+    px = (const unsigned char *)data + in.data_offset;
+    for (i = 0; i < in.count; i++) labels[i] = px[i];
+    return DFN_OK;
+}
+
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+DFNDEF void dfn_image_set_free(dfn_image_set *set, void *alloc_ctx)
+{
+    (void)alloc_ctx;
+    if (!set) return;
+    if (set->images) DFN_FREE(set->images, alloc_ctx);
+    if (set->labels) DFN_FREE(set->labels, alloc_ctx);
+    DFN_MEMSET(set, 0, sizeof *set);
+}
+
+DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
+                               const char *labels_path, int downsample, void *alloc_ctx)
+{
+    dfn_image_set s;
+    unsigned char *buf = NULL;
+    size_t len = 0, total;
+    int nl = 0;
+    dfn_result r;
+    if (set) DFN_MEMSET(set, 0, sizeof *set);
+    if (!set || !images_path) return DFN_ERR_NULL;
+    DFN_MEMSET(&s, 0, sizeof s);
+    if ((r = dfn_file_read_all(images_path, alloc_ctx, &buf, &len)) != DFN_OK) return r;
+    r = dfn_idx_images_mem(buf, len, downsample, NULL, 0, &s.n, &s.h, &s.w);
+    if (r == DFN_OK) {
+        total = (size_t)s.n * (size_t)s.h * (size_t)s.w;   /* at most len */
+        if (total > ((size_t)-1) / sizeof(float)) r = DFN_ERR_OUT_OF_MEMORY;
+        else if (!(s.images = (float *)DFN_MALLOC(total ? total * sizeof(float) : 1, alloc_ctx)))
+            r = DFN_ERR_OUT_OF_MEMORY;
+        else r = dfn_idx_images_mem(buf, len, downsample, s.images, total, NULL, NULL, NULL);
+    }
+    dfn_file_free(buf, alloc_ctx);
+    buf = NULL;
+    if (r == DFN_OK && labels_path) {
+        if ((r = dfn_file_read_all(labels_path, alloc_ctx, &buf, &len)) == DFN_OK &&
+            (r = dfn_idx_labels_mem(buf, len, NULL, 0, &nl)) == DFN_OK) {
+            if (nl != s.n) r = DFN_ERR_MISMATCH;
+            else if ((size_t)nl > ((size_t)-1) / sizeof(int) ||
+                     !(s.labels = (int *)DFN_MALLOC(nl ? (size_t)nl * sizeof(int) : 1, alloc_ctx)))
+                r = DFN_ERR_OUT_OF_MEMORY;
+            else r = dfn_idx_labels_mem(buf, len, s.labels, nl, NULL);
+        }
+        dfn_file_free(buf, alloc_ctx);
+    }
+    if (r != DFN_OK) {
+        dfn_image_set_free(&s, alloc_ctx);
+        return r;
+    }
+    s.c = 1;
+    *set = s;
+    return DFN_OK;
+}
+#endif
+
+/* Is the point (dx, dy) from the centre inside shape k of size s? Units of
+   1/8 pixel; every product stays far below 2^31. */
+static int dfn__shape_inside(int k, int32_t dx, int32_t dy, int32_t s)
+{
+    int32_t d2 = dx * dx + dy * dy, ax = dx < 0 ? -dx : dx, ay = dy < 0 ? -dy : dy;
+    switch (k) {
+    case DFN_SHAPES_DISC:   return d2 <= s * s;
+    case DFN_SHAPES_SQUARE: return ax <= s && ay <= s;
+    case DFN_SHAPES_RING:   return s * s <= 4 * d2 && d2 <= s * s;
+    default:                return (ax <= s && 3 * ay <= s) || (ay <= s && 3 * ax <= s);
+    }
+}
+
+DFNDEF dfn_result dfn_shapes_sample(dfn_rng *rng, float *out, int *labels, int n, int size)
+{
+    int img, i, j, a, b;
+    if (!rng || (n > 0 && !out)) return DFN_ERR_NULL;
+    if (n < 0 || size < DFN_SHAPES_MIN_SIZE || size > DFN_SHAPES_MAX_SIZE ||
+        (n > 0 && dfn__count(n, size * size) == 0))
+        return DFN_ERR_INVALID_ARG;
+    for (img = 0; img < n; img++) {
+        int32_t S = 8 * size, lo = S / 5, hi = S / 3, s, cx, cy;
+        int k = (int)dfn_rng_below(rng, DFN_SHAPES_COUNT);
+        float *o = out + (size_t)img * (size_t)(size * size);
+        s = lo + (int32_t)dfn_rng_below(rng, (uint32_t)(hi - lo + 1));
+        cx = s + (int32_t)dfn_rng_below(rng, (uint32_t)(S - 2 * s + 1));
+        cy = s + (int32_t)dfn_rng_below(rng, (uint32_t)(S - 2 * s + 1));
+        if (labels) labels[img] = k;
+        for (i = 0; i < size; i++) {
+            for (j = 0; j < size; j++) {
+                int m = 0;
+                for (a = 0; a < 4; a++)
+                    for (b = 0; b < 4; b++)
+                        m += dfn__shape_inside(k, 8 * j + 1 + 2 * b - cx, 8 * i + 1 + 2 * a - cy, s);
+                o[i * size + j] = (float)(m - 8) * 0.125f;   /* m/8 - 1, exact */
+            }
+        }
+    }
+    return DFN_OK;
+}
+
+DFNDEF const char *dfn_shapes_name(int k)
+{
+    static const char *const names[DFN_SHAPES_COUNT] = { "disc", "square", "ring", "cross" };
+    return k >= 0 && k < DFN_SHAPES_COUNT ? names[k] : NULL;
+}
+
+DFNDEF dfn_result dfn_image_grid(float *out, size_t cap, const float *images, int n, int h,
+                                 int w, int c, int cols, int pad, float pad_value, int *gh,
+                                 int *gw)
+{
+    int64_t rows, H, W;
+    size_t total, i, rowlen;
+    int k, y;
+    if (gh) *gh = 0;
+    if (gw) *gw = 0;
+    if (n < 1 || h < 1 || w < 1 || c < 1 || cols < 1 || pad < 0) return DFN_ERR_INVALID_ARG;
+    rows = (int64_t)(n - 1) / cols + 1;
+    H = rows * h + (rows + 1) * (int64_t)pad;                 /* each below 2^63 */
+    W = (int64_t)cols * w + ((int64_t)cols + 1) * pad;
+    if (H > DFN__INT_MAX || W > DFN__INT_MAX) return DFN_ERR_INVALID_ARG;
+    total = dfn__count((int)H, (int)W);
+    if (total == 0 || total > (((size_t)-1) / 64) / (size_t)c) return DFN_ERR_INVALID_ARG;
+    total *= (size_t)c;
+    if (gh) *gh = (int)H;
+    if (gw) *gw = (int)W;
+    if (!out) return DFN_OK;
+    if (!images) return DFN_ERR_NULL;
+    if (cap < total) return DFN_ERR_BUFFER_TOO_SMALL;
+    for (i = 0; i < total; i++) out[i] = pad_value;
+    rowlen = (size_t)w * (size_t)c;
+    for (k = 0; k < n; k++) {
+        size_t oy = (size_t)pad + (size_t)(k / cols) * (size_t)(h + pad);
+        size_t ox = (size_t)pad + (size_t)(k % cols) * (size_t)(w + pad);
+        for (y = 0; y < h; y++)
+            DFN_MEMCPY(out + ((oy + (size_t)y) * (size_t)W + ox) * (size_t)c,
+                       images + ((size_t)k * (size_t)h + (size_t)y) * rowlen, rowlen * sizeof(float));
+    }
+    return DFN_OK;
+}
+
+/* The pixel byte of a finite v: round((v + 1) 127.5), halves up, clamped
+   to 0..255, in integer arithmetic. The thresholds between bytes are
+   v = 2 m / 255; the only dyadic one is v = 0 (127.5 -> 128). For |v| >=
+   2^-16, q = v 2^40 is an integer (exact), so the formula below is exact;
+   for smaller |v| the result is 128 for v >= 0 and 127 for v < 0, which
+   q = floor(v 2^40) also gives. */
+static unsigned char dfn__pixel_byte(float v)
+{
+    float s;
+    int64_t q;
+    uint64_t y;
+    if (v <= -1.0f) return 0;
+    if (v >= 1.0f) return 255;
+    s = v * 1099511627776.0f;                              /* 2^40: exact scaling */
+    q = (int64_t)s;                                        /* toward 0 */
+    if (s < 0.0f && (float)q != s) q -= 1;                 /* floor */
+    y = ((uint64_t)(q + ((int64_t)1 << 40))) * 255u + ((uint64_t)1 << 40);
+    return (unsigned char)(y >> 41);
+}
+
+DFNDEF size_t dfn_png_size(int h, int w, int c)
+{
+    uint64_t raw, z;
+    if (h < 1 || w < 1 || (c != 1 && c != 3)) return 0;
+    raw = (uint64_t)h * (1 + (uint64_t)w * (uint64_t)c);
+    if (raw > 0x7fffffffu) return 0;
+    z = 2 + 5 * ((raw + 65534) / 65535) + raw + 4;
+    if (z > 0x7fffffffu) return 0;
+    if (z > (uint64_t)((size_t)-1) - 57) return 0;
+    return (size_t)(8 + 25 + 12 + z + 12);
+}
+
+DFNDEF dfn_result dfn_png_encode(const float *image, int h, int w, int c, void *out,
+                                 size_t cap, size_t *len)
+{
+    static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
+    unsigned char *o = (unsigned char *)out, *chunk;
+    size_t size = dfn_png_size(h, w, c), pos, raw, left, in_block = 0, count, i;
+    uint32_t ad_a = 1, ad_b = 0;
+    int y;
+    if (len) *len = 0;
+    if (!image || !out) return DFN_ERR_NULL;
+    if (size == 0) return DFN_ERR_INVALID_ARG;
+    if (cap < size) return DFN_ERR_BUFFER_TOO_SMALL;
+    count = (size_t)h * (size_t)w * (size_t)c;
+    if (!dfn__all_finite(image, count)) return DFN_ERR_NOT_FINITE;
+    raw = (size_t)h * (1 + (size_t)w * (size_t)c);
+    DFN_MEMCPY(o, sig, 8);
+    /* IHDR: width, height, bit depth 8, colour type 0 (grey) or 2 (RGB),
+       compression 0, filter method 0, no interlace. */
+    dfn__set_be32(o + 8, 13);
+    DFN_MEMCPY(o + 12, "IHDR", 4);
+    dfn__set_be32(o + 16, (uint32_t)w);
+    dfn__set_be32(o + 20, (uint32_t)h);
+    o[24] = 8;
+    o[25] = (unsigned char)(c == 1 ? 0 : 2);
+    o[26] = o[27] = o[28] = 0;
+    dfn__set_be32(o + 29, dfn_crc32(0, o + 12, 17));
+    /* IDAT: the zlib stream. */
+    chunk = o + 33;
+    dfn__set_be32(chunk, (uint32_t)(size - 8 - 25 - 12 - 12));
+    DFN_MEMCPY(chunk + 4, "IDAT", 4);
+    pos = 41;
+    o[pos++] = 0x78;                 /* CM 8 (deflate), CINFO 7 (32K window)      */
+    o[pos++] = 0x01;                 /* FLEVEL 0, no dictionary; 0x7801 % 31 == 0  */
+    left = raw;
+    for (y = 0; y < h; y++) {
+        size_t row = 1 + (size_t)w * (size_t)c;
+        const float *src = image + (size_t)y * (size_t)w * (size_t)c;
+        for (i = 0; i < row; i++) {
+            unsigned char byte = i == 0 ? 0 : dfn__pixel_byte(src[i - 1]);   /* filter type 0 */
+            if (in_block == 0) {
+                /* A stored block: BFINAL (last one), BTYPE 00, then LEN and
+                   its complement NLEN, little-endian. */
+                size_t blk = left < 65535 ? left : 65535;
+                o[pos++] = (unsigned char)(left == blk ? 1 : 0);
+                o[pos++] = (unsigned char)(blk & 0xffu);
+                o[pos++] = (unsigned char)(blk >> 8);
+                o[pos++] = (unsigned char)(~blk & 0xffu);
+                o[pos++] = (unsigned char)((~blk >> 8) & 0xffu);
+                in_block = blk;
+            }
+            o[pos++] = byte;
+            in_block--;
+            left--;
+            ad_a += byte;
+            if (ad_a >= 65521u) ad_a -= 65521u;
+            ad_b += ad_a;
+            if (ad_b >= 65521u) ad_b -= 65521u;
+        }
+    }
+    dfn__set_be32(o + pos, (ad_b << 16) | ad_a);      /* Adler-32, big-endian */
+    pos += 4;
+    dfn__set_be32(o + pos, dfn_crc32(0, chunk + 4, pos - 41 + 4));
+    pos += 4;
+    /* IEND */
+    dfn__set_be32(o + pos, 0);
+    DFN_MEMCPY(o + pos + 4, "IEND", 4);
+    dfn__set_be32(o + pos + 8, dfn_crc32(0, o + pos + 4, 4));
+    pos += 12;
+    DFN_ASSERT(pos == size);
+    if (len) *len = pos;
+    return DFN_OK;
+}
+
+/* Decimal digits of v >= 0 into p (when not NULL); returns how many. */
+static size_t dfn__put_decimal(char *p, int v)
+{
+    char tmp[16];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    if (p)
+        for (i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+DFNDEF size_t dfn_pnm_size(int h, int w, int c)
+{
+    uint64_t body;
+    size_t header;
+    if (h < 1 || w < 1 || (c != 1 && c != 3)) return 0;
+    header = 3 + dfn__put_decimal(NULL, w) + 1 + dfn__put_decimal(NULL, h) + 5;   /* "P5\n" "w h\n255\n" */
+    body = (uint64_t)h * (uint64_t)w * (uint64_t)c;
+    if (body > (uint64_t)((size_t)-1 - header) || body > ((uint64_t)1 << 62)) return 0;
+    return header + (size_t)body;
+}
+
+DFNDEF dfn_result dfn_pnm_encode(const float *image, int h, int w, int c, void *out,
+                                 size_t cap, size_t *len)
+{
+    char *o = (char *)out;
+    size_t size = dfn_pnm_size(h, w, c), pos = 0, count, i;
+    if (len) *len = 0;
+    if (!image || !out) return DFN_ERR_NULL;
+    if (size == 0) return DFN_ERR_INVALID_ARG;
+    if (cap < size) return DFN_ERR_BUFFER_TOO_SMALL;
+    count = (size_t)h * (size_t)w * (size_t)c;
+    if (!dfn__all_finite(image, count)) return DFN_ERR_NOT_FINITE;
+    o[pos++] = 'P';
+    o[pos++] = c == 1 ? '5' : '6';
+    o[pos++] = '\n';
+    pos += dfn__put_decimal(o + pos, w);
+    o[pos++] = ' ';
+    pos += dfn__put_decimal(o + pos, h);
+    DFN_MEMCPY(o + pos, "\n255\n", 5);
+    pos += 5;
+    for (i = 0; i < count; i++) o[pos + i] = (char)dfn__pixel_byte(image[i]);
+    pos += count;
+    DFN_ASSERT(pos == size);
+    if (len) *len = pos;
+    return DFN_OK;
+}
+
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+static dfn_result dfn__image_save(const char *path, const float *image, int h, int w, int c,
+                                  int png)
+{
+    size_t size, len = 0;
+    void *buf;
+    dfn_result r;
+    if (!path || !image) return DFN_ERR_NULL;
+    size = png ? dfn_png_size(h, w, c) : dfn_pnm_size(h, w, c);
+    if (size == 0) return DFN_ERR_INVALID_ARG;
+    if (!(buf = DFN_MALLOC(size, NULL))) return DFN_ERR_OUT_OF_MEMORY;
+    r = png ? dfn_png_encode(image, h, w, c, buf, size, &len)
+            : dfn_pnm_encode(image, h, w, c, buf, size, &len);
+    if (r == DFN_OK) r = dfn_file_write_all(path, buf, len);
+    DFN_FREE(buf, NULL);
+    return r;
+}
+
+DFNDEF dfn_result dfn_png_save(const char *path, const float *image, int h, int w, int c)
+{
+    return dfn__image_save(path, image, h, w, c, 1);
+}
+
+DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int w, int c)
+{
+    return dfn__image_save(path, image, h, w, c, 0);
+}
+#endif
 
 /* ------------------------------------------------------------------------- */
 /*  Layers                                                                   */

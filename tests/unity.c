@@ -13,4 +13,5 @@
 #include "test_data.c"
 #include "test_net.c"
 #include "test_unet.c"
+#include "test_images.c"
 #include "main.c"
