@@ -154,3 +154,11 @@ include web/web.mk
 
 # Image data, fuzz-images (images.mk)
 include images.mk
+
+# The MNIST example (examples/mnist.c): make mnist-data fetches the digits.
+$(BUILD)/mnist: examples/mnist.c diffusion.h | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -pthread -I. examples/mnist.c -o $@ -lm
+
+mnist: $(BUILD)/mnist mnist-data
+	./$(BUILD)/mnist $(MNIST_ARGS)
+.PHONY: mnist

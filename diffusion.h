@@ -678,6 +678,48 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta,
                      float *C, int ldc, float *work);
 
+/* Threads (optional). Everything runs on the calling thread unless a
+   parallel-for is installed; then dfn_gemm splits large products into
+   tasks, one block of columns (or rows) of C each. Every element of C is
+   computed by the same arithmetic in the same order whatever the split, so
+   results are bit-identical for any number of threads.
+
+   run(user, ntasks, task, ctx) must call task(ctx, i, w) once for each
+   i = 0..ntasks-1 and return when all have finished; w is the worker
+   running it, 0..threads-1, and no two tasks run at the same time on the
+   same w (worker 0 may be the calling thread). Task i writes only its own
+   block of C, and worker w uses only its own scratch.
+
+   The workers' GEMM scratch is caller memory: scratch_bytes >=
+   dfn_parallel_scratch_size(threads) (worker 0 uses the `work` given to
+   dfn_gemm). Installing is process-wide and not synchronized: do it before
+   starting work, and while it is installed call the library from one
+   thread at a time (the ready pool below runs jobs one at a time).
+   dfn_set_parallel(NULL, NULL, 1, NULL, 0) goes back to one thread.
+   Errors: DFN_ERR_INVALID_ARG (threads < 1 or > DFN_MAX_THREADS, run NULL
+   with threads > 1), DFN_ERR_BUFFER_TOO_SMALL. */
+#ifndef DFN_MAX_THREADS
+#  define DFN_MAX_THREADS 64
+#endif
+typedef void (*dfn_task_fn)(void *ctx, int task, int worker);
+typedef void (*dfn_parallel_fn)(void *user, int ntasks, dfn_task_fn task, void *ctx);
+DFNDEF size_t dfn_parallel_scratch_size(int threads);
+DFNDEF dfn_result dfn_set_parallel(dfn_parallel_fn run, void *user, int threads, void *scratch,
+                                   size_t scratch_bytes);
+/* The number of workers installed (1 without a parallel-for). */
+DFNDEF int dfn_parallel_threads(void);
+
+#if defined(DFN_PTHREADS) && !defined(DFN_NO_MALLOC)
+/* A ready parallel-for on POSIX threads (define DFN_PTHREADS with the
+   implementation and link with -pthread): dfn_pthreads_start(n) starts
+   n - 1 worker threads (the caller is worker 0), allocates their scratch
+   and installs them; dfn_pthreads_stop() uninstalls, joins and frees.
+   Errors: DFN_ERR_INVALID_ARG, DFN_ERR_OUT_OF_MEMORY, DFN_ERR_CALLBACK
+   (a thread could not be created: nothing stays installed). */
+DFNDEF dfn_result dfn_pthreads_start(int threads);
+DFNDEF void dfn_pthreads_stop(void);
+#endif
+
 /* y += a x, for n elements. x and y must not overlap (unless x == y). */
 DFNDEF void dfn_vec_axpy(size_t n, float a, const float *x, float *y);
 
@@ -3210,12 +3252,200 @@ DFNDEF size_t dfn_gemm_work_size(void)
     return (DFN__GEMM_PACK_A + DFN__GEMM_PACK_B) * sizeof(float) + DFN__GEMM_WORK_ALIGN;
 }
 
+/* ---- Threads: the parallel-for hook and the split GEMM ---------------- */
+
+static struct {
+    dfn_parallel_fn run;
+    void *user;
+    int threads;
+    unsigned char *scratch;       /* threads - 1 GEMM work areas */
+} dfn__par = { NULL, NULL, 1, NULL };
+
+DFNDEF size_t dfn_parallel_scratch_size(int threads)
+{
+    if (threads < 1 || threads > DFN_MAX_THREADS) return 0;
+    return (size_t)(threads - 1) * dfn_gemm_work_size();
+}
+
+DFNDEF dfn_result dfn_set_parallel(dfn_parallel_fn run, void *user, int threads, void *scratch,
+                                   size_t scratch_bytes)
+{
+    if (threads < 1 || threads > DFN_MAX_THREADS || (threads > 1 && !run)) return DFN_ERR_INVALID_ARG;
+    if (threads > 1 && (!scratch || scratch_bytes < dfn_parallel_scratch_size(threads)))
+        return DFN_ERR_BUFFER_TOO_SMALL;
+    dfn__par.run = threads > 1 ? run : NULL;
+    dfn__par.user = threads > 1 ? user : NULL;
+    dfn__par.threads = threads;
+    dfn__par.scratch = threads > 1 ? (unsigned char *)scratch : NULL;
+    return DFN_OK;
+}
+
+DFNDEF int dfn_parallel_threads(void)
+{
+    return dfn__par.threads;
+}
+
+typedef struct dfn__gemm_task {
+    int trans_a, trans_b, M, N, K, lda, ldb, ldc, by_cols, step, tasks;
+    float alpha, beta;
+    const float *A, *B;
+    float *C, *work;
+} dfn__gemm_task;
+
+/* Task i: columns (or rows) [i step, (i + 1) step) of C. */
+static void dfn__gemm_run_task(void *ctx, int i, int w)
+{
+    const dfn__gemm_task *g = (const dfn__gemm_task *)ctx;
+    float *work = w == 0 ? g->work : (float *)(dfn__par.scratch + (size_t)(w - 1) * dfn_gemm_work_size());
+    int lo = i * g->step, n = g->by_cols ? g->N : g->M, hi = lo + g->step < n ? lo + g->step : n;
+    if (lo >= hi) return;
+    if (g->by_cols) {
+        /* op(B)'s columns lo..hi: B stored (K, N) -> column offset; (N, K) -> row offset */
+        const float *B = g->trans_b ? g->B + (size_t)lo * g->ldb : g->B + lo;
+        DFN__BEST(dfn__gemm)(g->trans_a, g->trans_b, g->M, hi - lo, g->K, g->alpha, g->A, g->lda, B, g->ldb,
+                             g->beta, g->C + lo, g->ldc, work);
+    } else {
+        const float *A = g->trans_a ? g->A + lo : g->A + (size_t)lo * g->lda;
+        DFN__BEST(dfn__gemm)(g->trans_a, g->trans_b, hi - lo, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb,
+                             g->beta, g->C + (size_t)lo * g->ldc, g->ldc, work);
+    }
+}
+
 DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta,
                      float *C, int ldc, float *work)
 {
+    int T = dfn__par.threads;
+    /* Split only products worth it (about 4 MFLOP per extra thread), by
+       columns when C is wide enough, else by rows; blocks are multiples of
+       32 columns or 24 rows (whole micro-tiles of every variant). */
+    if (T > 1 && M > 0 && N > 0 && K > 0 && alpha != 0.0f &&
+        (double)M * N * K >= 2e6 * T) {
+        dfn__gemm_task g;
+        int unit, n;
+        g.trans_a = trans_a; g.trans_b = trans_b; g.M = M; g.N = N; g.K = K;
+        g.lda = lda; g.ldb = ldb; g.ldc = ldc; g.alpha = alpha; g.beta = beta;
+        g.A = A; g.B = B; g.C = C; g.work = work;
+        g.by_cols = N >= 64 * T || N >= M;
+        unit = g.by_cols ? 32 : 24;
+        n = g.by_cols ? N : M;
+        g.step = ((n + T - 1) / T + unit - 1) / unit * unit;
+        g.tasks = (n + g.step - 1) / g.step;
+        if (g.tasks > 1) {
+            dfn__par.run(dfn__par.user, g.tasks, dfn__gemm_run_task, &g);
+            return;
+        }
+    }
     DFN__BEST(dfn__gemm)(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
+
+#if defined(DFN_PTHREADS) && !defined(DFN_NO_MALLOC)
+#include <pthread.h>
+
+/* A fixed pool: the caller is worker 0, threads 1..n-1 wait for jobs. One
+   job at a time; tasks are handed out by a counter under the mutex. */
+static struct dfn__pool {
+    pthread_t th[DFN_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t job, done;
+    int n, started, quit;
+    long gen;                      /* job number, so workers see each job once */
+    int ntasks, next, finished;
+    dfn_task_fn task;
+    void *ctx;
+    void *scratch;
+} dfn__pool;
+
+typedef struct dfn__pool_arg { int w; } dfn__pool_arg;
+static dfn__pool_arg dfn__pool_args[DFN_MAX_THREADS];
+
+/* Runs tasks of the current job as worker w until none are left. Called
+   with the mutex held; returns with it held. */
+static void dfn__pool_work(int w)
+{
+    while (dfn__pool.next < dfn__pool.ntasks) {
+        int i = dfn__pool.next++;
+        pthread_mutex_unlock(&dfn__pool.mu);
+        dfn__pool.task(dfn__pool.ctx, i, w);
+        pthread_mutex_lock(&dfn__pool.mu);
+        if (++dfn__pool.finished == dfn__pool.ntasks) pthread_cond_broadcast(&dfn__pool.done);
+    }
+}
+
+static void *dfn__pool_main(void *arg)
+{
+    int w = ((dfn__pool_arg *)arg)->w;
+    long seen = 0;
+    pthread_mutex_lock(&dfn__pool.mu);
+    for (;;) {
+        while (!dfn__pool.quit && dfn__pool.gen == seen) pthread_cond_wait(&dfn__pool.job, &dfn__pool.mu);
+        if (dfn__pool.quit) break;
+        seen = dfn__pool.gen;
+        dfn__pool_work(w);
+    }
+    pthread_mutex_unlock(&dfn__pool.mu);
+    return NULL;
+}
+
+static void dfn__pool_run(void *user, int ntasks, dfn_task_fn task, void *ctx)
+{
+    (void)user;
+    pthread_mutex_lock(&dfn__pool.mu);
+    dfn__pool.task = task;
+    dfn__pool.ctx = ctx;
+    dfn__pool.ntasks = ntasks;
+    dfn__pool.next = 0;
+    dfn__pool.finished = 0;
+    dfn__pool.gen++;
+    pthread_cond_broadcast(&dfn__pool.job);
+    dfn__pool_work(0);
+    while (dfn__pool.finished < dfn__pool.ntasks) pthread_cond_wait(&dfn__pool.done, &dfn__pool.mu);
+    pthread_mutex_unlock(&dfn__pool.mu);
+}
+
+DFNDEF void dfn_pthreads_stop(void)
+{
+    int i;
+    if (!dfn__pool.started) return;
+    dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+    pthread_mutex_lock(&dfn__pool.mu);
+    dfn__pool.quit = 1;
+    pthread_cond_broadcast(&dfn__pool.job);
+    pthread_mutex_unlock(&dfn__pool.mu);
+    for (i = 1; i < dfn__pool.n; i++) pthread_join(dfn__pool.th[i], NULL);
+    pthread_mutex_destroy(&dfn__pool.mu);
+    pthread_cond_destroy(&dfn__pool.job);
+    pthread_cond_destroy(&dfn__pool.done);
+    DFN_FREE(dfn__pool.scratch, NULL);
+    DFN_MEMSET(&dfn__pool, 0, sizeof dfn__pool);
+}
+
+DFNDEF dfn_result dfn_pthreads_start(int threads)
+{
+    size_t bytes;
+    int i;
+    if (threads < 1 || threads > DFN_MAX_THREADS) return DFN_ERR_INVALID_ARG;
+    dfn_pthreads_stop();
+    if (threads == 1) return DFN_OK;
+    bytes = dfn_parallel_scratch_size(threads);
+    dfn__pool.scratch = DFN_MALLOC(bytes, NULL);
+    if (!dfn__pool.scratch) return DFN_ERR_OUT_OF_MEMORY;
+    pthread_mutex_init(&dfn__pool.mu, NULL);
+    pthread_cond_init(&dfn__pool.job, NULL);
+    pthread_cond_init(&dfn__pool.done, NULL);
+    dfn__pool.started = 1;
+    dfn__pool.n = 1;
+    for (i = 1; i < threads; i++) {
+        dfn__pool_args[i].w = i;
+        if (pthread_create(&dfn__pool.th[i], NULL, dfn__pool_main, &dfn__pool_args[i]) != 0) {
+            dfn_pthreads_stop();
+            return DFN_ERR_CALLBACK;
+        }
+        dfn__pool.n = i + 1;
+    }
+    return dfn_set_parallel(dfn__pool_run, NULL, threads, dfn__pool.scratch, bytes);
+}
+#endif
 
 DFNDEF void dfn_vec_axpy(size_t n, float a, const float *x, float *y)
 {

@@ -8,4 +8,5 @@
     X(unet_whole_gradients)                     \
     X(unet_inference_matches_training)          \
     X(unet_bad_input)                          \
-    X(unet_model_file)
+    X(unet_model_file)                          \
+    X(threads_split_gemm_bit_identical)

@@ -565,3 +565,90 @@ void test_unet_model_file(void)
     dfn_schedule_free(&s, NULL);
     free(params); free(p2); free(x0); free(cond); free(o1); free(o2); free(mp); free(img); free(work);
 }
+
+/* ---- threads: a parallel-for that runs the tasks backwards on one thread,
+   each with worker i % workers, stands in for real threads ---- */
+
+static int fake_calls, fake_workers;
+
+static void fake_parallel(void *user, int ntasks, dfn_task_fn task, void *ctx)
+{
+    int i;
+    (void)user;
+    fake_calls++;
+    for (i = ntasks - 1; i >= 0; i--) task(ctx, i, i % fake_workers);
+}
+
+void test_threads_split_gemm_bit_identical(void)
+{
+    /* dfn_gemm split into tasks (by columns or by rows, all transposes)
+       gives the bits of the one-thread product; and a U-Net training step
+       gives the same weights. */
+    static const int sizes[][3] = { { 300, 257, 190 }, { 1000, 40, 300 }, { 33, 700, 400 }, { 7, 5, 3 } };
+    dfn_rng rng;
+    size_t scratch_bytes = dfn_parallel_scratch_size(3);
+    void *scratch = malloc(scratch_bytes);
+    float *work = (float *)malloc(dfn_gemm_work_size());
+    int s, ta, tb;
+    dfn_rng_seed(&rng, 13, 0);
+    CHECK(dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes - 1) == DFN_ERR_BUFFER_TOO_SMALL, "scratch");
+    CHECK(dfn_set_parallel(NULL, NULL, 3, scratch, scratch_bytes) == DFN_ERR_INVALID_ARG, "no run");
+    CHECK(dfn_set_parallel(fake_parallel, NULL, 0, scratch, scratch_bytes) == DFN_ERR_INVALID_ARG, "0 threads");
+    fake_workers = 3;
+    for (s = 0; s < 4; s++)
+        for (ta = 0; ta < 2; ta++)
+            for (tb = 0; tb < 2; tb++) {
+                int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+                float *A = randn(&rng, (size_t)M * K, 1), *B = randn(&rng, (size_t)K * N, 1);
+                float *C1 = randn(&rng, (size_t)M * N, 1), *C2 = (float *)malloc((size_t)M * N * sizeof(float));
+                int lda = ta ? M : K, ldb = tb ? K : N, calls;
+                memcpy(C2, C1, (size_t)M * N * sizeof(float));
+                dfn_gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C1, N, work);
+                CHECK(dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes) == DFN_OK, "install");
+                calls = fake_calls;
+                dfn_gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C2, N, work);
+                CHECK((fake_calls > calls) == (s < 3), "size %d: split %d", s, fake_calls - calls);
+                dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+                CHECK(memcmp(C1, C2, (size_t)M * N * sizeof(float)) == 0, "size %d, trans %d %d: bits differ", s, ta, tb);
+                free(A); free(B); free(C1); free(C2);
+            }
+    {
+        enum { B = 4 };
+        dfn_unet_config c = dfn_unet_config_default(1, 16, 16);
+        dfn_train_config tc = dfn_train_config_default();
+        dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 100);
+        dfn_schedule sch;
+        dfn_unet u1, u2;
+        dfn_trainer t1, t2;
+        dfn_rng r1, r2;
+        size_t P;
+        float *p1, *p2, *x0, loss;
+        int k, calls;
+        c.base_channels = 16;
+        P = dfn_unet_num_params(&c);
+        p1 = zeros(P); p2 = zeros(P);
+        dfn_rng_seed(&r1, 14, 0);
+        dfn_unet_init(&u1, &c, p1);
+        dfn_unet_init_weights(&u1, &r1);
+        memcpy(p2, p1, P * sizeof(float));
+        dfn_unet_init(&u2, &c, p2);
+        x0 = randn(&r1, (size_t)B * 256, 1);
+        tc.batch = B;
+        dfn_schedule_alloc(&sch, &sc, NULL);
+        dfn_trainer_alloc_unet(&t1, &u1, &sch, &tc, NULL);
+        dfn_trainer_alloc_unet(&t2, &u2, &sch, &tc, NULL);
+        dfn_rng_seed(&r1, 15, 0);
+        dfn_rng_seed(&r2, 15, 0);
+        for (k = 0; k < 2; k++) dfn_train_step(&t1, x0, NULL, &r1, &loss);
+        dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes);
+        calls = fake_calls;
+        for (k = 0; k < 2; k++) dfn_train_step(&t2, x0, NULL, &r2, &loss);
+        CHECK(fake_calls > calls, "the U-Net step used no tasks");
+        dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+        CHECK(memcmp(p1, p2, P * sizeof(float)) == 0, "U-Net weights differ with tasks");
+        dfn_trainer_free(&t1, NULL); dfn_trainer_free(&t2, NULL);
+        dfn_schedule_free(&sch, NULL);
+        free(p1); free(p2); free(x0);
+    }
+    free(scratch); free(work);
+}

@@ -1,0 +1,438 @@
+/* mnist.c - train a U-Net diffusion model on handwritten digits and draw
+   samples from it.
+
+   1. Data: the MNIST digits in data/mnist (IDX files; `make mnist-data`
+      fetches 10,000 of them), scaled to [-1, 1], optionally 2x downsampled.
+   2. Training (MATH.md section 5): the U-Net learns the noise eps in
+      x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps, with Adam and an
+      EMA of the weights. A progress line shows the loss and the speed; a
+      checkpoint (weights, EMA, optimizer state) is written every
+      --checkpoint-every steps and at the end, and --resume continues from it.
+   3. Sampling with the EMA weights: DDIM (section 7, few steps) and DDPM
+      (section 6, all T steps) from N(0, I), written as PNG grids.
+   4. Pictures of the process: one digit noised at several t (section 1),
+      and the reverse trajectory x_T -> x_0 of a few samples.
+
+   Build and run from the repository root:  make mnist  (or ./build/mnist --help)
+*/
+#define _POSIX_C_SOURCE 200809L     /* clock_gettime */
+#define DIFFUSION_IMPLEMENTATION
+#ifndef DFN_NO_PTHREADS_EXAMPLE
+#  define DFN_PTHREADS              /* the ready thread pool (link with -pthread) */
+#endif
+#include "diffusion.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct options {
+    const char *data, *out, *resume;
+    long steps, batch, size, base, seed, every, n_ddim, n_ddpm, ddim_steps, T, threads;
+    double lr;
+    int sample_only;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mnist [options]\n"
+            "  --data DIR            IDX files (default data/mnist; make mnist-data)\n"
+            "  --out DIR             pictures and checkpoint (default build/mnist)\n"
+            "  --size 28|14          image size (default 28; 14 = 2x downsampled)\n"
+            "  --steps N             training steps (default 4000)\n"
+            "  --batch B             images per step (default 64)\n"
+            "  --lr X                peak learning rate (default 1e-3, cosine decay)\n"
+            "  --base C              U-Net channels at full resolution (default 16)\n"
+            "  --T N                 diffusion steps (default 1000)\n"
+            "  --checkpoint-every N  write DIR/mnist.dfnm every N steps (default 500)\n"
+            "  --resume FILE         continue training from a checkpoint\n"
+            "  --sample-only FILE    no training: sample a saved model\n"
+            "  --ddim-steps S        DDIM steps (default 50)\n"
+            "  --n-ddim N            DDIM samples in the grid (default 64)\n"
+            "  --n-ddpm N            DDPM samples in the grid (default 16; 0 = none)\n"
+            "  --threads N           worker threads (default 2; results are the same bits)\n"
+            "  --seed N              (default 1)\n");
+}
+
+static int parse(int argc, char **argv, options *o)
+{
+    int i;
+    memset(o, 0, sizeof *o);
+    o->data = "data/mnist";
+    o->out = "build/mnist";
+    o->steps = 4000;
+    o->batch = 64;
+    o->size = 28;
+    o->base = 16;
+    o->seed = 1;
+    o->every = 500;
+    o->n_ddim = 64;
+    o->n_ddpm = 16;
+    o->ddim_steps = 50;
+    o->T = 1000;
+    o->lr = 1e-3;
+    o->threads = 2;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        long *num = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        if (!v) { fprintf(stderr, "mnist: %s needs a value (see --help)\n", a); return 0; }
+        i++;
+        if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--resume")) o->resume = v;
+        else if (!strcmp(a, "--sample-only")) { o->resume = v; o->sample_only = 1; }
+        else if (!strcmp(a, "--lr")) {
+            errno = 0;
+            o->lr = strtod(v, &end);
+            if (errno || *end || !(o->lr > 0 && o->lr < 1)) { fprintf(stderr, "mnist: bad --lr %s\n", v); return 0; }
+        }
+        else if (!strcmp(a, "--steps")) num = &o->steps;
+        else if (!strcmp(a, "--batch")) num = &o->batch;
+        else if (!strcmp(a, "--size")) num = &o->size;
+        else if (!strcmp(a, "--base")) num = &o->base;
+        else if (!strcmp(a, "--T")) num = &o->T;
+        else if (!strcmp(a, "--seed")) num = &o->seed;
+        else if (!strcmp(a, "--threads")) num = &o->threads;
+        else if (!strcmp(a, "--checkpoint-every")) num = &o->every;
+        else if (!strcmp(a, "--ddim-steps")) num = &o->ddim_steps;
+        else if (!strcmp(a, "--n-ddim")) num = &o->n_ddim;
+        else if (!strcmp(a, "--n-ddpm")) num = &o->n_ddpm;
+        else { fprintf(stderr, "mnist: unknown option %s\n", a); usage(stderr); return 0; }
+        if (num) {
+            errno = 0;
+            *num = strtol(v, &end, 10);
+            if (errno || *end || *num < 0 || *num > 100000000L) {
+                fprintf(stderr, "mnist: bad value '%s' for %s\n", v, a);
+                return 0;
+            }
+        }
+    }
+    if (o->size != 28 && o->size != 14) { fprintf(stderr, "mnist: --size must be 28 or 14\n"); return 0; }
+    if (o->batch < 1 || o->base < 2 || o->base % 2 || o->T < 2 || o->ddim_steps < 1 || o->n_ddim < 1) {
+        fprintf(stderr, "mnist: --batch, --base (even), --T, --ddim-steps, --n-ddim must be positive\n");
+        return 0;
+    }
+    return 1;
+}
+
+static int check(dfn_result r, const char *what)
+{
+    if (r != DFN_OK) {
+        fprintf(stderr, "mnist: %s: %s\n", what, dfn_result_string(r));
+        return 0;
+    }
+    return 1;
+}
+
+/* Wall-clock seconds. */
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Writes n images as a PNG grid of `cols` columns; reports the file. */
+static int write_grid(const char *dir, const char *name, const float *img, int n, int h, int w, int cols)
+{
+    char path[1024];
+    int gh, gw;
+    float *grid;
+    dfn_result r;
+    if (dfn_image_grid(NULL, 0, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw) != DFN_OK) return 0;
+    grid = (float *)malloc((size_t)gh * gw * sizeof(float));
+    if (!grid) return 0;
+    r = dfn_image_grid(grid, (size_t)gh * gw, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (r == DFN_OK) r = dfn_png_save(path, grid, gh, gw, 1);
+    free(grid);
+    if (!check(r, path)) return 0;
+    printf("wrote %s (%dx%d)\n", path, gw, gh);
+    return 1;
+}
+
+/* A few digits in the terminal: each pixel as one of " .:-=+*#%@". */
+static void print_digits(const float *img, int n, int h, int w)
+{
+    static const char shades[] = " .:-=+*#%@";
+    int y, k, x, step = h > 16 ? 2 : 1;
+    for (y = 0; y < h; y += step) {
+        for (k = 0; k < n; k++) {
+            for (x = 0; x < w; x += 1) {
+                float v = 0.5f * (img[((size_t)k * h + y) * w + x] + 1.0f);
+                int s = (int)(v * 9.0f + 0.5f);
+                putchar(shades[s < 0 ? 0 : s > 9 ? 9 : s]);
+            }
+            printf("  ");
+        }
+        putchar('\n');
+    }
+}
+
+/* The reverse trajectory: x_t of the first `keep` samples, one frame every
+   `every` sampler steps (frame 0 is x_T, stored by the caller). */
+typedef struct trajectory {
+    float *frames;
+    int keep, nframes, every, D, count;
+} trajectory;
+
+static void keep_frame(trajectory *tr, const float *x)
+{
+    int k;
+    if (tr->count >= tr->nframes) return;
+    for (k = 0; k < tr->keep; k++)
+        memcpy(tr->frames + ((size_t)k * tr->nframes + tr->count) * tr->D, x + (size_t)k * tr->D,
+               (size_t)tr->D * sizeof(float));
+    tr->count++;
+}
+
+static int on_step(void *user, const dfn_step_info *info)
+{
+    trajectory *tr = (trajectory *)user;
+    int done = info->steps - info->i + 1;            /* steps taken so far */
+    if (done % tr->every == 0 || info->i == 1) keep_frame(tr, info->x);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    dfn_image_set train;
+    dfn_unet_config uc;
+    dfn_unet net, *ema_net;
+    dfn_schedule sched;
+    dfn_schedule_config sc;
+    dfn_train_config tc;
+    dfn_trainer tr;
+    dfn_loaded_model lm;
+    dfn_rng rng;
+    dfn_result r;
+    char ckpt[1024], ipath[1024], lpath[1024];
+    float *params = NULL, *batch = NULL;
+    int *idx = NULL, H, W, D, have_trainer = 0, have_loaded = 0;
+    long step, start = 0;
+    size_t P;
+
+    if (!parse(argc, argv, &o)) return 2;
+    memset(&train, 0, sizeof train);
+    memset(&lm, 0, sizeof lm);
+    snprintf(ckpt, sizeof ckpt, "%s/mnist.dfnm", o.out);
+    {
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", o.out);
+        if (system(cmd) != 0) { fprintf(stderr, "mnist: cannot create %s\n", o.out); return 1; }
+    }
+#ifdef DFN_PTHREADS
+    if (o.threads > 1 && !check(dfn_pthreads_start((int)o.threads), "threads")) return 1;
+#endif
+    printf("diffusion.h %d.%d.%d, kernels: %s, %d thread%s\n", DFN_VERSION_MAJOR, DFN_VERSION_MINOR,
+           DFN_VERSION_PATCH, dfn_simd_name(), dfn_parallel_threads(), dfn_parallel_threads() > 1 ? "s" : "");
+
+    /* ---- the model: new, or from a checkpoint ---- */
+    if (o.resume) {
+        if (!check(dfn_model_load(o.resume, NULL, &lm), o.resume)) return 1;
+        have_loaded = 1;
+        if (lm.info.net != DFN_NET_UNET) { fprintf(stderr, "mnist: %s is not a U-Net model\n", o.resume); return 1; }
+        uc = lm.info.unet;
+        o.size = uc.height;
+        printf("loaded %s: %dx%d, base %d channels, step %ld\n", o.resume, uc.height, uc.width,
+               uc.base_channels, lm.step);
+    } else {
+        uc = dfn_unet_config_default(1, (int)o.size, (int)o.size);
+        uc.base_channels = (int)o.base;
+        uc.time_dim = 4 * (int)o.base;
+        uc.groups = o.base % 8 == 0 ? 8 : o.base % 4 == 0 ? 4 : 2;
+        if (o.size == 14) {                    /* 14 -> 7: two levels, attention at 7x7 */
+            uc.levels = 2;
+            uc.attention[1] = 1;
+            uc.attention[2] = 0;
+        }
+    }
+    H = uc.height;
+    W = uc.width;
+    D = H * W;
+    P = dfn_unet_num_params(&uc);
+    if (P == 0) { fprintf(stderr, "mnist: invalid network configuration\n"); return 1; }
+    params = (float *)malloc(P * sizeof(float));
+    if (!params || !check(dfn_unet_init(&net, &uc, params), "network")) return 1;
+    if (have_loaded) {
+        sc = lm.info.schedule;
+        memcpy(params, lm.unet.params, P * sizeof(float));
+    } else {
+        sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, (int)o.T);
+        dfn_rng_seed(&rng, (uint64_t)o.seed, 0);
+        dfn_unet_init_weights(&net, &rng);
+    }
+    if (!check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule")) return 1;
+    printf("U-Net: %dx%d, channels", H, W);
+    {
+        int l;
+        for (l = 0; l < uc.levels; l++) printf(" %d", uc.base_channels * uc.mult[l]);
+    }
+    printf(", %lu parameters; T = %d, linear schedule\n", (unsigned long)P, sched.T);
+    ema_net = &net;
+
+    /* ---- training ---- */
+    if (!o.sample_only) {
+        snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", o.data);
+        snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte", o.data);
+        r = dfn_idx_load(&train, ipath, lpath, o.size == 14 ? 2 : 1, NULL);
+        if (r != DFN_OK) {
+            fprintf(stderr, "mnist: %s: %s\n(run `make mnist-data` first)\n", ipath, dfn_result_string(r));
+            return 1;
+        }
+        if (train.h != H || train.w != W) { fprintf(stderr, "mnist: data is %dx%d, model %dx%d\n", train.h, train.w, H, W); return 1; }
+        printf("data: %d digits of %dx%d from %s\n", train.n, train.h, train.w, o.data);
+        tc = dfn_train_config_default();
+        tc.batch = (int)o.batch;
+        tc.lr = (float)o.lr;
+        tc.warmup_steps = 200;
+        tc.total_steps = (int)o.steps;
+        tc.min_lr_ratio = 0.1f;
+        tc.grad_clip = 1.0f;
+        tc.ema_decay = 0.999f;
+        printf("training: %ld steps of %ld images, Adam lr %g (warmup 200, cosine), EMA %.3f, %.0f MB\n",
+               o.steps, o.batch, o.lr, tc.ema_decay, dfn_trainer_size_unet(&uc, &tc) / 1e6);
+        if (!check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
+        have_trainer = 1;
+        if (have_loaded) {
+            unsigned char *img;
+            size_t len;
+            if (!check(dfn_file_read_all(o.resume, NULL, &img, &len), o.resume)) return 1;
+            r = dfn_model_read_unet(img, len, &net, NULL, &tr, NULL);
+            dfn_file_free(img, NULL);
+            if (!check(r, o.resume)) return 1;
+            start = tr.step;
+        }
+        /* the data order and noise continue from the step count on resume */
+        dfn_rng_seed(&rng, (uint64_t)o.seed, (uint64_t)start + 1);
+        batch = (float *)malloc((size_t)tc.batch * D * sizeof(float));
+        idx = (int *)malloc((size_t)tc.batch * sizeof(int));
+        if (!batch || !idx) { fprintf(stderr, "mnist: out of memory\n"); return 1; }
+        {
+            double t0 = wall(), ema_loss = 0;
+            long done = 0;
+            for (step = start; step < o.steps; step++) {
+                float loss;
+                int k;
+                for (k = 0; k < tc.batch; k++) {
+                    int j = (int)dfn_rng_below(&rng, (uint32_t)train.n);
+                    memcpy(batch + (size_t)k * D, train.images + (size_t)j * D, (size_t)D * sizeof(float));
+                }
+                r = dfn_train_step(&tr, batch, NULL, &rng, &loss);
+                if (!check(r, "training step")) return 1;
+                done++;
+                ema_loss = done == 1 ? loss : 0.98 * ema_loss + 0.02 * loss;
+                if (done % 10 == 0 || step + 1 == o.steps) {
+                    double el = wall() - t0, rate = done / (el > 0 ? el : 1e-9);
+                    printf("\rstep %6ld/%ld  loss %.4f  %5.2f steps/s  %5.0f images/s  elapsed %4.0fs  ETA %4.0fs ",
+                           step + 1, o.steps, ema_loss, rate, rate * tc.batch, el, (o.steps - step - 1) / rate);
+                    fflush(stdout);
+                }
+                if ((o.every > 0 && (step + 1) % o.every == 0) || step + 1 == o.steps) {
+                    r = dfn_model_save_unet(ckpt, &net, &sched, &tr, 1);
+                    if (!check(r, ckpt)) return 1;
+                }
+            }
+            printf("\ntrained %ld steps in %.0f s; checkpoint %s\n", done, wall() - t0, ckpt);
+        }
+        ema_net = &tr.ema_unet;
+    } else if (lm.ema) {
+        ema_net = &lm.ema_unet;
+    } else {
+        ema_net = &lm.unet;
+    }
+
+    /* ---- sampling with the EMA weights ---- */
+    {
+        int n = (int)(o.n_ddim > o.n_ddpm ? o.n_ddim : o.n_ddpm), chunk = 64, cols, keep = 8, frames = 11;
+        size_t ws = dfn_unet_forward_size(&ema_net->cfg, chunk);
+        dfn_unet_predictor pred;
+        dfn_sampler smp;
+        dfn_sampler_config cfg;
+        trajectory traj;
+        float *x = (float *)malloc((size_t)n * D * sizeof(float));
+        float *xT = (float *)malloc((size_t)n * D * sizeof(float));
+        double t0;
+        pred.model = ema_net;
+        pred.cond = NULL;
+        pred.cond_rows = 0;
+        pred.work = malloc(ws);
+        pred.work_bytes = ws;
+        traj.frames = (float *)malloc((size_t)keep * frames * D * sizeof(float));
+        if (!x || !xT || !pred.work || !traj.frames) { fprintf(stderr, "mnist: out of memory\n"); return 1; }
+
+        cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, (int)o.n_ddim, &pred);
+        cfg.steps = (int)o.ddim_steps;
+        cfg.clip_x0 = 1;                            /* pixels live in [-1, 1] */
+        traj.keep = keep; traj.nframes = frames; traj.D = D; traj.count = 0;
+        traj.every = cfg.steps / (frames - 1) > 0 ? cfg.steps / (frames - 1) : 1;
+        cfg.on_step = on_step;
+        cfg.on_step_user = &traj;
+        if (!check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler")) return 1;
+        dfn_rng_seed(&rng, (uint64_t)o.seed, 12345);
+        dfn_rng_normal_fill(&rng, xT, (size_t)o.n_ddim * D);
+        if (o.n_ddim >= keep) keep_frame(&traj, xT);
+        else traj.keep = 0;
+        t0 = wall();
+        if (!check(dfn_sampler_run(&smp, x, xT, &rng), "DDIM sampling")) return 1;
+        printf("DDIM-%d: %ld samples in %.1f s (%.1f images/s)\n", cfg.steps, o.n_ddim, wall() - t0,
+               o.n_ddim / (wall() - t0));
+        dfn_sampler_free(&smp, NULL);
+        print_digits(x, 8 < o.n_ddim ? 8 : (int)o.n_ddim, H, W);
+        cols = 8;
+        if (!write_grid(o.out, "samples_ddim.png", x, (int)o.n_ddim, H, W, cols)) return 1;
+        if (traj.count > 1 && o.n_ddim >= keep &&
+            !write_grid(o.out, "reverse_ddim.png", traj.frames, keep * traj.count, H, W, traj.count))
+            return 1;
+
+        if (o.n_ddpm > 0) {
+            cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDPM, (int)o.n_ddpm, &pred);
+            cfg.clip_x0 = 1;                        /* pixels live in [-1, 1] */
+            if (!check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler")) return 1;
+            t0 = wall();
+            if (!check(dfn_sampler_run(&smp, x, NULL, &rng), "DDPM sampling")) return 1;
+            printf("DDPM-%d: %ld samples in %.1f s\n", sched.T, o.n_ddpm, wall() - t0);
+            dfn_sampler_free(&smp, NULL);
+            if (!write_grid(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, o.n_ddpm < 8 ? (int)o.n_ddpm : 8))
+                return 1;
+        }
+
+        /* the forward process: digits noised at t = 0, T/10, ..., T (section 1) */
+        if (train.images) {
+            int k, j, ts[11], rows = 4;
+            float *strip = (float *)malloc((size_t)rows * 11 * D * sizeof(float)), *eps = (float *)malloc((size_t)D * sizeof(float));
+            if (!strip || !eps) return 1;
+            for (j = 0; j < rows; j++)
+                for (k = 0; k <= 10; k++) {
+                    ts[k] = k * sched.T / 10;
+                    dfn_rng_normal_fill(&rng, eps, (size_t)D);
+                    if (ts[k] == 0) memcpy(strip + ((size_t)j * 11 + k) * D, train.images + (size_t)j * D, (size_t)D * sizeof(float));
+                    else dfn_q_sample(&sched, strip + ((size_t)j * 11 + k) * D, train.images + (size_t)j * D, eps, &ts[k], 1, D);
+                }
+            if (!write_grid(o.out, "forward.png", strip, rows * 11, H, W, 11)) return 1;
+            free(strip);
+            free(eps);
+        }
+        free(x);
+        free(xT);
+        free(pred.work);
+        free(traj.frames);
+    }
+    if (have_trainer) dfn_trainer_free(&tr, NULL);
+    if (have_loaded) dfn_model_free(&lm, NULL);
+    dfn_schedule_free(&sched, NULL);
+    dfn_image_set_free(&train, NULL);
+    free(params);
+    free(batch);
+    free(idx);
+#ifdef DFN_PTHREADS
+    dfn_pthreads_stop();
+#endif
+    return 0;
+}
