@@ -5952,34 +5952,82 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
 }
 #endif
 
+/* GroupNorm runs over whole groups at a time, in slices of up to 64
+   channels that are contiguous in every pixel (NHWC), so the inner loops
+   vectorize; sums are per channel in double, then per group. */
+#define DFN__GN_SLICE 64
+
+/* Per-channel sums over the N pixels of one sample: s1[c] = sum x,
+   s2[c] = sum x y (when y is not NULL), for channels [c0, c0 + cn). */
+static void dfn__gn_sums(const float *x, const float *y, int N, int C, int c0, int cn, double *s1, double *s2)
+{
+    int n, c;
+    for (c = 0; c < cn; c++) s1[c] = s2[c] = 0.0;
+    for (n = 0; n < N; n++) {
+        const float *xp = x + (size_t)n * C + c0;
+        for (c = 0; c < cn; c++) s1[c] += xp[c];
+        if (y) {
+            const float *yp = y + (size_t)n * C + c0;
+            for (c = 0; c < cn; c++) s2[c] += (double)xp[c] * yp[c];
+        }
+    }
+}
+
 DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const float *gamma,
                                   const float *beta, int B, int N, int C, int G)
 {
-    int cg = C / G, b, g, n, c;
-    double cnt = (double)N * cg;
-    for (b = 0; b < B; b++)
-        for (g = 0; g < G; g++) {
-            const float *xs = x + (size_t)b * N * C + (size_t)g * cg;
-            float *ys = y + (size_t)b * N * C + (size_t)g * cg;
-            double s = 0.0, ss = 0.0, mean, r;
-            for (n = 0; n < N; n++)
-                for (c = 0; c < cg; c++) s += xs[(size_t)n * C + c];
-            mean = s / cnt;
-            for (n = 0; n < N; n++)
-                for (c = 0; c < cg; c++) {
-                    double d = xs[(size_t)n * C + c] - mean;
-                    ss += d * d;
+    int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, n, s0;
+    double cnt = (double)N * cg, s1[DFN__GN_SLICE], s2[DFN__GN_SLICE];
+    double mean[DFN__GN_SLICE], r[DFN__GN_SLICE];    /* of the groups g0 .. g0 + k - 1 */
+    float scale[DFN__GN_SLICE], shift[DFN__GN_SLICE];
+    for (b = 0; b < B; b++) {
+        const float *xs = x + (size_t)b * N * C;
+        float *ys = y + (size_t)b * N * C;
+        for (g0 = 0; g0 < G; g0 += k) {
+            int gn = G - g0 < k ? G - g0 : k, lo = g0 * cg, hi = (g0 + gn) * cg;
+            double var[DFN__GN_SLICE];
+            for (g = 0; g < gn; g++) mean[g] = var[g] = 0.0;
+            /* mean, then the variance around it (two passes: no cancellation) */
+            for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
+                int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
+                dfn__gn_sums(xs, NULL, N, C, s0, sn, s1, s2);
+                for (c = 0; c < sn; c++) mean[(s0 + c) / cg - g0] += s1[c];
+            }
+            for (g = 0; g < gn; g++) mean[g] /= cnt;
+            for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
+                int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
+                double m[DFN__GN_SLICE];
+                for (c = 0; c < sn; c++) { m[c] = mean[(s0 + c) / cg - g0]; s1[c] = 0.0; }
+                for (n = 0; n < N; n++) {
+                    const float *xp = xs + (size_t)n * C + s0;
+                    for (c = 0; c < sn; c++) {
+                        double d = xp[c] - m[c];
+                        s1[c] += d * d;
+                    }
                 }
-            r = 1.0 / DFN_SQRT(ss / cnt + (double)DFN_GROUPNORM_EPS);
-            stats[((size_t)b * G + g) * 2] = (float)mean;
-            stats[((size_t)b * G + g) * 2 + 1] = (float)r;
-            for (n = 0; n < N; n++)
-                for (c = 0; c < cg; c++) {
-                    size_t o = (size_t)n * C + c;
-                    float xh = (float)((xs[o] - mean) * r);
-                    ys[o] = gamma[g * cg + c] * xh + beta[g * cg + c];
+                for (c = 0; c < sn; c++) var[(s0 + c) / cg - g0] += s1[c];
+            }
+            for (g = 0; g < gn; g++) {
+                r[g] = 1.0 / DFN_SQRT(var[g] / cnt + (double)DFN_GROUPNORM_EPS);
+                stats[((size_t)b * G + g0 + g) * 2] = (float)mean[g];
+                stats[((size_t)b * G + g0 + g) * 2 + 1] = (float)r[g];
+            }
+            /* y = gamma (x - mean) r + beta = x scale + shift, per channel */
+            for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
+                int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
+                for (c = 0; c < sn; c++) {
+                    g = (s0 + c) / cg - g0;
+                    scale[c] = (float)(gamma[s0 + c] * r[g]);
+                    shift[c] = (float)(beta[s0 + c] - mean[g] * gamma[s0 + c] * r[g]);
                 }
+                for (n = 0; n < N; n++) {
+                    const float *xp = xs + (size_t)n * C + s0;
+                    float *yp = ys + (size_t)n * C + s0;
+                    for (c = 0; c < sn; c++) yp[c] = xp[c] * scale[c] + shift[c];
+                }
+            }
         }
+    }
 }
 
 #ifndef DFN_NO_TRAINING
@@ -5987,31 +6035,55 @@ DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const
                                    const float *x, const float *stats, const float *gamma,
                                    int B, int N, int C, int G)
 {
-    int cg = C / G, b, g, n, c;
-    double cnt = (double)N * cg;
-    for (b = 0; b < B; b++)
-        for (g = 0; g < G; g++) {
-            size_t base = (size_t)b * N * C + (size_t)g * cg;
-            double mean = stats[((size_t)b * G + g) * 2], r = stats[((size_t)b * G + g) * 2 + 1];
-            double sg = 0.0, sgx = 0.0, mg, mgx;
-            for (n = 0; n < N; n++)
-                for (c = 0; c < cg; c++) {
-                    size_t o = base + (size_t)n * C + c;
-                    double xh = (x[o] - mean) * r, gi = (double)dy[o] * gamma[g * cg + c];
-                    sg += gi;
-                    sgx += gi * xh;
-                    dgamma[g * cg + c] += (float)(dy[o] * xh);
-                    dbeta[g * cg + c] += dy[o];
+    int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, n, s0;
+    double cnt = (double)N * cg, sdy[DFN__GN_SLICE], sdyx[DFN__GN_SLICE];
+    for (b = 0; b < B; b++) {
+        const float *xs = x + (size_t)b * N * C, *dys = dy + (size_t)b * N * C;
+        float *dxs = dx + (size_t)b * N * C;
+        for (g0 = 0; g0 < G; g0 += k) {
+            int gn = G - g0 < k ? G - g0 : k, lo = g0 * cg, hi = (g0 + gn) * cg;
+            double mg[DFN__GN_SLICE], mgx[DFN__GN_SLICE], mean[DFN__GN_SLICE], r[DFN__GN_SLICE];
+            for (g = 0; g < gn; g++) {
+                mean[g] = stats[((size_t)b * G + g0 + g) * 2];
+                r[g] = stats[((size_t)b * G + g0 + g) * 2 + 1];
+                mg[g] = mgx[g] = 0.0;
+            }
+            /* with xhat = (x - mean) r:  sum dy xhat = r (sum dy x - mean sum dy) */
+            for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
+                int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
+                dfn__gn_sums(dys, xs, N, C, s0, sn, sdy, sdyx);
+                for (c = 0; c < sn; c++) {
+                    double dyxh;
+                    g = (s0 + c) / cg - g0;
+                    dyxh = r[g] * (sdyx[c] - mean[g] * sdy[c]);
+                    dgamma[s0 + c] += (float)dyxh;
+                    dbeta[s0 + c] += (float)sdy[c];
+                    mg[g] += gamma[s0 + c] * sdy[c];          /* sum of g = dy gamma  */
+                    mgx[g] += gamma[s0 + c] * dyxh;           /* sum of g xhat        */
                 }
-            mg = sg / cnt;
-            mgx = sgx / cnt;
-            for (n = 0; n < N; n++)
-                for (c = 0; c < cg; c++) {
-                    size_t o = base + (size_t)n * C + c;
-                    double xh = (x[o] - mean) * r, gi = (double)dy[o] * gamma[g * cg + c];
-                    dx[o] += (float)(r * (gi - mg - xh * mgx));
+            }
+            for (g = 0; g < gn; g++) {
+                mg[g] /= cnt;
+                mgx[g] /= cnt;
+            }
+            /* dx += r (dy gamma - mean(g) - xhat mean(g xhat)) = a dy + bx x + c0 */
+            for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
+                int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
+                float a[DFN__GN_SLICE], bx[DFN__GN_SLICE], c0[DFN__GN_SLICE];
+                for (c = 0; c < sn; c++) {
+                    g = (s0 + c) / cg - g0;
+                    a[c] = (float)(r[g] * gamma[s0 + c]);
+                    bx[c] = (float)(-r[g] * r[g] * mgx[g]);
+                    c0[c] = (float)(r[g] * (r[g] * mgx[g] * mean[g] - mg[g]));
                 }
+                for (n = 0; n < N; n++) {
+                    const float *xp = xs + (size_t)n * C + s0, *dyp = dys + (size_t)n * C + s0;
+                    float *dxp = dxs + (size_t)n * C + s0;
+                    for (c = 0; c < sn; c++) dxp[c] += a[c] * dyp[c] + bx[c] * xp[c] + c0[c];
+                }
+            }
         }
+    }
 }
 #endif
 
