@@ -108,6 +108,23 @@
    one, and dfn_png_save / dfn_pnm_save (or the in-memory encoders) write
    PNG (stored deflate, no dependency) and PGM / PPM files.
 
+   Images get their own noise network (section 5, as the MLP):
+
+     dfn_unet             a small conv U-Net (DDPM / ADM style): ResBlocks
+                          with GroupNorm, SiLU and a per-channel projection
+                          of the time (and class) embedding, average-pool
+                          down, nearest-neighbour up, skip connections,
+                          self-attention at chosen resolutions, optional
+                          conditioning channels; trained by the same
+                          dfn_trainer (dfn_trainer_alloc_unet), sampled by the
+                          same samplers (dfn_unet_predict), saved in the same
+                          model files (dfn_model_save_unet)
+     dfn_conv2d_*, dfn_groupnorm_*, dfn_avgpool2_*, dfn_upsample2_*,
+     dfn_attention_*      its layers, each with a hand-written backward pass;
+                          a 3x3 convolution is im2col + the GEMM kernel
+
+   See examples/mnist.c: real digits in, PNG grids of samples out.
+
    Training in a few lines (error checks left out; see examples/demo.c):
 
        dfn_mlp_config mc = dfn_mlp_config_default(2);      // 2D data
@@ -159,9 +176,19 @@
 
    A network's parameters, gradients, Adam moments and EMA weights are four
    flat blocks of the same layout (dfn_mlp_layout gives each tensor's
-   offset), so zeroing, saving, loading and the optimizer are one loop each.
-   Inference (dfn_mlp_forward) needs only dfn_mlp_forward_size(cfg, chunk)
-   bytes of workspace and processes any batch in chunks of that size.
+   offset; the U-Net's layout is the order of its operations), so zeroing,
+   saving, loading and the optimizer are one loop each. Inference
+   (dfn_mlp_forward, dfn_unet_forward) needs only a *_forward_size(cfg,
+   chunk) workspace and processes any batch in chunks of that size. The
+   U-Net keeps every activation of a chunk (it is the training layout
+   without gradients): about 2.7 MB per 28x28 image at base_channels 16,
+   so size the chunk to the memory you have.
+
+   Threads are optional and off by default: dfn_set_parallel installs a
+   parallel-for (a function pointer and its context; DFN_PTHREADS adds a
+   ready pool, dfn_pthreads_start), after which large GEMMs run as tasks on
+   up to DFN_MAX_THREADS workers. The workers' scratch is caller memory
+   too, and the results are the same bits for any number of threads.
 
    4. Configuration macros (define before the implementation include)
    ------------------------------------------------------------------
@@ -176,6 +203,9 @@
                          GEMM cache blocking (default 144, 256, 1024);
                          dfn_gemm_work_size() is about 4 KC (MC + NC) bytes
      DFN_POINTS_MAX_LINE longest line dfn_points_load reads (4096)
+     DFN_PTHREADS        compile the ready POSIX-threads pool
+                         (dfn_pthreads_start; link with -pthread)
+     DFN_MAX_THREADS     most workers dfn_set_parallel accepts (64)
      DFN_ASSERT(x)       internal invariants only (default: assert)
      DFN_MALLOC(sz,ctx), DFN_FREE(p,ctx)
                          both or neither; ctx is the pointer given to the
@@ -230,8 +260,10 @@
    ---------------------------------------
    Data is float32, row-major (n, D). Only Gaussian diffusion with discrete
    t = 1..T; no continuous-time SDE solvers, no latent diffusion, no GPU.
-   Everything runs on one thread. The MLP has no input gradient (the
-   noise network never needs one); the U-Net for images comes later.
+   Only GEMMs use threads (GroupNorm, im2col and the activations stay on
+   the calling thread). The noise networks have no input gradient (they
+   never need one; the layers do have theirs). The U-Net has one attention
+   head, average-pool downsampling and no dropout.
 
    ===========================================================================
 */
