@@ -457,6 +457,43 @@ typedef enum dfn_spacing {
     DFN_SPACING_TRAILING = 2  /* tau_i = round(i T / S); starts at T         */
 } dfn_spacing;
 
+/* What the guidance hook sees at step i (t = tau_i -> t_prev = tau_{i-1}),
+   after the prediction (and classifier-free guidance) was converted to
+   eps_hat and x0_hat (MATH.md section 4) and before clipping and the step. */
+typedef struct dfn_guide_info {
+    int i, steps;          /* step index (counts down from steps to 1), S    */
+    int t, t_prev;         /* timesteps of this step                         */
+    int n, dim;
+    const dfn_schedule *schedule;
+    float sqrt_alphabar;            /* sqrt(alphabar_t)                      */
+    float sqrt_one_minus_alphabar;  /* sqrt(1 - alphabar_t)                  */
+    const float *x_t;      /* the current sample x_t, (n, dim)               */
+    const int   *labels;   /* the n conditional labels (-1 = none)           */
+    float       *eps_hat;  /* (n, dim): the hook may change it in place      */
+    const float *x0_hat;   /* (n, dim): x0_hat implied by eps_hat on entry   */
+} dfn_guide_info;
+
+/* The guidance hook: adjust info->eps_hat in place; return 0 on success
+   (anything else stops the sampler with DFN_ERR_CALLBACK). To add a score
+   term g(x_t) = grad_x log p(y | x_t) (classifier guidance, Dhariwal & Nichol
+   2021; constraints), the convention is MATH.md section 9's
+   eps = -sqrt(1 - alphabar_t) score, so that
+
+       eps_hat <- eps_hat - s * sqrt(1 - alphabar_t) * g(x_t)
+
+   with a guidance strength s (dfn_guide_add_score does exactly this). After
+   the hook returns, the sampler recomputes x0_hat = (x_t - sqrt(1 -
+   alphabar_t) eps_hat) / sqrt(alphabar_t) (section 4) and both enter the
+   step of section 6 or 7 (with clip_x0, after clipping). At a step with
+   alphabar_t = 0 (only t = T of a zero-terminal-SNR schedule) x0_hat keeps
+   its value and only DDIM uses the changed eps_hat. */
+typedef int (*dfn_guide_fn)(void *user, const dfn_guide_info *info);
+
+/* eps_hat[r] -= scale * sqrt(1 - alphabar_t) * score[r] over the n * dim
+   values of info (the convention above). score (n, dim); rows whose label
+   is -1 are changed too: pass a zero score row to leave a sample alone. */
+DFNDEF void dfn_guide_add_score(const dfn_guide_info *info, const float *score, float scale);
+
 typedef struct dfn_sampler_config {
     dfn_sampler_kind kind;
     int            n, dim;          /* batch size and values per sample       */
@@ -472,6 +509,36 @@ typedef struct dfn_sampler_config {
     float          clip_min, clip_max; /* default -1, 1                        */
     dfn_step_fn    on_step;         /* optional per-step callback             */
     void          *on_step_user;
+    /* Classifier-free guidance (MATH.md section 8), for a predictor trained
+       with label dropout:
+           pred = pred(x_t, t, null) + w (pred(x_t, t, c) - pred(x_t, t, null))
+       w = 1 (default) is the plain conditional model and costs nothing
+       extra; w = 0 is one call with every label -1 (unconditional). Any
+       other w makes ONE predictor call per step on 2n rows: x_t twice, the
+       labels c first, then n labels -1. The combination is applied to the
+       raw predictions (eps, v or x0): for eps it is section 8 itself, for
+       v and x0 the same eps_guided by linearity of section 4. Without
+       labels (NULL) guidance is a no-op and never doubles the batch. */
+    float          guidance_scale;  /* w >= 0 (default 1)                     */
+    dfn_guide_fn   guide;           /* optional guidance hook (see above)     */
+    void          *guide_user;
+    /* Inpainting / imputation (RePaint, Lugmayr et al. 2022): known (n, dim)
+       values where known_mask (n, dim) is non-zero. Each step's result gets
+       its known entries replaced by q_sample(known, t_prev) (section 1,
+       fresh noise from the run's rng); at t_prev = 0 they are the known
+       values exactly. dfn_sampler_run also starts from x_T with the known
+       entries replaced at tau_S. Both arrays are copied at init. */
+    const float         *known;      /* NULL: no inpainting                  */
+    const unsigned char *known_mask; /* required with known                  */
+    /* RePaint resampling (dfn_sampler_run only): every resample_jump steps
+       (counted from the start; 0 = off), after reaching step level i with
+       i + resample_jump <= S, x is noised forward in closed form from
+       tau_i back to tau_{i + jump}, x = sqrt(ab_j / ab_i) x + sqrt(1 -
+       ab_j / ab_i) z, and those steps are run again: resample_count - 1
+       times (1 = no resampling; default 1). Costs about resample_count x
+       the steps. Meant for inpainting; allowed without it. */
+    int            resample_jump;
+    int            resample_count;
 } dfn_sampler_config;
 
 typedef struct dfn_sampler {
@@ -480,13 +547,20 @@ typedef struct dfn_sampler {
     int    steps;                   /* S (T for DDPM)                          */
     int   *tau;                     /* S + 1 timesteps, tau[0] = 0             */
     int   *t;                       /* n per-sample timesteps for the callback */
-    int   *labels;                  /* n labels                                */
-    float *model_out, *x0_hat, *eps_hat, *z;  /* (n, dim) each                */
+    int   *labels;                  /* n labels (2n with guidance: then n -1s) */
+    float *model_out, *x0_hat, *eps_hat, *z;  /* (n, dim) each (model_out 2n
+                                       rows with guidance)                    */
+    float *x_in;                    /* (2n, dim) predictor input with guidance,
+                                       else NULL                               */
+    float *known;                   /* (n, dim) copy of cfg.known, or NULL     */
+    unsigned char *known_mask;      /* (n, dim) copy, or NULL                  */
+    int    guided;                  /* 1: 2n-row calls; 2: w = 0 (labels -1)   */
     void  *memory;
 } dfn_sampler;
 
 /* Defaults: DDPM small variance; DDIM 50 steps (must not exceed T), eta 0, trailing;
-   eps-prediction; no clipping (range -1..1 when enabled); no callbacks. */
+   eps-prediction; no clipping (range -1..1 when enabled); no callbacks;
+   guidance scale 1, no guidance hook, no inpainting, no resampling. */
 DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int n, int dim,
                                                      dfn_predict_fn predict, void *user);
 
@@ -496,8 +570,9 @@ DFNDEF size_t dfn_sampler_size(const dfn_sampler_config *cfg, const dfn_schedule
 /* Validate cfg against the schedule and set up the sampler in mem.
    Errors: DFN_ERR_NULL (cfg, s, smp, mem, predict), DFN_ERR_INVALID_ARG
    (n < 1, dim < 1, steps outside 1..T, eta < 0 or NaN, clip range empty,
-   a label < -1, eps-prediction on a zero-terminal-SNR schedule),
-   DFN_ERR_BUFFER_TOO_SMALL. */
+   a label < -1, eps-prediction on a zero-terminal-SNR schedule, a guidance
+   scale < 0 or not finite, known without known_mask or not finite,
+   resample_jump < 0 or > S, resample_count < 1), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *cfg,
                                    const dfn_schedule *s, void *mem, size_t bytes);
 
@@ -510,15 +585,19 @@ DFNDEF void dfn_sampler_free(dfn_sampler *smp, void *alloc_ctx);
 /* The whole reverse process: x_T -> x_0 into x (n, dim). x_T (n, dim) is
    copied in when given (it may equal x); when NULL it is drawn from N(0, I)
    with rng. rng may be NULL only for a fully deterministic run (given x_T,
-   DDIM with eta = 0). Errors: those of dfn_sampler_step, DFN_ERR_NOT_FINITE
+   DDIM with eta = 0; inpainting always needs it). With resampling the
+   per-step callback sees the steps in the order they run (i goes back up
+   after each jump). Errors: those of dfn_sampler_step, DFN_ERR_NOT_FINITE
    for a non-finite x_T, DFN_ERR_CANCELLED. */
 DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, dfn_rng *rng);
 
 /* One step, for users who run the loop themselves: i counts down from
    dfn_sampler_num_steps() to 1 and moves x in place from tau_i to tau_{i-1}.
    K calls with i = S..S-K+1 equal the first K steps of dfn_sampler_run, bit
-   for bit. Errors: DFN_ERR_NULL (rng needed for a noisy step), i out of
-   range, DFN_ERR_CALLBACK, DFN_ERR_NOT_FINITE (prediction not finite). */
+   for bit (with inpainting: after the run's replacement at x_T). Errors:
+   DFN_ERR_NULL (rng needed for a noisy step or inpainting), i out of range,
+   DFN_ERR_CALLBACK (predictor or guidance hook), DFN_ERR_NOT_FINITE
+   (prediction, or eps_hat after the hook, not finite). */
 DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng);
 
 /* S, and the timestep tau_i (i = 0..S; tau_0 = 0). */
@@ -3513,7 +3592,22 @@ DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int 
     c.clip_max = 1.0f;
     c.on_step = NULL;
     c.on_step_user = NULL;
+    c.guidance_scale = 1.0f;
+    c.guide = NULL;
+    c.guide_user = NULL;
+    c.known = NULL;
+    c.known_mask = NULL;
+    c.resample_jump = 0;
+    c.resample_count = 1;
     return c;
+}
+
+/* 1: one 2n-row call per step (section 8's two halves); 2: w = 0, one n-row
+   call with every label -1; 0: the plain call. */
+static int dfn__sampler_guided(const dfn_sampler_config *c)
+{
+    if (!c->labels || c->guidance_scale == 1.0f) return 0;
+    return c->guidance_scale == 0.0f ? 2 : 1;
 }
 
 /* S of a configuration: T for DDPM, min(steps, T) is NOT applied silently:
@@ -3551,6 +3645,10 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (c->labels)
         for (i = 0; i < c->n; i++)
             if (c->labels[i] < -1) return DFN_ERR_INVALID_ARG;
+    if (!(c->guidance_scale >= 0.0f) || !dfn__finite(c->guidance_scale)) return DFN_ERR_INVALID_ARG;
+    if (c->known && !c->known_mask) return DFN_ERR_NULL;
+    if (c->known && !dfn__all_finite(c->known, (size_t)c->n * (size_t)c->dim)) return DFN_ERR_NOT_FINITE;
+    if (c->resample_jump < 0 || c->resample_jump > S || c->resample_count < 1) return DFN_ERR_INVALID_ARG;
     return DFN_OK;
 }
 
@@ -3559,13 +3657,17 @@ static size_t dfn__sampler_layout(dfn_sampler *smp, const dfn_sampler_config *c,
 {
     dfn__arena a = dfn__arena_begin(mem);
     size_t count = (size_t)c->n * (size_t)c->dim, f = count * sizeof(float);
+    size_t rows = dfn__sampler_guided(c) == 1 ? 2 : 1;   /* 2n rows for guidance */
     smp->tau = (int *)dfn__arena_take(&a, ((size_t)dfn__sampler_steps(c, s) + 1) * sizeof(int));
-    smp->t = (int *)dfn__arena_take(&a, (size_t)c->n * sizeof(int));
-    smp->labels = (int *)dfn__arena_take(&a, (size_t)c->n * sizeof(int));
-    smp->model_out = (float *)dfn__arena_take(&a, f);
+    smp->t = (int *)dfn__arena_take(&a, rows * (size_t)c->n * sizeof(int));
+    smp->labels = (int *)dfn__arena_take(&a, 2 * (size_t)c->n * sizeof(int));
+    smp->model_out = (float *)dfn__arena_take(&a, rows * f);
     smp->x0_hat = (float *)dfn__arena_take(&a, f);
     smp->eps_hat = (float *)dfn__arena_take(&a, f);
     smp->z = (float *)dfn__arena_take(&a, f);
+    smp->x_in = rows == 2 ? (float *)dfn__arena_take(&a, 2 * f) : NULL;
+    smp->known = c->known ? (float *)dfn__arena_take(&a, f) : NULL;
+    smp->known_mask = c->known ? (unsigned char *)dfn__arena_take(&a, count) : NULL;
     return dfn__arena_size(&a);
 }
 
@@ -3597,7 +3699,16 @@ DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *c
         DFN_ASSERT(r == DFN_OK);
     }
     for (i = 0; i < cfg->n; i++) smp->labels[i] = cfg->labels ? cfg->labels[i] : -1;
+    for (i = 0; i < cfg->n; i++) smp->labels[cfg->n + i] = -1;   /* the null label of section 8 */
     smp->cfg.labels = smp->labels;
+    smp->guided = dfn__sampler_guided(cfg);
+    if (cfg->known) {
+        size_t count = (size_t)cfg->n * (size_t)cfg->dim;
+        DFN_MEMCPY(smp->known, cfg->known, count * sizeof(float));
+        DFN_MEMCPY(smp->known_mask, cfg->known_mask, count);
+        smp->cfg.known = smp->known;
+        smp->cfg.known_mask = smp->known_mask;
+    }
     return DFN_OK;
 }
 
@@ -3642,10 +3753,41 @@ DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i)
     return smp->tau[i];
 }
 
+/* Inpainting (RePaint): the known entries of x become q_sample(known, t)
+   (section 1) with fresh noise; at t = 0 the known values themselves. */
+static void dfn__sampler_replace_known(dfn_sampler *smp, float *x, int t, dfn_rng *rng)
+{
+    size_t count = (size_t)smp->cfg.n * (size_t)smp->cfg.dim, j;
+    const float *kv = smp->known;
+    const unsigned char *m = smp->known_mask;
+    if (t == 0) {
+        for (j = 0; j < count; j++)
+            if (m[j]) x[j] = kv[j];
+    } else {
+        float a = smp->schedule->sqrt_alphabar[t], b = smp->schedule->sqrt_one_minus_alphabar[t];
+        dfn_rng_normal_fill(rng, smp->z, count);
+        for (j = 0; j < count; j++)
+            if (m[j]) x[j] = a * kv[j] + b * smp->z[j];
+    }
+}
+
+DFNDEF void dfn_guide_add_score(const dfn_guide_info *info, const float *score, float scale)
+{
+    size_t count, j;
+    float c;
+    if (!info || !info->eps_hat || !score) return;
+    count = (size_t)info->n * (size_t)info->dim;
+    c = scale * info->sqrt_one_minus_alphabar;
+    /* eps = -sqrt(1 - alphabar_t) score (section 9): adding log p(y | x_t) to
+       log p(x_t) subtracts sqrt(1 - alphabar_t) grad log p(y | x_t) from eps. */
+    for (j = 0; j < count; j++) info->eps_hat[j] -= c * score[j];
+}
+
 DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng)
 {
     const dfn_schedule *s;
     const dfn_sampler_config *c;
+    dfn_result r;
     size_t count, j;
     int t, p, k, noisy;
     if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
@@ -3659,12 +3801,52 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
     noisy = c->kind == DFN_SAMPLER_DDPM ? t > 1 : dfn__ddim_var(s, t, p, c->eta) > 0.0;
     if (noisy && !rng) return DFN_ERR_NULL;
 
+    if (smp->known && !rng) return DFN_ERR_NULL;
+
     /* The model's prediction at t, as x0_hat and eps_hat (section 4). */
-    for (k = 0; k < c->n; k++) smp->t[k] = t;
-    if (c->predict(c->predict_user, x, smp->t, smp->labels, c->n, smp->model_out) != 0)
-        return DFN_ERR_CALLBACK;
-    if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
+    if (smp->guided == 1) {
+        /* Section 8 in one call: rows 0..n-1 with the labels c, rows
+           n..2n-1 with the null label; pred = u + w (c - u). */
+        float w = c->guidance_scale, *pc = smp->model_out, *pu = smp->model_out + count;
+        for (k = 0; k < 2 * c->n; k++) smp->t[k] = t;
+        DFN_MEMCPY(smp->x_in, x, count * sizeof(float));
+        DFN_MEMCPY(smp->x_in + count, x, count * sizeof(float));
+        if (c->predict(c->predict_user, smp->x_in, smp->t, smp->labels, 2 * c->n, smp->model_out) != 0)
+            return DFN_ERR_CALLBACK;
+        if (!dfn__all_finite(smp->model_out, 2 * count)) return DFN_ERR_NOT_FINITE;
+        for (j = 0; j < count; j++) pc[j] = pu[j] + w * (pc[j] - pu[j]);
+        if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
+    } else {
+        /* w = 1: the labels as given; w = 0: the n null labels. */
+        const int *lab = smp->guided == 2 ? smp->labels + c->n : smp->labels;
+        for (k = 0; k < c->n; k++) smp->t[k] = t;
+        if (c->predict(c->predict_user, x, smp->t, lab, c->n, smp->model_out) != 0)
+            return DFN_ERR_CALLBACK;
+        if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
+    }
     dfn__to_x0_eps(s, c->prediction, t, smp->x0_hat, smp->eps_hat, smp->model_out, x, count);
+    if (c->guide) {
+        /* The hook adjusts eps_hat; x0_hat follows it (section 4). */
+        dfn_guide_info g;
+        float a = s->sqrt_alphabar[t], b = s->sqrt_one_minus_alphabar[t];
+        g.i = i;
+        g.steps = smp->steps;
+        g.t = t;
+        g.t_prev = p;
+        g.n = c->n;
+        g.dim = c->dim;
+        g.schedule = s;
+        g.sqrt_alphabar = a;
+        g.sqrt_one_minus_alphabar = b;
+        g.x_t = x;
+        g.labels = smp->labels;
+        g.eps_hat = smp->eps_hat;
+        g.x0_hat = smp->x0_hat;
+        if (c->guide(c->guide_user, &g) != 0) return DFN_ERR_CALLBACK;
+        if (!dfn__all_finite(smp->eps_hat, count)) return DFN_ERR_NOT_FINITE;
+        if (a > 0.0f)
+            for (j = 0; j < count; j++) smp->x0_hat[j] = (x[j] - b * smp->eps_hat[j]) / a;
+    }
     if (c->clip_x0) {
         /* Clamp x0_hat to the data range, then the eps it implies with x_t. */
         float a = s->sqrt_alphabar[t], b = s->sqrt_one_minus_alphabar[t];
@@ -3678,15 +3860,18 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
 
     if (noisy) dfn_rng_normal_fill(rng, smp->z, count);
     if (c->kind == DFN_SAMPLER_DDPM)
-        return dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
-    return dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+        r = dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
+    else
+        r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+    if (r == DFN_OK && smp->known) dfn__sampler_replace_known(smp, x, p, rng);
+    return r;
 }
 
 DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, dfn_rng *rng)
 {
     size_t count;
     dfn_result r;
-    int i;
+    int i, jump, jump_level = -1, jumps_left = 0;
     if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
     count = (size_t)smp->cfg.n * (size_t)smp->cfg.dim;
     if (x_T) {
@@ -3696,6 +3881,11 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
         if (!rng) return DFN_ERR_NULL;
         dfn_rng_normal_fill(rng, x, count);           /* x_T ~ N(0, I) */
     }
+    if (smp->known) {
+        if (!rng) return DFN_ERR_NULL;
+        dfn__sampler_replace_known(smp, x, smp->tau[smp->steps], rng);
+    }
+    jump = smp->cfg.resample_count > 1 ? smp->cfg.resample_jump : 0;
     for (i = smp->steps; i >= 1; i--) {
         if ((r = dfn_sampler_step(smp, i, x, rng)) != DFN_OK) return r;
         if (smp->cfg.on_step) {
@@ -3709,6 +3899,23 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
             info.x = x;
             info.x0_hat = smp->x0_hat;
             if (smp->cfg.on_step(smp->cfg.on_step_user, &info) != 0) return DFN_ERR_CANCELLED;
+        }
+        /* RePaint: at level i - 1 = S - m * jump (m >= 1), go back up `jump`
+           steps, resample_count - 1 times, then carry on down. */
+        if (jump > 0 && i - 1 >= 1 && (smp->steps - (i - 1)) % jump == 0) {
+            if (i - 1 != jump_level) { jump_level = i - 1; jumps_left = smp->cfg.resample_count - 1; }
+            if (jumps_left > 0) {
+                int from = smp->tau[i - 1], to = smp->tau[i - 1 + jump];
+                double ratio = (double)smp->schedule->alphabar[to] / (double)smp->schedule->alphabar[from];
+                float a = (float)DFN_SQRT(ratio), b = (float)DFN_SQRT(ratio < 1.0 ? 1.0 - ratio : 0.0);
+                size_t j;
+                if (!rng) return DFN_ERR_NULL;
+                /* q(x_to | x_from) = N(sqrt(ab_to / ab_from) x, (1 - ab_to / ab_from) I) */
+                dfn_rng_normal_fill(rng, smp->z, count);
+                for (j = 0; j < count; j++) x[j] = a * x[j] + b * smp->z[j];
+                jumps_left--;
+                i += jump;   /* the loop's i-- makes the next step i - 1 + jump */
+            }
         }
     }
     return DFN_OK;
