@@ -1125,6 +1125,148 @@ DFNDEF int dfn_mlp_predict(void *user, const float *x_t, const int *t,
 DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n,
                                                  dfn_mlp_predictor *p);
 
+/* ========================================================================= */
+/*  Guidance: a noise-aware classifier and a constraint (MATH.md sections 8, 9) */
+/* ========================================================================= */
+/* Two uses of the sampler's guidance hook (dfn_guide_fn):
+
+   Classifier guidance (Dhariwal & Nichol 2021): a small classifier
+   p(y | x_t, t) trained on noised data x_t = q_sample(x_0, t) (section 1)
+   with the library's layers; its input gradient g = grad_x log p(y | x_t, t)
+   comes from the hand-written backward passes, and the hook applies
+   eps_hat <- eps_hat - s sqrt(1 - alphabar_t) g (dfn_guide_add_score).
+
+       e      = temb(t)                                (sinusoidal, time_dim)
+       h_1    = act(W_1 [x, e] + b_1)                   (H)
+       h_2    = act(W_2 h_1 + b_2)                      (H)
+       logits = W_3 h_2 + b_3                           (C)
+       log p(y | x, t) = logits_y - logsumexp(logits)
+
+   Constraint guidance: keep samples in the half-space a . x <= b with the
+   differentiable penalty P(x) = 0.5 max(0, a . x - b)^2 / |a|^2 evaluated
+   at the current x0_hat. The hook moves x0_hat one gradient step down P,
+   x0_hat <- x0_hat - strength grad P(x0_hat) (strength 1 projects x0_hat
+   onto the half-space), written as the score term that does exactly this
+   through Tweedie's x0_hat = (x_t + (1 - alphabar_t) score) / sqrt(alphabar_t)
+   (sections 4, 9):
+
+       g = -(sqrt(alphabar_t) / (1 - alphabar_t)) strength grad P(x0_hat)
+
+   applied with eps_hat <- eps_hat - sqrt(1 - alphabar_t) g. A disc or any
+   other convex set works the same way with its own penalty: write a hook
+   like dfn_halfspace_guide. */
+
+typedef struct dfn_classifier_config {
+    int dim;               /* D (>= 1)                                        */
+    int num_classes;       /* C (>= 2)                                        */
+    int hidden;            /* H (default 64)                                  */
+    int time_dim;          /* sinusoidal t-embedding size, even (default 32)  */
+    dfn_activation act;    /* default DFN_ACT_SILU                            */
+} dfn_classifier_config;
+
+/* Parameters in one flat block: W_1 (H, D + time_dim), b_1 (H), W_2 (H, H),
+   b_2 (H), W_3 (C, H), b_3 (C), in this order. */
+typedef struct dfn_classifier {
+    dfn_classifier_config cfg;
+    size_t count;          /* floats in the block                            */
+    float *params;         /* caller memory                                  */
+} dfn_classifier;
+
+DFNDEF dfn_classifier_config dfn_classifier_config_default(int dim, int num_classes);
+
+/* Floats of the parameter block; 0 for an invalid config (a size < 1, C < 2,
+   odd time_dim, unknown act, more than 2^28 parameters). */
+DFNDEF size_t dfn_classifier_num_params(const dfn_classifier_config *cfg);
+
+/* Sets up c over params (dfn_classifier_num_params floats; values untouched). */
+DFNDEF dfn_result dfn_classifier_init(dfn_classifier *c, const dfn_classifier_config *cfg,
+                                      float *params);
+
+/* PyTorch-style U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every W and b. */
+DFNDEF dfn_result dfn_classifier_init_weights(dfn_classifier *c, dfn_rng *rng);
+
+/* Bytes of workspace for up to n samples per call (forward and backward);
+   0 for an invalid config or n < 1. */
+DFNDEF size_t dfn_classifier_work_size(const dfn_classifier_config *cfg, int n);
+
+/* logp (n, C) = log p(y | x, t) for every class y. x (n, D), t (n) >= 0.
+   Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (n < 1, t < 0),
+   DFN_ERR_BUFFER_TOO_SMALL (work smaller than dfn_classifier_work_size(n)). */
+DFNDEF dfn_result dfn_classifier_forward(const dfn_classifier *c, float *logp, const float *x,
+                                         const int *t, int n, void *work, size_t work_bytes);
+
+#ifndef DFN_NO_TRAINING
+/* The objective L = sum_i w_i log p(labels_i | x_i, t_i), with w_i = weight
+   for every row whose label is >= 0 and 0 for label -1, and its gradients
+   by the hand-written backward passes: grads (count floats, or NULL) +=
+   dL/dparams; dx (n, D, or NULL) = dL/dx (overwritten: weight 1 gives the
+   per-sample grad_x log p(y | x_t, t) that classifier guidance needs).
+   *objective (may be NULL) gets L. Errors: those of dfn_classifier_forward,
+   DFN_ERR_INVALID_ARG (a label outside -1..C-1). */
+DFNDEF dfn_result dfn_classifier_backward(const dfn_classifier *c, float *grads, float *dx,
+                                          double *objective, const float *x, const int *t,
+                                          const int *labels, float weight, int n,
+                                          void *work, size_t work_bytes);
+
+/* Noise-aware training: per step, x_0 (B, D) with labels (B), t ~ U{1..T}
+   and eps ~ N(0, I) per example, x_t in closed form (section 1), then one
+   Adam step (Kingma & Ba 2015, bias-corrected; beta 0.9, 0.999, eps 1e-8)
+   on the mean cross-entropy -1/B sum_i log p(y_i | x_t,i, t). */
+typedef struct dfn_classifier_trainer {
+    dfn_classifier     *clf;
+    const dfn_schedule *schedule;
+    int    batch;
+    float  lr;
+    long   step;
+    float *grads, *adam_m, *adam_v, *xt, *eps;
+    int   *t;
+    void  *work;
+    size_t work_bytes;
+    void  *memory;
+} dfn_classifier_trainer;
+
+/* Bytes dfn_classifier_trainer_init needs; 0 for an invalid config or batch < 1. */
+DFNDEF size_t dfn_classifier_trainer_size(const dfn_classifier_config *cfg, int batch);
+
+/* Adam moments start at 0. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG
+   (batch < 1, lr <= 0 or not finite), DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF dfn_result dfn_classifier_trainer_init(dfn_classifier_trainer *tr, dfn_classifier *clf,
+                                              const dfn_schedule *s, int batch, float lr,
+                                              void *mem, size_t bytes);
+
+/* One step on x0 (B, D) and labels (B, each 0..C-1); *loss (may be NULL)
+   gets the mean cross-entropy before the update. Errors: DFN_ERR_NULL,
+   DFN_ERR_INVALID_ARG (a label outside 0..C-1), DFN_ERR_NOT_FINITE (x0, or
+   the loss or gradient: the weights are then left unchanged). */
+DFNDEF dfn_result dfn_classifier_train_step(dfn_classifier_trainer *tr, const float *x0,
+                                            const int *labels, dfn_rng *rng, float *loss);
+
+/* A dfn_guide_fn for the sampler: user points at a dfn_classifier_guidance.
+   At each step it computes g = grad_x log p(y | x_t, t) for the sampler's
+   labels (rows with label -1 get g = 0) and applies
+   eps_hat <- eps_hat - scale sqrt(1 - alphabar_t) g. work holds
+   dfn_classifier_work_size(cfg, n) bytes, grad n * D floats (the sampler's
+   n and D). Returns a dfn_result. */
+typedef struct dfn_classifier_guidance {
+    const dfn_classifier *clf;
+    float  scale;          /* s >= 0; 0 leaves eps_hat unchanged              */
+    void  *work;
+    size_t work_bytes;
+    float *grad;           /* (n, D) scratch                                  */
+} dfn_classifier_guidance;
+DFNDEF int dfn_classifier_guide(void *user, const dfn_guide_info *info);
+#endif /* DFN_NO_TRAINING */
+
+/* A dfn_guide_fn keeping samples in the half-space a . x <= b (the penalty
+   above): user points at a dfn_halfspace_guidance. Rows of any label are
+   guided. Returns a dfn_result. */
+typedef struct dfn_halfspace_guidance {
+    const float *a;        /* (D) normal of the boundary                      */
+    float  b;              /* offset                                          */
+    float  strength;       /* >= 0                                            */
+} dfn_halfspace_guidance;
+DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info);
+
 #ifndef DFN_NO_TRAINING
 /* ========================================================================= */
 /*  Finite-difference gradient checker                                       */
@@ -3764,10 +3906,10 @@ static void dfn__sampler_replace_known(dfn_sampler *smp, float *x, int t, dfn_rn
         for (j = 0; j < count; j++)
             if (m[j]) x[j] = kv[j];
     } else {
+        /* one normal per known entry, in order */
         float a = smp->schedule->sqrt_alphabar[t], b = smp->schedule->sqrt_one_minus_alphabar[t];
-        dfn_rng_normal_fill(rng, smp->z, count);
         for (j = 0; j < count; j++)
-            if (m[j]) x[j] = a * kv[j] + b * smp->z[j];
+            if (m[j]) x[j] = a * kv[j] + b * dfn_rng_normal(rng);
     }
 }
 
@@ -5195,6 +5337,367 @@ DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n, d
                                                       dfn_mlp_predict, p);
     if (p && p->model) c.prediction = p->model->cfg.prediction;
     return c;
+}
+
+/* ------------------------------------------------------------------------- */
+/*  Guidance: a noise-aware classifier and a constraint                      */
+/* ------------------------------------------------------------------------- */
+
+DFNDEF dfn_classifier_config dfn_classifier_config_default(int dim, int num_classes)
+{
+    dfn_classifier_config c;
+    DFN_MEMSET(&c, 0, sizeof c);
+    c.dim = dim;
+    c.num_classes = num_classes;
+    c.hidden = 64;
+    c.time_dim = 32;
+    c.act = DFN_ACT_SILU;
+    return c;
+}
+
+DFNDEF size_t dfn_classifier_num_params(const dfn_classifier_config *c)
+{
+    double in, total;
+    if (!c || c->dim < 1 || c->num_classes < 2 || c->hidden < 1 || c->time_dim < 2 || c->time_dim % 2)
+        return 0;
+    if (c->act != DFN_ACT_IDENTITY && c->act != DFN_ACT_RELU && c->act != DFN_ACT_SILU &&
+        c->act != DFN_ACT_GELU)
+        return 0;
+    in = (double)c->dim + c->time_dim;
+    total = (double)c->hidden * (in + 1) + (double)c->hidden * ((double)c->hidden + 1) +
+            (double)c->num_classes * ((double)c->hidden + 1);
+    if (total > 268435456.0 || in > 1e7) return 0;
+    return (size_t)total;
+}
+
+DFNDEF dfn_result dfn_classifier_init(dfn_classifier *c, const dfn_classifier_config *cfg, float *params)
+{
+    if (!c || !cfg || !params) return DFN_ERR_NULL;
+    if (dfn_classifier_num_params(cfg) == 0) return DFN_ERR_INVALID_ARG;
+    c->cfg = *cfg;
+    c->count = dfn_classifier_num_params(cfg);
+    c->params = params;
+    return DFN_OK;
+}
+
+/* Offsets of W_1, b_1, W_2, b_2, W_3, b_3 in the flat block. */
+typedef struct dfn__clf_views {
+    size_t in_dim, w1, b1, w2, b2, w3, b3;
+} dfn__clf_views;
+
+static dfn__clf_views dfn__clf_offsets(const dfn_classifier_config *c)
+{
+    dfn__clf_views v;
+    size_t H = (size_t)c->hidden;
+    v.in_dim = (size_t)c->dim + (size_t)c->time_dim;
+    v.w1 = 0;
+    v.b1 = v.w1 + H * v.in_dim;
+    v.w2 = v.b1 + H;
+    v.b2 = v.w2 + H * H;
+    v.w3 = v.b2 + H;
+    v.b3 = v.w3 + (size_t)c->num_classes * H;
+    return v;
+}
+
+DFNDEF dfn_result dfn_classifier_init_weights(dfn_classifier *c, dfn_rng *rng)
+{
+    dfn__clf_views v;
+    size_t H;
+    if (!c || !c->params || !rng) return DFN_ERR_NULL;
+    v = dfn__clf_offsets(&c->cfg);
+    H = (size_t)c->cfg.hidden;
+    dfn__uniform_fill(rng, c->params + v.w1, H * v.in_dim + H, v.in_dim);                 /* W_1, b_1 */
+    dfn__uniform_fill(rng, c->params + v.w2, H * H + H, H);                                /* W_2, b_2 */
+    dfn__uniform_fill(rng, c->params + v.w3, (size_t)c->cfg.num_classes * H + (size_t)c->cfg.num_classes, H);
+    return DFN_OK;
+}
+
+/* The workspace for n rows: forward values, backward buffers, GEMM scratch. */
+typedef struct dfn__clf_work {
+    float *in, *pre1, *h1, *pre2, *h2, *logits;   /* forward                       */
+    float *tf;                                    /* (n) timesteps as floats       */
+    int   *t;                                     /* (n) for the guidance hook     */
+    float *dlogits, *dh, *dpre, *din, *gscratch;  /* backward                      */
+    float *gemm;
+} dfn__clf_work;
+
+static size_t dfn__clf_work_layout(const dfn_classifier_config *c, int n, dfn__clf_work *w, void *mem)
+{
+    dfn__arena a = dfn__arena_begin(mem);
+    size_t N = (size_t)n, H = (size_t)c->hidden, C = (size_t)c->num_classes, f = sizeof(float);
+    size_t in_dim = (size_t)c->dim + (size_t)c->time_dim;
+    w->in = (float *)dfn__arena_take(&a, N * in_dim * f);
+    w->pre1 = (float *)dfn__arena_take(&a, N * H * f);
+    w->h1 = (float *)dfn__arena_take(&a, N * H * f);
+    w->pre2 = (float *)dfn__arena_take(&a, N * H * f);
+    w->h2 = (float *)dfn__arena_take(&a, N * H * f);
+    w->logits = (float *)dfn__arena_take(&a, N * C * f);
+    w->tf = (float *)dfn__arena_take(&a, N * f);
+    w->t = (int *)dfn__arena_take(&a, N * sizeof(int));
+    w->dlogits = (float *)dfn__arena_take(&a, N * C * f);
+    w->dh = (float *)dfn__arena_take(&a, N * H * f);
+    w->dpre = (float *)dfn__arena_take(&a, N * H * f);
+    w->din = (float *)dfn__arena_take(&a, N * in_dim * f);
+    w->gscratch = (float *)dfn__arena_take(&a, dfn_classifier_num_params(c) * f);
+    w->gemm = (float *)dfn__arena_take(&a, dfn_gemm_work_size());
+    return dfn__arena_size(&a);
+}
+
+DFNDEF size_t dfn_classifier_work_size(const dfn_classifier_config *cfg, int n)
+{
+    dfn__clf_work w;
+    if (dfn_classifier_num_params(cfg) == 0 || n < 1) return 0;
+    if ((double)n * ((double)cfg->dim + cfg->time_dim + 6.0 * cfg->hidden + 2.0 * cfg->num_classes) > 1e9)
+        return 0;
+    return dfn__clf_work_layout(cfg, n, &w, NULL);
+}
+
+/* Forward for n rows into w; logits left in w->logits, log-probabilities
+   written to logp when not NULL. */
+static void dfn__clf_forward(const dfn_classifier *c, const dfn__clf_work *w, float *logp,
+                             const float *x, const int *t, int n)
+{
+    const dfn_classifier_config *cf = &c->cfg;
+    dfn__clf_views v = dfn__clf_offsets(cf);
+    const float *P = c->params;
+    int H = cf->hidden, C = cf->num_classes, i, j;
+    size_t NH = (size_t)n * H;
+    for (i = 0; i < n; i++) {
+        w->tf[i] = (float)t[i];
+        for (j = 0; j < cf->dim; j++) w->in[(size_t)i * v.in_dim + j] = x[(size_t)i * cf->dim + j];
+    }
+    /* [x, temb(t)] */
+    dfn_sinusoidal_embedding(w->in + cf->dim, (int)v.in_dim, w->tf, 1, 1.0f, n, cf->time_dim);
+    /* h_1 = act(W_1 in + b_1); h_2 = act(W_2 h_1 + b_2); logits = W_3 h_2 + b_3 */
+    dfn_linear_forward(w->pre1, w->in, P + v.w1, P + v.b1, n, (int)v.in_dim, H, w->gemm);
+    dfn_act_forward(cf->act, NH, w->pre1, w->h1);
+    dfn_linear_forward(w->pre2, w->h1, P + v.w2, P + v.b2, n, H, H, w->gemm);
+    dfn_act_forward(cf->act, NH, w->pre2, w->h2);
+    dfn_linear_forward(w->logits, w->h2, P + v.w3, P + v.b3, n, H, C, w->gemm);
+    if (logp)
+        for (i = 0; i < n; i++) {
+            /* log softmax: logits - (max + log sum exp(logits - max)), in double */
+            const float *z = w->logits + (size_t)i * C;
+            double mx = z[0], sum = 0.0;
+            for (j = 1; j < C; j++) if (z[j] > mx) mx = z[j];
+            for (j = 0; j < C; j++) sum += DFN_EXP((double)z[j] - mx);
+            for (j = 0; j < C; j++) logp[(size_t)i * C + j] = (float)((double)z[j] - mx - DFN_LOG(sum));
+        }
+}
+
+static dfn_result dfn__clf_check(const dfn_classifier *c, const float *x, const int *t, int n,
+                                 void *work, size_t work_bytes)
+{
+    size_t need;
+    int i;
+    if (!c || !c->params || !x || !t || !work) return DFN_ERR_NULL;
+    if (n < 1) return DFN_ERR_INVALID_ARG;
+    for (i = 0; i < n; i++)
+        if (t[i] < 0) return DFN_ERR_INVALID_ARG;
+    need = dfn_classifier_work_size(&c->cfg, n);
+    if (need == 0 || need > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_classifier_forward(const dfn_classifier *c, float *logp, const float *x,
+                                         const int *t, int n, void *work, size_t work_bytes)
+{
+    dfn__clf_work w;
+    dfn_result r;
+    if (!logp) return DFN_ERR_NULL;
+    if ((r = dfn__clf_check(c, x, t, n, work, work_bytes)) != DFN_OK) return r;
+    dfn__clf_work_layout(&c->cfg, n, &w, work);
+    dfn__clf_forward(c, &w, logp, x, t, n);
+    return DFN_OK;
+}
+
+#ifndef DFN_NO_TRAINING
+DFNDEF dfn_result dfn_classifier_backward(const dfn_classifier *c, float *grads, float *dx,
+                                          double *objective, const float *x, const int *t,
+                                          const int *labels, float weight, int n,
+                                          void *work, size_t work_bytes)
+{
+    dfn__clf_work w;
+    dfn__clf_views v;
+    dfn_result r;
+    const float *P;
+    float *G;
+    double obj = 0.0;
+    int H, C, D, i, j;
+    size_t NH;
+    if ((r = dfn__clf_check(c, x, t, n, work, work_bytes)) != DFN_OK) return r;
+    if (!labels) return DFN_ERR_NULL;
+    for (i = 0; i < n; i++)
+        if (labels[i] < -1 || labels[i] >= c->cfg.num_classes) return DFN_ERR_INVALID_ARG;
+    dfn__clf_work_layout(&c->cfg, n, &w, work);
+    v = dfn__clf_offsets(&c->cfg);
+    H = c->cfg.hidden; C = c->cfg.num_classes; D = c->cfg.dim;
+    NH = (size_t)n * H;
+    P = c->params;
+    G = grads ? grads : w.gscratch;       /* weight gradients are computed either way */
+    if (!grads) DFN_MEMSET(G, 0, c->count * sizeof(float));
+    dfn__clf_forward(c, &w, NULL, x, t, n);
+
+    /* L = sum_i w_i log softmax(z_i)[y_i]:  dL/dz_ij = w_i (1[j = y_i] - softmax(z_i)_j) */
+    for (i = 0; i < n; i++) {
+        const float *z = w.logits + (size_t)i * C;
+        float *dz = w.dlogits + (size_t)i * C;
+        double mx = z[0], sum = 0.0, wi = labels[i] >= 0 ? weight : 0.0;
+        for (j = 1; j < C; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < C; j++) sum += DFN_EXP((double)z[j] - mx);
+        for (j = 0; j < C; j++) {
+            double pj = DFN_EXP((double)z[j] - mx) / sum;
+            dz[j] = (float)(wi * ((j == labels[i] ? 1.0 : 0.0) - pj));
+        }
+        if (labels[i] >= 0) obj += wi * ((double)z[labels[i]] - mx - DFN_LOG(sum));
+    }
+    if (objective) *objective = obj;
+    if (!(obj - obj == 0.0)) return DFN_ERR_NOT_FINITE;
+
+    /* Backward, each line undoing one line of the forward. */
+    DFN_MEMSET(w.dh, 0, NH * sizeof(float));
+    dfn_linear_backward(w.dh, G + v.w3, G + v.b3, w.dlogits, w.h2, P + v.w3, n, H, C, w.gemm);
+    dfn_act_backward(c->cfg.act, NH, w.pre2, w.dh, w.dpre);
+    DFN_MEMSET(w.dh, 0, NH * sizeof(float));
+    dfn_linear_backward(w.dh, G + v.w2, G + v.b2, w.dpre, w.h1, P + v.w2, n, H, H, w.gemm);
+    dfn_act_backward(c->cfg.act, NH, w.pre1, w.dh, w.dpre);
+    DFN_MEMSET(w.din, 0, (size_t)n * v.in_dim * sizeof(float));
+    dfn_linear_backward(w.din, G + v.w1, G + v.b1, w.dpre, w.in, P + v.w1, n, (int)v.in_dim, H, w.gemm);
+    /* dL/dx: the first D columns of dL/din (the t-embedding does not depend on x) */
+    if (dx)
+        for (i = 0; i < n; i++)
+            for (j = 0; j < D; j++) dx[(size_t)i * D + j] = w.din[(size_t)i * v.in_dim + j];
+    return DFN_OK;
+}
+
+DFNDEF size_t dfn_classifier_trainer_size(const dfn_classifier_config *cfg, int batch)
+{
+    size_t P = dfn_classifier_num_params(cfg), W = dfn_classifier_work_size(cfg, batch);
+    if (P == 0 || W == 0 || batch < 1) return 0;
+    return 3 * P * sizeof(float) + 2 * (size_t)batch * cfg->dim * sizeof(float) +
+           (size_t)batch * sizeof(int) + W + 4 * DFN__ALIGN;
+}
+
+DFNDEF dfn_result dfn_classifier_trainer_init(dfn_classifier_trainer *tr, dfn_classifier *clf,
+                                              const dfn_schedule *s, int batch, float lr,
+                                              void *mem, size_t bytes)
+{
+    dfn__arena a;
+    size_t P, BD;
+    if (!tr || !clf || !clf->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
+    if (batch < 1 || !(lr > 0.0f) || !dfn__finite(lr)) return DFN_ERR_INVALID_ARG;
+    if (dfn_classifier_trainer_size(&clf->cfg, batch) == 0) return DFN_ERR_INVALID_ARG;
+    if (bytes < dfn_classifier_trainer_size(&clf->cfg, batch)) return DFN_ERR_BUFFER_TOO_SMALL;
+    DFN_MEMSET(tr, 0, sizeof *tr);
+    P = clf->count;
+    BD = (size_t)batch * clf->cfg.dim;
+    a = dfn__arena_begin(mem);
+    tr->grads = (float *)dfn__arena_take(&a, P * sizeof(float));
+    tr->adam_m = (float *)dfn__arena_take(&a, P * sizeof(float));
+    tr->adam_v = (float *)dfn__arena_take(&a, P * sizeof(float));
+    tr->xt = (float *)dfn__arena_take(&a, BD * sizeof(float));
+    tr->eps = (float *)dfn__arena_take(&a, BD * sizeof(float));
+    tr->t = (int *)dfn__arena_take(&a, (size_t)batch * sizeof(int));
+    tr->work_bytes = dfn_classifier_work_size(&clf->cfg, batch);
+    tr->work = dfn__arena_take(&a, tr->work_bytes);
+    DFN_ASSERT(dfn__arena_size(&a) <= bytes);
+    DFN_MEMSET(tr->adam_m, 0, P * sizeof(float));
+    DFN_MEMSET(tr->adam_v, 0, P * sizeof(float));
+    tr->clf = clf;
+    tr->schedule = s;
+    tr->batch = batch;
+    tr->lr = lr;
+    tr->memory = mem;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_classifier_train_step(dfn_classifier_trainer *tr, const float *x0,
+                                            const int *labels, dfn_rng *rng, float *loss)
+{
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    dfn_result r;
+    double obj = 0.0, bc1, bc2;
+    size_t P, i;
+    int B, D, k;
+    float step, vscale;
+    if (!tr || !tr->clf || !tr->memory || !x0 || !labels || !rng) return DFN_ERR_NULL;
+    B = tr->batch;
+    D = tr->clf->cfg.dim;
+    P = tr->clf->count;
+    for (k = 0; k < B; k++)
+        if (labels[k] < 0 || labels[k] >= tr->clf->cfg.num_classes) return DFN_ERR_INVALID_ARG;
+    if (!dfn__all_finite(x0, (size_t)B * D)) return DFN_ERR_NOT_FINITE;
+    /* x_t = q_sample(x_0, t, eps) with t ~ U{1..T} (section 1) */
+    for (k = 0; k < B; k++) tr->t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
+    dfn_rng_normal_fill(rng, tr->eps, (size_t)B * D);
+    if ((r = dfn_q_sample(tr->schedule, tr->xt, x0, tr->eps, tr->t, B, D)) != DFN_OK) return r;
+    /* weight -1/B: the objective is the mean cross-entropy, grads its gradient */
+    DFN_MEMSET(tr->grads, 0, P * sizeof(float));
+    r = dfn_classifier_backward(tr->clf, tr->grads, NULL, &obj, tr->xt, tr->t, labels,
+                                -1.0f / (float)B, B, tr->work, tr->work_bytes);
+    if (loss) *loss = (float)obj;
+    if (r != DFN_OK) return r;
+    if (!dfn__all_finite(tr->grads, P)) return DFN_ERR_NOT_FINITE;
+    tr->step++;
+    bc1 = 1.0 - DFN_EXP((double)tr->step * DFN_LOG((double)b1));
+    bc2 = 1.0 - DFN_EXP((double)tr->step * DFN_LOG((double)b2));
+    step = (float)(tr->lr / bc1);
+    vscale = (float)(1.0 / bc2);
+    for (i = 0; i < P; i++) {
+        float g = tr->grads[i];
+        tr->adam_m[i] = b1 * tr->adam_m[i] + (1.0f - b1) * g;
+        tr->adam_v[i] = b2 * tr->adam_v[i] + (1.0f - b2) * g * g;
+        tr->clf->params[i] -= step * tr->adam_m[i] / (DFN_SQRTF(tr->adam_v[i] * vscale) + eps);
+    }
+    return DFN_OK;
+}
+
+DFNDEF int dfn_classifier_guide(void *user, const dfn_guide_info *info)
+{
+    dfn_classifier_guidance *g = (dfn_classifier_guidance *)user;
+    dfn__clf_work w;
+    dfn_result r;
+    int k;
+    if (!g || !g->clf || !info || !g->grad || !g->work) return (int)DFN_ERR_NULL;
+    if (info->dim != g->clf->cfg.dim) return (int)DFN_ERR_MISMATCH;
+    if (g->scale == 0.0f) return 0;
+    if (dfn_classifier_work_size(&g->clf->cfg, info->n) > g->work_bytes || info->n < 1)
+        return (int)DFN_ERR_BUFFER_TOO_SMALL;
+    /* The hook's t array lives in the workspace; backward lays it out the same way. */
+    dfn__clf_work_layout(&g->clf->cfg, info->n, &w, g->work);
+    for (k = 0; k < info->n; k++) w.t[k] = info->t;
+    /* g = grad_x log p(y | x_t, t) per row (0 for label -1), then section 9's convention */
+    r = dfn_classifier_backward(g->clf, NULL, g->grad, NULL, info->x_t, w.t, info->labels, 1.0f,
+                                info->n, g->work, g->work_bytes);
+    if (r != DFN_OK) return (int)r;
+    dfn_guide_add_score(info, g->grad, g->scale);
+    return 0;
+}
+#endif /* DFN_NO_TRAINING */
+
+DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info)
+{
+    const dfn_halfspace_guidance *h = (const dfn_halfspace_guidance *)user;
+    double a2 = 0.0, ab, coef;
+    int i, j, D;
+    if (!h || !h->a || !info || !info->eps_hat || !info->x0_hat) return (int)DFN_ERR_NULL;
+    D = info->dim;
+    for (j = 0; j < D; j++) a2 += (double)h->a[j] * h->a[j];
+    if (!(a2 > 0.0) || !(h->strength >= 0.0f)) return (int)DFN_ERR_INVALID_ARG;
+    ab = (double)info->sqrt_alphabar * info->sqrt_alphabar;
+    if (ab <= 0.0 || ab >= 1.0) return 0;
+    /* grad P(x0_hat) = max(0, a . x0_hat - b) a / |a|^2;
+       g = -(sqrt(ab) / (1 - ab)) strength grad P;  eps_hat -= sqrt(1 - ab) g */
+    coef = (double)h->strength * info->sqrt_alphabar * info->sqrt_one_minus_alphabar / (1.0 - ab) / a2;
+    for (i = 0; i < info->n; i++) {
+        const float *x0 = info->x0_hat + (size_t)i * D;
+        float *e = info->eps_hat + (size_t)i * D;
+        double viol = -(double)h->b;
+        for (j = 0; j < D; j++) viol += (double)h->a[j] * x0[j];
+        if (viol <= 0.0) continue;
+        for (j = 0; j < D; j++) e[j] = (float)(e[j] + coef * viol * h->a[j]);
+    }
+    return 0;
 }
 
 #ifndef DFN_NO_TRAINING
