@@ -114,6 +114,30 @@
        dfn_mlp_predictor p = { &tr.ema_model, work, work_bytes };
        dfn_sampler_config cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDIM, n, &p);
 
+   Guidance and inpainting (section 8). A network with num_classes > 0 is
+   trained with its label dropped to -1 ("none") with probability p_uncond,
+   so it is also the unconditional model. The sampler then takes:
+
+     cfg.labels, cfg.guidance_scale
+                          classifier-free guidance, eps = eps(null) +
+                          w (eps(c) - eps(null)): w = 1 plain conditional
+                          (no extra cost), w = 0 unconditional, w > 1
+                          sharper; one predictor call of 2n rows per step
+     cfg.guide            a hook that adjusts eps_hat at every step; a
+                          score term g = grad log p(y | x_t) enters as
+                          eps_hat -= s sqrt(1 - alphabar_t) g (sections 4,
+                          9; dfn_guide_add_score). Shipped uses:
+                          dfn_classifier_guide (a noise-aware classifier,
+                          dfn_classifier, trained by
+                          dfn_classifier_train_step) and
+                          dfn_halfspace_guide (stay in a . x <= b)
+     cfg.known, cfg.known_mask, cfg.resample_jump, cfg.resample_count
+                          inpainting (RePaint): known entries replaced by
+                          q_sample(known, t) after every step, exactly the
+                          known values at t = 0; optional resampling jumps
+
+   See examples/guided2d.c and examples/inpaint.c.
+
    A pitfall worth knowing: with eps-prediction, x0_hat = (x_t - sqrt(1 -
    alphabar_t) eps_hat) / sqrt(alphabar_t) amplifies the network's error by
    1/sqrt(alphabar_T) at the first step: 160x for the linear schedule, but
