@@ -649,7 +649,7 @@ void test_control_errors(void)
     dfn_classifier c;
     dfn_classifier_config cc = dfn_classifier_config_default(2, 8);
     dfn_rng rng;
-    float x[4 * 2], known[4 * 2] = { 0 }, params[1];
+    float x[4 * 2] = { 0 }, known[4 * 2] = { 0 }, params[1];
     unsigned char mask[4 * 2] = { 1, 0, 1, 0, 1, 0, 1, 0 };
     int labels[4] = { 0, 1, 2, 3 }, one = 1;
     ctl_schedule(&s, 100);
