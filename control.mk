@@ -5,6 +5,8 @@
 
 .PHONY: guided2d inpaint
 
+all: $(BUILD)/guided2d $(BUILD)/inpaint
+
 $(BUILD)/guided2d: examples/guided2d.c examples/plot.h diffusion.h | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/guided2d.c -o $@ -lm
 $(BUILD)/inpaint: examples/inpaint.c examples/plot.h diffusion.h | $(BUILD)

@@ -4052,6 +4052,7 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
         dfn__sampler_replace_known(smp, x, smp->tau[smp->steps], rng);
     }
     jump = smp->cfg.resample_count > 1 ? smp->cfg.resample_jump : 0;
+    if (jump > 0 && !rng) return DFN_ERR_NULL;      /* the jumps draw noise */
     for (i = smp->steps; i >= 1; i--) {
         if ((r = dfn_sampler_step(smp, i, x, rng)) != DFN_OK) return r;
         if (smp->cfg.on_step) {
@@ -4075,7 +4076,6 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
                 double ratio = (double)smp->schedule->alphabar[to] / (double)smp->schedule->alphabar[from];
                 float a = (float)DFN_SQRT(ratio), b = (float)DFN_SQRT(ratio < 1.0 ? 1.0 - ratio : 0.0);
                 size_t j;
-                if (!rng) return DFN_ERR_NULL;
                 /* q(x_to | x_from) = N(sqrt(ab_to / ab_from) x, (1 - ab_to / ab_from) I) */
                 dfn_rng_normal_fill(rng, smp->z, count);
                 for (j = 0; j < count; j++) x[j] = a * x[j] + b * smp->z[j];
@@ -5594,37 +5594,42 @@ DFNDEF dfn_result dfn_classifier_backward(const dfn_classifier *c, float *grads,
     return DFN_OK;
 }
 
-DFNDEF size_t dfn_classifier_trainer_size(const dfn_classifier_config *cfg, int batch)
+/* The trainer's arrays in mem (NULL: measure only); returns the bytes needed. */
+static size_t dfn__clf_trainer_layout(const dfn_classifier_config *cfg, int batch,
+                                      dfn_classifier_trainer *tr, void *mem)
 {
-    size_t P = dfn_classifier_num_params(cfg), W = dfn_classifier_work_size(cfg, batch);
-    if (P == 0 || W == 0 || batch < 1) return 0;
-    return 3 * P * sizeof(float) + 2 * (size_t)batch * cfg->dim * sizeof(float) +
-           (size_t)batch * sizeof(int) + W + 4 * DFN__ALIGN;
-}
-
-DFNDEF dfn_result dfn_classifier_trainer_init(dfn_classifier_trainer *tr, dfn_classifier *clf,
-                                              const dfn_schedule *s, int batch, float lr,
-                                              void *mem, size_t bytes)
-{
-    dfn__arena a;
-    size_t P, BD;
-    if (!tr || !clf || !clf->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
-    if (batch < 1 || !(lr > 0.0f) || !dfn__finite(lr)) return DFN_ERR_INVALID_ARG;
-    if (dfn_classifier_trainer_size(&clf->cfg, batch) == 0) return DFN_ERR_INVALID_ARG;
-    if (bytes < dfn_classifier_trainer_size(&clf->cfg, batch)) return DFN_ERR_BUFFER_TOO_SMALL;
-    DFN_MEMSET(tr, 0, sizeof *tr);
-    P = clf->count;
-    BD = (size_t)batch * clf->cfg.dim;
-    a = dfn__arena_begin(mem);
+    dfn__arena a = dfn__arena_begin(mem);
+    size_t P = dfn_classifier_num_params(cfg), BD = (size_t)batch * (size_t)cfg->dim;
     tr->grads = (float *)dfn__arena_take(&a, P * sizeof(float));
     tr->adam_m = (float *)dfn__arena_take(&a, P * sizeof(float));
     tr->adam_v = (float *)dfn__arena_take(&a, P * sizeof(float));
     tr->xt = (float *)dfn__arena_take(&a, BD * sizeof(float));
     tr->eps = (float *)dfn__arena_take(&a, BD * sizeof(float));
     tr->t = (int *)dfn__arena_take(&a, (size_t)batch * sizeof(int));
-    tr->work_bytes = dfn_classifier_work_size(&clf->cfg, batch);
+    tr->work_bytes = dfn_classifier_work_size(cfg, batch);
     tr->work = dfn__arena_take(&a, tr->work_bytes);
-    DFN_ASSERT(dfn__arena_size(&a) <= bytes);
+    return dfn__arena_size(&a);
+}
+
+DFNDEF size_t dfn_classifier_trainer_size(const dfn_classifier_config *cfg, int batch)
+{
+    dfn_classifier_trainer tmp;
+    if (dfn_classifier_num_params(cfg) == 0 || batch < 1 || dfn_classifier_work_size(cfg, batch) == 0) return 0;
+    return dfn__clf_trainer_layout(cfg, batch, &tmp, NULL);
+}
+
+DFNDEF dfn_result dfn_classifier_trainer_init(dfn_classifier_trainer *tr, dfn_classifier *clf,
+                                              const dfn_schedule *s, int batch, float lr,
+                                              void *mem, size_t bytes)
+{
+    size_t P;
+    if (!tr || !clf || !clf->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
+    if (batch < 1 || !(lr > 0.0f) || !dfn__finite(lr)) return DFN_ERR_INVALID_ARG;
+    if (dfn_classifier_trainer_size(&clf->cfg, batch) == 0) return DFN_ERR_INVALID_ARG;
+    if (bytes < dfn_classifier_trainer_size(&clf->cfg, batch)) return DFN_ERR_BUFFER_TOO_SMALL;
+    DFN_MEMSET(tr, 0, sizeof *tr);
+    P = clf->count;
+    dfn__clf_trainer_layout(&clf->cfg, batch, tr, mem);
     DFN_MEMSET(tr->adam_m, 0, P * sizeof(float));
     DFN_MEMSET(tr->adam_v, 0, P * sizeof(float));
     tr->clf = clf;

@@ -232,6 +232,9 @@ int main(int argc, char **argv)
         printf("  w = %-18g %15.1f%% %22.3f\n", ws[i], 100 * share, rms);
     }
     printf("  (data: 12.5%% by chance, RMS distance %.3f)\n", sqrt(2.0) * DFN_DATA2D_GAUSSIANS8_STD);
+    printf("  w = 0 uses the null label, which the network saw in only %.0f%% of its training examples:\n"
+           "  it is its least trained part (more --steps or a larger --p-uncond help). w > 1 trades\n"
+           "  spread for separation: clusters shrink and move outwards.\n", 100 * p_uncond);
     if (write_panel(out, (const float *const *)xs, ws, 4, labels, n) == 0) printf("wrote %s\n", out);
     else fprintf(stderr, "guided2d: could not write %s\n", out);
     printf("\n");

@@ -100,8 +100,8 @@ void test_control_cfg_exact_predictor_asked_component(void)
 {
     /* The exact predictor conditioned on component k samples N(mu_k, s^2 I)
        alone, so at w = 1 every sample belongs to k up to the mixture's own
-       overlap (the 8 means are 1.07 apart, 6.1 stds: a point is nearer to
-       another mean with probability ~1e-3). w = 3 sharpens further. Both
+       overlap (neighbouring means are 1.07 apart, 6.1 stds: a point is
+       nearer to one of its two neighbours with probability 2.2e-3). w = 3 sharpens further. Both
        must put >= 99% of the samples in the asked component, with DDIM-50
        and with DDPM. */
     enum { N = 2000 };
@@ -145,9 +145,8 @@ void test_control_cfg_w0_reproduces_mixture_weights(void)
 {
     /* w = 0 is the unconditional model: asking for component 0 must be
        ignored and the shares must follow the (unequal) mixture weights
-       k + 1 / 36. Tolerance: 4 binomial standard deviations
-       sqrt(p (1 - p) / N) plus 0.01 for DDIM-100's discretization (the
-       section 9 tests see weight errors below 0.005). */
+       (k + 1) / 36. Tolerance: 4 binomial standard deviations
+       sqrt(p (1 - p) / N) plus 0.01 for DDIM-100's discretization error. */
     enum { N = 4000 };
     dfn_gmm g = ctl_gmm8();
     dfn_schedule s;
@@ -674,10 +673,25 @@ void test_control_errors(void)
     cfg.resample_jump = 2; cfg.resample_count = 0;
     CHECK(dfn_sampler_alloc(&smp, &cfg, &s, NULL) == DFN_ERR_INVALID_ARG, "count 0");
     cfg.resample_count = 3;
-    CHECK(dfn_sampler_alloc(&smp, &cfg, &s, NULL) == DFN_OK, "valid inpainting sampler");
-    CHECK(dfn_sampler_run(&smp, x, x, NULL) == DFN_ERR_NULL, "inpainting without an rng");
-    CHECK(dfn_sampler_run(&smp, x, NULL, &rng) == DFN_OK && x[0] == 0 && x[2] == 0, "inpainting run");
-    dfn_sampler_free(&smp, NULL);
+    {
+        /* S = 10, jump 2, 3 passes: levels 8, 6, 4, 2 each run their 2 steps
+           2 more times, 10 + 4 * 2 * 2 = 26 predictor calls */
+        ctl_recorder rec;
+        memset(&rec, 0, sizeof rec);
+        rec.inner = gp;
+        cfg.predict = ctl_record_predict;
+        cfg.predict_user = &rec;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &s, NULL) == DFN_OK, "valid inpainting sampler");
+        CHECK(dfn_sampler_run(&smp, x, x, NULL) == DFN_ERR_NULL, "inpainting without an rng");
+        rec.calls = 0;
+        CHECK(dfn_sampler_run(&smp, x, NULL, &rng) == DFN_OK && x[0] == 0 && x[2] == 0, "inpainting run");
+        CHECK(rec.calls == 26, "%d predictor calls with resampling", rec.calls);
+        dfn_sampler_free(&smp, NULL);
+        cfg.known = NULL;      /* resampling alone: deterministic DDIM, but the jumps need noise */
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &s, NULL) == DFN_OK, "resampling sampler");
+        CHECK(dfn_sampler_run(&smp, x, x, NULL) == DFN_ERR_NULL, "resampling without an rng");
+        dfn_sampler_free(&smp, NULL);
+    }
     /* the hook's failures */
     cfg = base; cfg.labels = labels; cfg.guide = ctl_bad_hook;
     CHECK(dfn_sampler_alloc(&smp, &cfg, &s, NULL) == DFN_OK, "sampler");
@@ -707,6 +721,21 @@ void test_control_errors(void)
               "label 8");
         t[2] = -1;
         CHECK(dfn_classifier_forward(&c, logp, x, t, 4, w, wb) == DFN_ERR_INVALID_ARG, "t < 0");
+        {
+            dfn_classifier_trainer ct;
+            size_t tb = dfn_classifier_trainer_size(&cc, 4);
+            void *tm = malloc(tb);
+            float x0[4 * 2] = { 0 };
+            CHECK(dfn_classifier_trainer_init(&ct, &c, &s, 4, 1e-3f, tm, tb - 1) == DFN_ERR_BUFFER_TOO_SMALL,
+                  "small trainer buffer");
+            CHECK(dfn_classifier_trainer_init(&ct, &c, &s, 4, 0.0f, tm, tb) == DFN_ERR_INVALID_ARG, "lr 0");
+            CHECK(dfn_classifier_trainer_init(&ct, &c, &s, 4, 1e-3f, tm, tb) == DFN_OK, "trainer");
+            bad[1] = -1;
+            CHECK(dfn_classifier_train_step(&ct, x0, bad, &rng, NULL) == DFN_ERR_INVALID_ARG, "training label -1");
+            x0[3] = NAN;
+            CHECK(dfn_classifier_train_step(&ct, x0, labels, &rng, NULL) == DFN_ERR_NOT_FINITE, "x0 NaN");
+            free(tm);
+        }
         free(p); free(w);
     }
     dfn_schedule_free(&s, NULL);
