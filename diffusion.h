@@ -141,6 +141,30 @@
        dfn_mlp_predictor p = { &tr.ema_model, work, work_bytes };
        dfn_sampler_config cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDIM, n, &p);
 
+   Guidance and inpainting (section 8). A network with num_classes > 0 is
+   trained with its label dropped to -1 ("none") with probability p_uncond,
+   so it is also the unconditional model. The sampler then takes:
+
+     cfg.labels, cfg.guidance_scale
+                          classifier-free guidance, eps = eps(null) +
+                          w (eps(c) - eps(null)): w = 1 plain conditional
+                          (no extra cost), w = 0 unconditional, w > 1
+                          sharper; one predictor call of 2n rows per step
+     cfg.guide            a hook that adjusts eps_hat at every step; a
+                          score term g = grad log p(y | x_t) enters as
+                          eps_hat -= s sqrt(1 - alphabar_t) g (sections 4,
+                          9; dfn_guide_add_score). Shipped uses:
+                          dfn_classifier_guide (a noise-aware classifier,
+                          dfn_classifier, trained by
+                          dfn_classifier_train_step) and
+                          dfn_halfspace_guide (stay in a . x <= b)
+     cfg.known, cfg.known_mask, cfg.resample_jump, cfg.resample_count
+                          inpainting (RePaint): known entries replaced by
+                          q_sample(known, t) after every step, exactly the
+                          known values at t = 0; optional resampling jumps
+
+   See examples/guided2d.c and examples/inpaint.c.
+
    A pitfall worth knowing: with eps-prediction, x0_hat = (x_t - sqrt(1 -
    alphabar_t) eps_hat) / sqrt(alphabar_t) amplifies the network's error by
    1/sqrt(alphabar_T) at the first step: 160x for the linear schedule, but
@@ -499,6 +523,43 @@ typedef enum dfn_spacing {
     DFN_SPACING_TRAILING = 2  /* tau_i = round(i T / S); starts at T         */
 } dfn_spacing;
 
+/* What the guidance hook sees at step i (t = tau_i -> t_prev = tau_{i-1}),
+   after the prediction (and classifier-free guidance) was converted to
+   eps_hat and x0_hat (MATH.md section 4) and before clipping and the step. */
+typedef struct dfn_guide_info {
+    int i, steps;          /* step index (counts down from steps to 1), S    */
+    int t, t_prev;         /* timesteps of this step                         */
+    int n, dim;
+    const dfn_schedule *schedule;
+    float sqrt_alphabar;            /* sqrt(alphabar_t)                      */
+    float sqrt_one_minus_alphabar;  /* sqrt(1 - alphabar_t)                  */
+    const float *x_t;      /* the current sample x_t, (n, dim)               */
+    const int   *labels;   /* the n conditional labels (-1 = none)           */
+    float       *eps_hat;  /* (n, dim): the hook may change it in place      */
+    const float *x0_hat;   /* (n, dim): x0_hat implied by eps_hat on entry   */
+} dfn_guide_info;
+
+/* The guidance hook: adjust info->eps_hat in place; return 0 on success
+   (anything else stops the sampler with DFN_ERR_CALLBACK). To add a score
+   term g(x_t) = grad_x log p(y | x_t) (classifier guidance, Dhariwal & Nichol
+   2021; constraints), the convention is MATH.md section 9's
+   eps = -sqrt(1 - alphabar_t) score, so that
+
+       eps_hat <- eps_hat - s * sqrt(1 - alphabar_t) * g(x_t)
+
+   with a guidance strength s (dfn_guide_add_score does exactly this). After
+   the hook returns, the sampler recomputes x0_hat = (x_t - sqrt(1 -
+   alphabar_t) eps_hat) / sqrt(alphabar_t) (section 4) and both enter the
+   step of section 6 or 7 (with clip_x0, after clipping). At a step with
+   alphabar_t = 0 (only t = T of a zero-terminal-SNR schedule) x0_hat keeps
+   its value and only DDIM uses the changed eps_hat. */
+typedef int (*dfn_guide_fn)(void *user, const dfn_guide_info *info);
+
+/* eps_hat[r] -= scale * sqrt(1 - alphabar_t) * score[r] over the n * dim
+   values of info (the convention above). score (n, dim); rows whose label
+   is -1 are changed too: pass a zero score row to leave a sample alone. */
+DFNDEF void dfn_guide_add_score(const dfn_guide_info *info, const float *score, float scale);
+
 typedef struct dfn_sampler_config {
     dfn_sampler_kind kind;
     int            n, dim;          /* batch size and values per sample       */
@@ -514,6 +575,36 @@ typedef struct dfn_sampler_config {
     float          clip_min, clip_max; /* default -1, 1                        */
     dfn_step_fn    on_step;         /* optional per-step callback             */
     void          *on_step_user;
+    /* Classifier-free guidance (MATH.md section 8), for a predictor trained
+       with label dropout:
+           pred = pred(x_t, t, null) + w (pred(x_t, t, c) - pred(x_t, t, null))
+       w = 1 (default) is the plain conditional model and costs nothing
+       extra; w = 0 is one call with every label -1 (unconditional). Any
+       other w makes ONE predictor call per step on 2n rows: x_t twice, the
+       labels c first, then n labels -1. The combination is applied to the
+       raw predictions (eps, v or x0): for eps it is section 8 itself, for
+       v and x0 the same eps_guided by linearity of section 4. Without
+       labels (NULL) guidance is a no-op and never doubles the batch. */
+    float          guidance_scale;  /* w >= 0 (default 1)                     */
+    dfn_guide_fn   guide;           /* optional guidance hook (see above)     */
+    void          *guide_user;
+    /* Inpainting / imputation (RePaint, Lugmayr et al. 2022): known (n, dim)
+       values where known_mask (n, dim) is non-zero. Each step's result gets
+       its known entries replaced by q_sample(known, t_prev) (section 1,
+       fresh noise from the run's rng); at t_prev = 0 they are the known
+       values exactly. dfn_sampler_run also starts from x_T with the known
+       entries replaced at tau_S. Both arrays are copied at init. */
+    const float         *known;      /* NULL: no inpainting                  */
+    const unsigned char *known_mask; /* required with known                  */
+    /* RePaint resampling (dfn_sampler_run only): every resample_jump steps
+       (counted from the start; 0 = off), after reaching step level i with
+       i + resample_jump <= S, x is noised forward in closed form from
+       tau_i back to tau_{i + jump}, x = sqrt(ab_j / ab_i) x + sqrt(1 -
+       ab_j / ab_i) z, and those steps are run again: resample_count - 1
+       times (1 = no resampling; default 1). Costs about resample_count x
+       the steps. Meant for inpainting; allowed without it. */
+    int            resample_jump;
+    int            resample_count;
 } dfn_sampler_config;
 
 typedef struct dfn_sampler {
@@ -522,13 +613,20 @@ typedef struct dfn_sampler {
     int    steps;                   /* S (T for DDPM)                          */
     int   *tau;                     /* S + 1 timesteps, tau[0] = 0             */
     int   *t;                       /* n per-sample timesteps for the callback */
-    int   *labels;                  /* n labels                                */
-    float *model_out, *x0_hat, *eps_hat, *z;  /* (n, dim) each                */
+    int   *labels;                  /* n labels (2n with guidance: then n -1s) */
+    float *model_out, *x0_hat, *eps_hat, *z;  /* (n, dim) each (model_out 2n
+                                       rows with guidance)                    */
+    float *x_in;                    /* (2n, dim) predictor input with guidance,
+                                       else NULL                               */
+    float *known;                   /* (n, dim) copy of cfg.known, or NULL     */
+    unsigned char *known_mask;      /* (n, dim) copy, or NULL                  */
+    int    guided;                  /* 1: 2n-row calls; 2: w = 0 (labels -1)   */
     void  *memory;
 } dfn_sampler;
 
 /* Defaults: DDPM small variance; DDIM 50 steps (must not exceed T), eta 0, trailing;
-   eps-prediction; no clipping (range -1..1 when enabled); no callbacks. */
+   eps-prediction; no clipping (range -1..1 when enabled); no callbacks;
+   guidance scale 1, no guidance hook, no inpainting, no resampling. */
 DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int n, int dim,
                                                      dfn_predict_fn predict, void *user);
 
@@ -538,8 +636,9 @@ DFNDEF size_t dfn_sampler_size(const dfn_sampler_config *cfg, const dfn_schedule
 /* Validate cfg against the schedule and set up the sampler in mem.
    Errors: DFN_ERR_NULL (cfg, s, smp, mem, predict), DFN_ERR_INVALID_ARG
    (n < 1, dim < 1, steps outside 1..T, eta < 0 or NaN, clip range empty,
-   a label < -1, eps-prediction on a zero-terminal-SNR schedule),
-   DFN_ERR_BUFFER_TOO_SMALL. */
+   a label < -1, eps-prediction on a zero-terminal-SNR schedule, a guidance
+   scale < 0 or not finite, known without known_mask or not finite,
+   resample_jump < 0 or > S, resample_count < 1), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *cfg,
                                    const dfn_schedule *s, void *mem, size_t bytes);
 
@@ -552,15 +651,19 @@ DFNDEF void dfn_sampler_free(dfn_sampler *smp, void *alloc_ctx);
 /* The whole reverse process: x_T -> x_0 into x (n, dim). x_T (n, dim) is
    copied in when given (it may equal x); when NULL it is drawn from N(0, I)
    with rng. rng may be NULL only for a fully deterministic run (given x_T,
-   DDIM with eta = 0). Errors: those of dfn_sampler_step, DFN_ERR_NOT_FINITE
+   DDIM with eta = 0; inpainting always needs it). With resampling the
+   per-step callback sees the steps in the order they run (i goes back up
+   after each jump). Errors: those of dfn_sampler_step, DFN_ERR_NOT_FINITE
    for a non-finite x_T, DFN_ERR_CANCELLED. */
 DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, dfn_rng *rng);
 
 /* One step, for users who run the loop themselves: i counts down from
    dfn_sampler_num_steps() to 1 and moves x in place from tau_i to tau_{i-1}.
    K calls with i = S..S-K+1 equal the first K steps of dfn_sampler_run, bit
-   for bit. Errors: DFN_ERR_NULL (rng needed for a noisy step), i out of
-   range, DFN_ERR_CALLBACK, DFN_ERR_NOT_FINITE (prediction not finite). */
+   for bit (with inpainting: after the run's replacement at x_T). Errors:
+   DFN_ERR_NULL (rng needed for a noisy step or inpainting), i out of range,
+   DFN_ERR_CALLBACK (predictor or guidance hook), DFN_ERR_NOT_FINITE
+   (prediction, or eps_hat after the hook, not finite). */
 DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng);
 
 /* S, and the timestep tau_i (i = 0..S; tau_0 = 0). */
@@ -1401,6 +1504,148 @@ DFNDEF int dfn_mlp_predict(void *user, const float *x_t, const int *t,
 /* dfn_sampler_config_default for this predictor: dim and prediction from the model. */
 DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n,
                                                  dfn_mlp_predictor *p);
+
+/* ========================================================================= */
+/*  Guidance: a noise-aware classifier and a constraint (MATH.md sections 8, 9) */
+/* ========================================================================= */
+/* Two uses of the sampler's guidance hook (dfn_guide_fn):
+
+   Classifier guidance (Dhariwal & Nichol 2021): a small classifier
+   p(y | x_t, t) trained on noised data x_t = q_sample(x_0, t) (section 1)
+   with the library's layers; its input gradient g = grad_x log p(y | x_t, t)
+   comes from the hand-written backward passes, and the hook applies
+   eps_hat <- eps_hat - s sqrt(1 - alphabar_t) g (dfn_guide_add_score).
+
+       e      = temb(t)                                (sinusoidal, time_dim)
+       h_1    = act(W_1 [x, e] + b_1)                   (H)
+       h_2    = act(W_2 h_1 + b_2)                      (H)
+       logits = W_3 h_2 + b_3                           (C)
+       log p(y | x, t) = logits_y - logsumexp(logits)
+
+   Constraint guidance: keep samples in the half-space a . x <= b with the
+   differentiable penalty P(x) = 0.5 max(0, a . x - b)^2 / |a|^2 evaluated
+   at the current x0_hat. The hook moves x0_hat one gradient step down P,
+   x0_hat <- x0_hat - strength grad P(x0_hat) (strength 1 projects x0_hat
+   onto the half-space), written as the score term that does exactly this
+   through Tweedie's x0_hat = (x_t + (1 - alphabar_t) score) / sqrt(alphabar_t)
+   (sections 4, 9):
+
+       g = -(sqrt(alphabar_t) / (1 - alphabar_t)) strength grad P(x0_hat)
+
+   applied with eps_hat <- eps_hat - sqrt(1 - alphabar_t) g. A disc or any
+   other convex set works the same way with its own penalty: write a hook
+   like dfn_halfspace_guide. */
+
+typedef struct dfn_classifier_config {
+    int dim;               /* D (>= 1)                                        */
+    int num_classes;       /* C (>= 2)                                        */
+    int hidden;            /* H (default 64)                                  */
+    int time_dim;          /* sinusoidal t-embedding size, even (default 32)  */
+    dfn_activation act;    /* default DFN_ACT_SILU                            */
+} dfn_classifier_config;
+
+/* Parameters in one flat block: W_1 (H, D + time_dim), b_1 (H), W_2 (H, H),
+   b_2 (H), W_3 (C, H), b_3 (C), in this order. */
+typedef struct dfn_classifier {
+    dfn_classifier_config cfg;
+    size_t count;          /* floats in the block                            */
+    float *params;         /* caller memory                                  */
+} dfn_classifier;
+
+DFNDEF dfn_classifier_config dfn_classifier_config_default(int dim, int num_classes);
+
+/* Floats of the parameter block; 0 for an invalid config (a size < 1, C < 2,
+   odd time_dim, unknown act, more than 2^28 parameters). */
+DFNDEF size_t dfn_classifier_num_params(const dfn_classifier_config *cfg);
+
+/* Sets up c over params (dfn_classifier_num_params floats; values untouched). */
+DFNDEF dfn_result dfn_classifier_init(dfn_classifier *c, const dfn_classifier_config *cfg,
+                                      float *params);
+
+/* PyTorch-style U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every W and b. */
+DFNDEF dfn_result dfn_classifier_init_weights(dfn_classifier *c, dfn_rng *rng);
+
+/* Bytes of workspace for up to n samples per call (forward and backward);
+   0 for an invalid config or n < 1. */
+DFNDEF size_t dfn_classifier_work_size(const dfn_classifier_config *cfg, int n);
+
+/* logp (n, C) = log p(y | x, t) for every class y. x (n, D), t (n) >= 0.
+   Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (n < 1, t < 0),
+   DFN_ERR_BUFFER_TOO_SMALL (work smaller than dfn_classifier_work_size(n)). */
+DFNDEF dfn_result dfn_classifier_forward(const dfn_classifier *c, float *logp, const float *x,
+                                         const int *t, int n, void *work, size_t work_bytes);
+
+#ifndef DFN_NO_TRAINING
+/* The objective L = sum_i w_i log p(labels_i | x_i, t_i), with w_i = weight
+   for every row whose label is >= 0 and 0 for label -1, and its gradients
+   by the hand-written backward passes: grads (count floats, or NULL) +=
+   dL/dparams; dx (n, D, or NULL) = dL/dx (overwritten: weight 1 gives the
+   per-sample grad_x log p(y | x_t, t) that classifier guidance needs).
+   *objective (may be NULL) gets L. Errors: those of dfn_classifier_forward,
+   DFN_ERR_INVALID_ARG (a label outside -1..C-1). */
+DFNDEF dfn_result dfn_classifier_backward(const dfn_classifier *c, float *grads, float *dx,
+                                          double *objective, const float *x, const int *t,
+                                          const int *labels, float weight, int n,
+                                          void *work, size_t work_bytes);
+
+/* Noise-aware training: per step, x_0 (B, D) with labels (B), t ~ U{1..T}
+   and eps ~ N(0, I) per example, x_t in closed form (section 1), then one
+   Adam step (Kingma & Ba 2015, bias-corrected; beta 0.9, 0.999, eps 1e-8)
+   on the mean cross-entropy -1/B sum_i log p(y_i | x_t,i, t). */
+typedef struct dfn_classifier_trainer {
+    dfn_classifier     *clf;
+    const dfn_schedule *schedule;
+    int    batch;
+    float  lr;
+    long   step;
+    float *grads, *adam_m, *adam_v, *xt, *eps;
+    int   *t;
+    void  *work;
+    size_t work_bytes;
+    void  *memory;
+} dfn_classifier_trainer;
+
+/* Bytes dfn_classifier_trainer_init needs; 0 for an invalid config or batch < 1. */
+DFNDEF size_t dfn_classifier_trainer_size(const dfn_classifier_config *cfg, int batch);
+
+/* Adam moments start at 0. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG
+   (batch < 1, lr <= 0 or not finite), DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF dfn_result dfn_classifier_trainer_init(dfn_classifier_trainer *tr, dfn_classifier *clf,
+                                              const dfn_schedule *s, int batch, float lr,
+                                              void *mem, size_t bytes);
+
+/* One step on x0 (B, D) and labels (B, each 0..C-1); *loss (may be NULL)
+   gets the mean cross-entropy before the update. Errors: DFN_ERR_NULL,
+   DFN_ERR_INVALID_ARG (a label outside 0..C-1), DFN_ERR_NOT_FINITE (x0, or
+   the loss or gradient: the weights are then left unchanged). */
+DFNDEF dfn_result dfn_classifier_train_step(dfn_classifier_trainer *tr, const float *x0,
+                                            const int *labels, dfn_rng *rng, float *loss);
+
+/* A dfn_guide_fn for the sampler: user points at a dfn_classifier_guidance.
+   At each step it computes g = grad_x log p(y | x_t, t) for the sampler's
+   labels (rows with label -1 get g = 0) and applies
+   eps_hat <- eps_hat - scale sqrt(1 - alphabar_t) g. work holds
+   dfn_classifier_work_size(cfg, n) bytes, grad n * D floats (the sampler's
+   n and D). Returns a dfn_result. */
+typedef struct dfn_classifier_guidance {
+    const dfn_classifier *clf;
+    float  scale;          /* s >= 0; 0 leaves eps_hat unchanged              */
+    void  *work;
+    size_t work_bytes;
+    float *grad;           /* (n, D) scratch                                  */
+} dfn_classifier_guidance;
+DFNDEF int dfn_classifier_guide(void *user, const dfn_guide_info *info);
+#endif /* DFN_NO_TRAINING */
+
+/* A dfn_guide_fn keeping samples in the half-space a . x <= b (the penalty
+   above): user points at a dfn_halfspace_guidance. Rows of any label are
+   guided. Returns a dfn_result. */
+typedef struct dfn_halfspace_guidance {
+    const float *a;        /* (D) normal of the boundary                      */
+    float  b;              /* offset                                          */
+    float  strength;       /* >= 0                                            */
+} dfn_halfspace_guidance;
+DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info);
 
 #ifndef DFN_NO_TRAINING
 /* ========================================================================= */
@@ -4212,7 +4457,22 @@ DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int 
     c.clip_max = 1.0f;
     c.on_step = NULL;
     c.on_step_user = NULL;
+    c.guidance_scale = 1.0f;
+    c.guide = NULL;
+    c.guide_user = NULL;
+    c.known = NULL;
+    c.known_mask = NULL;
+    c.resample_jump = 0;
+    c.resample_count = 1;
     return c;
+}
+
+/* 1: one 2n-row call per step (section 8's two halves); 2: w = 0, one n-row
+   call with every label -1; 0: the plain call. */
+static int dfn__sampler_guided(const dfn_sampler_config *c)
+{
+    if (!c->labels || c->guidance_scale == 1.0f) return 0;
+    return c->guidance_scale == 0.0f ? 2 : 1;
 }
 
 /* S of a configuration: T for DDPM, min(steps, T) is NOT applied silently:
@@ -4250,6 +4510,10 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (c->labels)
         for (i = 0; i < c->n; i++)
             if (c->labels[i] < -1) return DFN_ERR_INVALID_ARG;
+    if (!(c->guidance_scale >= 0.0f) || !dfn__finite(c->guidance_scale)) return DFN_ERR_INVALID_ARG;
+    if (c->known && !c->known_mask) return DFN_ERR_NULL;
+    if (c->known && !dfn__all_finite(c->known, (size_t)c->n * (size_t)c->dim)) return DFN_ERR_NOT_FINITE;
+    if (c->resample_jump < 0 || c->resample_jump > S || c->resample_count < 1) return DFN_ERR_INVALID_ARG;
     return DFN_OK;
 }
 
@@ -4258,13 +4522,17 @@ static size_t dfn__sampler_layout(dfn_sampler *smp, const dfn_sampler_config *c,
 {
     dfn__arena a = dfn__arena_begin(mem);
     size_t count = (size_t)c->n * (size_t)c->dim, f = count * sizeof(float);
+    size_t rows = dfn__sampler_guided(c) == 1 ? 2 : 1;   /* 2n rows for guidance */
     smp->tau = (int *)dfn__arena_take(&a, ((size_t)dfn__sampler_steps(c, s) + 1) * sizeof(int));
-    smp->t = (int *)dfn__arena_take(&a, (size_t)c->n * sizeof(int));
-    smp->labels = (int *)dfn__arena_take(&a, (size_t)c->n * sizeof(int));
-    smp->model_out = (float *)dfn__arena_take(&a, f);
+    smp->t = (int *)dfn__arena_take(&a, rows * (size_t)c->n * sizeof(int));
+    smp->labels = (int *)dfn__arena_take(&a, 2 * (size_t)c->n * sizeof(int));
+    smp->model_out = (float *)dfn__arena_take(&a, rows * f);
     smp->x0_hat = (float *)dfn__arena_take(&a, f);
     smp->eps_hat = (float *)dfn__arena_take(&a, f);
     smp->z = (float *)dfn__arena_take(&a, f);
+    smp->x_in = rows == 2 ? (float *)dfn__arena_take(&a, 2 * f) : NULL;
+    smp->known = c->known ? (float *)dfn__arena_take(&a, f) : NULL;
+    smp->known_mask = c->known ? (unsigned char *)dfn__arena_take(&a, count) : NULL;
     return dfn__arena_size(&a);
 }
 
@@ -4296,7 +4564,16 @@ DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *c
         DFN_ASSERT(r == DFN_OK);
     }
     for (i = 0; i < cfg->n; i++) smp->labels[i] = cfg->labels ? cfg->labels[i] : -1;
+    for (i = 0; i < cfg->n; i++) smp->labels[cfg->n + i] = -1;   /* the null label of section 8 */
     smp->cfg.labels = smp->labels;
+    smp->guided = dfn__sampler_guided(cfg);
+    if (cfg->known) {
+        size_t count = (size_t)cfg->n * (size_t)cfg->dim;
+        DFN_MEMCPY(smp->known, cfg->known, count * sizeof(float));
+        DFN_MEMCPY(smp->known_mask, cfg->known_mask, count);
+        smp->cfg.known = smp->known;
+        smp->cfg.known_mask = smp->known_mask;
+    }
     return DFN_OK;
 }
 
@@ -4341,10 +4618,41 @@ DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i)
     return smp->tau[i];
 }
 
+/* Inpainting (RePaint): the known entries of x become q_sample(known, t)
+   (section 1) with fresh noise; at t = 0 the known values themselves. */
+static void dfn__sampler_replace_known(dfn_sampler *smp, float *x, int t, dfn_rng *rng)
+{
+    size_t count = (size_t)smp->cfg.n * (size_t)smp->cfg.dim, j;
+    const float *kv = smp->known;
+    const unsigned char *m = smp->known_mask;
+    if (t == 0) {
+        for (j = 0; j < count; j++)
+            if (m[j]) x[j] = kv[j];
+    } else {
+        /* one normal per known entry, in order */
+        float a = smp->schedule->sqrt_alphabar[t], b = smp->schedule->sqrt_one_minus_alphabar[t];
+        for (j = 0; j < count; j++)
+            if (m[j]) x[j] = a * kv[j] + b * dfn_rng_normal(rng);
+    }
+}
+
+DFNDEF void dfn_guide_add_score(const dfn_guide_info *info, const float *score, float scale)
+{
+    size_t count, j;
+    float c;
+    if (!info || !info->eps_hat || !score) return;
+    count = (size_t)info->n * (size_t)info->dim;
+    c = scale * info->sqrt_one_minus_alphabar;
+    /* eps = -sqrt(1 - alphabar_t) score (section 9): adding log p(y | x_t) to
+       log p(x_t) subtracts sqrt(1 - alphabar_t) grad log p(y | x_t) from eps. */
+    for (j = 0; j < count; j++) info->eps_hat[j] -= c * score[j];
+}
+
 DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng)
 {
     const dfn_schedule *s;
     const dfn_sampler_config *c;
+    dfn_result r;
     size_t count, j;
     int t, p, k, noisy;
     if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
@@ -4358,12 +4666,52 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
     noisy = c->kind == DFN_SAMPLER_DDPM ? t > 1 : dfn__ddim_var(s, t, p, c->eta) > 0.0;
     if (noisy && !rng) return DFN_ERR_NULL;
 
+    if (smp->known && !rng) return DFN_ERR_NULL;
+
     /* The model's prediction at t, as x0_hat and eps_hat (section 4). */
-    for (k = 0; k < c->n; k++) smp->t[k] = t;
-    if (c->predict(c->predict_user, x, smp->t, smp->labels, c->n, smp->model_out) != 0)
-        return DFN_ERR_CALLBACK;
-    if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
+    if (smp->guided == 1) {
+        /* Section 8 in one call: rows 0..n-1 with the labels c, rows
+           n..2n-1 with the null label; pred = u + w (c - u). */
+        float w = c->guidance_scale, *pc = smp->model_out, *pu = smp->model_out + count;
+        for (k = 0; k < 2 * c->n; k++) smp->t[k] = t;
+        DFN_MEMCPY(smp->x_in, x, count * sizeof(float));
+        DFN_MEMCPY(smp->x_in + count, x, count * sizeof(float));
+        if (c->predict(c->predict_user, smp->x_in, smp->t, smp->labels, 2 * c->n, smp->model_out) != 0)
+            return DFN_ERR_CALLBACK;
+        if (!dfn__all_finite(smp->model_out, 2 * count)) return DFN_ERR_NOT_FINITE;
+        for (j = 0; j < count; j++) pc[j] = pu[j] + w * (pc[j] - pu[j]);
+        if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
+    } else {
+        /* w = 1: the labels as given; w = 0: the n null labels. */
+        const int *lab = smp->guided == 2 ? smp->labels + c->n : smp->labels;
+        for (k = 0; k < c->n; k++) smp->t[k] = t;
+        if (c->predict(c->predict_user, x, smp->t, lab, c->n, smp->model_out) != 0)
+            return DFN_ERR_CALLBACK;
+        if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
+    }
     dfn__to_x0_eps(s, c->prediction, t, smp->x0_hat, smp->eps_hat, smp->model_out, x, count);
+    if (c->guide) {
+        /* The hook adjusts eps_hat; x0_hat follows it (section 4). */
+        dfn_guide_info g;
+        float a = s->sqrt_alphabar[t], b = s->sqrt_one_minus_alphabar[t];
+        g.i = i;
+        g.steps = smp->steps;
+        g.t = t;
+        g.t_prev = p;
+        g.n = c->n;
+        g.dim = c->dim;
+        g.schedule = s;
+        g.sqrt_alphabar = a;
+        g.sqrt_one_minus_alphabar = b;
+        g.x_t = x;
+        g.labels = smp->labels;
+        g.eps_hat = smp->eps_hat;
+        g.x0_hat = smp->x0_hat;
+        if (c->guide(c->guide_user, &g) != 0) return DFN_ERR_CALLBACK;
+        if (!dfn__all_finite(smp->eps_hat, count)) return DFN_ERR_NOT_FINITE;
+        if (a > 0.0f)
+            for (j = 0; j < count; j++) smp->x0_hat[j] = (x[j] - b * smp->eps_hat[j]) / a;
+    }
     if (c->clip_x0) {
         /* Clamp x0_hat to the data range, then the eps it implies with x_t. */
         float a = s->sqrt_alphabar[t], b = s->sqrt_one_minus_alphabar[t];
@@ -4377,15 +4725,18 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
 
     if (noisy) dfn_rng_normal_fill(rng, smp->z, count);
     if (c->kind == DFN_SAMPLER_DDPM)
-        return dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
-    return dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+        r = dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
+    else
+        r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+    if (r == DFN_OK && smp->known) dfn__sampler_replace_known(smp, x, p, rng);
+    return r;
 }
 
 DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, dfn_rng *rng)
 {
     size_t count;
     dfn_result r;
-    int i;
+    int i, jump, jump_level = -1, jumps_left = 0;
     if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
     count = (size_t)smp->cfg.n * (size_t)smp->cfg.dim;
     if (x_T) {
@@ -4395,6 +4746,12 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
         if (!rng) return DFN_ERR_NULL;
         dfn_rng_normal_fill(rng, x, count);           /* x_T ~ N(0, I) */
     }
+    if (smp->known) {
+        if (!rng) return DFN_ERR_NULL;
+        dfn__sampler_replace_known(smp, x, smp->tau[smp->steps], rng);
+    }
+    jump = smp->cfg.resample_count > 1 ? smp->cfg.resample_jump : 0;
+    if (jump > 0 && !rng) return DFN_ERR_NULL;      /* the jumps draw noise */
     for (i = smp->steps; i >= 1; i--) {
         if ((r = dfn_sampler_step(smp, i, x, rng)) != DFN_OK) return r;
         if (smp->cfg.on_step) {
@@ -4408,6 +4765,22 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
             info.x = x;
             info.x0_hat = smp->x0_hat;
             if (smp->cfg.on_step(smp->cfg.on_step_user, &info) != 0) return DFN_ERR_CANCELLED;
+        }
+        /* RePaint: at level i - 1 = S - m * jump (m >= 1), go back up `jump`
+           steps, resample_count - 1 times, then carry on down. */
+        if (jump > 0 && i - 1 >= 1 && (smp->steps - (i - 1)) % jump == 0) {
+            if (i - 1 != jump_level) { jump_level = i - 1; jumps_left = smp->cfg.resample_count - 1; }
+            if (jumps_left > 0) {
+                int from = smp->tau[i - 1], to = smp->tau[i - 1 + jump];
+                double ratio = (double)smp->schedule->alphabar[to] / (double)smp->schedule->alphabar[from];
+                float a = (float)DFN_SQRT(ratio), b = (float)DFN_SQRT(ratio < 1.0 ? 1.0 - ratio : 0.0);
+                size_t j;
+                /* q(x_to | x_from) = N(sqrt(ab_to / ab_from) x, (1 - ab_to / ab_from) I) */
+                dfn_rng_normal_fill(rng, smp->z, count);
+                for (j = 0; j < count; j++) x[j] = a * x[j] + b * smp->z[j];
+                jumps_left--;
+                i += jump;   /* the loop's i-- makes the next step i - 1 + jump */
+            }
         }
     }
     return DFN_OK;
@@ -7207,6 +7580,372 @@ DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n, d
                                                       dfn_mlp_predict, p);
     if (p && p->model) c.prediction = p->model->cfg.prediction;
     return c;
+}
+
+/* ------------------------------------------------------------------------- */
+/*  Guidance: a noise-aware classifier and a constraint                      */
+/* ------------------------------------------------------------------------- */
+
+DFNDEF dfn_classifier_config dfn_classifier_config_default(int dim, int num_classes)
+{
+    dfn_classifier_config c;
+    DFN_MEMSET(&c, 0, sizeof c);
+    c.dim = dim;
+    c.num_classes = num_classes;
+    c.hidden = 64;
+    c.time_dim = 32;
+    c.act = DFN_ACT_SILU;
+    return c;
+}
+
+DFNDEF size_t dfn_classifier_num_params(const dfn_classifier_config *c)
+{
+    double in, total;
+    if (!c || c->dim < 1 || c->num_classes < 2 || c->hidden < 1 || c->time_dim < 2 || c->time_dim % 2)
+        return 0;
+    if (c->act != DFN_ACT_IDENTITY && c->act != DFN_ACT_RELU && c->act != DFN_ACT_SILU &&
+        c->act != DFN_ACT_GELU)
+        return 0;
+    in = (double)c->dim + c->time_dim;
+    total = (double)c->hidden * (in + 1) + (double)c->hidden * ((double)c->hidden + 1) +
+            (double)c->num_classes * ((double)c->hidden + 1);
+    if (total > 268435456.0 || in > 1e7) return 0;
+    return (size_t)total;
+}
+
+DFNDEF dfn_result dfn_classifier_init(dfn_classifier *c, const dfn_classifier_config *cfg, float *params)
+{
+    if (!c || !cfg || !params) return DFN_ERR_NULL;
+    if (dfn_classifier_num_params(cfg) == 0) return DFN_ERR_INVALID_ARG;
+    c->cfg = *cfg;
+    c->count = dfn_classifier_num_params(cfg);
+    c->params = params;
+    return DFN_OK;
+}
+
+/* Offsets of W_1, b_1, W_2, b_2, W_3, b_3 in the flat block. */
+typedef struct dfn__clf_views {
+    size_t in_dim, w1, b1, w2, b2, w3, b3;
+} dfn__clf_views;
+
+static dfn__clf_views dfn__clf_offsets(const dfn_classifier_config *c)
+{
+    dfn__clf_views v;
+    size_t H = (size_t)c->hidden;
+    v.in_dim = (size_t)c->dim + (size_t)c->time_dim;
+    v.w1 = 0;
+    v.b1 = v.w1 + H * v.in_dim;
+    v.w2 = v.b1 + H;
+    v.b2 = v.w2 + H * H;
+    v.w3 = v.b2 + H;
+    v.b3 = v.w3 + (size_t)c->num_classes * H;
+    return v;
+}
+
+DFNDEF dfn_result dfn_classifier_init_weights(dfn_classifier *c, dfn_rng *rng)
+{
+    dfn__clf_views v;
+    size_t H;
+    if (!c || !c->params || !rng) return DFN_ERR_NULL;
+    v = dfn__clf_offsets(&c->cfg);
+    H = (size_t)c->cfg.hidden;
+    dfn__uniform_fill(rng, c->params + v.w1, H * v.in_dim + H, v.in_dim);                 /* W_1, b_1 */
+    dfn__uniform_fill(rng, c->params + v.w2, H * H + H, H);                                /* W_2, b_2 */
+    dfn__uniform_fill(rng, c->params + v.w3, (size_t)c->cfg.num_classes * H + (size_t)c->cfg.num_classes, H);
+    return DFN_OK;
+}
+
+/* The workspace for n rows: forward values, backward buffers, GEMM scratch. */
+typedef struct dfn__clf_work {
+    float *in, *pre1, *h1, *pre2, *h2, *logits;   /* forward                       */
+    float *tf;                                    /* (n) timesteps as floats       */
+    int   *t;                                     /* (n) for the guidance hook     */
+    float *dlogits, *dh, *dpre, *din, *gscratch;  /* backward                      */
+    float *gemm;
+} dfn__clf_work;
+
+static size_t dfn__clf_work_layout(const dfn_classifier_config *c, int n, dfn__clf_work *w, void *mem)
+{
+    dfn__arena a = dfn__arena_begin(mem);
+    size_t N = (size_t)n, H = (size_t)c->hidden, C = (size_t)c->num_classes, f = sizeof(float);
+    size_t in_dim = (size_t)c->dim + (size_t)c->time_dim;
+    w->in = (float *)dfn__arena_take(&a, N * in_dim * f);
+    w->pre1 = (float *)dfn__arena_take(&a, N * H * f);
+    w->h1 = (float *)dfn__arena_take(&a, N * H * f);
+    w->pre2 = (float *)dfn__arena_take(&a, N * H * f);
+    w->h2 = (float *)dfn__arena_take(&a, N * H * f);
+    w->logits = (float *)dfn__arena_take(&a, N * C * f);
+    w->tf = (float *)dfn__arena_take(&a, N * f);
+    w->t = (int *)dfn__arena_take(&a, N * sizeof(int));
+    w->dlogits = (float *)dfn__arena_take(&a, N * C * f);
+    w->dh = (float *)dfn__arena_take(&a, N * H * f);
+    w->dpre = (float *)dfn__arena_take(&a, N * H * f);
+    w->din = (float *)dfn__arena_take(&a, N * in_dim * f);
+    w->gscratch = (float *)dfn__arena_take(&a, dfn_classifier_num_params(c) * f);
+    w->gemm = (float *)dfn__arena_take(&a, dfn_gemm_work_size());
+    return dfn__arena_size(&a);
+}
+
+DFNDEF size_t dfn_classifier_work_size(const dfn_classifier_config *cfg, int n)
+{
+    dfn__clf_work w;
+    if (dfn_classifier_num_params(cfg) == 0 || n < 1) return 0;
+    if ((double)n * ((double)cfg->dim + cfg->time_dim + 6.0 * cfg->hidden + 2.0 * cfg->num_classes) > 1e9)
+        return 0;
+    return dfn__clf_work_layout(cfg, n, &w, NULL);
+}
+
+/* Forward for n rows into w; logits left in w->logits, log-probabilities
+   written to logp when not NULL. */
+static void dfn__clf_forward(const dfn_classifier *c, const dfn__clf_work *w, float *logp,
+                             const float *x, const int *t, int n)
+{
+    const dfn_classifier_config *cf = &c->cfg;
+    dfn__clf_views v = dfn__clf_offsets(cf);
+    const float *P = c->params;
+    int H = cf->hidden, C = cf->num_classes, i, j;
+    size_t NH = (size_t)n * H;
+    for (i = 0; i < n; i++) {
+        w->tf[i] = (float)t[i];
+        for (j = 0; j < cf->dim; j++) w->in[(size_t)i * v.in_dim + j] = x[(size_t)i * cf->dim + j];
+    }
+    /* [x, temb(t)] */
+    dfn_sinusoidal_embedding(w->in + cf->dim, (int)v.in_dim, w->tf, 1, 1.0f, n, cf->time_dim);
+    /* h_1 = act(W_1 in + b_1); h_2 = act(W_2 h_1 + b_2); logits = W_3 h_2 + b_3 */
+    dfn_linear_forward(w->pre1, w->in, P + v.w1, P + v.b1, n, (int)v.in_dim, H, w->gemm);
+    dfn_act_forward(cf->act, NH, w->pre1, w->h1);
+    dfn_linear_forward(w->pre2, w->h1, P + v.w2, P + v.b2, n, H, H, w->gemm);
+    dfn_act_forward(cf->act, NH, w->pre2, w->h2);
+    dfn_linear_forward(w->logits, w->h2, P + v.w3, P + v.b3, n, H, C, w->gemm);
+    if (logp)
+        for (i = 0; i < n; i++) {
+            /* log softmax: logits - (max + log sum exp(logits - max)), in double */
+            const float *z = w->logits + (size_t)i * C;
+            double mx = z[0], sum = 0.0;
+            for (j = 1; j < C; j++) if (z[j] > mx) mx = z[j];
+            for (j = 0; j < C; j++) sum += DFN_EXP((double)z[j] - mx);
+            for (j = 0; j < C; j++) logp[(size_t)i * C + j] = (float)((double)z[j] - mx - DFN_LOG(sum));
+        }
+}
+
+static dfn_result dfn__clf_check(const dfn_classifier *c, const float *x, const int *t, int n,
+                                 void *work, size_t work_bytes)
+{
+    size_t need;
+    int i;
+    if (!c || !c->params || !x || !t || !work) return DFN_ERR_NULL;
+    if (n < 1) return DFN_ERR_INVALID_ARG;
+    for (i = 0; i < n; i++)
+        if (t[i] < 0) return DFN_ERR_INVALID_ARG;
+    need = dfn_classifier_work_size(&c->cfg, n);
+    if (need == 0 || need > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_classifier_forward(const dfn_classifier *c, float *logp, const float *x,
+                                         const int *t, int n, void *work, size_t work_bytes)
+{
+    dfn__clf_work w;
+    dfn_result r;
+    if (!logp) return DFN_ERR_NULL;
+    if ((r = dfn__clf_check(c, x, t, n, work, work_bytes)) != DFN_OK) return r;
+    dfn__clf_work_layout(&c->cfg, n, &w, work);
+    dfn__clf_forward(c, &w, logp, x, t, n);
+    return DFN_OK;
+}
+
+#ifndef DFN_NO_TRAINING
+DFNDEF dfn_result dfn_classifier_backward(const dfn_classifier *c, float *grads, float *dx,
+                                          double *objective, const float *x, const int *t,
+                                          const int *labels, float weight, int n,
+                                          void *work, size_t work_bytes)
+{
+    dfn__clf_work w;
+    dfn__clf_views v;
+    dfn_result r;
+    const float *P;
+    float *G;
+    double obj = 0.0;
+    int H, C, D, i, j;
+    size_t NH;
+    if ((r = dfn__clf_check(c, x, t, n, work, work_bytes)) != DFN_OK) return r;
+    if (!labels) return DFN_ERR_NULL;
+    for (i = 0; i < n; i++)
+        if (labels[i] < -1 || labels[i] >= c->cfg.num_classes) return DFN_ERR_INVALID_ARG;
+    dfn__clf_work_layout(&c->cfg, n, &w, work);
+    v = dfn__clf_offsets(&c->cfg);
+    H = c->cfg.hidden; C = c->cfg.num_classes; D = c->cfg.dim;
+    NH = (size_t)n * H;
+    P = c->params;
+    G = grads ? grads : w.gscratch;       /* weight gradients are computed either way */
+    if (!grads) DFN_MEMSET(G, 0, c->count * sizeof(float));
+    dfn__clf_forward(c, &w, NULL, x, t, n);
+
+    /* L = sum_i w_i log softmax(z_i)[y_i]:  dL/dz_ij = w_i (1[j = y_i] - softmax(z_i)_j) */
+    for (i = 0; i < n; i++) {
+        const float *z = w.logits + (size_t)i * C;
+        float *dz = w.dlogits + (size_t)i * C;
+        double mx = z[0], sum = 0.0, wi = labels[i] >= 0 ? weight : 0.0;
+        for (j = 1; j < C; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < C; j++) sum += DFN_EXP((double)z[j] - mx);
+        for (j = 0; j < C; j++) {
+            double pj = DFN_EXP((double)z[j] - mx) / sum;
+            dz[j] = (float)(wi * ((j == labels[i] ? 1.0 : 0.0) - pj));
+        }
+        if (labels[i] >= 0) obj += wi * ((double)z[labels[i]] - mx - DFN_LOG(sum));
+    }
+    if (objective) *objective = obj;
+    if (!(obj - obj == 0.0)) return DFN_ERR_NOT_FINITE;
+
+    /* Backward, each line undoing one line of the forward. */
+    DFN_MEMSET(w.dh, 0, NH * sizeof(float));
+    dfn_linear_backward(w.dh, G + v.w3, G + v.b3, w.dlogits, w.h2, P + v.w3, n, H, C, w.gemm);
+    dfn_act_backward(c->cfg.act, NH, w.pre2, w.dh, w.dpre);
+    DFN_MEMSET(w.dh, 0, NH * sizeof(float));
+    dfn_linear_backward(w.dh, G + v.w2, G + v.b2, w.dpre, w.h1, P + v.w2, n, H, H, w.gemm);
+    dfn_act_backward(c->cfg.act, NH, w.pre1, w.dh, w.dpre);
+    DFN_MEMSET(w.din, 0, (size_t)n * v.in_dim * sizeof(float));
+    dfn_linear_backward(w.din, G + v.w1, G + v.b1, w.dpre, w.in, P + v.w1, n, (int)v.in_dim, H, w.gemm);
+    /* dL/dx: the first D columns of dL/din (the t-embedding does not depend on x) */
+    if (dx)
+        for (i = 0; i < n; i++)
+            for (j = 0; j < D; j++) dx[(size_t)i * D + j] = w.din[(size_t)i * v.in_dim + j];
+    return DFN_OK;
+}
+
+/* The trainer's arrays in mem (NULL: measure only); returns the bytes needed. */
+static size_t dfn__clf_trainer_layout(const dfn_classifier_config *cfg, int batch,
+                                      dfn_classifier_trainer *tr, void *mem)
+{
+    dfn__arena a = dfn__arena_begin(mem);
+    size_t P = dfn_classifier_num_params(cfg), BD = (size_t)batch * (size_t)cfg->dim;
+    tr->grads = (float *)dfn__arena_take(&a, P * sizeof(float));
+    tr->adam_m = (float *)dfn__arena_take(&a, P * sizeof(float));
+    tr->adam_v = (float *)dfn__arena_take(&a, P * sizeof(float));
+    tr->xt = (float *)dfn__arena_take(&a, BD * sizeof(float));
+    tr->eps = (float *)dfn__arena_take(&a, BD * sizeof(float));
+    tr->t = (int *)dfn__arena_take(&a, (size_t)batch * sizeof(int));
+    tr->work_bytes = dfn_classifier_work_size(cfg, batch);
+    tr->work = dfn__arena_take(&a, tr->work_bytes);
+    return dfn__arena_size(&a);
+}
+
+DFNDEF size_t dfn_classifier_trainer_size(const dfn_classifier_config *cfg, int batch)
+{
+    dfn_classifier_trainer tmp;
+    if (dfn_classifier_num_params(cfg) == 0 || batch < 1 || dfn_classifier_work_size(cfg, batch) == 0) return 0;
+    return dfn__clf_trainer_layout(cfg, batch, &tmp, NULL);
+}
+
+DFNDEF dfn_result dfn_classifier_trainer_init(dfn_classifier_trainer *tr, dfn_classifier *clf,
+                                              const dfn_schedule *s, int batch, float lr,
+                                              void *mem, size_t bytes)
+{
+    size_t P;
+    if (!tr || !clf || !clf->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
+    if (batch < 1 || !(lr > 0.0f) || !dfn__finite(lr)) return DFN_ERR_INVALID_ARG;
+    if (dfn_classifier_trainer_size(&clf->cfg, batch) == 0) return DFN_ERR_INVALID_ARG;
+    if (bytes < dfn_classifier_trainer_size(&clf->cfg, batch)) return DFN_ERR_BUFFER_TOO_SMALL;
+    DFN_MEMSET(tr, 0, sizeof *tr);
+    P = clf->count;
+    dfn__clf_trainer_layout(&clf->cfg, batch, tr, mem);
+    DFN_MEMSET(tr->adam_m, 0, P * sizeof(float));
+    DFN_MEMSET(tr->adam_v, 0, P * sizeof(float));
+    tr->clf = clf;
+    tr->schedule = s;
+    tr->batch = batch;
+    tr->lr = lr;
+    tr->memory = mem;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_classifier_train_step(dfn_classifier_trainer *tr, const float *x0,
+                                            const int *labels, dfn_rng *rng, float *loss)
+{
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    dfn_result r;
+    double obj = 0.0, bc1, bc2;
+    size_t P, i;
+    int B, D, k;
+    float step, vscale;
+    if (!tr || !tr->clf || !tr->memory || !x0 || !labels || !rng) return DFN_ERR_NULL;
+    B = tr->batch;
+    D = tr->clf->cfg.dim;
+    P = tr->clf->count;
+    for (k = 0; k < B; k++)
+        if (labels[k] < 0 || labels[k] >= tr->clf->cfg.num_classes) return DFN_ERR_INVALID_ARG;
+    if (!dfn__all_finite(x0, (size_t)B * D)) return DFN_ERR_NOT_FINITE;
+    /* x_t = q_sample(x_0, t, eps) with t ~ U{1..T} (section 1) */
+    for (k = 0; k < B; k++) tr->t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
+    dfn_rng_normal_fill(rng, tr->eps, (size_t)B * D);
+    if ((r = dfn_q_sample(tr->schedule, tr->xt, x0, tr->eps, tr->t, B, D)) != DFN_OK) return r;
+    /* weight -1/B: the objective is the mean cross-entropy, grads its gradient */
+    DFN_MEMSET(tr->grads, 0, P * sizeof(float));
+    r = dfn_classifier_backward(tr->clf, tr->grads, NULL, &obj, tr->xt, tr->t, labels,
+                                -1.0f / (float)B, B, tr->work, tr->work_bytes);
+    if (loss) *loss = (float)obj;
+    if (r != DFN_OK) return r;
+    if (!dfn__all_finite(tr->grads, P)) return DFN_ERR_NOT_FINITE;
+    tr->step++;
+    bc1 = 1.0 - DFN_EXP((double)tr->step * DFN_LOG((double)b1));
+    bc2 = 1.0 - DFN_EXP((double)tr->step * DFN_LOG((double)b2));
+    step = (float)(tr->lr / bc1);
+    vscale = (float)(1.0 / bc2);
+    for (i = 0; i < P; i++) {
+        float g = tr->grads[i];
+        tr->adam_m[i] = b1 * tr->adam_m[i] + (1.0f - b1) * g;
+        tr->adam_v[i] = b2 * tr->adam_v[i] + (1.0f - b2) * g * g;
+        tr->clf->params[i] -= step * tr->adam_m[i] / (DFN_SQRTF(tr->adam_v[i] * vscale) + eps);
+    }
+    return DFN_OK;
+}
+
+DFNDEF int dfn_classifier_guide(void *user, const dfn_guide_info *info)
+{
+    dfn_classifier_guidance *g = (dfn_classifier_guidance *)user;
+    dfn__clf_work w;
+    dfn_result r;
+    int k;
+    if (!g || !g->clf || !info || !g->grad || !g->work) return (int)DFN_ERR_NULL;
+    if (info->dim != g->clf->cfg.dim) return (int)DFN_ERR_MISMATCH;
+    if (g->scale == 0.0f) return 0;
+    if (dfn_classifier_work_size(&g->clf->cfg, info->n) > g->work_bytes || info->n < 1)
+        return (int)DFN_ERR_BUFFER_TOO_SMALL;
+    /* The hook's t array lives in the workspace; backward lays it out the same way. */
+    dfn__clf_work_layout(&g->clf->cfg, info->n, &w, g->work);
+    for (k = 0; k < info->n; k++) w.t[k] = info->t;
+    /* g = grad_x log p(y | x_t, t) per row (0 for label -1), then section 9's convention */
+    r = dfn_classifier_backward(g->clf, NULL, g->grad, NULL, info->x_t, w.t, info->labels, 1.0f,
+                                info->n, g->work, g->work_bytes);
+    if (r != DFN_OK) return (int)r;
+    dfn_guide_add_score(info, g->grad, g->scale);
+    return 0;
+}
+#endif /* DFN_NO_TRAINING */
+
+DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info)
+{
+    const dfn_halfspace_guidance *h = (const dfn_halfspace_guidance *)user;
+    double a2 = 0.0, ab, coef;
+    int i, j, D;
+    if (!h || !h->a || !info || !info->eps_hat || !info->x0_hat) return (int)DFN_ERR_NULL;
+    D = info->dim;
+    for (j = 0; j < D; j++) a2 += (double)h->a[j] * h->a[j];
+    if (!(a2 > 0.0) || !(h->strength >= 0.0f)) return (int)DFN_ERR_INVALID_ARG;
+    ab = (double)info->sqrt_alphabar * info->sqrt_alphabar;
+    if (ab <= 0.0 || ab >= 1.0) return 0;
+    /* grad P(x0_hat) = max(0, a . x0_hat - b) a / |a|^2;
+       g = -(sqrt(ab) / (1 - ab)) strength grad P;  eps_hat -= sqrt(1 - ab) g */
+    coef = (double)h->strength * info->sqrt_alphabar * info->sqrt_one_minus_alphabar / (1.0 - ab) / a2;
+    for (i = 0; i < info->n; i++) {
+        const float *x0 = info->x0_hat + (size_t)i * D;
+        float *e = info->eps_hat + (size_t)i * D;
+        double viol = -(double)h->b;
+        for (j = 0; j < D; j++) viol += (double)h->a[j] * x0[j];
+        if (viol <= 0.0) continue;
+        for (j = 0; j < D; j++) e[j] = (float)(e[j] + coef * viol * h->a[j]);
+    }
+    return 0;
 }
 
 #ifndef DFN_NO_TRAINING
