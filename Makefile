@@ -158,9 +158,9 @@ include web/web.mk
 include images.mk
 
 # The MNIST example (examples/mnist.c): make mnist-data fetches the digits.
-$(BUILD)/mnist: examples/mnist.c diffusion.h | $(BUILD)
+$(BUILD)/mnist-example: examples/mnist.c diffusion.h | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -pthread -I. examples/mnist.c -o $@ -lm
 
-mnist: $(BUILD)/mnist mnist-data
-	./$(BUILD)/mnist $(MNIST_ARGS)
+mnist: $(BUILD)/mnist-example mnist-data
+	./$(BUILD)/mnist-example $(MNIST_ARGS)
 .PHONY: mnist

@@ -13,7 +13,7 @@
    4. Pictures of the process: one digit noised at several t (section 1),
       and the reverse trajectory x_T -> x_0 of a few samples.
 
-   Build and run from the repository root:  make mnist  (or ./build/mnist --help)
+   Build and run from the repository root:  make mnist  (or ./build/mnist-example --help)
 */
 #define _POSIX_C_SOURCE 200809L     /* clock_gettime */
 #define DIFFUSION_IMPLEMENTATION
@@ -30,9 +30,9 @@
 
 typedef struct options {
     const char *data, *out, *resume;
-    long steps, batch, size, base, seed, every, n_ddim, n_ddpm, ddim_steps, T, threads;
-    double lr;
-    int sample_only;
+    long steps, batch, size, base, seed, every, n_ddim, n_ddpm, ddim_steps, T, threads, classes, cls;
+    double lr, guidance, p_uncond;
+    int sample_only, inpaint;
 } options;
 
 static void usage(FILE *f)
@@ -42,17 +42,24 @@ static void usage(FILE *f)
             "  --data DIR            IDX files (default data/mnist; make mnist-data)\n"
             "  --out DIR             pictures and checkpoint (default build/mnist)\n"
             "  --size 28|14          image size (default 28; 14 = 2x downsampled)\n"
-            "  --steps N             training steps (default 4000)\n"
+            "  --steps N             training steps (default 2000)\n"
             "  --batch B             images per step (default 64)\n"
-            "  --lr X                peak learning rate (default 1e-3, cosine decay)\n"
+            "  --lr X                peak learning rate (default 1.5e-3, cosine decay)\n"
             "  --base C              U-Net channels at full resolution (default 16)\n"
             "  --T N                 diffusion steps (default 1000)\n"
+            "  --classes 0|10        10: learn p(x | digit) too (label dropout --p-uncond,\n"
+            "                        default 0.2); 0: unconditional (default 10)\n"
+            "  --class K             sample digit K (default: the grid asks for 0..9 in turn)\n"
+            "  --guidance W          classifier-free guidance scale (default 2; 1 = plain\n"
+            "                        conditional, 0 = unconditional)\n"
             "  --checkpoint-every N  write DIR/mnist.dfnm every N steps (default 500)\n"
             "  --resume FILE         continue training from a checkpoint\n"
             "  --sample-only FILE    no training: sample a saved model\n"
             "  --ddim-steps S        DDIM steps (default 50)\n"
             "  --n-ddim N            DDIM samples in the grid (default 64)\n"
-            "  --n-ddpm N            DDPM samples in the grid (default 16; 0 = none)\n"
+            "  --n-ddpm N            DDPM samples in the grid (default 10; 0 = none)\n"
+            "  --inpaint             no grids: complete the lower half of 10 test digits\n"
+            "                        (RePaint: DDIM eta 1, 100 steps, resampling jumps)\n"
             "  --threads N           worker threads (default 2; results are the same bits)\n"
             "  --seed N              (default 1)\n");
 }
@@ -63,23 +70,28 @@ static int parse(int argc, char **argv, options *o)
     memset(o, 0, sizeof *o);
     o->data = "data/mnist";
     o->out = "build/mnist";
-    o->steps = 4000;
+    o->steps = 2000;
     o->batch = 64;
     o->size = 28;
     o->base = 16;
     o->seed = 1;
     o->every = 500;
     o->n_ddim = 64;
-    o->n_ddpm = 16;
+    o->n_ddpm = 10;
     o->ddim_steps = 50;
     o->T = 1000;
-    o->lr = 1e-3;
+    o->lr = 1.5e-3;
     o->threads = 2;
+    o->classes = 10;
+    o->cls = -1;
+    o->guidance = 2.0;
+    o->p_uncond = 0.2;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         long *num = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        if (!strcmp(a, "--inpaint")) { o->inpaint = 1; continue; }
         if (!v) { fprintf(stderr, "mnist: %s needs a value (see --help)\n", a); return 0; }
         i++;
         if (!strcmp(a, "--data")) o->data = v;
@@ -90,6 +102,18 @@ static int parse(int argc, char **argv, options *o)
             errno = 0;
             o->lr = strtod(v, &end);
             if (errno || *end || !(o->lr > 0 && o->lr < 1)) { fprintf(stderr, "mnist: bad --lr %s\n", v); return 0; }
+        }
+        else if (!strcmp(a, "--guidance") || !strcmp(a, "--p-uncond")) {
+            double *d = !strcmp(a, "--guidance") ? &o->guidance : &o->p_uncond;
+            errno = 0;
+            *d = strtod(v, &end);
+            if (errno || *end || !(*d >= 0 && *d <= 100)) { fprintf(stderr, "mnist: bad %s %s\n", a, v); return 0; }
+        }
+        else if (!strcmp(a, "--classes")) num = &o->classes;
+        else if (!strcmp(a, "--class")) {
+            errno = 0;
+            o->cls = strtol(v, &end, 10);
+            if (errno || *end || o->cls < 0 || o->cls > 9) { fprintf(stderr, "mnist: --class must be 0..9\n"); return 0; }
         }
         else if (!strcmp(a, "--steps")) num = &o->steps;
         else if (!strcmp(a, "--batch")) num = &o->batch;
@@ -113,6 +137,8 @@ static int parse(int argc, char **argv, options *o)
         }
     }
     if (o->size != 28 && o->size != 14) { fprintf(stderr, "mnist: --size must be 28 or 14\n"); return 0; }
+    if (o->classes != 0 && o->classes != 10) { fprintf(stderr, "mnist: --classes must be 0 or 10\n"); return 0; }
+    if (o->p_uncond > 1) { fprintf(stderr, "mnist: --p-uncond must be in [0, 1]\n"); return 0; }
     if (o->batch < 1 || o->base < 2 || o->base % 2 || o->T < 2 || o->ddim_steps < 1 || o->n_ddim < 1) {
         fprintf(stderr, "mnist: --batch, --base (even), --T, --ddim-steps, --n-ddim must be positive\n");
         return 0;
@@ -199,6 +225,75 @@ static int on_step(void *user, const dfn_step_info *info)
     return 0;
 }
 
+/* Completes the lower half of one test digit per class (RePaint, MATH.md
+   sections 1, 7: the upper half is replaced by its forward-noised values
+   after every step, with resampling jumps), and writes rows of
+   [original, what the sampler sees, three completions]. */
+static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sched,
+                   dfn_unet_predictor *pred, int conditional)
+{
+    char ipath[1024], lpath[1024];
+    dfn_image_set test;
+    dfn_sampler smp;
+    dfn_sampler_config cfg;
+    dfn_rng rng;
+    int H = net->cfg.height, W = net->cfg.width, D = H * W, per = 3, n = 10 * per, k, i, d, found[10];
+    float *known, *x, *rows;
+    unsigned char *mask;
+    int *labels;
+    double t0;
+    memset(&test, 0, sizeof test);
+    snprintf(ipath, sizeof ipath, "%s/t10k-images-idx3-ubyte", o->data);
+    snprintf(lpath, sizeof lpath, "%s/t10k-labels-idx1-ubyte", o->data);
+    if (!check(dfn_idx_load(&test, ipath, lpath, H == 14 ? 2 : 1, NULL), ipath)) return 0;
+    known = (float *)malloc((size_t)n * D * sizeof(float));
+    x = (float *)malloc((size_t)n * D * sizeof(float));
+    rows = (float *)malloc((size_t)10 * (2 + per) * D * sizeof(float));
+    mask = (unsigned char *)malloc((size_t)n * D);
+    labels = (int *)malloc((size_t)n * sizeof(int));
+    if (!known || !x || !rows || !mask || !labels) return 0;
+    for (d = 0; d < 10; d++) found[d] = -1;
+    for (i = 0; i < test.n; i++)
+        if (found[test.labels[i]] < 0) found[test.labels[i]] = i;
+    for (k = 0; k < n; k++) {
+        int digit = k / per, y, xx;
+        memcpy(known + (size_t)k * D, test.images + (size_t)found[digit] * D, (size_t)D * sizeof(float));
+        for (y = 0; y < H; y++)
+            for (xx = 0; xx < W; xx++) mask[(size_t)k * D + y * W + xx] = (unsigned char)(y < H / 2);
+        labels[k] = digit;
+    }
+    cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, n, pred);
+    cfg.steps = 100;
+    cfg.eta = 1.0f;
+    cfg.clip_x0 = 1;
+    cfg.known = known;
+    cfg.known_mask = mask;
+    cfg.resample_jump = 10;
+    cfg.resample_count = 4;
+    if (conditional) {                 /* the class is not given: unconditional */
+        for (k = 0; k < n; k++) labels[k] = -1;
+        cfg.labels = labels;
+        cfg.guidance_scale = 1.0f;
+    }
+    if (!check(dfn_sampler_alloc(&smp, &cfg, sched, NULL), "inpainting sampler")) return 0;
+    dfn_rng_seed(&rng, (uint64_t)o->seed, 777);
+    t0 = wall();
+    if (!check(dfn_sampler_run(&smp, x, NULL, &rng), "inpainting")) return 0;
+    printf("inpainting: %d completions (DDIM-100, eta 1, jumps of 10 x 4) in %.1f s\n", n, wall() - t0);
+    dfn_sampler_free(&smp, NULL);
+    for (d = 0; d < 10; d++) {
+        float *row = rows + (size_t)d * (2 + per) * D;
+        memcpy(row, known + (size_t)d * per * D, (size_t)D * sizeof(float));
+        for (i = 0; i < D; i++) row[D + i] = mask[(size_t)d * per * D + i] ? known[(size_t)d * per * D + i] : -1.0f;
+        for (k = 0; k < per; k++)
+            memcpy(row + (size_t)(2 + k) * D, x + ((size_t)d * per + k) * D, (size_t)D * sizeof(float));
+    }
+    k = write_grid(o->out, "inpaint.png", rows, 10 * (2 + per), H, W, 2 + per);
+    free(known); free(x); free(rows); free(mask); free(labels);
+    dfn_image_set_free(&test, NULL);
+    return k;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -247,6 +342,7 @@ int main(int argc, char **argv)
         uc.base_channels = (int)o.base;
         uc.time_dim = 4 * (int)o.base;
         uc.groups = o.base % 8 == 0 ? 8 : o.base % 4 == 0 ? 4 : 2;
+        uc.num_classes = (int)o.classes;
         if (o.size == 14) {                    /* 14 -> 7: two levels, attention at 7x7 */
             uc.levels = 2;
             uc.attention[1] = 1;
@@ -274,7 +370,8 @@ int main(int argc, char **argv)
         int l;
         for (l = 0; l < uc.levels; l++) printf(" %d", uc.base_channels * uc.mult[l]);
     }
-    printf(", %lu parameters; T = %d, linear schedule\n", (unsigned long)P, sched.T);
+    printf(", %lu parameters; T = %d, linear schedule; %s\n", (unsigned long)P, sched.T,
+           uc.num_classes > 0 ? "class-conditional (10 digits)" : "unconditional");
     ema_net = &net;
 
     /* ---- training ---- */
@@ -296,6 +393,7 @@ int main(int argc, char **argv)
         tc.min_lr_ratio = 0.1f;
         tc.grad_clip = 1.0f;
         tc.ema_decay = 0.999f;
+        tc.p_uncond = (float)o.p_uncond;
         printf("training: %ld steps of %ld images, Adam lr %g (warmup 200, cosine), EMA %.3f, %.0f MB\n",
                o.steps, o.batch, o.lr, tc.ema_decay, dfn_trainer_size_unet(&uc, &tc) / 1e6);
         if (!check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
@@ -323,8 +421,9 @@ int main(int argc, char **argv)
                 for (k = 0; k < tc.batch; k++) {
                     int j = (int)dfn_rng_below(&rng, (uint32_t)train.n);
                     memcpy(batch + (size_t)k * D, train.images + (size_t)j * D, (size_t)D * sizeof(float));
+                    idx[k] = train.labels[j];
                 }
-                r = dfn_train_step(&tr, batch, NULL, &rng, &loss);
+                r = dfn_train_step(&tr, batch, uc.num_classes > 0 ? idx : NULL, &rng, &loss);
                 if (!check(r, "training step")) return 1;
                 done++;
                 ema_loss = done == 1 ? loss : 0.98 * ema_loss + 0.02 * loss;
@@ -350,7 +449,8 @@ int main(int argc, char **argv)
 
     /* ---- sampling with the EMA weights ---- */
     {
-        int n = (int)(o.n_ddim > o.n_ddpm ? o.n_ddim : o.n_ddpm), chunk = 64, cols, keep = 8, frames = 11;
+        int n = (int)(o.n_ddim > o.n_ddpm ? o.n_ddim : o.n_ddpm), chunk = 32, cols, keep = 8, frames = 11;
+        int *labels, conditional, k;
         size_t ws = dfn_unet_forward_size(&ema_net->cfg, chunk);
         dfn_unet_predictor pred;
         dfn_sampler smp;
@@ -367,8 +467,25 @@ int main(int argc, char **argv)
         traj.frames = (float *)malloc((size_t)keep * frames * D * sizeof(float));
         if (!x || !xT || !pred.work || !traj.frames) { fprintf(stderr, "mnist: out of memory\n"); return 1; }
 
+        /* class-conditional: sample i asks for digit --class, or i % 10 (each
+           grid column one digit), with guidance scale w (section 8) */
+        labels = (int *)malloc((size_t)n * sizeof(int));
+        if (!labels) return 1;
+        for (k = 0; k < n; k++) labels[k] = o.cls >= 0 ? (int)o.cls : k % 10;
+        conditional = ema_net->cfg.num_classes > 0;
+        if (o.inpaint) {
+            if (!inpaint(&o, ema_net, &sched, &pred, conditional)) return 1;
+            goto done;
+        }
+
         cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, (int)o.n_ddim, &pred);
         cfg.steps = (int)o.ddim_steps;
+        if (conditional) {
+            cfg.labels = labels;
+            cfg.guidance_scale = (float)o.guidance;
+            printf("class-conditional sampling: %s, guidance scale w = %g\n",
+                   o.cls >= 0 ? "one digit" : "digit = column", o.guidance);
+        }
         cfg.clip_x0 = 1;                            /* pixels live in [-1, 1] */
         traj.keep = keep; traj.nframes = frames; traj.D = D; traj.count = 0;
         traj.every = cfg.steps / (frames - 1) > 0 ? cfg.steps / (frames - 1) : 1;
@@ -385,7 +502,7 @@ int main(int argc, char **argv)
                o.n_ddim / (wall() - t0));
         dfn_sampler_free(&smp, NULL);
         print_digits(x, 8 < o.n_ddim ? 8 : (int)o.n_ddim, H, W);
-        cols = 8;
+        cols = conditional && o.cls < 0 ? 10 : 8;
         if (!write_grid(o.out, "samples_ddim.png", x, (int)o.n_ddim, H, W, cols)) return 1;
         if (traj.count > 1 && o.n_ddim >= keep &&
             !write_grid(o.out, "reverse_ddim.png", traj.frames, keep * traj.count, H, W, traj.count))
@@ -394,12 +511,16 @@ int main(int argc, char **argv)
         if (o.n_ddpm > 0) {
             cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDPM, (int)o.n_ddpm, &pred);
             cfg.clip_x0 = 1;                        /* pixels live in [-1, 1] */
+            if (conditional) {
+                cfg.labels = labels;
+                cfg.guidance_scale = (float)o.guidance;
+            }
             if (!check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler")) return 1;
             t0 = wall();
             if (!check(dfn_sampler_run(&smp, x, NULL, &rng), "DDPM sampling")) return 1;
             printf("DDPM-%d: %ld samples in %.1f s\n", sched.T, o.n_ddpm, wall() - t0);
             dfn_sampler_free(&smp, NULL);
-            if (!write_grid(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, o.n_ddpm < 8 ? (int)o.n_ddpm : 8))
+            if (!write_grid(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, o.n_ddpm < 10 ? (int)o.n_ddpm : 10))
                 return 1;
         }
 
@@ -419,8 +540,10 @@ int main(int argc, char **argv)
             free(strip);
             free(eps);
         }
+    done:
         free(x);
         free(xT);
+        free(labels);
         free(pred.work);
         free(traj.frames);
     }
