@@ -22,13 +22,21 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         dfn_loaded_model lm;
         if (dfn_model_load_mem(data + 1, size - 1, NULL, &lm) == DFN_OK) {
             /* a loaded model must be usable: one forward pass */
-            float x[2 * 4] = { 0 }, out[64];
+            float x[2 * 4] = { 0 }, out[3 * 64] = { 0 };
             int t[4] = { 1, 2, 3, 4 };
-            size_t wb = dfn_mlp_forward_size(&lm.model.cfg, 1);
-            void *w = malloc(wb);
-            if (w && lm.model.cfg.dim <= 2)
-                dfn_mlp_forward(&lm.model, out, x, t, NULL, 4 / lm.model.cfg.dim, w, wb);
-            free(w);
+            if (lm.info.net == DFN_NET_MLP) {
+                size_t wb = dfn_mlp_forward_size(&lm.model.cfg, 1);
+                void *w = malloc(wb);
+                if (w && lm.model.cfg.dim <= 2)
+                    dfn_mlp_forward(&lm.model, out, x, t, NULL, 4 / lm.model.cfg.dim, w, wb);
+                free(w);
+            } else if (dfn_unet_dim(&lm.unet.cfg) <= 64 && lm.unet.cfg.cond_channels <= 1) {
+                /* a small U-Net (at most 64 values an image): one image */
+                size_t wb = dfn_unet_forward_size(&lm.unet.cfg, 1);
+                void *w = wb < ((size_t)64 << 20) ? malloc(wb) : NULL;
+                if (w) dfn_unet_forward(&lm.unet, out, out + 64, out + 128, t, NULL, 1, w, wb);
+                free(w);
+            }
             dfn_model_free(&lm, NULL);
         }
     } else {
@@ -83,6 +91,22 @@ int main(int argc, char **argv)
     put(argv[1], "model_plain", 1, img, len);
     put(argv[1], "points", 0, points, strlen(points));
     free(img);
+    {
+        /* a tiny U-Net: 8x8, one conditioning channel, two levels, attention */
+        dfn_unet_config uc = dfn_unet_config_default(1, 8, 8);
+        dfn_unet u;
+        float *up;
+        uc.cond_channels = 1; uc.base_channels = 4; uc.levels = 2; uc.attention[1] = 1; uc.groups = 2;
+        uc.time_dim = 8; uc.num_classes = 2;
+        up = (float *)malloc(dfn_unet_num_params(&uc) * sizeof(float));
+        if (!up || dfn_unet_init(&u, &uc, up) || dfn_unet_init_weights(&u, &rng)) return 1;
+        len = dfn_model_save_unet_size(&u, &s, NULL, 0);
+        img = (unsigned char *)malloc(len);
+        dfn_model_save_unet_mem(img, len, NULL, &u, &s, NULL, 0);
+        put(argv[1], "model_unet", 1, img, len);
+        free(img);
+        free(up);
+    }
     free(params);
     dfn_trainer_free(&tr, NULL);
     dfn_schedule_free(&s, NULL);
