@@ -1,4 +1,4 @@
-/* diffusion.h - v0.2.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.3.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -298,7 +298,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 2
+#define DFN_VERSION_MINOR 3
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -9027,6 +9027,17 @@ DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const
 /*
    REVISION HISTORY
    ================
+   0.3.0  (2026-11-26) images and control: NHWC image layers (3x3 / 1x1
+          convolution through im2col and the GEMM, GroupNorm, average
+          pooling, nearest upsampling, single-head self-attention) with
+          hand-written backward passes; the conv U-Net noise network with
+          class and conditioning-channel inputs, trained by the same
+          trainer and stored in the same model files (net kind 2); IDX
+          reader, procedural shapes, PNG / PGM writers, image grids;
+          classifier-free guidance, a guidance hook (noise-aware
+          classifier, half-space constraint), inpainting with RePaint
+          resampling; an optional parallel-for hook that splits GEMMs
+          (bit-identical for any thread count) and a pthreads pool.
    0.2.0  (2026-11-26) training: packed and blocked GEMM and elementwise
           kernels (reference, scalar, SSE2, AVX2, AVX-512, NEON, WASM
           SIMD128); linear layer and sinusoidal embedding; the MLP noise
