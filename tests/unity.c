@@ -14,4 +14,5 @@
 #include "test_net.c"
 #include "test_unet.c"
 #include "test_images.c"
+#include "test_quality.c"
 #include "main.c"
