@@ -148,8 +148,9 @@ demo: $(BUILD)/demo
 clean:
 	rm -rf $(BUILD)
 
-# make bench (bench/bench.mk)
+# make bench (bench/bench.mk), make bench-images (bench/images.mk)
 -include bench/bench.mk
+include bench/images.mk
 include web/web.mk
 
 # Image data, fuzz-images (images.mk)
