@@ -33,6 +33,7 @@
 typedef struct options {
     const char *model, *data, *grid, *train_out;
     long n, steps, seed, epochs, train_steps;
+    double guidance;       /* < 0: the sampler's default */
     int strict, no_clip, train_classes;
 } options;
 
@@ -55,6 +56,9 @@ static void usage(FILE *f)
             "  --epochs E          classifier training epochs (default 5)\n"
             "  --grid FILE.png     also write the first 100 samples as a PNG grid\n"
             "  --no-clip           do not clip x0_hat to [-1, 1] while sampling\n"
+            "  --guidance W        classifier-free guidance scale of the class-conditional\n"
+            "                      samples (default: the sampler's default; needs a\n"
+            "                      diffusion.h whose sampler config has guidance_scale)\n"
             "  --strict            exit 1 when a target is missed\n"
             "  --train-model OUT   instead: train a small 14x14 U-Net (--train-steps,\n"
             "                      default 300) and save it to OUT; --train-classes makes\n"
@@ -72,6 +76,7 @@ static int parse(int argc, char **argv, options *o)
     o->seed = 1;
     o->epochs = 5;
     o->train_steps = 300;
+    o->guidance = -1.0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         char *end = NULL;
@@ -87,6 +92,19 @@ static int parse(int argc, char **argv, options *o)
         else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--grid")) o->grid = v;
         else if (!strcmp(a, "--train-model")) o->train_out = v;
+        else if (!strcmp(a, "--guidance")) {
+            errno = 0;
+            o->guidance = strtod(v, &end);
+            if (errno || *end || !(o->guidance >= 0.0 && o->guidance <= 100.0)) {
+                fprintf(stderr, "image_quality: bad --guidance %s\n", v);
+                return 0;
+            }
+#ifndef IQ_GUIDANCE
+            fprintf(stderr, "image_quality: this diffusion.h has no guidance scale "
+                            "(dfn_sampler_config.guidance_scale); --guidance is unavailable\n");
+            return 0;
+#endif
+        }
         else if (!strcmp(a, "--n")) num = &o->n;
         else if (!strcmp(a, "--steps")) num = &o->steps;
         else if (!strcmp(a, "--seed")) num = &o->seed;
@@ -223,6 +241,10 @@ static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options
     cfg.steps = (int)o->steps;
     cfg.clip_x0 = !o->no_clip;
     cfg.labels = labels;
+#ifdef IQ_GUIDANCE
+    if (labels && o->guidance >= 0.0) cfg.guidance_scale = (float)o->guidance;
+    if (labels) printf("  guidance scale w = %g\n", (double)cfg.guidance_scale);
+#endif
     cfg.on_step = on_step;
     cfg.on_step_user = &t0;
     ok = check(dfn_sampler_alloc(&smp, &cfg, &lm->schedule, NULL), "sampler");
@@ -390,7 +412,11 @@ int main(int argc, char **argv)
         labels = (int *)malloc((size_t)N * sizeof(int));
         if (!labels) { fprintf(stderr, "image_quality: out of memory\n"); return 2; }
         for (i = 0; i < N; i++) labels[i] = i % DG_CLASSES;
-        printf("\nsampling with labels 0..9, each class equally often (guidance w = 1):\n");
+#ifdef IQ_GUIDANCE
+        printf("\nsampling with labels 0..9, each class equally often:\n");
+#else
+        printf("\nsampling with labels 0..9, each class equally often (no guidance: w = 1):\n");
+#endif
         if (!sample(&lm, net, &o, N, labels, 1, x)) return 2;
         if (dg_classify(&clf, x, N, cls, NULL, NULL) != 0) return 2;
         for (i = 0; i < N; i++) {

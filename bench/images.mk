@@ -21,11 +21,14 @@ IMAGES_N     ?= 500
 IMAGES_STEPS ?= 50
 IMAGES_SEED  ?= 1
 IMAGES_ARGS  ?=
+# Classifier-free guidance (--guidance W) once the sampler config has a
+# guidance_scale field.
+IMAGES_DEFS  := $(shell grep -q 'guidance_scale;' diffusion.h 2>/dev/null && echo -DIQ_GUIDANCE)
 
 .PHONY: bench-images
 
 $(BUILD)/image_quality: bench/image_quality.c bench/digits.h diffusion.h | $(BUILD)
-	$(GCC) $(STRICT) $(BENCH_CFLAGS) -I. bench/image_quality.c -o $@ -lm
+	$(GCC) $(STRICT) $(BENCH_CFLAGS) $(IMAGES_DEFS) -I. bench/image_quality.c -o $@ -lm
 
 bench-images: $(BUILD)/image_quality
 	@if [ ! -f "$(MODEL)" ]; then \
