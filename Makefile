@@ -23,8 +23,8 @@ OPT     ?= -O2
 TEST_SRC := tests/main.c tests/impl.c tests/test_rng.c tests/test_schedule.c \
             tests/test_forward.c tests/test_sampler.c tests/test_exact.c tests/test_errors.c \
             tests/test_kernels.c tests/test_data.c tests/test_net.c tests/test_unet.c \
-            tests/test_images.c tests/test_control.c
-TEST_DEP := diffusion.h tests/harness.h $(wildcard tests/list_*.h) tests/unity.c $(TEST_SRC)
+            tests/test_images.c tests/test_control.c tests/test_quality.c
+TEST_DEP := diffusion.h bench/digits.h tests/harness.h $(wildcard tests/list_*.h) tests/unity.c $(TEST_SRC)
 
 # Each build of the suite: one binary per compiler / configuration. The
 # x86 SIMD builds are added when this CPU can run them.
@@ -150,8 +150,9 @@ include control.mk
 clean:
 	rm -rf $(BUILD)
 
-# make bench (bench/bench.mk)
+# make bench (bench/bench.mk), make bench-images (bench/images.mk)
 -include bench/bench.mk
+include bench/images.mk
 include web/web.mk
 
 # Image data, fuzz-images (images.mk)

@@ -1,0 +1,442 @@
+/* image_quality.c - how good are a U-Net's digits? (make bench-images)
+
+   1. Trains the small digit classifier of bench/digits.h on the 9,000
+      training digits of data/mnist (at the model's resolution, 28x28 or
+      14x14) and reports its accuracy on the 1,000 test digits.
+   2. Loads a U-Net model file and draws N samples with DDIM (eta 0,
+      trailing spacing, x0 clipped to [-1, 1]) on its EMA weights.
+   3. Scores them: (a) the share the classifier labels with confidence
+      >= 0.9, (b) the class histogram, (c) the Frechet distance between the
+      classifier's penultimate features of the samples and of N held-out
+      real digits, beside the same distance for real-vs-real (N training
+      digits vs the test digits: the floor) and noise-vs-real (N(0, I)
+      images clipped to [-1, 1]). Targets: (a) >= 80%, (b) every class
+      5-15%, (c) below a quarter of the noise distance.
+   4. A class-conditional model (num_classes 10) is also sampled with labels,
+      each class equally often: the share classified as the asked class.
+
+   Run from the repository root:  make bench-images [MODEL=path]
+   or ./build/image_quality --help
+   --train-model OUT writes a small 14x14 U-Net trained for a few hundred
+   steps (enough to run this program end to end; its digits are poor). */
+#define _POSIX_C_SOURCE 200809L     /* clock_gettime */
+#define DIFFUSION_IMPLEMENTATION
+#include "diffusion.h"
+#include "digits.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct options {
+    const char *model, *data, *grid, *train_out;
+    long n, steps, seed, epochs, train_steps;
+    double guidance;       /* < 0: the sampler's default */
+    int strict, no_clip, train_classes;
+} options;
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: image_quality [options]\n"
+            "  --model FILE        U-Net model file (default build/mnist/mnist.dfnm; make mnist)\n"
+            "  --data DIR          MNIST IDX files (default data/mnist; make mnist-data)\n"
+            "  --n N               samples, and real digits per set (default 500)\n"
+            "  --steps S           DDIM steps (default 50)\n"
+            "  --seed N            sampling, noise and subset seed (default 1)\n"
+            "  --epochs E          classifier training epochs (default 5)\n"
+            "  --grid FILE.png     also write the first 100 samples as a PNG grid\n"
+            "  --no-clip           do not clip x0_hat to [-1, 1] while sampling\n"
+            "  --guidance W        classifier-free guidance scale of the class-conditional\n"
+            "                      samples (default: the sampler's default; needs a\n"
+            "                      diffusion.h whose sampler config has guidance_scale)\n"
+            "  --strict            exit 1 when a target is missed\n"
+            "  --train-model OUT   instead: train a small 14x14 U-Net (--train-steps,\n"
+            "                      default 300) and save it to OUT; --train-classes makes\n"
+            "                      it class-conditional (labels 0..9)\n");
+}
+
+static int parse(int argc, char **argv, options *o)
+{
+    int i;
+    memset(o, 0, sizeof *o);
+    o->model = "build/mnist/mnist.dfnm";
+    o->data = "data/mnist";
+    o->n = 500;
+    o->steps = 50;
+    o->seed = 1;
+    o->epochs = 5;
+    o->train_steps = 300;
+    o->guidance = -1.0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        char *end = NULL;
+        long *num = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        if (!strcmp(a, "--strict")) { o->strict = 1; continue; }
+        if (!strcmp(a, "--no-clip")) { o->no_clip = 1; continue; }
+        if (!strcmp(a, "--train-classes")) { o->train_classes = 1; continue; }
+        v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) { fprintf(stderr, "image_quality: %s needs a value (see --help)\n", a); return 0; }
+        i++;
+        if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--grid")) o->grid = v;
+        else if (!strcmp(a, "--train-model")) o->train_out = v;
+        else if (!strcmp(a, "--guidance")) {
+            errno = 0;
+            o->guidance = strtod(v, &end);
+            if (errno || *end || !(o->guidance >= 0.0 && o->guidance <= 100.0)) {
+                fprintf(stderr, "image_quality: bad --guidance %s\n", v);
+                return 0;
+            }
+#ifndef IQ_GUIDANCE
+            fprintf(stderr, "image_quality: this diffusion.h has no guidance scale "
+                            "(dfn_sampler_config.guidance_scale); --guidance is unavailable\n");
+            return 0;
+#endif
+        }
+        else if (!strcmp(a, "--n")) num = &o->n;
+        else if (!strcmp(a, "--steps")) num = &o->steps;
+        else if (!strcmp(a, "--seed")) num = &o->seed;
+        else if (!strcmp(a, "--epochs")) num = &o->epochs;
+        else if (!strcmp(a, "--train-steps")) num = &o->train_steps;
+        else { fprintf(stderr, "image_quality: unknown option %s\n", a); usage(stderr); return 0; }
+        if (num) {
+            errno = 0;
+            *num = strtol(v, &end, 10);
+            if (errno || *end || *num < 0 || *num > 1000000L) {
+                fprintf(stderr, "image_quality: bad value '%s' for %s\n", v, a);
+                return 0;
+            }
+        }
+    }
+    if (o->n < 10 || o->steps < 1 || o->epochs < 1 || o->train_steps < 1) {
+        fprintf(stderr, "image_quality: --n must be >= 10; --steps, --epochs, --train-steps >= 1\n");
+        return 0;
+    }
+    return 1;
+}
+
+static int check(dfn_result r, const char *what)
+{
+    if (r != DFN_OK) fprintf(stderr, "image_quality: %s: %s\n", what, dfn_result_string(r));
+    return r == DFN_OK;
+}
+
+/* The train (which 0) or test (1) split of the digits at 1/downsample scale. */
+static int load_split(dfn_image_set *s, const char *dir, int which, int downsample)
+{
+    char ip[1024], lp[1024];
+    const char *stem = which ? "t10k" : "train";
+    dfn_result r;
+    snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte", dir, stem);
+    snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte", dir, stem);
+    r = dfn_idx_load(s, ip, lp, downsample, NULL);
+    if (r != DFN_OK) {
+        fprintf(stderr, "image_quality: %s: %s\n(the digits come from `make mnist-data`)\n", ip,
+                dfn_result_string(r));
+        return 0;
+    }
+    return 1;
+}
+
+/* --train-model: a small U-Net on the 14x14 digits, saved with its EMA. */
+static int train_small(const options *o)
+{
+    dfn_image_set train;
+    dfn_unet_config uc = dfn_unet_config_default(1, 14, 14);
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    dfn_train_config tc = dfn_train_config_default();
+    dfn_schedule sched;
+    dfn_unet net;
+    dfn_trainer tr;
+    dfn_rng rng;
+    float *params, *batch, loss = 0.0f;
+    int labels[32];
+    long step;
+    int k, ok = 1;
+    double t0 = wall();
+    if (!load_split(&train, o->data, 0, 2)) return 1;
+    uc.base_channels = 16;
+    uc.time_dim = 64;
+    uc.levels = 2;
+    uc.attention[1] = 1;
+    uc.groups = 8;
+    tc.batch = 32;
+    tc.warmup_steps = 50;
+    tc.total_steps = (int)o->train_steps;
+    tc.grad_clip = 1.0f;
+    tc.ema_decay = 0.99f;
+    uc.num_classes = o->train_classes ? 10 : 0;
+    params = (float *)malloc(dfn_unet_num_params(&uc) * sizeof(float));
+    batch = (float *)malloc((size_t)tc.batch * 196 * sizeof(float));
+    if (!params || !batch) { fprintf(stderr, "image_quality: out of memory\n"); return 1; }
+    if (!check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule") ||
+        !check(dfn_unet_init(&net, &uc, params), "U-Net"))
+        return 1;
+    dfn_rng_seed(&rng, (uint64_t)o->seed, 0);
+    dfn_unet_init_weights(&net, &rng);
+    if (!check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
+    printf("training a 14x14%s U-Net (base 16, %lu parameters) for %ld steps of %d digits\n",
+           o->train_classes ? " class-conditional" : "", (unsigned long)net.count, o->train_steps,
+           tc.batch);
+    for (step = 0; step < o->train_steps && ok; step++) {
+        for (k = 0; k < tc.batch; k++) {
+            int j = (int)dfn_rng_below(&rng, (uint32_t)train.n);
+            memcpy(batch + (size_t)k * 196, train.images + (size_t)j * 196, 196 * sizeof(float));
+            labels[k] = train.labels[j];
+        }
+        ok = check(dfn_train_step(&tr, batch, o->train_classes ? labels : NULL, &rng, &loss),
+                   "training step");
+        if ((step + 1) % 50 == 0) printf("  step %ld: loss %.4f (%.0f s)\n", step + 1, loss, wall() - t0);
+    }
+    ok = ok && check(dfn_model_save_unet(o->train_out, &net, &sched, &tr, 0), o->train_out);
+    if (ok) printf("wrote %s\n", o->train_out);
+    dfn_trainer_free(&tr, NULL);
+    dfn_schedule_free(&sched, NULL);
+    dfn_image_set_free(&train, NULL);
+    free(params);
+    free(batch);
+    return ok ? 0 : 1;
+}
+
+static int on_step(void *user, const dfn_step_info *info)
+{
+    double *t0 = (double *)user;
+    if (info->i % 10 == 1 || info->i == 1)
+        fprintf(stderr, "\r  step %d/%d (%.0f s)  ", info->steps - info->i + 1, info->steps,
+                wall() - *t0);
+    if (info->i == 1) fprintf(stderr, "\n");
+    return 0;
+}
+
+/* N samples of the model into x (n, D) with per-sample labels (NULL: -1). */
+static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options *o, int n,
+                  const int *labels, uint64_t stream, float *x)
+{
+    dfn_unet_predictor pred;
+    dfn_sampler_config cfg;
+    dfn_sampler smp;
+    dfn_rng rng;
+    const int chunk = 50;
+    double t0 = wall();
+    int ok;
+    fflush(stdout);
+    memset(&pred, 0, sizeof pred);
+    pred.model = net;
+    pred.work_bytes = dfn_unet_forward_size(&net->cfg, chunk);
+    pred.work = malloc(pred.work_bytes);
+    if (!pred.work) { fprintf(stderr, "image_quality: out of memory\n"); return 0; }
+    cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, n, &pred);
+    cfg.steps = (int)o->steps;
+    cfg.clip_x0 = !o->no_clip;
+    cfg.labels = labels;
+#ifdef IQ_GUIDANCE
+    if (labels && o->guidance >= 0.0) cfg.guidance_scale = (float)o->guidance;
+    if (labels) printf("  guidance scale w = %g\n", (double)cfg.guidance_scale);
+#endif
+    cfg.on_step = on_step;
+    cfg.on_step_user = &t0;
+    ok = check(dfn_sampler_alloc(&smp, &cfg, &lm->schedule, NULL), "sampler");
+    if (ok) {
+        dfn_rng_seed(&rng, (uint64_t)o->seed, stream);
+        ok = check(dfn_sampler_run(&smp, x, NULL, &rng), "sampling");
+        dfn_sampler_free(&smp, NULL);
+    }
+    if (ok) printf("  %d samples, DDIM-%ld%s, in %.1f s (%.1f images/s)\n", n, o->steps,
+                   o->no_clip ? "" : " (x0 clipped)", wall() - t0, n / (wall() - t0 + 1e-9));
+    free(pred.work);
+    return ok;
+}
+
+static const char *verdict(int pass) { return pass ? "PASS" : "FAIL"; }
+
+int main(int argc, char **argv)
+{
+    options o;
+    dfn_loaded_model lm;
+    dfn_image_set train, test;
+    const dfn_unet *net;
+    dg_net clf;
+    dg_config cc;
+    dg_train_config tc = dg_train_config_default();
+    dfn_rng rng;
+    FILE *f;
+    int N, M, D, H, downsample, i, k, hist[DG_CLASSES] = {0}, confident = 0, pass_a, pass_b, pass_c;
+    int *cls, *labels = NULL, real_confident = 0;
+    float *x, *conf, *feat_s, *feat_t, *feat_r, *feat_n, *realsub, *noise;
+    double t0, loss, acc, fd_s, fd_r, fd_n;
+    dfn_result r;
+
+    if (!parse(argc, argv, &o)) return 2;
+    if (o.train_out) return train_small(&o);
+
+    f = fopen(o.model, "rb");
+    if (!f) {
+        fprintf(stderr,
+                "image_quality: no model file at %s\n"
+                "  train one with `make mnist` (writes build/mnist/mnist.dfnm), or point\n"
+                "  MODEL=... (make) / --model (here) at a U-Net model file\n", o.model);
+        return 2;
+    }
+    fclose(f);
+    r = dfn_model_load(o.model, NULL, &lm);
+    if (!check(r, o.model)) return 2;
+    if (lm.info.net != DFN_NET_UNET || lm.info.unet.channels != 1 || lm.info.unet.cond_channels ||
+        lm.info.unet.height != lm.info.unet.width ||
+        (lm.info.unet.height != 28 && lm.info.unet.height != 14)) {
+        fprintf(stderr, "image_quality: %s is not a 28x28 or 14x14 one-channel U-Net without "
+                        "conditioning images\n", o.model);
+        return 2;
+    }
+    net = lm.ema ? &lm.ema_unet : &lm.unet;
+    H = lm.info.unet.height;
+    D = H * H;
+    downsample = 28 / H;
+    N = (int)o.n;
+    printf("model %s: %dx%d U-Net, base %d channels, %lu parameters, %s weights, T = %d%s\n",
+           o.model, H, H, lm.info.unet.base_channels, (unsigned long)lm.unet.count,
+           lm.ema ? "EMA" : "raw (no EMA in the file)", lm.schedule.T,
+           lm.info.unet.num_classes ? ", class-conditional" : "");
+
+    /* 1. the classifier */
+    if (!load_split(&train, o.data, 0, downsample) || !load_split(&test, o.data, 1, downsample))
+        return 2;
+    M = N < test.n ? N : test.n;
+    cc = dg_config_default(H, H);
+    tc.epochs = (int)o.epochs;
+    if (dg_net_alloc(&clf, &cc) != 0) { fprintf(stderr, "image_quality: out of memory\n"); return 2; }
+    t0 = wall();
+    if (dg_train(&clf, &tc, train.images, train.labels, train.n, &loss) != 0) {
+        fprintf(stderr, "image_quality: classifier training failed\n");
+        return 2;
+    }
+    acc = dg_accuracy(&clf, test.images, test.labels, test.n);
+    printf("classifier: %dx%d CNN (%lu parameters), %d epochs on %d digits in %.1f s, "
+           "last-epoch loss %.4f\n", H, H, (unsigned long)clf.lay.count, tc.epochs, train.n,
+           wall() - t0, loss);
+    printf("classifier test accuracy: %.2f%% (%d held-out digits)\n", 100.0 * acc, test.n);
+
+    /* 2. samples */
+    x = (float *)malloc((size_t)N * D * sizeof(float));
+    noise = (float *)malloc((size_t)N * D * sizeof(float));
+    realsub = (float *)malloc((size_t)N * D * sizeof(float));
+    cls = (int *)malloc((size_t)N * sizeof(int));
+    conf = (float *)malloc((size_t)N * sizeof(float));
+    feat_s = (float *)malloc((size_t)4 * N * cc.hidden * sizeof(float));
+    if (!x || !noise || !realsub || !cls || !conf || !feat_s) {
+        fprintf(stderr, "image_quality: out of memory\n");
+        return 2;
+    }
+    feat_t = feat_s + (size_t)N * cc.hidden;
+    feat_r = feat_t + (size_t)N * cc.hidden;
+    feat_n = feat_r + (size_t)N * cc.hidden;
+    printf("sampling%s:\n", lm.info.unet.num_classes ? " (no class: label -1)" : "");
+    if (!sample(&lm, net, &o, N, NULL, 0, x)) return 2;
+    if (o.grid) {
+        int cols = 10, n = N < 100 ? N : 100, gh, gw;
+        float *g;
+        dfn_image_grid(NULL, 0, x, n, H, H, 1, cols, 1, 1.0f, &gh, &gw);
+        g = (float *)malloc((size_t)gh * gw * sizeof(float));
+        if (g && dfn_image_grid(g, (size_t)gh * gw, x, n, H, H, 1, cols, 1, 1.0f, NULL, NULL) == DFN_OK) {
+            for (i = 0; i < gh * gw; i++) g[i] = g[i] < -1.0f ? -1.0f : g[i] > 1.0f ? 1.0f : g[i];
+            if (check(dfn_png_save(o.grid, g, gh, gw, 1), o.grid)) printf("  wrote %s\n", o.grid);
+        }
+        free(g);
+    }
+
+    /* 3. scores */
+    if (dg_classify(&clf, x, N, cls, conf, feat_s) != 0 ||
+        dg_classify(&clf, test.images, M, NULL, NULL, feat_t) != 0) {
+        fprintf(stderr, "image_quality: out of memory\n");
+        return 2;
+    }
+    dfn_rng_seed(&rng, (uint64_t)o.seed, 11);
+    {                                               /* N training digits, without replacement */
+        int *perm = (int *)malloc((size_t)train.n * sizeof(int));
+        if (!perm) { fprintf(stderr, "image_quality: out of memory\n"); return 2; }
+        for (i = 0; i < train.n; i++) perm[i] = i;
+        for (i = 0; i < N; i++) {                   /* a partial Fisher-Yates shuffle */
+            int j = i < train.n ? i + (int)dfn_rng_below(&rng, (uint32_t)(train.n - i))
+                                : (int)dfn_rng_below(&rng, (uint32_t)train.n), tmp;
+            if (i < train.n) { tmp = perm[i]; perm[i] = perm[j]; perm[j] = tmp; j = perm[i]; }
+            memcpy(realsub + (size_t)i * D, train.images + (size_t)j * D, (size_t)D * sizeof(float));
+        }
+        free(perm);
+    }
+    dfn_rng_normal_fill(&rng, noise, (size_t)N * D);        /* dg_classify clips to [-1, 1] */
+    if (dg_classify(&clf, realsub, N, NULL, NULL, feat_r) != 0 ||
+        dg_classify(&clf, noise, N, NULL, NULL, feat_n) != 0) {
+        fprintf(stderr, "image_quality: out of memory\n");
+        return 2;
+    }
+    for (i = 0; i < N; i++) {
+        confident += conf[i] >= 0.9f;
+        hist[cls[i]]++;
+    }
+    if (dg_classify(&clf, test.images, M, NULL, conf, NULL) != 0) return 2;
+    for (i = 0; i < M; i++) real_confident += conf[i] >= 0.9f;
+    fd_s = dg_frechet_features(feat_s, N, feat_t, M, cc.hidden);
+    fd_r = dg_frechet_features(feat_r, N, feat_t, M, cc.hidden);
+    fd_n = dg_frechet_features(feat_n, N, feat_t, M, cc.hidden);
+    pass_a = confident >= 0.8 * N;
+    pass_b = 1;
+    for (k = 0; k < DG_CLASSES; k++) pass_b &= hist[k] >= 0.05 * N && hist[k] <= 0.15 * N;
+    pass_c = fd_s < 0.25 * fd_n;
+    printf("\n(a) confident (p >= 0.9):   %5.1f%% of %d samples          target >= 80%%   %s\n",
+           100.0 * confident / N, N, verdict(pass_a));
+    printf("                            %5.1f%% of %d real test digits (reference)\n", 100.0 * real_confident / M, M);
+    printf("(b) class histogram:       ");
+    for (k = 0; k < DG_CLASSES; k++) printf(" %d:%.1f%%", k, 100.0 * hist[k] / N);
+    printf("\n                            every class 5-15%%                       %s\n",
+           verdict(pass_b));
+    printf("(c) Frechet distance (%d penultimate features, vs %d test digits):\n", cc.hidden, M);
+    printf("      samples  vs real     %10.3f                target < %.3f   %s\n", fd_s,
+           0.25 * fd_n, verdict(pass_c));
+    printf("      real     vs real     %10.3f   (floor: %d training digits)\n", fd_r, N);
+    printf("      noise    vs real     %10.3f   (N(0, I) clipped to [-1, 1])\n", fd_n);
+
+    /* 4. class-conditional models */
+    if (lm.info.unet.num_classes == DG_CLASSES) {
+        int right = 0, per[DG_CLASSES] = {0}, asked[DG_CLASSES] = {0};
+        labels = (int *)malloc((size_t)N * sizeof(int));
+        if (!labels) { fprintf(stderr, "image_quality: out of memory\n"); return 2; }
+        for (i = 0; i < N; i++) labels[i] = i % DG_CLASSES;
+#ifdef IQ_GUIDANCE
+        printf("\nsampling with labels 0..9, each class equally often:\n");
+#else
+        printf("\nsampling with labels 0..9, each class equally often (no guidance: w = 1):\n");
+#endif
+        if (!sample(&lm, net, &o, N, labels, 1, x)) return 2;
+        if (dg_classify(&clf, x, N, cls, NULL, NULL) != 0) return 2;
+        for (i = 0; i < N; i++) {
+            asked[labels[i]]++;
+            right += cls[i] == labels[i];
+            per[labels[i]] += cls[i] == labels[i];
+        }
+        printf("classified as the asked class: %.1f%%  (per class:", 100.0 * right / N);
+        for (k = 0; k < DG_CLASSES; k++) printf(" %d:%.0f%%", k, 100.0 * per[k] / (asked[k] ? asked[k] : 1));
+        printf(")\n");
+    } else if (lm.info.unet.num_classes > 0) {
+        printf("\n(the model has %d classes, not 10: no class-conditional score)\n",
+               lm.info.unet.num_classes);
+    }
+
+    printf("\nquality targets: %s\n", pass_a && pass_b && pass_c ? "PASS" : "FAIL");
+    free(x); free(noise); free(realsub); free(cls); free(conf); free(feat_s); free(labels);
+    dg_net_free(&clf);
+    dfn_image_set_free(&train, NULL);
+    dfn_image_set_free(&test, NULL);
+    dfn_model_free(&lm, NULL);
+    return o.strict && !(pass_a && pass_b && pass_c) ? 1 : 0;
+}
