@@ -21,6 +21,7 @@
    steps (enough to run this program end to end; its digits are poor). */
 #define _POSIX_C_SOURCE 200809L     /* clock_gettime */
 #define DIFFUSION_IMPLEMENTATION
+#define DFN_PTHREADS                /* sampling on 2 threads (same bits as 1) */
 #include "diffusion.h"
 #include "digits.h"
 
@@ -277,6 +278,7 @@ int main(int argc, char **argv)
     float *x, *conf, *feat_s, *feat_t, *feat_r, *feat_n, *realsub, *noise;
     double t0, loss, acc, fd_s, fd_r, fd_n;
     dfn_result r;
+    if (dfn_pthreads_start(2) != DFN_OK) fprintf(stderr, "image_quality: no threads, running on one\n");
 
     if (!parse(argc, argv, &o)) return 2;
     if (o.train_out) return train_small(&o);

@@ -22,6 +22,8 @@ IMAGES_N     ?= 500
 IMAGES_STEPS ?= 50
 IMAGES_SEED  ?= 1
 IMAGES_ARGS  ?=
+# the guidance scale of the class-conditional samples: examples/mnist.c's default
+IMAGES_GUIDANCE ?= 2
 # Classifier-free guidance (--guidance W) once the sampler config has a
 # guidance_scale field.
 IMAGES_DEFS  := $(shell grep -q 'guidance_scale;' diffusion.h 2>/dev/null && echo -DIQ_GUIDANCE)
@@ -29,7 +31,7 @@ IMAGES_DEFS  := $(shell grep -q 'guidance_scale;' diffusion.h 2>/dev/null && ech
 .PHONY: bench-images
 
 $(BUILD)/image_quality: bench/image_quality.c bench/digits.h diffusion.h | $(BUILD)
-	$(GCC) $(STRICT) $(BENCH_CFLAGS) $(IMAGES_DEFS) -I. bench/image_quality.c -o $@ -lm
+	$(GCC) $(STRICT) $(BENCH_CFLAGS) $(IMAGES_DEFS) -pthread -I. bench/image_quality.c -o $@ -lm
 
 bench-images: $(BUILD)/image_quality
 	@if [ ! -f "$(MODEL)" ]; then \
@@ -37,4 +39,4 @@ bench-images: $(BUILD)/image_quality
 	    exit 1; fi
 	@$(MAKE) --no-print-directory mnist-data
 	./$(BUILD)/image_quality --model $(MODEL) --n $(IMAGES_N) --steps $(IMAGES_STEPS) \
-	    --seed $(IMAGES_SEED) --grid $(BUILD)/bench_images_samples.png $(IMAGES_ARGS)
+	    --seed $(IMAGES_SEED) --guidance $(IMAGES_GUIDANCE) --grid $(BUILD)/bench_images_samples.png $(IMAGES_ARGS)
