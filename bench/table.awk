@@ -97,14 +97,20 @@ BEGIN {
     if (torch) {
         for (j = 3; j <= 4; j++)
             if ((j, "impl") in val)
-                printf "%s, %s thread(s): BLAS %s; 1024x1024 matmul %.1f GFLOP/s; oneDNN convolutions %s; %s.\n", \
+                printf "%s, %s thread(s): BLAS %s; 1024x1024 matmul %.1f GFLOP/s; oneDNN convolutions %s%s.\n", \
                     val[j, "impl"], val[j, "threads"], val[j, "blas"], val[j, "matmul_gflops"], \
-                    (val[j, "mkldnn"] + 0 ? "on" : "off"), torchenv
+                    (val[j, "mkldnn"] + 0 ? "on" : "off"), (torchenv != "" ? "; " torchenv : "")
+        pm = pu = ""
+        bad = 0
         for (j = 3; j <= 4; j++)
-            if ((j, "impl") in val) { tj = j; break }
-        printf "Parameters: MLP %s (PyTorch %s), U-Net %s (PyTorch %s); PyTorch's models were checked to compute diffusion.h's function from the same weights.\n", \
-            val[1, "params_mlp"], val[tj, "params_mlp"], val[1, "params_unet"], val[tj, "params_unet"]
-        if (val[1, "params_mlp"] != val[tj, "params_mlp"] || val[1, "params_unet"] != val[tj, "params_unet"]) {
+            if ((j, "impl") in val) {
+                pm = pm (pm == "" ? "" : ", ") val[j, "params_mlp"]
+                pu = pu (pu == "" ? "" : ", ") val[j, "params_unet"]
+                bad = bad || val[1, "params_mlp"] != val[j, "params_mlp"] || val[1, "params_unet"] != val[j, "params_unet"]
+            }
+        printf "Parameters: MLP %s (PyTorch %s), U-Net %s (PyTorch %s)%s\n", val[1, "params_mlp"], pm, \
+            val[1, "params_unet"], pu, (bad ? "." : "; PyTorch's models were checked to compute diffusion.h's function from the same weights.")
+        if (bad) {
             print ""
             print "**ERROR: the parameter counts differ: the models are not the same; no comparison.**"
             rc = 1
@@ -146,7 +152,7 @@ BEGIN {
     print line " | | |"
     print line2 " | | |"
     print ""
-    print "Rates are the best of a few timed repeats after a warm-up. ratio = diffusion.h / PyTorch (above 1: diffusion.h is faster); 2t / 1t = diffusion.h's 2-thread speed-up."
+    print "Rates are the best of a few timed repeats after a warm-up" (torch_shown ? "; ratio = diffusion.h / PyTorch (above 1: diffusion.h is faster)" : "") "; 2t / 1t = diffusion.h's 2-thread speed-up."
     print "GEMM GFLOP/s: the matrix-product FLOPs of the step counted from the shapes (bench/bench_dfn.c) times diffusion.h's rate; % of the FMA peak of its " \
           (bits ? bits "-bit" : "SIMD") " kernels on as many threads."
     s = "Memory: diffusion.h counts the bytes of its blocks (trainer with weights, gradients, Adam moments, EMA and activations at the training batch, plus the sampling workspace and the worker threads' GEMM scratch); bench_dfn's own max RSS was " mb(val[1, "maxrss"]) "."
