@@ -5,7 +5,9 @@
 #                         1024, DDIM-50 and DDPM-1000 on 10,000 points) and the
 #                         MNIST example's default U-Net (train batch 64,
 #                         DDIM-50 images); the FMA peak per SIMD width; the
-#                         GEMM FLOPs counted from the shapes
+#                         GEMM FLOPs counted from the shapes; the share of
+#                         1-thread time in the GEMMs threads split (--split),
+#                         which bounds the 2-thread speed-up
 #   bench/bench_torch.py  the same two models in PyTorch (Debian's
 #                         python3-torch), checked first to compute the same
 #                         function as diffusion.h's from the same weights
@@ -52,6 +54,8 @@ bench: $(BUILD)/bench_dfn
 	@rm -f $(BUILD)/bench_*.json $(BUILD)/bench.md $(BUILD)/bench_check_*.bin
 	@cut -d' ' -f1 /proc/loadavg > $(BUILD)/bench_load.txt 2>/dev/null || echo '?' > $(BUILD)/bench_load.txt
 	$(BUILD)/bench_dfn --peak --json $(BUILD)/bench_peak.json
+	@echo; echo "== diffusion.h, the share of 1-thread time in the GEMMs that threads split"
+	$(BUILD)/bench_dfn --split --json $(BUILD)/bench_split.json
 	@if $(BENCH_PY) -c 'import torch' >/dev/null 2>&1; then \
 	    n=1; echo; echo "== the PyTorch models against diffusion.h's (same weights, same inputs)"; \
 	    $(BUILD)/bench_dfn --check-mlp $(BUILD)/bench_check_mlp.bin --check-unet $(BUILD)/bench_check_unet.bin \
@@ -76,5 +80,5 @@ bench: $(BUILD)/bench_dfn
 	     -v ncpu="$$(getconf _NPROCESSORS_ONLN 2>/dev/null)" -v py="$(BENCH_PY)" -v args="$(BENCH_ARGS)" \
 	     -v date="$$(date -u '+%Y-%m-%d %H:%M UTC')" -v torchenv="$(BENCH_TORCH_ENV)" \
 	     -f bench/table.awk $(BUILD)/bench_peak.json $(BUILD)/bench_dfn_1.json $(BUILD)/bench_dfn_2.json \
-	     $(BUILD)/bench_torch_1.json $(BUILD)/bench_torch_2.json > $(BUILD)/bench.md; \
+	     $(BUILD)/bench_torch_1.json $(BUILD)/bench_torch_2.json $(BUILD)/bench_split.json > $(BUILD)/bench.md; \
 	 rc=$$?; echo; cat $(BUILD)/bench.md; echo "(written to $(BUILD)/bench.md)"; exit $$rc

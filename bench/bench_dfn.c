@@ -39,7 +39,7 @@
             agree with dfn_unet_num_params (the check that it follows the
             network the library builds).
 
-   Usage: bench_dfn [--threads N] [--quick] [--only NAME] [--peak] [--json FILE]
+   Usage: bench_dfn [--threads N] [--quick] [--only NAME] [--peak] [--split] [--json FILE]
                     [--check-mlp FILE] [--check-unet FILE]
      --threads N     N workers (default 1)
      --quick         fewer repetitions, DDPM-1000 on 2,000 points
@@ -47,6 +47,10 @@
                      mlp_ddim50, mlp_ddpm1000, unet_train_b64, unet_ddim50),
                      for profiling: perf record bench_dfn --only unet_train_b64
      --peak          measure only the FMA peak
+     --split         short runs on 1 thread through a parallel-for that runs
+                     every task itself and times them: the share p of each
+                     measurement's time in the GEMMs dfn_gemm splits across
+                     workers, and the 2-thread bound 1 / ((1 - p) + p / 2)
      --json FILE     also write the results as a flat JSON object (one key a
                      line; bench/table.awk reads it)
      --check-mlp F, --check-unet F
@@ -100,12 +104,29 @@ static void *xmalloc(size_t bytes)
     return p;
 }
 
+/* --split: a parallel-for that runs every task on the calling thread and
+   times the jobs, so split_time is the 1-thread time spent in the products
+   dfn_gemm splits across workers (p of the total): with perfect scaling of
+   those, 2 threads can reach at most 1 / ((1 - p) + p / 2) (Amdahl). A ratio
+   of times in one run, so a busy machine hardly changes it. */
+static double split_time;
+
+static void split_run(void *user, int ntasks, dfn_task_fn task, void *ctx)
+{
+    double t0 = now_s();
+    int i;
+    (void)user;
+    for (i = 0; i < ntasks; i++) task(ctx, i, i % 2);
+    split_time += now_s() - t0;
+}
+
 typedef struct result {
     const char *key;       /* JSON key prefix                      */
     char  label[96];
     double rate;           /* steps/s, samples/s or images/s        */
     const char *unit;
     double gflops;         /* GEMM GFLOP/s at that rate             */
+    double split;          /* share of the timed loop in split GEMMs (--split) */
     char  detail[128];
 } result;
 
@@ -157,7 +178,7 @@ static void bench_mlp_train(result *res, const char *key, const dfn_mlp_config *
     dfn_rng rng;
     dfn_result r;
     float *params, *data, loss = 0.0f;
-    double times[16];
+    double times[16], s0, w0;
     int i, k;
     tc.batch = B;                                  /* Adam lr 1e-3, EMA 0.999: the defaults */
     params = (float *)xmalloc(dfn_mlp_num_params(mc) * sizeof(float));
@@ -172,6 +193,8 @@ static void bench_mlp_train(result *res, const char *key, const dfn_mlp_config *
     for (i = 0; i < warm; i++)
         if ((r = dfn_train_step(&tr, data + (size_t)(i % POOL) * B * 2, NULL, &rng, &loss)) != DFN_OK)
             die("dfn_train_step", r);
+    s0 = split_time;
+    w0 = now_s();
     for (k = 0; k < reps; k++) {
         double t0 = now_s();
         for (i = 0; i < steps; i++)
@@ -181,6 +204,7 @@ static void bench_mlp_train(result *res, const char *key, const dfn_mlp_config *
     }
     snprintf(res->label, sizeof res->label, "MLP train, batch %d", B);
     fill_result(res, key, best_of(times, reps), 1.0, "steps/s", mlp_train_flops(&m, B), times, reps);
+    res->split = (split_time - s0) / (now_s() - w0);
     dfn_trainer_free(&tr, NULL);
     free(params);
     free(data);
@@ -198,7 +222,7 @@ static void bench_mlp_sample(result *res, const char *key, const char *name, con
     dfn_rng rng;
     dfn_result r;
     float *x;
-    double times[16];
+    double times[16], s0, w0;
     int k, evals;
     p.model = m;
     p.work_bytes = dfn_mlp_forward_size(&m->cfg, CHUNK);
@@ -216,6 +240,8 @@ static void bench_mlp_sample(result *res, const char *key, const char *name, con
     sc.steps = steps;                     /* DDIM: trailing spacing, eta 0 (defaults) */
     if ((r = dfn_sampler_alloc(&smp, &sc, s, NULL)) != DFN_OK) die("dfn_sampler_alloc", r);
     evals = dfn_sampler_num_steps(&smp);
+    s0 = split_time;
+    w0 = now_s();
     for (k = 0; k < reps; k++) {
         double t0 = now_s();
         if ((r = dfn_sampler_run(&smp, x, NULL, &rng)) != DFN_OK) die("dfn_sampler_run", r);
@@ -223,6 +249,7 @@ static void bench_mlp_sample(result *res, const char *key, const char *name, con
     }
     snprintf(res->label, sizeof res->label, "MLP %s, %d points", name, n);
     fill_result(res, key, best_of(times, reps), n, "samples/s", 2.0 * mlp_macs(m) * evals * n, times, reps);
+    res->split = (split_time - s0) / (now_s() - w0);
     dfn_sampler_free(&smp, NULL);
     free(p.work);
     free(x);
@@ -334,7 +361,7 @@ static void bench_unet_train(result *res, const char *key, const dfn_unet_config
     unet_count cnt = unet_count_of(uc);
     int D = dfn_unet_dim(uc), i, k;
     float *params, *data, loss = 0.0f;
-    double times[16];
+    double times[16], s0, w0;
     tc.batch = B;
     params = (float *)xmalloc(dfn_unet_num_params(uc) * sizeof(float));
     data = (float *)xmalloc((size_t)POOL * B * D * sizeof(float));
@@ -346,6 +373,8 @@ static void bench_unet_train(result *res, const char *key, const dfn_unet_config
     for (i = 0; i < warm; i++)
         if ((r = dfn_train_step(&tr, data + (size_t)(i % POOL) * B * D, NULL, &rng, &loss)) != DFN_OK)
             die("dfn_train_step", r);
+    s0 = split_time;
+    w0 = now_s();
     for (k = 0; k < reps; k++) {
         double t0 = now_s();
         for (i = 0; i < steps; i++)
@@ -356,13 +385,14 @@ static void bench_unet_train(result *res, const char *key, const dfn_unet_config
     snprintf(res->label, sizeof res->label, "U-Net train, batch %d", B);
     fill_result(res, key, best_of(times, reps), 1.0, "steps/s", 2.0 * B * (3.0 * cnt.fwd - cnt.no_dx), times,
                 reps);
+    res->split = (split_time - s0) / (now_s() - w0);
     dfn_trainer_free(&tr, NULL);
     free(params);
     free(data);
 }
 
 static void bench_unet_sample(result *res, const char *key, const dfn_unet *u, const dfn_schedule *s, int n,
-                              int reps)
+                              int steps, int reps)
 {
     dfn_unet_predictor p;
     dfn_sampler smp;
@@ -371,7 +401,7 @@ static void bench_unet_sample(result *res, const char *key, const dfn_unet *u, c
     dfn_result r;
     unet_count cnt = unet_count_of(&u->cfg);
     float *x;
-    double times[16];
+    double times[16], s0, w0;
     int k, evals;
     memset(&p, 0, sizeof p);
     p.model = u;
@@ -380,16 +410,19 @@ static void bench_unet_sample(result *res, const char *key, const dfn_unet *u, c
     x = (float *)xmalloc((size_t)n * dfn_unet_dim(&u->cfg) * sizeof(float));
     dfn_rng_seed(&rng, 7, 0);
     sc = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, n, &p);
-    sc.steps = 50;
+    sc.steps = steps;
     if ((r = dfn_sampler_alloc(&smp, &sc, s, NULL)) != DFN_OK) die("dfn_sampler_alloc", r);
     evals = dfn_sampler_num_steps(&smp);
+    s0 = split_time;
+    w0 = now_s();
     for (k = 0; k < reps; k++) {
         double t0 = now_s();
         if ((r = dfn_sampler_run(&smp, x, NULL, &rng)) != DFN_OK) die("dfn_sampler_run", r);
         times[k] = now_s() - t0;
     }
-    snprintf(res->label, sizeof res->label, "U-Net DDIM-50, %d images", n);
+    snprintf(res->label, sizeof res->label, "U-Net DDIM-%d, %d images", steps, n);
     fill_result(res, key, best_of(times, reps), n, "images/s", 2.0 * cnt.fwd * evals * n, times, reps);
+    res->split = (split_time - s0) / (now_s() - w0);
     dfn_sampler_free(&smp, NULL);
     free(p.work);
     free(x);
@@ -634,20 +667,21 @@ int main(int argc, char **argv)
     unet_count cnt;
     const char *json = NULL, *check_mlp = NULL, *check_unet = NULL, *only = NULL;
     float *params, *uparams;
-    int quick = 0, peak = 0, threads = 1, i, nres = 0, ddpm_n, known = 0;
+    int quick = 0, peak = 0, split = 0, threads = 1, i, nres = 0, ddpm_n, known = 0;
     double t_start = now_s(), peaks[3][2] = {{0, 0}, {0, 0}}, mem_mlp_train, mem_unet_train;
     static const int widths[3] = {128, 256, 512};
 
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--peak")) peak = 1;
+        else if (!strcmp(argv[i], "--split")) split = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--check-mlp") && i + 1 < argc) check_mlp = argv[++i];
         else if (!strcmp(argv[i], "--check-unet") && i + 1 < argc) check_unet = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--quick] [--only NAME] [--peak] [--json FILE]\n"
+            fprintf(stderr, "usage: %s [--threads N] [--quick] [--only NAME] [--peak] [--split] [--json FILE]\n"
                             "       [--check-mlp FILE] [--check-unet FILE]\n", argv[0]);
             return 2;
         }
@@ -706,7 +740,15 @@ int main(int argc, char **argv)
     if (check_unet && write_check_unet(check_unet, &uc)) return 1;
     if (check_mlp || check_unet) return 0;
 
-    if (threads > 1 && (r = dfn_pthreads_start(threads)) != DFN_OK) die("dfn_pthreads_start", r);
+    if (split) {
+        size_t bytes = dfn_parallel_scratch_size(2);
+        void *scratch = xmalloc(bytes);         /* freed at exit */
+        if ((r = dfn_set_parallel(split_run, NULL, 2, scratch, bytes)) != DFN_OK) die("dfn_set_parallel", r);
+        printf("--split: 2 workers installed, every task run on this thread; the time in the split GEMMs\n"
+               "         bounds the 2-thread speed-up at 1 / ((1 - p) + p / 2)\n");
+    } else if (threads > 1 && (r = dfn_pthreads_start(threads)) != DFN_OK) {
+        die("dfn_pthreads_start", r);
+    }
 
     printf("diffusion.h %d.%d.%d, kernels %s, %d thread(s)%s\n", DFN_VERSION_MAJOR, DFN_VERSION_MINOR,
            DFN_VERSION_PATCH, dfn_simd_name(), dfn_parallel_threads(),
@@ -721,26 +763,34 @@ int main(int argc, char **argv)
     printf("  linear schedule T = 1000; trainer defaults (Adam lr %g, EMA 0.999)\n", (double)tc.lr);
     fflush(stdout);
 
-    ddpm_n = quick ? 2000 : N_SAMPLES;
+    /* --split: one short run of each (the share does not need more) */
+    ddpm_n = split ? 1000 : quick ? 2000 : N_SAMPLES;
     if (wanted(only, "mlp_train_b256"))
-        bench_mlp_train(&res[nres++], "mlp_train_b256", &mc, &s, 256, 20, quick ? 40 : 100, quick ? 3 : 5);
+        bench_mlp_train(&res[nres++], "mlp_train_b256", &mc, &s, 256, split ? 5 : 20, split ? 20 : quick ? 40 : 100,
+                        split ? 1 : quick ? 3 : 5);
     if (wanted(only, "mlp_train_b1024"))
-        bench_mlp_train(&res[nres++], "mlp_train_b1024", &mc, &s, 1024, 5, quick ? 10 : 30, quick ? 3 : 5);
+        bench_mlp_train(&res[nres++], "mlp_train_b1024", &mc, &s, 1024, split ? 2 : 5, quick || split ? 10 : 30,
+                        split ? 1 : quick ? 3 : 5);
     if (wanted(only, "mlp_ddim50"))
         bench_mlp_sample(&res[nres++], "mlp_ddim50", "DDIM-50", &m, &s, DFN_SAMPLER_DDIM, 50, N_SAMPLES,
-                         quick ? 1 : 3, 1);
+                         quick || split ? 1 : 3, !split);
     if (wanted(only, "mlp_ddpm1000"))
         bench_mlp_sample(&res[nres++], "mlp_ddpm1000", "DDPM-1000", &m, &s, DFN_SAMPLER_DDPM, 1000, ddpm_n,
                          1, 0);
     if (wanted(only, "unet_train_b64"))
-        bench_unet_train(&res[nres++], "unet_train_b64", &uc, &s, UNET_BATCH, 1, quick ? 2 : 3, quick ? 2 : 3);
+        bench_unet_train(&res[nres++], "unet_train_b64", &uc, &s, UNET_BATCH, 1, quick || split ? 2 : 3,
+                         quick || split ? 1 : 3);
     if (wanted(only, "unet_ddim50"))
-        bench_unet_sample(&res[nres++], "unet_ddim50", &u, &s, UNET_IMAGES, quick ? 1 : 2);
+        bench_unet_sample(&res[nres++], "unet_ddim50", &u, &s, UNET_IMAGES, split ? 10 : 50, quick || split ? 1 : 2);
 
     printf("\n%-32s %11s %-10s %8s\n", "measurement", "value", "unit", "GFLOP/s");
-    for (i = 0; i < nres; i++)
-        printf("%-32s %11.2f %-10s %8.1f  %s\n", res[i].label, res[i].rate, res[i].unit, res[i].gflops,
-               res[i].detail);
+    for (i = 0; i < nres; i++) {
+        printf("%-32s %11.2f %-10s %8.1f  %s", res[i].label, res[i].rate, res[i].unit, res[i].gflops, res[i].detail);
+        if (split)
+            printf("; split GEMMs %.0f%% of the time: 2 threads at most %.2fx", 100.0 * res[i].split,
+                   1.0 / ((1.0 - res[i].split) + res[i].split / 2.0));
+        printf("\n");
+    }
 
     /* The library's blocks: trainer (parameters, gradients, Adam moments,
        EMA, activations, GEMM scratch), forward workspace, worker scratch. */
@@ -778,11 +828,13 @@ int main(int argc, char **argv)
         for (i = 0; i < nres; i++) {
             fprintf(f, "  \"%s_rate\": %.6g,\n", res[i].key, res[i].rate);
             fprintf(f, "  \"%s_gflops\": %.6g,\n", res[i].key, res[i].gflops);
+            if (split) fprintf(f, "  \"%s_split\": %.6g,\n", res[i].key, res[i].split);
         }
         fprintf(f, "  \"seconds\": %.1f\n}\n", now_s() - t_start);
         if (fclose(f) != 0) { perror(json); return 1; }
     }
-    if (threads > 1) dfn_pthreads_stop();
+    if (split) dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+    else if (threads > 1) dfn_pthreads_stop();
     free(params);
     free(uparams);
     dfn_schedule_free(&s, NULL);

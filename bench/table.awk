@@ -3,10 +3,11 @@
 #
 #   awk [-v load0=L -v load1=L -v cpu=NAME -v ncpu=N -v date=D -v py=PYTHON
 #        -v args=BENCH_ARGS -v torchenv=ENV] -f bench/table.awk \
-#       PEAK.json DFN_1.json DFN_2.json TORCH_1.json TORCH_2.json
+#       PEAK.json DFN_1.json DFN_2.json TORCH_1.json TORCH_2.json [SPLIT.json]
 #
 # Each file is the flat JSON of `bench_dfn --peak --json`, `bench_dfn --json`
-# or `bench_torch.py --json` (one "key": value a line). A missing or empty
+# `bench_torch.py --json` or `bench_dfn --split --json` (one "key": value a
+# line). A missing or empty
 # file leaves its column out ("-"); without both PyTorch files only the
 # diffusion.h columns are printed. Exit status 1 when the two
 # implementations' models have different parameter counts.
@@ -53,7 +54,7 @@ function mb(x) { return sprintf("%.1f MB", x / 1e6) }
 
 BEGIN {
     if (ARGC < 6) { print "usage: awk -f table.awk PEAK.json DFN_1.json DFN_2.json TORCH_1.json TORCH_2.json" > "/dev/stderr"; exit 2 }
-    for (a = 1; a <= 5; a++) ok[a - 1] = readjson(ARGV[a], a - 1)
+    for (a = 1; a <= 6 && a < ARGC; a++) ok[a - 1] = readjson(ARGV[a], a - 1)
     if (!ok[1]) { print "table.awk: cannot read " ARGV[2] > "/dev/stderr"; exit 1 }
     bits = ok[0] ? val[0, "simd_bits"] : 0
     torch = ok[3] || ok[4]
@@ -134,6 +135,8 @@ BEGIN {
     for (i = 1; i <= nkeys; i++) {
         k = key[i]
         line = "| " label[k] " | " rate(1, k) " | " rate(2, k) " | " ratio(2, 1, k)
+        if (has(5, k "_split"))
+            line = line sprintf(" (<= %.2fx)", 1 / ((1 - val[5, k "_split"]) + val[5, k "_split"] / 2))
         if (torch_shown)
             line = line " | " rate(3, k) " | " rate(4, k) " | " ratio(1, 3, k) " | " ratio(2, 4, k)
         print line " | " gflops(1, 1, k) " | " gflops(2, 2, k) " |"
@@ -152,7 +155,8 @@ BEGIN {
     print line " | | |"
     print line2 " | | |"
     print ""
-    print "Rates are the best of a few timed repeats after a warm-up" (torch_shown ? "; ratio = diffusion.h / PyTorch (above 1: diffusion.h is faster)" : "") "; 2t / 1t = diffusion.h's 2-thread speed-up."
+    print "Rates are the best of a few timed repeats after a warm-up" (torch_shown ? "; ratio = diffusion.h / PyTorch (above 1: diffusion.h is faster)" : "") "; 2t / 1t = diffusion.h's 2-thread speed-up" \
+          (ok[5] ? ", and in brackets its bound 1 / ((1 - p) + p / 2), p the share of the 1-thread time spent in the products dfn_gemm splits across threads (bench_dfn --split)" : "") "."
     print "GEMM GFLOP/s: the matrix-product FLOPs of the step counted from the shapes (bench/bench_dfn.c) times diffusion.h's rate; % of the FMA peak of its " \
           (bits ? bits "-bit" : "SIMD") " kernels on as many threads."
     s = "Memory: diffusion.h counts the bytes of its blocks (trainer with weights, gradients, Adam moments, EMA and activations at the training batch, plus the sampling workspace and the worker threads' GEMM scratch); bench_dfn's own max RSS was " mb(val[1, "maxrss"]) "."
