@@ -774,25 +774,25 @@ int main(int argc, char **argv)
     printf("  linear schedule T = 1000; trainer defaults (Adam lr %g, EMA 0.999)\n", (double)tc.lr);
     fflush(stdout);
 
-    /* --split: one short run of each (the share does not need more) */
+    /* --split: one short run of each (a share of CPU time needs no more) */
     ddpm_n = split ? 1000 : quick ? 2000 : N_SAMPLES;
     if (wanted(only, "mlp_train_b256"))
         bench_mlp_train(&res[nres++], "mlp_train_b256", &mc, &s, 256, split ? 5 : 20, quick || split ? 40 : 100,
-                        quick || split ? 3 : 5);
+                        split ? 1 : quick ? 3 : 5);
     if (wanted(only, "mlp_train_b1024"))
         bench_mlp_train(&res[nres++], "mlp_train_b1024", &mc, &s, 1024, split ? 2 : 5, quick || split ? 10 : 30,
-                        quick || split ? 3 : 5);
+                        split ? 1 : quick ? 3 : 5);
     if (wanted(only, "mlp_ddim50"))
         bench_mlp_sample(&res[nres++], "mlp_ddim50", "DDIM-50", &m, &s, DFN_SAMPLER_DDIM, 50, N_SAMPLES,
-                         split ? 2 : quick ? 1 : 3, !split);
+                         quick || split ? 1 : 3, !split);
     if (wanted(only, "mlp_ddpm1000"))
         bench_mlp_sample(&res[nres++], "mlp_ddpm1000", "DDPM-1000", &m, &s, DFN_SAMPLER_DDPM, 1000, ddpm_n,
-                         split ? 2 : 1, 0);
+                         1, 0);
     if (wanted(only, "unet_train_b64"))
         bench_unet_train(&res[nres++], "unet_train_b64", &uc, &s, UNET_BATCH, 1, quick || split ? 2 : 3,
-                         quick ? 1 : split ? 2 : 3);
+                         quick || split ? 1 : 3);
     if (wanted(only, "unet_ddim50"))
-        bench_unet_sample(&res[nres++], "unet_ddim50", &u, &s, UNET_IMAGES, split ? 10 : 50, quick ? 1 : 2);
+        bench_unet_sample(&res[nres++], "unet_ddim50", &u, &s, UNET_IMAGES, split ? 10 : 50, quick || split ? 1 : 2);
 
     printf("\n%-32s %11s %-10s %8s\n", "measurement", "value", "unit", "GFLOP/s");
     for (i = 0; i < nres; i++) {

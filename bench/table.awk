@@ -69,6 +69,10 @@ BEGIN {
             ok[j] = 0
         }
     torch_shown = ok[3] || ok[4]
+    notopen = ""
+    for (j = 3; j <= 4; j++)
+        if (ok[j] && val[j, "blas"] !~ /OpenBLAS/)
+            notopen = notopen sprintf(" %s thread(s): %s;", val[j, "threads"], val[j, "blas"])
 
     keys = "mlp_train_b256 mlp_train_b1024 mlp_ddim50 mlp_ddpm1000 unet_train_b64 unet_ddim50"
     nkeys = split(keys, key, " ")
@@ -119,6 +123,8 @@ BEGIN {
             torch_shown = 0
         }
     }
+    if (notopen != "")
+        print "**Warning: PyTorch does not run on OpenBLAS (" notopen " the comparison assumes libopenblas0-pthread).**"
     if (refused != "")
         print "**PyTorch left out: it runs on the reference BLAS (" refused " install libopenblas0-pthread).**"
     if (!torch)
