@@ -28,7 +28,9 @@ MSE on eps, EMA 0.999 with the warm-up min(0.999, (1 + k) / (10 + k)) (like
 dfn_train_step with the default trainer). Sampling: DDIM-50 (trailing, eta
 0) and DDPM-1000 (small variance), in torch.no_grad(), with the sampler math
 of diffusion.h. Every cell is the best of several timed repetitions after a
-warm-up (time.perf_counter, monotonic).
+warm-up (time.perf_counter, monotonic); the rate by the process's CPU time
+(time.process_time) is kept too: on 1 thread it does not drop when other
+processes take the core.
 
 Usage: /usr/bin/python3 bench/bench_torch.py [--threads N] [--quick] [--json FILE]
                                              [--check-mlp FILE] [--check-unet FILE]
@@ -347,13 +349,14 @@ def bench_train(make_model, data, sch, B, warm, steps, reps):
 
     for i in range(warm):
         step(pool[i % 4])
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(steps):
             step(pool[i % 4])
         times.append((time.perf_counter() - t0) / steps)
-    return dict(rate=1.0 / min(times), detail=detail(times))
+        cpu.append((time.process_time() - c0) / steps)
+    return dict(rate=1.0 / min(times), cpurate=1.0 / min(cpu), detail=detail(times))
 
 
 @torch.no_grad()
@@ -384,15 +387,16 @@ def bench_sample(model, sch, kind, shape, reps, warm_shape=None):
     gen = torch.Generator().manual_seed(7)
     if warm_shape:
         sample(model, sch, kind, torch.randn(warm_shape, generator=gen), gen)
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
         x = torch.randn(shape, generator=gen)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x = sample(model, sch, kind, x, gen)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     if not torch.isfinite(x).all():
         sys.exit("bench_torch: non-finite samples")
-    return dict(rate=shape[0] / min(times), detail=detail(times))
+    return dict(rate=shape[0] / min(times), cpurate=shape[0] / min(cpu), detail=detail(times))
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -538,7 +542,7 @@ def main():
               "unet_ddim50": f"U-Net DDIM-50, {UNET_IMAGES} images (images/s)"}
     print()
     for k, r in res.items():
-        print(f"{labels[k]:<44} {r['rate']:11.2f}  {r['detail']}")
+        print(f"{labels[k]:<44} {r['rate']:11.2f}  {r['detail']}, by CPU time {r['cpurate']:.2f}")
     print(f"max RSS: {rss_import / 1e6:.0f} MB after import, {rss_mlp / 1e6:.0f} MB after the MLP, "
           f"{rss_unet / 1e6:.0f} MB after the U-Net")
     print(f"(total {time.perf_counter() - t_start:.1f} s)")
@@ -550,6 +554,7 @@ def main():
                "rss_import": rss_import, "rss_mlp": rss_mlp, "rss_unet": rss_unet}
         for k, r in res.items():
             out[k + "_rate"] = r["rate"]
+            out[k + "_cpurate"] = r["cpurate"]
         out["seconds"] = round(time.perf_counter() - t_start, 1)
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -50,6 +50,19 @@ function gflops(i, t, k,    g, p) {
     return p > 0 ? sprintf("%s (%.0f%%)", num(g), 100 * g / p) : num(g)
 }
 
+# the same by CPU time (1 thread only): the rate an idle core would give
+function cpuratio(i, j, k) {
+    if (!has(i, k "_cpurate") || !has(j, k "_cpurate") || val[j, k "_cpurate"] + 0 <= 0) return "-"
+    return sprintf("%.2fx", val[i, k "_cpurate"] / val[j, k "_cpurate"])
+}
+
+function cpugflops(k,    g, p) {
+    if (!has(1, k "_cpurate") || !has(1, k "_gflops") || val[1, k "_rate"] + 0 <= 0) return ""
+    g = val[1, k "_gflops"] * val[1, k "_cpurate"] / val[1, k "_rate"]
+    p = val[0, "peak" bits "_1"] + 0
+    return p > 0 ? sprintf("; by CPU time %s (%.0f%%)", num(g), 100 * g / p) : sprintf("; by CPU time %s", num(g))
+}
+
 function mb(x) { return sprintf("%.1f MB", x / 1e6) }
 
 BEGIN {
@@ -132,8 +145,8 @@ BEGIN {
     print ""
 
     if (torch_shown) {
-        print "| measurement | diffusion.h 1 thread | diffusion.h 2 threads | 2t / 1t | PyTorch 1 thread | PyTorch 2 threads | diffusion.h / PyTorch, 1 thread | diffusion.h / PyTorch, 2 threads | GEMM GFLOP/s (% peak), 1 thread | GEMM GFLOP/s (% peak), 2 threads |"
-        print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        print "| measurement | diffusion.h 1 thread | diffusion.h 2 threads | 2t / 1t | PyTorch 1 thread | PyTorch 2 threads | diffusion.h / PyTorch, 1 thread | same, by CPU time | diffusion.h / PyTorch, 2 threads | GEMM GFLOP/s (% peak), 1 thread | GEMM GFLOP/s (% peak), 2 threads |"
+        print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     } else {
         print "| measurement | diffusion.h 1 thread | diffusion.h 2 threads | 2t / 1t | GEMM GFLOP/s (% peak), 1 thread | GEMM GFLOP/s (% peak), 2 threads |"
         print "|---|--:|--:|--:|--:|--:|"
@@ -144,8 +157,8 @@ BEGIN {
         if (has(5, k "_split"))
             line = line sprintf(" (<= %.2fx)", 1 / ((1 - val[5, k "_split"]) + val[5, k "_split"] / 2))
         if (torch_shown)
-            line = line " | " rate(3, k) " | " rate(4, k) " | " ratio(1, 3, k) " | " ratio(2, 4, k)
-        print line " | " gflops(1, 1, k) " | " gflops(2, 2, k) " |"
+            line = line " | " rate(3, k) " | " rate(4, k) " | " ratio(1, 3, k) " | " cpuratio(1, 3, k) " | " ratio(2, 4, k)
+        print line " | " gflops(1, 1, k) cpugflops(k) " | " gflops(2, 2, k) " |"
     }
     # memory: the library's blocks against PyTorch's max RSS
     m1 = val[1, "mem_mlp_train"] + val[1, "mem_mlp_sample"] + val[1, "mem_scratch"]
@@ -155,14 +168,15 @@ BEGIN {
     line = "| memory, MLP (library blocks; PyTorch max RSS) | " mb(m1) " | " (ok[2] ? mb(m2) : "-") " | "
     line2 = "| memory, U-Net (library blocks; PyTorch max RSS) | " mb(u1) " | " (ok[2] ? mb(u2) : "-") " | "
     if (torch_shown) {
-        line = line " | " (ok[3] ? mb(val[3, "rss_mlp"]) : "-") " | " (ok[4] ? mb(val[4, "rss_mlp"]) : "-") " | | "
-        line2 = line2 " | " (ok[3] ? mb(val[3, "rss_unet"]) : "-") " | " (ok[4] ? mb(val[4, "rss_unet"]) : "-") " | | "
+        line = line " | " (ok[3] ? mb(val[3, "rss_mlp"]) : "-") " | " (ok[4] ? mb(val[4, "rss_mlp"]) : "-") " | | | "
+        line2 = line2 " | " (ok[3] ? mb(val[3, "rss_unet"]) : "-") " | " (ok[4] ? mb(val[4, "rss_unet"]) : "-") " | | | "
     }
     print line " | | |"
     print line2 " | | |"
     print ""
     print "Rates are the best of a few timed repeats after a warm-up" (torch_shown ? "; ratio = diffusion.h / PyTorch (above 1: diffusion.h is faster)" : "") "; 2t / 1t = diffusion.h's 2-thread speed-up" \
           (ok[5] ? ", and in brackets its bound 1 / ((1 - p) + p / 2), p the share of the 1-thread time spent in the products dfn_gemm splits across threads (bench_dfn --split)" : "") "."
+    print "By CPU time (1 thread): the same rates with the process's CPU time in place of the wall clock, which other processes on the core do not lower; on a busy machine these are the figures to trust, on an idle one they agree with the wall clock."
     print "GEMM GFLOP/s: the matrix-product FLOPs of the step counted from the shapes (bench/bench_dfn.c) times diffusion.h's rate; % of the FMA peak of its " \
           (bits ? bits "-bit" : "SIMD") " kernels on as many threads."
     s = "Memory: diffusion.h counts the bytes of its blocks (trainer with weights, gradients, Adam moments, EMA and activations at the training batch, plus the sampling workspace and the worker threads' GEMM scratch); bench_dfn's own max RSS was " mb(val[1, "maxrss"]) "."
