@@ -1,54 +1,85 @@
-# make bench: throughput of the default MLP (bench/bench_mlp.c), and of the
-# same model in PyTorch (bench/torch_mlp.py) when Debian's python3-torch is
-# installed, with the ratios diffusion.h / PyTorch from the same run
-# (bench/combine.awk). Installs nothing. About 2.5-3 minutes with PyTorch
-# (DDPM-1000 on 10,000 samples is 30-50 s per implementation).
+# make bench: one table of diffusion.h's speed next to PyTorch's, on 1 and 2
+# threads, printed and written as markdown to $(BUILD)/bench.md.
 #
-#   make bench                      the full run
-#   make bench BENCH_ARGS=--quick   fewer repetitions, DDPM-1000 on 2,000 samples
-#   make bench BENCH_THREADS=1      PyTorch with 1 thread only
+#   bench/bench_dfn.c     diffusion.h: the default 2D MLP (train batch 256 and
+#                         1024, DDIM-50 and DDPM-1000 on 10,000 points) and the
+#                         MNIST example's default U-Net (train batch 64,
+#                         DDIM-50 images); the FMA peak per SIMD width; the
+#                         GEMM FLOPs counted from the shapes; the share of
+#                         1-thread time in the GEMMs threads split (--split),
+#                         which bounds the 2-thread speed-up
+#   bench/bench_torch.py  the same two models in PyTorch (Debian's
+#                         python3-torch), checked first to compute the same
+#                         function as diffusion.h's from the same weights
+#   bench/table.awk       the table
 #
-# diffusion.h is single-threaded: it runs once. PyTorch runs once per entry of
-# BENCH_THREADS with torch.set_num_threads(N) and OPENBLAS_NUM_THREADS=N.
-# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some machines set for old
-# OpenBLAS builds, are unset for that command alone (they slow a current
-# OpenBLAS); torch_mlp.py prints the kernel OpenBLAS then picks.
+#   make bench                      the full run (about 4.5 minutes of CPU time;
+#                                   9 minutes of wall time on a 2-core machine
+#                                   with a load average of 6 from other work)
+#   make bench BENCH_ARGS=--quick   fewer repetitions, DDPM-1000 on 2,000 points
 #
-# BENCH_TORCH_ENV goes into PyTorch's environment. Its default,
-# OMP_WAIT_POLICY=PASSIVE, matters with 2 threads: PyTorch's OpenMP workers
-# and the OpenBLAS (pthread) workers both busy-wait, and on a 2-core machine
-# the two pools take the cores from each other after every GEMM; without it
-# PyTorch trained 10-40x slower at 2 threads than at 1 (measured; 1 thread is
-# not affected). With it, 2 threads run about as fast as 1. Debian's
-# libopenblas0-openmp (one OpenMP pool shared with PyTorch) does scale:
+# Without python3-torch (or without OpenBLAS) the table keeps only the
+# diffusion.h columns. Set up the comparison on Debian 12 with
+#   apt-get install python3-torch libopenblas0-pthread
+# (with only the reference libblas3, PyTorch's matmuls run at a few GFLOP/s:
+# the table then refuses the comparison).
+#
+# PyTorch runs once per thread count N with torch.set_num_threads(N) and
+# OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=N. OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE, which some machines set for old OpenBLAS builds, are unset
+# for that command alone (they slow a current OpenBLAS). BENCH_TORCH_ENV goes
+# into PyTorch's environment. Its default, OMP_WAIT_POLICY=PASSIVE, matters
+# with 2 threads: PyTorch's OpenMP workers and the OpenBLAS (pthread) workers
+# both busy-wait, and on a 2-core machine the two pools take the cores from
+# each other after every GEMM; without it PyTorch trained 10-40x slower at 2
+# threads than at 1 (measured; 1 thread is not affected). Debian's
+# libopenblas0-openmp (one OpenMP pool shared with PyTorch) also works:
 #   make bench BENCH_TORCH_ENV=LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp
 
-BENCH_PY      ?= /usr/bin/python3
-BENCH_THREADS ?= 1 2
-BENCH_ARGS    ?=
+BENCH_PY        ?= /usr/bin/python3
+BENCH_ARGS      ?=
 BENCH_TORCH_ENV ?= OMP_WAIT_POLICY=PASSIVE
 # -march=native only where the compiler accepts it (the SIMD path is chosen
 # at compile time: AVX-512 / AVX2 need it).
 BENCH_ARCH    := $(shell $(GCC) -march=native -x c -c /dev/null -o /dev/null >/dev/null 2>&1 && echo -march=native)
 BENCH_CFLAGS  ?= -O2 $(BENCH_ARCH)
+BENCH_TORCH    = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$$n OMP_NUM_THREADS=$$n \
+                 $(BENCH_TORCH_ENV) $(BENCH_PY) bench/bench_torch.py --threads $$n
 
 .PHONY: bench
 
-$(BUILD)/bench_mlp: bench/bench_mlp.c diffusion.h $(wildcard src/*) | $(BUILD)
-	$(GCC) $(STRICT) $(BENCH_CFLAGS) -I. bench/bench_mlp.c -o $@ -lm
+$(BUILD)/bench_dfn: bench/bench_dfn.c diffusion.h $(wildcard src/*) | $(BUILD)
+	$(GCC) $(STRICT) $(BENCH_CFLAGS) -I. bench/bench_dfn.c -o $@ -lm -pthread
 
-bench: $(BUILD)/bench_mlp
-	@rm -f $(BUILD)/bench_c.json $(BUILD)/bench_torch_*.json
-	@cut -d' ' -f1 /proc/loadavg > $(BUILD)/bench_load.txt 2>/dev/null || echo 0 > $(BUILD)/bench_load.txt
-	$(BUILD)/bench_mlp $(BENCH_ARGS) --json $(BUILD)/bench_c.json
+bench: $(BUILD)/bench_dfn
+	@rm -f $(BUILD)/bench_*.json $(BUILD)/bench.md $(BUILD)/bench_check_*.bin
+	@cut -d' ' -f1 /proc/loadavg > $(BUILD)/bench_load.txt 2>/dev/null || echo '?' > $(BUILD)/bench_load.txt
+	$(BUILD)/bench_dfn --peak --json $(BUILD)/bench_peak.json
+	@echo; echo "== diffusion.h, the share of 1-thread time in the GEMMs that threads split"
+	$(BUILD)/bench_dfn --split --json $(BUILD)/bench_split.json
 	@if $(BENCH_PY) -c 'import torch' >/dev/null 2>&1; then \
-	    for n in $(BENCH_THREADS); do \
-	        echo; echo "== PyTorch, $$n thread(s)"; \
-	        echo "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$$n $(BENCH_TORCH_ENV)" \
-	             "$(BENCH_PY) bench/torch_mlp.py --threads $$n $(BENCH_ARGS)"; \
-	        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$$n $(BENCH_TORCH_ENV) \
-	            $(BENCH_PY) bench/torch_mlp.py --threads $$n $(BENCH_ARGS) --json $(BUILD)/bench_torch_$$n.json \
-	            || echo "PyTorch with $$n thread(s) failed: left out of the table"; \
-	    done; \
+	    n=1; echo; echo "== the PyTorch models against diffusion.h's (same weights, same inputs)"; \
+	    $(BUILD)/bench_dfn --check-mlp $(BUILD)/bench_check_mlp.bin --check-unet $(BUILD)/bench_check_unet.bin \
+	        && $(BENCH_TORCH) --check-mlp $(BUILD)/bench_check_mlp.bin --check-unet $(BUILD)/bench_check_unet.bin \
+	        || { echo "bench: the PyTorch models differ from diffusion.h's: fix bench/bench_torch.py"; exit 1; }; \
+	else \
+	    echo "$(BENCH_PY) -c 'import torch' fails: diffusion.h only"; \
 	fi
-	@awk -v load="$$(cat $(BUILD)/bench_load.txt)" -v py="$(BENCH_PY)" -f bench/combine.awk $(BUILD)/bench_c.json $(foreach n,$(BENCH_THREADS),$(BUILD)/bench_torch_$(n).json)
+	@for n in 1 2; do \
+	    echo; echo "== diffusion.h, $$n thread(s)"; \
+	    echo "$(BUILD)/bench_dfn --threads $$n $(BENCH_ARGS)"; \
+	    $(BUILD)/bench_dfn --threads $$n $(BENCH_ARGS) --json $(BUILD)/bench_dfn_$$n.json || exit 1; \
+	    if $(BENCH_PY) -c 'import torch' >/dev/null 2>&1; then \
+	        echo; echo "== PyTorch, $$n thread(s)"; \
+	        echo "$(BENCH_TORCH) $(BENCH_ARGS)"; \
+	        $(BENCH_TORCH) $(BENCH_ARGS) --json $(BUILD)/bench_torch_$$n.json \
+	            || echo "PyTorch with $$n thread(s) failed: left out of the table"; \
+	    fi; \
+	done
+	@awk -v load0="$$(cat $(BUILD)/bench_load.txt)" -v load1="$$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)" \
+	     -v cpu="$$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n1)" \
+	     -v ncpu="$$(getconf _NPROCESSORS_ONLN 2>/dev/null)" -v py="$(BENCH_PY)" -v args="$(BENCH_ARGS)" \
+	     -v date="$$(date -u '+%Y-%m-%d %H:%M UTC')" -v torchenv="$(BENCH_TORCH_ENV)" \
+	     -f bench/table.awk $(BUILD)/bench_peak.json $(BUILD)/bench_dfn_1.json $(BUILD)/bench_dfn_2.json \
+	     $(BUILD)/bench_torch_1.json $(BUILD)/bench_torch_2.json $(BUILD)/bench_split.json > $(BUILD)/bench.md; \
+	 rc=$$?; echo; cat $(BUILD)/bench.md; echo "(written to $(BUILD)/bench.md)"; exit $$rc
