@@ -9,4 +9,5 @@
     X(unet_inference_matches_training)          \
     X(unet_bad_input)                          \
     X(unet_model_file)                          \
-    X(threads_split_gemm_bit_identical)
+    X(threads_split_gemm_bit_identical)          \
+    X(unet_quality_shapes)
