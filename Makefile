@@ -149,3 +149,6 @@ clean:
 
 # make bench (bench/bench.mk)
 -include bench/bench.mk
+
+# make test-wasm, test-arm, test-portable, test-cortexm, test-embed (platforms.mk)
+include platforms.mk
