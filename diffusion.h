@@ -607,6 +607,28 @@ DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int 
                                                const float *y, int m, int dim);
 
 /* ========================================================================= */
+/*  Portable math (DFN_PORTABLE_MATH, manual sections 4 and 5)               */
+/* ========================================================================= */
+/* The library's own double-precision exp, log, sin, cos and tanh, built from
+   +, -, *, / and bit manipulation only (no libm, no FMA, fixed evaluation
+   order), so on every platform with IEEE-754 doubles and without FP
+   contraction they return the same bits. With DFN_PORTABLE_MATH the library
+   uses them (and float versions: the double result rounded to float) for
+   every DFN_EXPF ... DFN_COS call. Largest distance from glibc's libm over
+   20000 arguments per range (tests/test_portable.c): exp 1 ulp on
+   [-745, 709.7]; log 2 ulp (near 1); sin, cos 1 ulp on [-4, 4] and 2 ulp on
+   [-1e5, 1e5]; tanh 4 ulp on [-0.5, 0.5] and 3 on [-25, 25]. The float
+   versions are within 1 float ulp of glibc's expf ... tanhf (tanh 2). NaN in gives NaN; exp overflows to +inf above
+   709.78 and underflows (through subnormals) to 0 below -745.2; log of 0 is
+   -inf, of a negative number NaN; sin and cos are accurate for |x| < 2^20
+   (pi/2 reduction in three parts) and return NaN for |x| >= 2^50 and inf. */
+DFNDEF double dfn_math_exp(double x);
+DFNDEF double dfn_math_log(double x);
+DFNDEF double dfn_math_sin(double x);
+DFNDEF double dfn_math_cos(double x);
+DFNDEF double dfn_math_tanh(double x);
+
+/* ========================================================================= */
 /*  Kernels: GEMM, vector ops, bias, activations                             */
 /* ========================================================================= */
 
@@ -1274,6 +1296,39 @@ DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_s
 #ifndef DFN_MEMSET
 #  define DFN_MEMSET(d, v, n) memset(d, v, n)
 #endif
+/* Portable math: the library's own functions instead of libm (sqrt stays:
+   IEEE-754 rounds it correctly everywhere), and no FP contraction in clang
+   (gcc does not contract in its ISO modes, -std=c99; with -std=gnu* build
+   with -ffp-contract=off). See manual section 5. */
+#ifdef DFN_PORTABLE_MATH
+#  if defined(__clang__)
+#    pragma STDC FP_CONTRACT OFF
+#  endif
+#  ifndef DFN_EXPF
+#    define DFN_EXPF(x) ((float)dfn_math_exp((double)(x)))
+#  endif
+#  ifndef DFN_LOGF
+#    define DFN_LOGF(x) ((float)dfn_math_log((double)(x)))
+#  endif
+#  ifndef DFN_SINF
+#    define DFN_SINF(x) ((float)dfn_math_sin((double)(x)))
+#  endif
+#  ifndef DFN_COSF
+#    define DFN_COSF(x) ((float)dfn_math_cos((double)(x)))
+#  endif
+#  ifndef DFN_TANHF
+#    define DFN_TANHF(x) ((float)dfn_math_tanh((double)(x)))
+#  endif
+#  ifndef DFN_EXP
+#    define DFN_EXP(x) dfn_math_exp(x)
+#  endif
+#  ifndef DFN_LOG
+#    define DFN_LOG(x) dfn_math_log(x)
+#  endif
+#  ifndef DFN_COS
+#    define DFN_COS(x) dfn_math_cos(x)
+#  endif
+#endif
 #ifndef DFN_SQRTF
 #  define DFN_SQRTF(x) sqrtf(x)
 #endif
@@ -1311,6 +1366,173 @@ extern "C" {
 
 #define DFN__PI 3.14159265358979323846
 #define DFN__ALIGN 64
+
+/* ------------------------------------------------------------------------- */
+/*  Portable math: exp, log, sin, cos, tanh from + - * / only                */
+/* ------------------------------------------------------------------------- */
+/* Each function is one fixed sequence of IEEE-754 double operations (round
+   to nearest), so it gives the same bits wherever doubles are IEEE and
+   a * b + c is not contracted. Range reductions are Cody-Waite with the
+   split constants of fdlibm (Sun, 1993); the polynomials are plain Taylor
+   series, long enough that truncation is below 1e-17 relative. */
+
+#define DFN__PM_LN2_HI 6.93147180369123816490e-01   /* 32 bits: k LN2_HI exact */
+#define DFN__PM_LN2_LO 1.90821492927058770002e-10
+#define DFN__PM_PIO2_1  1.57079632673412561417e+00  /* first 33 bits of pi/2 */
+#define DFN__PM_PIO2_2  6.07710050630396597660e-11  /* next 33 bits          */
+#define DFN__PM_PIO2_2T 2.02226624879595063154e-21  /* pi/2 - PIO2_1 - PIO2_2 */
+
+static double dfn__pm_from_bits(uint64_t b)
+{
+    double d;
+    DFN_MEMCPY(&d, &b, sizeof d);
+    return d;
+}
+
+static uint64_t dfn__pm_bits(double d)
+{
+    uint64_t b;
+    DFN_MEMCPY(&b, &d, sizeof b);
+    return b;
+}
+
+/* x 2^k for |k| <= 2100, in two exact power-of-two steps. */
+static double dfn__pm_scale(double x, int k)
+{
+    int h = k / 2;
+    x *= dfn__pm_from_bits((uint64_t)(h + 1023) << 52);
+    return x * dfn__pm_from_bits((uint64_t)(k - h + 1023) << 52);
+}
+
+/* Nearest integer of |x| < 2^51 as a double (ties away from zero are not
+   needed: any fixed choice works for the reductions). */
+static double dfn__pm_round(double x)
+{
+    const double magic = 6755399441055744.0;   /* 1.5 * 2^52 */
+    return x >= 0.0 ? (x + magic) - magic : (x - magic) + magic;
+}
+
+/* e^r - 1 for |r| <= 0.35: Taylor to degree 15. */
+static double dfn__pm_expm1_small(double r)
+{
+    double p = 1.0 / 1307674368000.0;           /* 1/15! */
+    p = p * r + 1.0 / 87178291200.0;
+    p = p * r + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    return r + (r * r) * p;
+}
+
+/* e^x = 2^k e^r, k = round(x / ln 2), r = x - k ln 2 in [-0.347, 0.347]. */
+DFNDEF double dfn_math_exp(double x)
+{
+    double k, r;
+    if (x != x) return x;
+    if (x > 709.782712893384) return dfn__pm_from_bits(0x7ff0000000000000u);
+    if (x < -745.2) return 0.0;
+    k = dfn__pm_round(x * 1.44269504088896338700);
+    r = (x - k * DFN__PM_LN2_HI) - k * DFN__PM_LN2_LO;
+    return dfn__pm_scale(1.0 + dfn__pm_expm1_small(r), (int)k);
+}
+
+/* x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f),
+   f = (m - 1) / (m + 1), |f| <= 0.172, series to f^25. */
+DFNDEF double dfn_math_log(double x)
+{
+    uint64_t b = dfn__pm_bits(x);
+    double m, f, s, p;
+    int e = 0, i;
+    if (x != x) return x;
+    if (x < 0.0) return dfn__pm_from_bits(0x7ff8000000000000u);
+    if (x == 0.0) return dfn__pm_from_bits(0xfff0000000000000u);
+    if (b >= 0x7ff0000000000000u) return x;             /* +inf */
+    if (b < 0x0010000000000000u) {                      /* subnormal: scale up */
+        x *= 18014398509481984.0;                       /* 2^54 */
+        b = dfn__pm_bits(x);
+        e = -54;
+    }
+    e += (int)(b >> 52) - 1023;
+    m = dfn__pm_from_bits((b & 0x000fffffffffffffu) | 0x3ff0000000000000u);
+    if (m > 1.41421356237309504880) { m *= 0.5; e++; }
+    f = (m - 1.0) / (m + 1.0);
+    s = f * f;
+    p = 2.0 / 25.0;
+    for (i = 23; i >= 3; i -= 2) p = p * s + 2.0 / (double)i;
+    p = (f * s) * p + 2.0 * f;                          /* 2 atanh(f) */
+    return (double)e * DFN__PM_LN2_HI + ((double)e * DFN__PM_LN2_LO + p);
+}
+
+/* sin and cos of r in [-pi/4 - eps, pi/4 + eps]: Taylor to r^19, r^18. */
+static double dfn__pm_sin_small(double r)
+{
+    double s = r * r, p = -1.0 / 121645100408832000.0;  /* -1/19! */
+    p = p * s + 1.0 / 355687428096000.0;
+    p = p * s - 1.0 / 1307674368000.0;
+    p = p * s + 1.0 / 6227020800.0;
+    p = p * s - 1.0 / 39916800.0;
+    p = p * s + 1.0 / 362880.0;
+    p = p * s - 1.0 / 5040.0;
+    p = p * s + 1.0 / 120.0;
+    p = p * s - 1.0 / 6.0;
+    return r + (r * s) * p;
+}
+
+static double dfn__pm_cos_small(double r)
+{
+    double s = r * r, p = 1.0 / 6402373705728000.0;      /* 1/18! */
+    p = p * s - 1.0 / 20922789888000.0;
+    p = p * s + 1.0 / 87178291200.0;
+    p = p * s - 1.0 / 479001600.0;
+    p = p * s + 1.0 / 3628800.0;
+    p = p * s - 1.0 / 40320.0;
+    p = p * s + 1.0 / 720.0;
+    p = p * s - 1.0 / 24.0;
+    p = p * s + 0.5;
+    return 1.0 - s * p;
+}
+
+/* sin(x + q pi/2) for q = 0 (sin) or 1 (cos): x = k pi/2 + r. */
+static double dfn__pm_sincos(double x, int q)
+{
+    double k, r;
+    int quadrant;
+    if (!(x > -1125899906842624.0 && x < 1125899906842624.0))   /* 2^50, NaN, inf */
+        return dfn__pm_from_bits(0x7ff8000000000000u);
+    k = dfn__pm_round(x * 0.636619772367581343076);
+    r = x - k * DFN__PM_PIO2_1;
+    r = r - k * DFN__PM_PIO2_2;
+    r = r - k * DFN__PM_PIO2_2T;
+    quadrant = (int)((uint64_t)(int64_t)k & 3u) + q;
+    switch (quadrant & 3) {
+    case 0:  return dfn__pm_sin_small(r);
+    case 1:  return dfn__pm_cos_small(r);
+    case 2:  return -dfn__pm_sin_small(r);
+    default: return -dfn__pm_cos_small(r);
+    }
+}
+
+DFNDEF double dfn_math_sin(double x) { return dfn__pm_sincos(x, 0); }
+DFNDEF double dfn_math_cos(double x) { return dfn__pm_sincos(x, 1); }
+
+/* tanh |x| = em1 / (em1 + 2), em1 = e^(2|x|) - 1; 1 beyond |x| = 22. */
+DFNDEF double dfn_math_tanh(double x)
+{
+    double a = x < 0.0 ? -x : x, em1, t;
+    if (x != x) return x;
+    if (a > 22.0) return x < 0.0 ? -1.0 : 1.0;
+    em1 = 2.0 * a < 0.34 ? dfn__pm_expm1_small(2.0 * a) : dfn_math_exp(2.0 * a) - 1.0;
+    t = em1 / (em1 + 2.0);
+    return x < 0.0 ? -t : t;
+}
 
 /* ------------------------------------------------------------------------- */
 /*  Small helpers                                                            */

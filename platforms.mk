@@ -42,3 +42,21 @@ test-wasm: $(BUILD)/test_wasm_simd.wasm $(BUILD)/test_wasm_scalar.wasm
 	$(call dfn_run_suite,$(RUN_WASI) $(BUILD)/test_wasm_simd.wasm,)
 	$(call dfn_run_suite,$(RUN_WASI) $(BUILD)/test_wasm_scalar.wasm,-quality)
 	@echo "test-wasm: passed"
+
+# ------------------------------------------------------ ARM Linux (qemu-user)
+# AArch64 with NEON, AArch64 without (+nosimd: the scalar kernels), and
+# ARMv7 hard-float with NEON (32-bit, like wasm32). qemu-user is an
+# interpreter: the ARM runs skip the training-quality test (the x86-64 and
+# WASM SIMD builds run it) to stay within a few minutes.
+$(BUILD)/test_a64_neon: $(TEST_DEP) | $(BUILD)
+	$(A64_CC) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $@ -lm
+$(BUILD)/test_a64_scalar: $(TEST_DEP) | $(BUILD)
+	$(A64_CC) $(STRICT) $(OPT) -march=armv8-a+nosimd -I. $(TEST_SRC) -o $@ -lm
+$(BUILD)/test_armv7_neon: $(TEST_DEP) | $(BUILD)
+	$(ARMHF_CC) $(STRICT) $(OPT) -mfpu=neon -I. $(TEST_SRC) -o $@ -lm
+
+test-arm: $(BUILD)/test_a64_neon $(BUILD)/test_a64_scalar $(BUILD)/test_armv7_neon
+	$(call dfn_run_suite,$(QEMU_A64) $(BUILD)/test_a64_neon,-quality)
+	$(call dfn_run_suite,$(QEMU_A64) $(BUILD)/test_a64_scalar,-quality)
+	$(call dfn_run_suite,$(QEMU_ARM) $(BUILD)/test_armv7_neon,-quality)
+	@echo "test-arm: passed"

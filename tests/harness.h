@@ -23,8 +23,10 @@ extern int dfn_test_failures;   /* failed CHECKs in the current test */
 #include "list_kernels.h"
 #include "list_data.h"
 #include "list_net.h"
+#include "list_platform.h"
 
-#define DFN_TEST_LIST(X) DFN_TESTS_CORE(X) DFN_TESTS_KERNELS(X) DFN_TESTS_DATA(X) DFN_TESTS_NET(X)
+#define DFN_TEST_LIST(X) DFN_TESTS_CORE(X) DFN_TESTS_KERNELS(X) DFN_TESTS_DATA(X) DFN_TESTS_NET(X) \
+                          DFN_TESTS_PLATFORM(X)
 
 #define DFN_TESTS_CORE(X)                        \
     X(rng_pcg32_reference)                      \

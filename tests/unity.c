@@ -12,4 +12,5 @@
 #include "test_kernels.c"
 #include "test_data.c"
 #include "test_net.c"
+#include "test_portable.c"
 #include "main.c"
