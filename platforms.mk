@@ -14,7 +14,7 @@ A64_CC    ?= aarch64-linux-gnu-gcc
 ARMHF_CC  ?= arm-linux-gnueabihf-gcc
 QEMU_A64  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_ARM  ?= qemu-arm -L /usr/arm-linux-gnueabihf
-RUN_WASI  := NODE_NO_WARNINGS=1 $(NODE) tests/run-wasi.mjs
+RUN_WASI  := env NODE_NO_WARNINGS=1 $(NODE) tests/run-wasi.mjs
 
 # Runs one test binary ($(1): the command, $(2): runner filters); fails unless
 # it exits 0 and ends with "N passed, 0 failed". Prints only failures.
@@ -60,3 +60,116 @@ test-arm: $(BUILD)/test_a64_neon $(BUILD)/test_a64_scalar $(BUILD)/test_armv7_ne
 	$(call dfn_run_suite,$(QEMU_A64) $(BUILD)/test_a64_scalar,-quality)
 	$(call dfn_run_suite,$(QEMU_ARM) $(BUILD)/test_armv7_neon,-quality)
 	@echo "test-arm: passed"
+
+# ------------------------------------------- DFN_PORTABLE_MATH, bit for bit
+# tests/portable_hash.c (train the default 2D MLP 30 steps, sample DDPM and
+# DDIM, CRC-32 everything) with the scalar kernels and the library's own
+# math on x86-64 (gcc, and clang with FMA allowed: the header's pragma keeps
+# it uncontracted), AArch64, ARMv7, wasm32 and Cortex-M4F; every "hash" line
+# must agree (semihosting prints on stderr). Also the whole suite in portable-math mode on the host.
+PM_FLAGS := -std=c99 -Wall -Wextra -Wpedantic -Werror $(OPT) -ffp-contract=off \
+            -DDFN_PORTABLE_MATH -DDFN_NO_SIMD -I.
+ARM_EABI_CC ?= arm-none-eabi-gcc
+QEMU_SYS    ?= timeout 600 qemu-system-arm -nographic -monitor none -serial none \
+               -semihosting-config enable=on,target=native
+CM_M4  := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
+CM_M55 := -mcpu=cortex-m55 -mthumb -mfloat-abi=hard
+# arm-none-eabi uses short enums: `(int)kind < 0` checks are then always
+# false, hence -Wno-type-limits.
+CM_FLAGS := -std=c99 -Wall -Wextra -Werror -Wno-type-limits -O2 -ffp-contract=off -fno-math-errno \
+            -ffreestanding -DNDEBUG -Iexamples/cortexm -I. -ffunction-sections -fdata-sections \
+            -Wl,--gc-sections -nostartfiles -T examples/cortexm/mps2.ld
+CM_LIBS  := --specs=nano.specs -lm -lc -lgcc
+PH_DEP := tests/portable_hash.c diffusion.h | $(BUILD)
+
+$(BUILD)/ph_gcc: $(PH_DEP)
+	$(GCC) $(PM_FLAGS) tests/portable_hash.c -o $@ -lm
+$(BUILD)/ph_clang_fma: $(PH_DEP)
+	$(CLANG) $(filter-out -ffp-contract=off,$(PM_FLAGS)) -mavx2 -mfma tests/portable_hash.c -o $@ -lm
+$(BUILD)/ph_a64: $(PH_DEP)
+	$(A64_CC) $(PM_FLAGS) tests/portable_hash.c -o $@ -lm
+$(BUILD)/ph_armv7: $(PH_DEP)
+	$(ARMHF_CC) $(PM_FLAGS) tests/portable_hash.c -o $@ -lm
+$(BUILD)/ph_wasm.wasm: $(PH_DEP)
+	$(WASI_CC) $(PM_FLAGS) tests/portable_hash.c -o $@
+$(BUILD)/ph_m4.elf: $(PH_DEP) examples/cortexm/startup.c examples/cortexm/semihost.h examples/cortexm/mps2.ld
+	$(ARM_EABI_CC) $(CM_M4) $(CM_FLAGS) -DDFN_PORTABLE_MATH -DDFN_NO_SIMD -DPH_SEMIHOSTING \
+	    examples/cortexm/startup.c tests/portable_hash.c -o $@ $(CM_LIBS)
+$(BUILD)/test_portable_math: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(PM_FLAGS) tests/unity.c -o $@ -lm
+
+PH_BINS := $(BUILD)/ph_gcc $(BUILD)/ph_a64 $(BUILD)/ph_armv7 $(BUILD)/ph_wasm.wasm $(BUILD)/ph_m4.elf \
+           $(if $(HAVE_AVX2),$(BUILD)/ph_clang_fma)
+test-portable: $(PH_BINS) $(BUILD)/test_portable_math
+	$(call dfn_run_suite,./$(BUILD)/test_portable_math,-quality)
+	@set -e; rm -f $(BUILD)/ph.hashes; \
+	run() { echo "== $$1"; shift; "$$@" > $(BUILD)/ph.out 2>&1; cat $(BUILD)/ph.out; \
+	        grep '^hash ' $(BUILD)/ph.out >> $(BUILD)/ph.hashes; }; \
+	run x86-64-gcc ./$(BUILD)/ph_gcc; \
+	if [ -x $(BUILD)/ph_clang_fma ]; then run x86-64-clang-fma ./$(BUILD)/ph_clang_fma; fi; \
+	run aarch64 $(QEMU_A64) $(BUILD)/ph_a64; \
+	run armv7 $(QEMU_ARM) $(BUILD)/ph_armv7; \
+	run wasm32 $(RUN_WASI) $(BUILD)/ph_wasm.wasm; \
+	run cortex-m4f $(QEMU_SYS) -M mps2-an386 -kernel $(BUILD)/ph_m4.elf; \
+	n=$$(wc -l < $(BUILD)/ph.hashes); u=$$(sort -u $(BUILD)/ph.hashes | wc -l); \
+	if [ "$$n" -lt 5 ] || [ "$$u" -ne 1 ]; then echo "test-portable: hashes differ"; \
+	    cat $(BUILD)/ph.hashes; exit 1; fi; \
+	echo "test-portable: $$n platforms, one hash: $$(cat $(BUILD)/ph.hashes | head -n 1)"
+
+# ------------------------------------------------ Cortex-M firmware (qemu)
+# A small host training run (examples/demo.c, 400 steps) saves a model;
+# tools/model2c turns it into a header (const weights in flash); the
+# inference-only firmware examples/cortexm/firmware.c samples it on
+# Cortex-M4F (mps2-an386) and Cortex-M55 (mps3-an547), and the same source
+# built for the host must print the same bits (DFN_PORTABLE_MATH,
+# DFN_NO_SIMD). Then the footprint of the default 2D model and of a small
+# one (hidden 32, 2 blocks, time_dim 32, input_emb_dim 8; untrained).
+CM_MODEL_STEPS ?= 400
+FW_FLAGS := -DDFN_PORTABLE_MATH -DDFN_NO_SIMD -Ibuild
+FW_SRC   := examples/cortexm/startup.c examples/cortexm/firmware.c
+FW_DEP   := $(FW_SRC) examples/cortexm/semihost.h examples/cortexm/mps2.ld diffusion.h
+
+$(BUILD)/model2c: tools/model2c.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -I. tools/model2c.c -o $@ -lm
+$(BUILD)/cm_model.dfn: $(BUILD)/demo
+	./$(BUILD)/demo --steps $(CM_MODEL_STEPS) --n 200 --save $@ --out $(BUILD)/cm_demo.svg > /dev/null
+$(BUILD)/cm_model.h: $(BUILD)/cm_model.dfn $(BUILD)/model2c
+	./$(BUILD)/model2c $< MODEL $@
+$(BUILD)/cm_small.h: $(BUILD)/model2c
+	./$(BUILD)/model2c --init 32 2 32 8 MODEL $@
+$(BUILD)/fw_host: $(FW_DEP) $(BUILD)/cm_model.h
+	$(GCC) $(STRICT) $(OPT) -ffp-contract=off $(FW_FLAGS) -DFW_HOST -DMODEL_HEADER='"cm_model.h"' \
+	    -I. -Iexamples/cortexm examples/cortexm/firmware.c -o $@ -lm
+$(BUILD)/fw_m4.elf: $(FW_DEP) $(BUILD)/cm_model.h
+	$(ARM_EABI_CC) $(CM_M4) $(CM_FLAGS) $(FW_FLAGS) -DMODEL_HEADER='"cm_model.h"' $(FW_SRC) -o $@ $(CM_LIBS)
+$(BUILD)/fw_m55.elf: $(FW_DEP) $(BUILD)/cm_model.h
+	$(ARM_EABI_CC) $(CM_M55) $(CM_FLAGS) $(FW_FLAGS) -DMODEL_HEADER='"cm_model.h"' $(FW_SRC) -o $@ $(CM_LIBS)
+$(BUILD)/fw_small_m4.elf: $(FW_DEP) $(BUILD)/cm_small.h
+	$(ARM_EABI_CC) $(CM_M4) $(CM_FLAGS) $(FW_FLAGS) -DFW_MEMORY=65536 -DMODEL_HEADER='"cm_small.h"' \
+	    $(FW_SRC) -o $@ $(CM_LIBS)
+$(BUILD)/fw_small_m55.elf: $(FW_DEP) $(BUILD)/cm_small.h
+	$(ARM_EABI_CC) $(CM_M55) $(CM_FLAGS) $(FW_FLAGS) -DFW_MEMORY=65536 -DMODEL_HEADER='"cm_small.h"' \
+	    $(FW_SRC) -o $@ $(CM_LIBS)
+
+FW_ELFS := $(BUILD)/fw_m4.elf $(BUILD)/fw_m55.elf $(BUILD)/fw_small_m4.elf $(BUILD)/fw_small_m55.elf
+test-cortexm: $(BUILD)/fw_host $(FW_ELFS)
+	@set -e; ./$(BUILD)/fw_host > $(BUILD)/fw_host.out; \
+	for t in m4:mps2-an386 m55:mps3-an547; do \
+	    elf=$(BUILD)/fw_$${t%%:*}.elf; \
+	    $(QEMU_SYS) -M $${t#*:} -kernel $$elf > $(BUILD)/fw_$${t%%:*}.out 2>&1 || \
+	        { cat $(BUILD)/fw_$${t%%:*}.out; echo "$$elf failed under qemu"; exit 1; }; \
+	    if cmp -s $(BUILD)/fw_host.out $(BUILD)/fw_$${t%%:*}.out; then \
+	        echo "$${t#*:}: samples bit-identical to the host's ($$(tail -n 1 $(BUILD)/fw_host.out))"; \
+	    else echo "$${t#*:}: samples differ from the host's"; \
+	        diff $(BUILD)/fw_host.out $(BUILD)/fw_$${t%%:*}.out; exit 1; fi; \
+	done; \
+	for e in $(BUILD)/fw_small_m4.elf:mps2-an386 $(BUILD)/fw_small_m55.elf:mps3-an547; do \
+	    $(QEMU_SYS) -M $${e#*:} -kernel $${e%%:*} > $(BUILD)/fw_small.out 2>&1 || \
+	        { cat $(BUILD)/fw_small.out; echo "$${e%%:*} failed under qemu"; exit 1; }; \
+	done; \
+	echo "footprint (arm-none-eabi-size, bytes; flash = text + rodata + data, RAM = data + bss,"; \
+	echo "bss includes the FW_MEMORY workspace buffer):"; \
+	echo "| firmware | flash | RAM |"; echo "|---|---|---|"; \
+	for e in $(FW_ELFS); do \
+	    arm-none-eabi-size $$e | awk -v n=$$(basename $$e .elf) 'NR == 2 { printf "| %s | %d | %d |\n", n, $$1 + $$2, $$2 + $$3 }'; \
+	done
