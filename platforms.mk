@@ -173,3 +173,28 @@ test-cortexm: $(BUILD)/fw_host $(FW_ELFS)
 	for e in $(FW_ELFS); do \
 	    arm-none-eabi-size $$e | awk -v n=$$(basename $$e .elf) 'NR == 2 { printf "| %s | %d | %d |\n", n, $$1 + $$2, $$2 + $$3 }'; \
 	done
+
+# ------------------------------------------------------- embedding checks
+# The declarations as C89 (gcc and clang, -pedantic), the implementation as
+# C++98 and C++17, the whole suite built with tcc and run, and the
+# implementation under -ffreestanding (no stdio, no malloc, portable math)
+# for the host and for Cortex-M4F; all warnings as errors. A freestanding
+# build still needs memcpy, memset, sqrtf and sqrt from the platform (or
+# DFN_MEMCPY, DFN_MEMSET, DFN_SQRTF, DFN_SQRT), and assert unless NDEBUG.
+TCC ?= tcc
+EMBED := $(BUILD)/embed
+test-embed: $(TEST_DEP) | $(BUILD)
+	@mkdir -p $(EMBED)
+	@printf '#include "diffusion.h"\nint dfn_embed_decl_only;\n' > $(EMBED)/decl.c
+	@printf '#define DIFFUSION_IMPLEMENTATION\n#include "diffusion.h"\n' > $(EMBED)/impl.c
+	@printf '#define DFN_NO_STDIO\n#define DFN_NO_MALLOC\n#define DFN_PORTABLE_MATH\n#define DIFFUSION_IMPLEMENTATION\n#include "diffusion.h"\n' > $(EMBED)/free.c
+	$(GCC) -std=c89 -pedantic -Wall -Wextra -Werror -I. -c $(EMBED)/decl.c -o $(EMBED)/decl_gcc.o
+	$(CLANG) -std=c89 -pedantic -Wall -Wextra -Werror -I. -c $(EMBED)/decl.c -o $(EMBED)/decl_clang.o
+	$(CXX) -x c++ -std=c++98 -pedantic -Wall -Wextra -Werror -I. -c $(EMBED)/impl.c -o $(EMBED)/impl_cxx98.o
+	$(CXX) -x c++ -std=c++17 -pedantic -Wall -Wextra -Werror -I. -c $(EMBED)/impl.c -o $(EMBED)/impl_cxx17.o
+	$(GCC) -std=c99 -ffreestanding -pedantic -Wall -Wextra -Werror -I. -c $(EMBED)/free.c -o $(EMBED)/free.o
+	$(ARM_EABI_CC) $(CM_M4) -std=c99 -O2 -ffreestanding -pedantic -Wall -Wextra -Werror -Wno-type-limits \
+	    -DNDEBUG -I. -c $(EMBED)/free.c -o $(EMBED)/free_m4.o
+	$(TCC) -I. tests/unity.c -o $(BUILD)/test_tcc -lm
+	$(call dfn_run_suite,./$(BUILD)/test_tcc,-quality)
+	@echo "test-embed: passed"
