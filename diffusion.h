@@ -173,6 +173,11 @@
      DFN_MEMCPY, DFN_MEMSET
      DFN_SQRTF, DFN_EXPF, DFN_LOGF, DFN_SINF, DFN_COSF, DFN_TANHF  (float)
      DFN_SQRT, DFN_EXP, DFN_LOG, DFN_COS                          (double)
+     DFN_PORTABLE_MATH   the library's own exp, log, sin, cos, tanh
+                         (dfn_math_*) for every one of those macros you do
+                         not define yourself (sqrt stays: IEEE rounds it
+                         exactly); with DFN_NO_SIMD and -ffp-contract=off,
+                         the same bits on every platform (section 5)
 
    5. Randomness and determinism
    -----------------------------
@@ -188,7 +193,7 @@
    The same build with the same seeds gives the same samples, bit for bit.
    The schedule tables use the platform's double-precision libm (cos, exp,
    sqrt) and may differ in the last bit across platforms for the cosine and
-   sigmoid schedules. The 2D data sets are computed in fixed point and are
+   sigmoid schedules (not with DFN_PORTABLE_MATH, below). The 2D data sets are computed in fixed point and are
    the same bits everywhere. Build without -ffast-math.
 
    Kernels: the SIMD path is chosen at compile time from the compiler's
@@ -200,6 +205,28 @@
    Within one build, inference and sampling do not depend on the batch
    split: one batch of B gives the same bits as B batches of 1 (weight
    gradients, which sum over the batch, naturally do).
+
+   Bit-identical across platforms: DFN_PORTABLE_MATH. Define it with
+   DFN_NO_SIMD, compile without FMA contraction (gcc: -std=c99 does not
+   contract, -std=gnu* does: add -ffp-contract=off; clang contracts by
+   default, so the implementation turns it off with #pragma STDC
+   FP_CONTRACT OFF, which then holds to the end of that translation unit)
+   and without -ffast-math, on a target with IEEE-754 float and double
+   evaluated at their own precision (FLT_EVAL_METHOD 0: not x87). Then
+   schedules, embeddings, the optimizer, training and sampling run one
+   fixed sequence of IEEE operations (own exp/log/sin/cos/tanh in double,
+   the scalar kernels' fixed reduction order, integer-exact normals), and
+   the same model, data and seed give the same bits on x86-64, AArch64,
+   ARMv7, wasm32 and Cortex-M4F/M55: `make test-portable` trains the
+   default 2D MLP, samples with DDPM and DDIM and compares a CRC-32 of
+   weights and samples across all of them; `make test-cortexm` compares a
+   firmware's samples with the host's. With SIMD on, results are
+   reproducible per build but not across variants: GEMM, dot, sum_sq, axpy
+   and the activations round differently (FMA, lane count, partial sums),
+   so x86-64 AVX2 and AArch64 NEON agree only to a few ulp per operation.
+   What stays identical with SIMD on: dfn_rng, the 2D data sets, bias_add,
+   bias_grad, ReLU, vec_scale, and (in portable-math mode) the schedule
+   tables and time embeddings, which do not use the kernels.
 
    6. Errors
    ---------
