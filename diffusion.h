@@ -198,8 +198,8 @@
 
    Kernels: the SIMD path is chosen at compile time from the compiler's
    target macros (AVX-512F, else AVX2 + FMA, else SSE2 on x86; NEON on ARM;
-   SIMD128 on wasm; else portable scalar; DFN_NO_SIMD forces scalar) and
-   named by dfn_simd_name(). Every variant is tested against a plain
+   SIMD128 on wasm; Helium (MVE) on Cortex-M55/M85; else portable scalar;
+   DFN_NO_SIMD forces scalar) and named by dfn_simd_name(). Every variant is tested against a plain
    reference; variants differ from each other in the last bits (another
    summation order, FMA), so bit-identical results need the same build.
    Within one build, inference and sampling do not depend on the batch
@@ -682,7 +682,8 @@ typedef enum dfn_activation {
 } dfn_activation;
 
 /* The name of the SIMD path the public kernels use in this build: "avx512",
-   "avx2", "sse2", "neon", "wasm_simd128" or "scalar" (also with DFN_NO_SIMD).
+   "avx2", "sse2", "neon", "wasm_simd128", "helium" or "scalar" (also with
+   DFN_NO_SIMD).
    A static string. */
 DFNDEF const char *dfn_simd_name(void);
 
@@ -768,8 +769,8 @@ DFNDEF void dfn_bias_act_forward(int rows, int cols, const float *bias,
 
 /* One compiled implementation of the kernels: the plain reference ("ref"),
    the portable blocked C version ("scalar"), and each SIMD path the build's
-   target supports ("sse2", "avx2", "avx512", "neon", "wasm_simd128"). Each
-   function has the semantics of the public function of the same name.
+   target supports ("sse2", "avx2", "avx512", "neon", "wasm_simd128",
+   "helium"). Each function has the semantics of the public function of the same name.
    "ref" reads like the formulas: a triple-loop GEMM whose every dot product
    is accumulated in double and rounded once, dot and sum_sq in double too,
    activations through DFN_EXPF / DFN_TANHF; it is the parity reference and
@@ -1632,14 +1633,15 @@ static size_t dfn__arena_size(const dfn__arena *a)
    Each kernel exists as a plain reference (suffix _ref, reads like the
    formula), a portable blocked C version (_scalar) and one version per SIMD
    instruction set the compiler targets (_sse2, _avx2, _avx512, _neon,
-   _wasm). The public functions call the best one, chosen at compile time
-   from the compiler's predefined macros:
+   _wasm, _helium). The public functions call the best one, chosen at
+   compile time from the compiler's predefined macros:
 
        __AVX512F__                      -> "avx512"  (AVX-512F only)
        __AVX2__ and __FMA__             -> "avx2"
        __SSE2__ (always on x86-64)      -> "sse2"
        __ARM_NEON (AArch64, ARMv7+neon) -> "neon"
        __wasm_simd128__                 -> "wasm_simd128"
+       __ARM_FEATURE_MVE & 2 (M55, M85) -> "helium"
        anything else, or DFN_NO_SIMD    -> "scalar"
 
    so build with -mavx2 -mfma, -mavx512f, -march=native, -msimd128, ... to
@@ -1776,6 +1778,10 @@ static size_t dfn__arena_size(const dfn__arena *a)
 #  if defined(__wasm_simd128__)
 #    define DFN__HAVE_WASM 1
 #  endif
+   /* Helium (M-profile Vector Extension) with floating point: Cortex-M55/M85. */
+#  if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+#    define DFN__HAVE_HELIUM 1
+#  endif
 #endif
 
 /* Intrinsics headers, with C++ linkage even inside the extern "C" block
@@ -1793,6 +1799,9 @@ extern "C++" {
 #endif
 #if defined(DFN__HAVE_WASM)
 #  include <wasm_simd128.h>
+#endif
+#if defined(DFN__HAVE_HELIUM)
+#  include <arm_mve.h>
 #endif
 #ifdef __cplusplus
 }
@@ -1814,6 +1823,9 @@ extern "C++" {
 #elif defined(DFN__HAVE_WASM)
 #  define DFN__BEST_SUFFIX _wasm
 #  define DFN__SIMD_NAME "wasm_simd128"
+#elif defined(DFN__HAVE_HELIUM)
+#  define DFN__BEST_SUFFIX _helium
+#  define DFN__SIMD_NAME "helium"
 #else
 #  define DFN__BEST_SUFFIX _scalar
 #  define DFN__SIMD_NAME "scalar"
@@ -1839,6 +1851,8 @@ extern "C++" {
 #define DFN__NR_neon   8
 #define DFN__MR_wasm   4
 #define DFN__NR_wasm   8
+#define DFN__MR_helium 4
+#define DFN__NR_helium 8
 
 /* The largest register block compiled in: the size of the edge tile. */
 #if defined(DFN__HAVE_AVX512)
@@ -1850,7 +1864,7 @@ extern "C++" {
 #elif defined(DFN__HAVE_NEON)
 #  define DFN__GEMM_MR_MAX DFN__MR_neon
 #  define DFN__GEMM_NR_MAX 8
-#elif defined(DFN__HAVE_SSE2) || defined(DFN__HAVE_WASM)
+#elif defined(DFN__HAVE_SSE2) || defined(DFN__HAVE_WASM) || defined(DFN__HAVE_HELIUM)
 #  define DFN__GEMM_MR_MAX 4
 #  define DFN__GEMM_NR_MAX 8
 #else
@@ -2897,6 +2911,97 @@ static void dfn__gemm_neon(int trans_a, int trans_b, int M, int N, int K, float 
 #endif /* DFN__HAVE_NEON */
 
 /* ------------------------------------------------------------------------- */
+/*  Helium (MVE): 4 lanes with FMA (Cortex-M55 / M85)                        */
+/* ------------------------------------------------------------------------- */
+#if defined(DFN__HAVE_HELIUM)
+
+static DFN__INLINE float32x4_t dfn__helium_ld(const float *p) { return vld1q_f32(p); }
+static DFN__INLINE void dfn__helium_st(float *p, float32x4_t v) { vst1q_f32(p, v); }
+static DFN__INLINE float32x4_t dfn__helium_set1(float a) { return vdupq_n_f32(a); }
+static DFN__INLINE float32x4_t dfn__helium_add(float32x4_t a, float32x4_t b) { return vaddq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_sub(float32x4_t a, float32x4_t b) { return vsubq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_mul(float32x4_t a, float32x4_t b) { return vmulq_f32(a, b); }
+/* MVE has no vector divide: four IEEE scalar divides (exact, as in _scalar). */
+static DFN__INLINE float32x4_t dfn__helium_div(float32x4_t a, float32x4_t b)
+{
+    float x[4], y[4];
+    int i;
+    vst1q_f32(x, a);
+    vst1q_f32(y, b);
+    for (i = 0; i < 4; i++) x[i] /= y[i];
+    return vld1q_f32(x);
+}
+static DFN__INLINE float32x4_t dfn__helium_fma(float32x4_t a, float32x4_t b, float32x4_t c)
+{
+    return vfmaq_f32(c, a, b);
+}
+static DFN__INLINE float32x4_t dfn__helium_max(float32x4_t a, float32x4_t b) { return vmaxnmq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_min(float32x4_t a, float32x4_t b) { return vminnmq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_abs(float32x4_t a) { return vabsq_f32(a); }
+/* MVE float arithmetic flushes denormals to zero, comparisons included, so
+   x > y compares the bit patterns mapped to ordered integers (exact for
+   denormals; +0 > -0 would differ, but y is never -0 here): ReLU keeps a
+   denormal x as the other variants do. */
+static DFN__INLINE int32x4_t dfn__helium_ord(float32x4_t v)
+{
+    int32x4_t i = vreinterpretq_s32_f32(v);
+    return veorq_s32(i, vandq_s32(vshrq_n_s32(i, 31), vdupq_n_s32(0x7fffffff)));
+}
+static DFN__INLINE float32x4_t dfn__helium_gtsel(float32x4_t x, float32x4_t y, float32x4_t a, float32x4_t b)
+{
+    return vpselq_f32(a, b, vcmpgtq_s32(dfn__helium_ord(x), dfn__helium_ord(y)));
+}
+static DFN__INLINE float32x4_t dfn__helium_pow2i(float32x4_t n)
+{
+    int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+}
+
+DFN__ELEMENTWISE_KERNELS(helium, float32x4_t, 4)
+
+/* 4 x 8 tile: 8 accumulators, A as a scalar operand of the FMA. */
+static void dfn__ukr_helium(int kc, const float *a, const float *b, float *c,
+                            size_t ldc, float alpha, float beta)
+{
+    float32x4_t z = vdupq_n_f32(0.0f);
+    float32x4_t c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z;
+    float32x4_t va, vb;
+    int k;
+    for (k = 0; k < kc; k++, a += 4, b += 8) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
+        c0a = vfmaq_n_f32(c0a, b0, a[0]); c0b = vfmaq_n_f32(c0b, b1, a[0]);
+        c1a = vfmaq_n_f32(c1a, b0, a[1]); c1b = vfmaq_n_f32(c1b, b1, a[1]);
+        c2a = vfmaq_n_f32(c2a, b0, a[2]); c2b = vfmaq_n_f32(c2b, b1, a[2]);
+        c3a = vfmaq_n_f32(c3a, b0, a[3]); c3b = vfmaq_n_f32(c3b, b1, a[3]);
+    }
+    va = vdupq_n_f32(alpha);
+    vb = vdupq_n_f32(beta);
+#define DFN__HELIUM_OUT(i)                                                     \
+    do {                                                                       \
+        float *p_ = c + (size_t)(i) * ldc;                                     \
+        float32x4_t ta_ = vmulq_f32(c##i##a, va), tb_ = vmulq_f32(c##i##b, va); \
+        if (beta != 0.0f) {                                                    \
+            ta_ = vfmaq_f32(ta_, vb, vld1q_f32(p_));                           \
+            tb_ = vfmaq_f32(tb_, vb, vld1q_f32(p_ + 4));                       \
+        }                                                                      \
+        vst1q_f32(p_, ta_); vst1q_f32(p_ + 4, tb_);                            \
+    } while (0)
+    DFN__HELIUM_OUT(0); DFN__HELIUM_OUT(1); DFN__HELIUM_OUT(2); DFN__HELIUM_OUT(3);
+#undef DFN__HELIUM_OUT
+}
+
+static void dfn__gemm_helium(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                             const float *A, int lda, const float *B, int ldb, float beta,
+                             float *C, int ldc, float *work)
+{
+    dfn__gemm_blocked(DFN__MR_helium, DFN__NR_helium, dfn__ukr_helium, dfn__tr4_scalar,
+                      trans_a, trans_b,
+                      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
+}
+
+#endif /* DFN__HAVE_HELIUM */
+
+/* ------------------------------------------------------------------------- */
 /*  WebAssembly SIMD128: 4 lanes, no FMA                                     */
 /* ------------------------------------------------------------------------- */
 #if defined(DFN__HAVE_WASM)
@@ -3003,6 +3108,9 @@ static const dfn_kernel_variant dfn__kernel_variant_table[] = {
 #endif
 #if defined(DFN__HAVE_WASM)
   , DFN__KERNEL_VARIANT(wasm, "wasm_simd128", DFN__MR_wasm, DFN__NR_wasm)
+#endif
+#if defined(DFN__HAVE_HELIUM)
+  , DFN__KERNEL_VARIANT(helium, "helium", DFN__MR_helium, DFN__NR_helium)
 #endif
 };
 
