@@ -14,7 +14,8 @@ A64_CC    ?= aarch64-linux-gnu-gcc
 ARMHF_CC  ?= arm-linux-gnueabihf-gcc
 QEMU_A64  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_ARM  ?= qemu-arm -L /usr/arm-linux-gnueabihf
-RUN_WASI  := env NODE_NO_WARNINGS=1 $(NODE) tests/run-wasi.mjs
+# The flag is needed by Node 18 (Debian 12) and accepted by Node 20.
+RUN_WASI  := env NODE_NO_WARNINGS=1 $(NODE) --experimental-wasi-unstable-preview1 tests/run-wasi.mjs
 
 # Runs one test binary ($(1): the command, $(2): runner filters); fails unless
 # it exits 0 and ends with "N passed, 0 failed". Prints only failures.
