@@ -237,6 +237,11 @@
      DFN_MEMCPY, DFN_MEMSET
      DFN_SQRTF, DFN_EXPF, DFN_LOGF, DFN_SINF, DFN_COSF, DFN_TANHF  (float)
      DFN_SQRT, DFN_EXP, DFN_LOG, DFN_COS                          (double)
+     DFN_PORTABLE_MATH   the library's own exp, log, sin, cos, tanh
+                         (dfn_math_*) for every one of those macros you do
+                         not define yourself (sqrt stays: IEEE rounds it
+                         exactly); with DFN_NO_SIMD and -ffp-contract=off,
+                         the same bits on every platform (section 5)
 
    5. Randomness and determinism
    -----------------------------
@@ -252,18 +257,40 @@
    The same build with the same seeds gives the same samples, bit for bit.
    The schedule tables use the platform's double-precision libm (cos, exp,
    sqrt) and may differ in the last bit across platforms for the cosine and
-   sigmoid schedules. The 2D data sets are computed in fixed point and are
+   sigmoid schedules (not with DFN_PORTABLE_MATH, below). The 2D data sets are computed in fixed point and are
    the same bits everywhere. Build without -ffast-math.
 
    Kernels: the SIMD path is chosen at compile time from the compiler's
    target macros (AVX-512F, else AVX2 + FMA, else SSE2 on x86; NEON on ARM;
-   SIMD128 on wasm; else portable scalar; DFN_NO_SIMD forces scalar) and
-   named by dfn_simd_name(). Every variant is tested against a plain
+   SIMD128 on wasm; Helium (MVE) on Cortex-M55/M85; else portable scalar;
+   DFN_NO_SIMD forces scalar) and named by dfn_simd_name(). Every variant is tested against a plain
    reference; variants differ from each other in the last bits (another
    summation order, FMA), so bit-identical results need the same build.
    Within one build, inference and sampling do not depend on the batch
    split: one batch of B gives the same bits as B batches of 1 (weight
    gradients, which sum over the batch, naturally do).
+
+   Bit-identical across platforms: DFN_PORTABLE_MATH. Define it with
+   DFN_NO_SIMD, compile without FMA contraction (gcc: -std=c99 does not
+   contract, -std=gnu* does: add -ffp-contract=off; clang contracts by
+   default, so the implementation turns it off with #pragma STDC
+   FP_CONTRACT OFF, which then holds to the end of that translation unit)
+   and without -ffast-math, on a target with IEEE-754 float and double
+   evaluated at their own precision (FLT_EVAL_METHOD 0: not x87). Then
+   schedules, embeddings, the optimizer, training and sampling run one
+   fixed sequence of IEEE operations (own exp/log/sin/cos/tanh in double,
+   the scalar kernels' fixed reduction order, integer-exact normals), and
+   the same model, data and seed give the same bits on x86-64, AArch64,
+   ARMv7, wasm32 and Cortex-M4F/M55: `make test-portable` trains the
+   default 2D MLP, samples with DDPM and DDIM and compares a CRC-32 of
+   weights and samples across all of them; `make test-cortexm` compares a
+   firmware's samples with the host's. With SIMD on, results are
+   reproducible per build but not across variants: GEMM, dot, sum_sq, axpy
+   and the activations round differently (FMA, lane count, partial sums),
+   so x86-64 AVX2 and AArch64 NEON agree only to a few ulp per operation.
+   What stays identical with SIMD on: dfn_rng, the 2D data sets, bias_add,
+   bias_grad, ReLU, vec_scale, and (in portable-math mode) the schedule
+   tables and time embeddings, which do not use the kernels.
 
    6. Errors
    ---------
@@ -752,6 +779,28 @@ DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int 
                                                const float *y, int m, int dim);
 
 /* ========================================================================= */
+/*  Portable math (DFN_PORTABLE_MATH, manual sections 4 and 5)               */
+/* ========================================================================= */
+/* The library's own double-precision exp, log, sin, cos and tanh, built from
+   +, -, *, / and bit manipulation only (no libm, no FMA, fixed evaluation
+   order), so on every platform with IEEE-754 doubles and without FP
+   contraction they return the same bits. With DFN_PORTABLE_MATH the library
+   uses them (and float versions: the double result rounded to float) for
+   every DFN_EXPF ... DFN_COS call. Largest distance from glibc's libm over
+   20000 arguments per range (tests/test_portable.c): exp 1 ulp on
+   [-745, 709.7]; log 2 ulp (near 1); sin, cos 1 ulp on [-4, 4] and 2 ulp on
+   [-1e5, 1e5]; tanh 4 ulp on [-0.5, 0.5] and 3 on [-25, 25]. The float
+   versions are within 1 float ulp of glibc's expf ... tanhf (tanh 2). NaN in gives NaN; exp overflows to +inf above
+   709.78 and underflows (through subnormals) to 0 below -745.2; log of 0 is
+   -inf, of a negative number NaN; sin and cos are accurate for |x| < 2^20
+   (pi/2 reduction in three parts) and return NaN for |x| >= 2^50 and inf. */
+DFNDEF double dfn_math_exp(double x);
+DFNDEF double dfn_math_log(double x);
+DFNDEF double dfn_math_sin(double x);
+DFNDEF double dfn_math_cos(double x);
+DFNDEF double dfn_math_tanh(double x);
+
+/* ========================================================================= */
 /*  Kernels: GEMM, vector ops, bias, activations                             */
 /* ========================================================================= */
 
@@ -778,7 +827,8 @@ typedef enum dfn_activation {
 } dfn_activation;
 
 /* The name of the SIMD path the public kernels use in this build: "avx512",
-   "avx2", "sse2", "neon", "wasm_simd128" or "scalar" (also with DFN_NO_SIMD).
+   "avx2", "sse2", "neon", "wasm_simd128", "helium" or "scalar" (also with
+   DFN_NO_SIMD).
    A static string. */
 DFNDEF const char *dfn_simd_name(void);
 
@@ -906,8 +956,8 @@ DFNDEF void dfn_bias_act_forward(int rows, int cols, const float *bias,
 
 /* One compiled implementation of the kernels: the plain reference ("ref"),
    the portable blocked C version ("scalar"), and each SIMD path the build's
-   target supports ("sse2", "avx2", "avx512", "neon", "wasm_simd128"). Each
-   function has the semantics of the public function of the same name.
+   target supports ("sse2", "avx2", "avx512", "neon", "wasm_simd128",
+   "helium"). Each function has the semantics of the public function of the same name.
    "ref" reads like the formulas: a triple-loop GEMM whose every dot product
    is accumulated in double and rounded once, dot and sum_sq in double too,
    activations through DFN_EXPF / DFN_TANHF; it is the parity reference and
@@ -2030,6 +2080,39 @@ DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const
 #ifndef DFN_MEMSET
 #  define DFN_MEMSET(d, v, n) memset(d, v, n)
 #endif
+/* Portable math: the library's own functions instead of libm (sqrt stays:
+   IEEE-754 rounds it correctly everywhere), and no FP contraction in clang
+   (gcc does not contract in its ISO modes, -std=c99; with -std=gnu* build
+   with -ffp-contract=off). See manual section 5. */
+#ifdef DFN_PORTABLE_MATH
+#  if defined(__clang__)
+#    pragma STDC FP_CONTRACT OFF
+#  endif
+#  ifndef DFN_EXPF
+#    define DFN_EXPF(x) ((float)dfn_math_exp((double)(x)))
+#  endif
+#  ifndef DFN_LOGF
+#    define DFN_LOGF(x) ((float)dfn_math_log((double)(x)))
+#  endif
+#  ifndef DFN_SINF
+#    define DFN_SINF(x) ((float)dfn_math_sin((double)(x)))
+#  endif
+#  ifndef DFN_COSF
+#    define DFN_COSF(x) ((float)dfn_math_cos((double)(x)))
+#  endif
+#  ifndef DFN_TANHF
+#    define DFN_TANHF(x) ((float)dfn_math_tanh((double)(x)))
+#  endif
+#  ifndef DFN_EXP
+#    define DFN_EXP(x) dfn_math_exp(x)
+#  endif
+#  ifndef DFN_LOG
+#    define DFN_LOG(x) dfn_math_log(x)
+#  endif
+#  ifndef DFN_COS
+#    define DFN_COS(x) dfn_math_cos(x)
+#  endif
+#endif
 #ifndef DFN_SQRTF
 #  define DFN_SQRTF(x) sqrtf(x)
 #endif
@@ -2067,6 +2150,173 @@ extern "C" {
 
 #define DFN__PI 3.14159265358979323846
 #define DFN__ALIGN 64
+
+/* ------------------------------------------------------------------------- */
+/*  Portable math: exp, log, sin, cos, tanh from + - * / only                */
+/* ------------------------------------------------------------------------- */
+/* Each function is one fixed sequence of IEEE-754 double operations (round
+   to nearest), so it gives the same bits wherever doubles are IEEE and
+   a * b + c is not contracted. Range reductions are Cody-Waite with the
+   split constants of fdlibm (Sun, 1993); the polynomials are plain Taylor
+   series, long enough that truncation is below 1e-17 relative. */
+
+#define DFN__PM_LN2_HI 6.93147180369123816490e-01   /* 32 bits: k LN2_HI exact */
+#define DFN__PM_LN2_LO 1.90821492927058770002e-10
+#define DFN__PM_PIO2_1  1.57079632673412561417e+00  /* first 33 bits of pi/2 */
+#define DFN__PM_PIO2_2  6.07710050630396597660e-11  /* next 33 bits          */
+#define DFN__PM_PIO2_2T 2.02226624879595063154e-21  /* pi/2 - PIO2_1 - PIO2_2 */
+
+static double dfn__pm_from_bits(uint64_t b)
+{
+    double d;
+    DFN_MEMCPY(&d, &b, sizeof d);
+    return d;
+}
+
+static uint64_t dfn__pm_bits(double d)
+{
+    uint64_t b;
+    DFN_MEMCPY(&b, &d, sizeof b);
+    return b;
+}
+
+/* x 2^k for |k| <= 2100, in two exact power-of-two steps. */
+static double dfn__pm_scale(double x, int k)
+{
+    int h = k / 2;
+    x *= dfn__pm_from_bits((uint64_t)(h + 1023) << 52);
+    return x * dfn__pm_from_bits((uint64_t)(k - h + 1023) << 52);
+}
+
+/* Nearest integer of |x| < 2^51 as a double (ties away from zero are not
+   needed: any fixed choice works for the reductions). */
+static double dfn__pm_round(double x)
+{
+    const double magic = 6755399441055744.0;   /* 1.5 * 2^52 */
+    return x >= 0.0 ? (x + magic) - magic : (x - magic) + magic;
+}
+
+/* e^r - 1 for |r| <= 0.35: Taylor to degree 15. */
+static double dfn__pm_expm1_small(double r)
+{
+    double p = 1.0 / 1307674368000.0;           /* 1/15! */
+    p = p * r + 1.0 / 87178291200.0;
+    p = p * r + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    return r + (r * r) * p;
+}
+
+/* e^x = 2^k e^r, k = round(x / ln 2), r = x - k ln 2 in [-0.347, 0.347]. */
+DFNDEF double dfn_math_exp(double x)
+{
+    double k, r;
+    if (x != x) return x;
+    if (x > 709.782712893384) return dfn__pm_from_bits(0x7ff0000000000000u);
+    if (x < -745.2) return 0.0;
+    k = dfn__pm_round(x * 1.44269504088896338700);
+    r = (x - k * DFN__PM_LN2_HI) - k * DFN__PM_LN2_LO;
+    return dfn__pm_scale(1.0 + dfn__pm_expm1_small(r), (int)k);
+}
+
+/* x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f),
+   f = (m - 1) / (m + 1), |f| <= 0.172, series to f^25. */
+DFNDEF double dfn_math_log(double x)
+{
+    uint64_t b = dfn__pm_bits(x);
+    double m, f, s, p;
+    int e = 0, i;
+    if (x != x) return x;
+    if (x < 0.0) return dfn__pm_from_bits(0x7ff8000000000000u);
+    if (x == 0.0) return dfn__pm_from_bits(0xfff0000000000000u);
+    if (b >= 0x7ff0000000000000u) return x;             /* +inf */
+    if (b < 0x0010000000000000u) {                      /* subnormal: scale up */
+        x *= 18014398509481984.0;                       /* 2^54 */
+        b = dfn__pm_bits(x);
+        e = -54;
+    }
+    e += (int)(b >> 52) - 1023;
+    m = dfn__pm_from_bits((b & 0x000fffffffffffffu) | 0x3ff0000000000000u);
+    if (m > 1.41421356237309504880) { m *= 0.5; e++; }
+    f = (m - 1.0) / (m + 1.0);
+    s = f * f;
+    p = 2.0 / 25.0;
+    for (i = 23; i >= 3; i -= 2) p = p * s + 2.0 / (double)i;
+    p = (f * s) * p + 2.0 * f;                          /* 2 atanh(f) */
+    return (double)e * DFN__PM_LN2_HI + ((double)e * DFN__PM_LN2_LO + p);
+}
+
+/* sin and cos of r in [-pi/4 - eps, pi/4 + eps]: Taylor to r^19, r^18. */
+static double dfn__pm_sin_small(double r)
+{
+    double s = r * r, p = -1.0 / 121645100408832000.0;  /* -1/19! */
+    p = p * s + 1.0 / 355687428096000.0;
+    p = p * s - 1.0 / 1307674368000.0;
+    p = p * s + 1.0 / 6227020800.0;
+    p = p * s - 1.0 / 39916800.0;
+    p = p * s + 1.0 / 362880.0;
+    p = p * s - 1.0 / 5040.0;
+    p = p * s + 1.0 / 120.0;
+    p = p * s - 1.0 / 6.0;
+    return r + (r * s) * p;
+}
+
+static double dfn__pm_cos_small(double r)
+{
+    double s = r * r, p = 1.0 / 6402373705728000.0;      /* 1/18! */
+    p = p * s - 1.0 / 20922789888000.0;
+    p = p * s + 1.0 / 87178291200.0;
+    p = p * s - 1.0 / 479001600.0;
+    p = p * s + 1.0 / 3628800.0;
+    p = p * s - 1.0 / 40320.0;
+    p = p * s + 1.0 / 720.0;
+    p = p * s - 1.0 / 24.0;
+    p = p * s + 0.5;
+    return 1.0 - s * p;
+}
+
+/* sin(x + q pi/2) for q = 0 (sin) or 1 (cos): x = k pi/2 + r. */
+static double dfn__pm_sincos(double x, int q)
+{
+    double k, r;
+    int quadrant;
+    if (!(x > -1125899906842624.0 && x < 1125899906842624.0))   /* 2^50, NaN, inf */
+        return dfn__pm_from_bits(0x7ff8000000000000u);
+    k = dfn__pm_round(x * 0.636619772367581343076);
+    r = x - k * DFN__PM_PIO2_1;
+    r = r - k * DFN__PM_PIO2_2;
+    r = r - k * DFN__PM_PIO2_2T;
+    quadrant = (int)((uint64_t)(int64_t)k & 3u) + q;
+    switch (quadrant & 3) {
+    case 0:  return dfn__pm_sin_small(r);
+    case 1:  return dfn__pm_cos_small(r);
+    case 2:  return -dfn__pm_sin_small(r);
+    default: return -dfn__pm_cos_small(r);
+    }
+}
+
+DFNDEF double dfn_math_sin(double x) { return dfn__pm_sincos(x, 0); }
+DFNDEF double dfn_math_cos(double x) { return dfn__pm_sincos(x, 1); }
+
+/* tanh |x| = em1 / (em1 + 2), em1 = e^(2|x|) - 1; 1 beyond |x| = 22. */
+DFNDEF double dfn_math_tanh(double x)
+{
+    double a = x < 0.0 ? -x : x, em1, t;
+    if (x != x) return x;
+    if (a > 22.0) return x < 0.0 ? -1.0 : 1.0;
+    em1 = 2.0 * a < 0.34 ? dfn__pm_expm1_small(2.0 * a) : dfn_math_exp(2.0 * a) - 1.0;
+    t = em1 / (em1 + 2.0);
+    return x < 0.0 ? -t : t;
+}
 
 /* ------------------------------------------------------------------------- */
 /*  Small helpers                                                            */
@@ -2139,14 +2389,15 @@ static size_t dfn__arena_size(const dfn__arena *a)
    Each kernel exists as a plain reference (suffix _ref, reads like the
    formula), a portable blocked C version (_scalar) and one version per SIMD
    instruction set the compiler targets (_sse2, _avx2, _avx512, _neon,
-   _wasm). The public functions call the best one, chosen at compile time
-   from the compiler's predefined macros:
+   _wasm, _helium). The public functions call the best one, chosen at
+   compile time from the compiler's predefined macros:
 
        __AVX512F__                      -> "avx512"  (AVX-512F only)
        __AVX2__ and __FMA__             -> "avx2"
        __SSE2__ (always on x86-64)      -> "sse2"
        __ARM_NEON (AArch64, ARMv7+neon) -> "neon"
        __wasm_simd128__                 -> "wasm_simd128"
+       __ARM_FEATURE_MVE & 2 (M55, M85) -> "helium"
        anything else, or DFN_NO_SIMD    -> "scalar"
 
    so build with -mavx2 -mfma, -mavx512f, -march=native, -msimd128, ... to
@@ -2283,6 +2534,10 @@ static size_t dfn__arena_size(const dfn__arena *a)
 #  if defined(__wasm_simd128__)
 #    define DFN__HAVE_WASM 1
 #  endif
+   /* Helium (M-profile Vector Extension) with floating point: Cortex-M55/M85. */
+#  if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+#    define DFN__HAVE_HELIUM 1
+#  endif
 #endif
 
 /* Intrinsics headers, with C++ linkage even inside the extern "C" block
@@ -2300,6 +2555,9 @@ extern "C++" {
 #endif
 #if defined(DFN__HAVE_WASM)
 #  include <wasm_simd128.h>
+#endif
+#if defined(DFN__HAVE_HELIUM)
+#  include <arm_mve.h>
 #endif
 #ifdef __cplusplus
 }
@@ -2321,6 +2579,9 @@ extern "C++" {
 #elif defined(DFN__HAVE_WASM)
 #  define DFN__BEST_SUFFIX _wasm
 #  define DFN__SIMD_NAME "wasm_simd128"
+#elif defined(DFN__HAVE_HELIUM)
+#  define DFN__BEST_SUFFIX _helium
+#  define DFN__SIMD_NAME "helium"
 #else
 #  define DFN__BEST_SUFFIX _scalar
 #  define DFN__SIMD_NAME "scalar"
@@ -2346,6 +2607,8 @@ extern "C++" {
 #define DFN__NR_neon   8
 #define DFN__MR_wasm   4
 #define DFN__NR_wasm   8
+#define DFN__MR_helium 4
+#define DFN__NR_helium 8
 
 /* The largest register block compiled in: the size of the edge tile. */
 #if defined(DFN__HAVE_AVX512)
@@ -2357,7 +2620,7 @@ extern "C++" {
 #elif defined(DFN__HAVE_NEON)
 #  define DFN__GEMM_MR_MAX DFN__MR_neon
 #  define DFN__GEMM_NR_MAX 8
-#elif defined(DFN__HAVE_SSE2) || defined(DFN__HAVE_WASM)
+#elif defined(DFN__HAVE_SSE2) || defined(DFN__HAVE_WASM) || defined(DFN__HAVE_HELIUM)
 #  define DFN__GEMM_MR_MAX 4
 #  define DFN__GEMM_NR_MAX 8
 #else
@@ -3404,6 +3667,97 @@ static void dfn__gemm_neon(int trans_a, int trans_b, int M, int N, int K, float 
 #endif /* DFN__HAVE_NEON */
 
 /* ------------------------------------------------------------------------- */
+/*  Helium (MVE): 4 lanes with FMA (Cortex-M55 / M85)                        */
+/* ------------------------------------------------------------------------- */
+#if defined(DFN__HAVE_HELIUM)
+
+static DFN__INLINE float32x4_t dfn__helium_ld(const float *p) { return vld1q_f32(p); }
+static DFN__INLINE void dfn__helium_st(float *p, float32x4_t v) { vst1q_f32(p, v); }
+static DFN__INLINE float32x4_t dfn__helium_set1(float a) { return vdupq_n_f32(a); }
+static DFN__INLINE float32x4_t dfn__helium_add(float32x4_t a, float32x4_t b) { return vaddq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_sub(float32x4_t a, float32x4_t b) { return vsubq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_mul(float32x4_t a, float32x4_t b) { return vmulq_f32(a, b); }
+/* MVE has no vector divide: four IEEE scalar divides (exact, as in _scalar). */
+static DFN__INLINE float32x4_t dfn__helium_div(float32x4_t a, float32x4_t b)
+{
+    float x[4], y[4];
+    int i;
+    vst1q_f32(x, a);
+    vst1q_f32(y, b);
+    for (i = 0; i < 4; i++) x[i] /= y[i];
+    return vld1q_f32(x);
+}
+static DFN__INLINE float32x4_t dfn__helium_fma(float32x4_t a, float32x4_t b, float32x4_t c)
+{
+    return vfmaq_f32(c, a, b);
+}
+static DFN__INLINE float32x4_t dfn__helium_max(float32x4_t a, float32x4_t b) { return vmaxnmq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_min(float32x4_t a, float32x4_t b) { return vminnmq_f32(a, b); }
+static DFN__INLINE float32x4_t dfn__helium_abs(float32x4_t a) { return vabsq_f32(a); }
+/* MVE float arithmetic flushes denormals to zero, comparisons included, so
+   x > y compares the bit patterns mapped to ordered integers (exact for
+   denormals; +0 > -0 would differ, but y is never -0 here): ReLU keeps a
+   denormal x as the other variants do. */
+static DFN__INLINE int32x4_t dfn__helium_ord(float32x4_t v)
+{
+    int32x4_t i = vreinterpretq_s32_f32(v);
+    return veorq_s32(i, vandq_s32(vshrq_n_s32(i, 31), vdupq_n_s32(0x7fffffff)));
+}
+static DFN__INLINE float32x4_t dfn__helium_gtsel(float32x4_t x, float32x4_t y, float32x4_t a, float32x4_t b)
+{
+    return vpselq_f32(a, b, vcmpgtq_s32(dfn__helium_ord(x), dfn__helium_ord(y)));
+}
+static DFN__INLINE float32x4_t dfn__helium_pow2i(float32x4_t n)
+{
+    int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+}
+
+DFN__ELEMENTWISE_KERNELS(helium, float32x4_t, 4)
+
+/* 4 x 8 tile: 8 accumulators, A as a scalar operand of the FMA. */
+static void dfn__ukr_helium(int kc, const float *a, const float *b, float *c,
+                            size_t ldc, float alpha, float beta)
+{
+    float32x4_t z = vdupq_n_f32(0.0f);
+    float32x4_t c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z;
+    float32x4_t va, vb;
+    int k;
+    for (k = 0; k < kc; k++, a += 4, b += 8) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
+        c0a = vfmaq_n_f32(c0a, b0, a[0]); c0b = vfmaq_n_f32(c0b, b1, a[0]);
+        c1a = vfmaq_n_f32(c1a, b0, a[1]); c1b = vfmaq_n_f32(c1b, b1, a[1]);
+        c2a = vfmaq_n_f32(c2a, b0, a[2]); c2b = vfmaq_n_f32(c2b, b1, a[2]);
+        c3a = vfmaq_n_f32(c3a, b0, a[3]); c3b = vfmaq_n_f32(c3b, b1, a[3]);
+    }
+    va = vdupq_n_f32(alpha);
+    vb = vdupq_n_f32(beta);
+#define DFN__HELIUM_OUT(i)                                                     \
+    do {                                                                       \
+        float *p_ = c + (size_t)(i) * ldc;                                     \
+        float32x4_t ta_ = vmulq_f32(c##i##a, va), tb_ = vmulq_f32(c##i##b, va); \
+        if (beta != 0.0f) {                                                    \
+            ta_ = vfmaq_f32(ta_, vb, vld1q_f32(p_));                           \
+            tb_ = vfmaq_f32(tb_, vb, vld1q_f32(p_ + 4));                       \
+        }                                                                      \
+        vst1q_f32(p_, ta_); vst1q_f32(p_ + 4, tb_);                            \
+    } while (0)
+    DFN__HELIUM_OUT(0); DFN__HELIUM_OUT(1); DFN__HELIUM_OUT(2); DFN__HELIUM_OUT(3);
+#undef DFN__HELIUM_OUT
+}
+
+static void dfn__gemm_helium(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                             const float *A, int lda, const float *B, int ldb, float beta,
+                             float *C, int ldc, float *work)
+{
+    dfn__gemm_blocked(DFN__MR_helium, DFN__NR_helium, dfn__ukr_helium, dfn__tr4_scalar,
+                      trans_a, trans_b,
+                      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
+}
+
+#endif /* DFN__HAVE_HELIUM */
+
+/* ------------------------------------------------------------------------- */
 /*  WebAssembly SIMD128: 4 lanes, no FMA                                     */
 /* ------------------------------------------------------------------------- */
 #if defined(DFN__HAVE_WASM)
@@ -3510,6 +3864,9 @@ static const dfn_kernel_variant dfn__kernel_variant_table[] = {
 #endif
 #if defined(DFN__HAVE_WASM)
   , DFN__KERNEL_VARIANT(wasm, "wasm_simd128", DFN__MR_wasm, DFN__NR_wasm)
+#endif
+#if defined(DFN__HAVE_HELIUM)
+  , DFN__KERNEL_VARIANT(helium, "helium", DFN__MR_helium, DFN__NR_helium)
 #endif
 };
 

@@ -337,6 +337,8 @@ static const char *kt_expected_simd(void)
     return "neon";
 #elif defined(__wasm_simd128__)
     return "wasm_simd128";
+#elif defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+    return "helium";
 #else
     return "scalar";
 #endif
@@ -393,6 +395,10 @@ void test_kernels_variant_table(void)
 #  if defined(__wasm_simd128__)
     expected++;
     CHECK(kt_find_variant("wasm_simd128") >= 0, "wasm_simd128 missing");
+#  endif
+#  if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+    expected++;
+    CHECK(kt_find_variant("helium") >= 0, "helium missing");
 #  endif
 #endif
     CHECK(nv == expected, "%d variants compiled, the target macros allow %d", nv, expected);

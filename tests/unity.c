@@ -16,4 +16,5 @@
 #include "test_images.c"
 #include "test_control.c"
 #include "test_quality.c"
+#include "test_portable.c"
 #include "main.c"
