@@ -146,6 +146,7 @@ demo: $(BUILD)/demo
 	./$(BUILD)/demo --out $(BUILD)/demo.svg
 
 include control.mk
+include cascade.mk
 
 clean:
 	rm -rf $(BUILD)
