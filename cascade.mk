@@ -8,10 +8,10 @@
 
 .PHONY: cascade
 
-all: $(BUILD)/cascade
+all: $(BUILD)/cascade-example
 
-$(BUILD)/cascade: examples/cascade.c diffusion.h | $(BUILD)
+$(BUILD)/cascade-example: examples/cascade.c diffusion.h | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -pthread -I. examples/cascade.c -o $@ -lm
 
-cascade: $(BUILD)/cascade mnist-data
-	./$(BUILD)/cascade $(CASCADE_ARGS)
+cascade: $(BUILD)/cascade-example mnist-data
+	./$(BUILD)/cascade-example $(CASCADE_ARGS)

@@ -21,7 +21,7 @@
    Both models are saved (DIR/base.dfnm, DIR/sr.dfnm, with EMA weights) and
    --sample-only reuses them.
 
-   Build and run from the repository root:  make cascade  (or ./build/cascade --help)
+   Build and run from the repository root:  make cascade  (or ./build/cascade-example --help)
 */
 #define _POSIX_C_SOURCE 200809L     /* clock_gettime */
 #define DIFFUSION_IMPLEMENTATION

@@ -15,4 +15,5 @@
 #include "test_unet.c"
 #include "test_images.c"
 #include "test_control.c"
+#include "test_cascade.c"
 #include "main.c"
