@@ -45,7 +45,7 @@ typedef struct options {
     const char *data, *out;
     long base_steps, sr_steps, batch, base, sr_base, seed, n, n_eval, ddim_steps, threads;
     double lr;
-    int sample_only;
+    int sample_only, raw;
 } options;
 
 static void usage(FILE *f)
@@ -61,6 +61,7 @@ static void usage(FILE *f)
             "  --base C            base model channels at 14x14 (default 16)\n"
             "  --sr-base C         SR model channels at 28x28 (default 16)\n"
             "  --sample-only       no training: sample DIR/base.dfnm and DIR/sr.dfnm\n"
+            "  --raw               sample the trained weights, not their EMA\n"
             "  --n N               cascade samples in the picture (default 32)\n"
             "  --n-eval N          held-out digits for the SR control (default 100)\n"
             "  --ddim-steps S      DDIM steps of each model (default 50)\n"
@@ -91,6 +92,7 @@ static int parse(int argc, char **argv, options *o)
         long *num = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
         if (!strcmp(a, "--sample-only")) { o->sample_only = 1; continue; }
+        if (!strcmp(a, "--raw")) { o->raw = 1; continue; }
         if (!v) { fprintf(stderr, "cascade: %s needs a value (see --help)\n", a); return 0; }
         i++;
         if (!strcmp(a, "--data")) o->data = v;
@@ -220,7 +222,7 @@ static int stage_new(stage *s, int size, int base, int attention, int cond, long
 
 /* A saved model: must be a size x size grey U-Net with `cond` conditioning
    channels. Samples with its EMA weights when the file has them. */
-static int stage_load(stage *s, const char *path, int size, int cond)
+static int stage_load(stage *s, const char *path, int size, int cond, int raw)
 {
     const dfn_unet_config *c;
     if (!check(dfn_model_load(path, NULL, &s->lm), path)) {
@@ -235,9 +237,9 @@ static int stage_load(stage *s, const char *path, int size, int cond)
                 size, cond);
         return 0;
     }
-    s->ema = s->lm.ema ? &s->lm.ema_unet : &s->lm.unet;
-    printf("loaded %s: %s model %dx%d, base %d channels, step %ld%s\n", path, s->name, size, size,
-           c->base_channels, s->lm.step, s->lm.ema ? ", EMA weights" : "");
+    s->ema = s->lm.ema && !raw ? &s->lm.ema_unet : &s->lm.unet;
+    printf("loaded %s: %s model %dx%d, base %d channels, %s weights\n", path, s->name, size, size,
+           c->base_channels, s->ema == &s->lm.ema_unet ? "EMA" : "trained");
     return 1;
 }
 
@@ -269,7 +271,8 @@ static int stage_train(stage *s, const options *o, long steps, const float *x, c
     tc.total_steps = (int)steps;
     tc.min_lr_ratio = 0.1f;
     tc.grad_clip = 1.0f;
-    tc.ema_decay = 0.999f;
+    tc.ema_decay = 0.995f;          /* an EMA window of ~200 steps: 0.999 would still
+                                       weigh the early weights of a 1,000-step run */
     printf("training the %s model: %ld steps of %d images, Adam lr %g (warmup %d, cosine), EMA %.3f, %.0f MB\n",
            s->name, steps, B, o->lr, tc.warmup_steps, tc.ema_decay, dfn_trainer_size_unet(&s->net.cfg, &tc) / 1e6);
     if (!check(dfn_trainer_alloc_unet(&s->tr, &s->net, &s->sched, &tc, NULL), "trainer")) goto done;
@@ -305,7 +308,7 @@ static int stage_train(stage *s, const options *o, long steps, const float *x, c
            (double)(clock() - c0) / CLOCKS_PER_SEC);
     if (!check(dfn_model_save_unet(path, &s->net, &s->sched, &s->tr, 0), path)) goto done;
     printf("saved %s\n", path);
-    s->ema = &s->tr.ema_unet;
+    s->ema = o->raw ? &s->net : &s->tr.ema_unet;
     ok = 1;
 done:
     free(batch);
@@ -412,7 +415,7 @@ int main(int argc, char **argv)
 
     /* ---- the two models: trained here, or loaded ---- */
     if (o.sample_only) {
-        if (!stage_load(&base, base_path, LO, 0) || !stage_load(&sr, sr_path, HI, 1)) goto out;
+        if (!stage_load(&base, base_path, LO, 0, o.raw) || !stage_load(&sr, sr_path, HI, 1, o.raw)) goto out;
     } else {
         snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", o.data);
         if (!check(dfn_idx_load(&train, ipath, NULL, 1, NULL), ipath) ||
