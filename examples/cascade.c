@@ -271,8 +271,8 @@ static int stage_train(stage *s, const options *o, long steps, const float *x, c
     tc.total_steps = (int)steps;
     tc.min_lr_ratio = 0.1f;
     tc.grad_clip = 1.0f;
-    tc.ema_decay = 0.995f;          /* an EMA window of ~200 steps: 0.999 would still
-                                       weigh the early weights of a 1,000-step run */
+    tc.ema_decay = 0.999f;          /* warmed up as (1 + k) / (10 + k): a window of
+                                       about 100 steps at the end of these runs */
     printf("training the %s model: %ld steps of %d images, Adam lr %g (warmup %d, cosine), EMA %.3f, %.0f MB\n",
            s->name, steps, B, o->lr, tc.warmup_steps, tc.ema_decay, dfn_trainer_size_unet(&s->net.cfg, &tc) / 1e6);
     if (!check(dfn_trainer_alloc_unet(&s->tr, &s->net, &s->sched, &tc, NULL), "trainer")) goto done;
