@@ -28,10 +28,11 @@ extern int dfn_test_failures;   /* failed CHECKs in the current test */
 #include "list_control.h"
 #include "list_quality.h"
 #include "list_platform.h"
+#include "list_cascade.h"
 
 #define DFN_TEST_LIST(X) DFN_TESTS_CORE(X) DFN_TESTS_KERNELS(X) DFN_TESTS_DATA(X) DFN_TESTS_NET(X) \
                           DFN_TESTS_UNET(X) DFN_TESTS_IMAGES(X) DFN_TESTS_CONTROL(X) \
-                          DFN_TESTS_QUALITY(X) DFN_TESTS_PLATFORM(X)
+                          DFN_TESTS_QUALITY(X) DFN_TESTS_PLATFORM(X) DFN_TESTS_CASCADE(X)
 
 #define DFN_TESTS_CORE(X)                        \
     X(rng_pcg32_reference)                      \

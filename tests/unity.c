@@ -17,4 +17,5 @@
 #include "test_control.c"
 #include "test_quality.c"
 #include "test_portable.c"
+#include "test_cascade.c"
 #include "main.c"
