@@ -111,9 +111,13 @@ test: $(TESTS) $(BUILD)/manual_quickstart
 test-quick: $(BUILD)/test_gcc
 	./$(BUILD)/test_gcc
 
+# Under valgrind the long statistical and training tests are left out
+# (ASan + UBSan run them in `make test`); the U-Net still runs a training
+# step, inference and its model files here.
 test-valgrind: $(BUILD)/test_valgrind
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-	    ./$(BUILD)/test_valgrind -exact_predictor -moments -closed_form_matches_chain -quality
+	    ./$(BUILD)/test_valgrind -exact_predictor -moments -closed_form_matches_chain -quality \
+	    -unet_whole_gradients -cascade
 
 # The NEON and WASM SIMD128 kernels (and WASM's scalar path) compiled with
 # the cross compilers, warnings as errors; running them under emulation is
