@@ -7467,7 +7467,11 @@ DFNDEF size_t dfn_unet_forward_size(const dfn_unet_config *cfg, int chunk)
     dfn__ubufs bu;
     if (dfn_unet_config_check(cfg) != DFN_OK || chunk < 1) return 0;
     dfn__unet_plan(cfg, &pl);
-    if (dfn__unet_floats(&pl, chunk, 0) > 1e9) return 0;
+    /* at most 1e9 floats, and the bytes must fit size_t with room to spare
+       (32-bit targets) */
+    if (dfn__unet_floats(&pl, chunk, 0) > 1e9 ||
+        dfn__unet_floats(&pl, chunk, 0) * 4.0 > (double)((size_t)-1) / 2.0)
+        return 0;
     return dfn__unet_bufs(&pl, chunk, 0, &bu, NULL);
 }
 
@@ -8488,7 +8492,8 @@ static size_t dfn__trainer_size(const dfn__tnet *n, const dfn_train_config *cfg)
     } else {
         f = (double)cfg->batch * ((double)n->ml.in_dim * 2 + ((double)n->mc->blocks + 3) * 2 * n->mc->hidden);
     }
-    if (f > 1e9 || (double)cfg->batch * 5.0 * n->D > 1e9) return 0;
+    f += (double)cfg->batch * 5.0 * n->D + 4.0 * (double)n->P;
+    if (f > 1e9 || f * 4.0 > (double)((size_t)-1) / 2.0) return 0;
     return dfn__trainer_layout(n, cfg, &tr, &b, NULL);
 }
 
