@@ -14,5 +14,11 @@ $(BUILD)/inpaint: examples/inpaint.c examples/plot.h diffusion.h | $(BUILD)
 
 guided2d: $(BUILD)/guided2d
 	./$(BUILD)/guided2d --out $(BUILD)/guided2d.svg
-inpaint: $(BUILD)/inpaint
+# 2D, then digits: the lower half of test digits completed by the model of
+# `make mnist` (build/mnist/mnist.dfnm), when there is one.
+inpaint: $(BUILD)/inpaint $(BUILD)/mnist-example
 	./$(BUILD)/inpaint --out $(BUILD)/inpaint.svg
+	@if [ -f $(BUILD)/mnist/mnist.dfnm ] && [ -f data/mnist/t10k-images-idx3-ubyte ]; then \
+	    echo "./$(BUILD)/mnist-example --sample-only $(BUILD)/mnist/mnist.dfnm --inpaint"; \
+	    ./$(BUILD)/mnist-example --sample-only $(BUILD)/mnist/mnist.dfnm --inpaint; \
+	else echo "inpaint: for digits, train a model with 'make mnist' first"; fi
