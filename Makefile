@@ -124,9 +124,9 @@ test-valgrind: $(BUILD)/test_valgrind
 # the platform targets' job.
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 build-cross: $(TEST_DEP) | $(BUILD)
-	$(AARCH64_CC) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/test_aarch64 -lm
-	$(CLANG) --target=wasm32-wasi -msimd128 $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/test_wasm_simd.wasm
-	$(CLANG) --target=wasm32-wasi $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/test_wasm_scalar.wasm
+	$(AARCH64_CC) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/cross_aarch64 -lm
+	$(CLANG) --target=wasm32-wasi -msimd128 $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/cross_wasm_simd.wasm
+	$(CLANG) --target=wasm32-wasi $(STRICT) $(OPT) -I. $(TEST_SRC) -o $(BUILD)/cross_wasm_scalar.wasm
 
 # libFuzzer on the model loader and the point parser (clang), seeded with
 # small valid files; FUZZ_SECONDS per run.
