@@ -40,9 +40,9 @@ endef
 # training tests, scalar and SIMD builds alike, on any V8 tier). Without
 # growth the same binaries run clean.
 WASI_MEM  := -Wl,--initial-memory=1073741824
-$(BUILD)/test_wasm_simd.wasm: $(TEST_DEP) | $(BUILD)
+$(BUILD)/test_wasm_simd.wasm: $(TEST_DEP) platforms.mk | $(BUILD)
 	$(WASI_CC) -msimd128 $(STRICT) $(OPT) $(WASI_MEM) -I. $(TEST_SRC) -o $@
-$(BUILD)/test_wasm_scalar.wasm: $(TEST_DEP) | $(BUILD)
+$(BUILD)/test_wasm_scalar.wasm: $(TEST_DEP) platforms.mk | $(BUILD)
 	$(WASI_CC) $(STRICT) $(OPT) $(WASI_MEM) -I. $(TEST_SRC) -o $@
 
 test-wasm: $(BUILD)/test_wasm_simd.wasm $(BUILD)/test_wasm_scalar.wasm
