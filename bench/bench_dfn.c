@@ -122,8 +122,9 @@ static void *xmalloc(size_t bytes)
 }
 
 /* --split: a parallel-for that runs every task on the calling thread and
-   times the jobs, so split_time is the 1-thread time spent in the products
-   dfn_gemm splits across workers (p of the total): with perfect scaling of
+   times the jobs, so split_time is the 1-thread time spent in the work the
+   library splits across workers (large products, the MLP's blocks of rows;
+   p of the total): with perfect scaling of
    those, 2 threads can reach at most 1 / ((1 - p) + p / 2) (Amdahl). Both
    times are the thread's CPU time, so other processes taking the core do
    not change p. */
@@ -189,6 +190,13 @@ static double mlp_macs(const dfn_mlp *m)
 {
     double H = m->cfg.hidden;
     return (double)m->lay.in_dim * H + m->cfg.blocks * H * H + H * m->cfg.dim;
+}
+
+/* The inference forward's products per row: the first layer's t part is
+   computed once per step for all rows (they share t), so it drops out. */
+static double mlp_infer_macs(const dfn_mlp *m)
+{
+    return mlp_macs(m) - (double)m->cfg.time_dim * m->cfg.hidden;
 }
 
 static double mlp_train_flops(const dfn_mlp *m, int B)
@@ -279,7 +287,7 @@ static void bench_mlp_sample(result *res, const char *key, const char *name, con
         share[k] = (split_time - s0) / (thread_cpu_s() - c0);
     }
     snprintf(res->label, sizeof res->label, "MLP %s, %d points", name, n);
-    fill_result(res, key, best_of(times, reps), n, "samples/s", 2.0 * mlp_macs(m) * evals * n, times, reps);
+    fill_result(res, key, best_of(times, reps), n, "samples/s", 2.0 * mlp_infer_macs(m) * evals * n, times, reps);
     res->split = share[fastest(times, reps)];
     res->cpu_rate = res->rate * best_of(times, reps) / best_of(ptimes, reps);
     dfn_sampler_free(&smp, NULL);

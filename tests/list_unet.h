@@ -10,4 +10,5 @@
     X(unet_bad_input)                          \
     X(unet_model_file)                          \
     X(threads_split_gemm_bit_identical)          \
+    X(threads_split_mlp_bit_identical)           \
     X(unet_quality_shapes)

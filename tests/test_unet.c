@@ -699,6 +699,57 @@ void test_threads_split_gemm_bit_identical(void)
     free(scratch); free(work);
 }
 
+void test_threads_split_mlp_bit_identical(void)
+{
+    /* The MLP's inference forward gives the same bits for one batch, one row
+       at a time, in small chunks, and split across (fake) threads; rows come
+       in runs of equal (t, label), the shape samplers ask for, mixed with
+       single rows. The split forward is one parallel-for: the products
+       inside its tasks do not split again. */
+    enum { N = 301, D = 2 };
+    dfn_mlp_config mc = dfn_mlp_config_default(D);
+    dfn_mlp m;
+    dfn_rng rng;
+    size_t scratch_bytes = dfn_parallel_scratch_size(3), big, small, P;
+    void *scratch = malloc(scratch_bytes), *wbig, *wsmall;
+    float *params, *x, *ref = zeros((size_t)N * D), *got = zeros((size_t)N * D);
+    int t[N], labels[N], i, calls;
+    mc.num_classes = 3;
+    P = dfn_mlp_num_params(&mc);
+    params = zeros(P);
+    dfn_rng_seed(&rng, 16, 0);
+    CHECK(dfn_mlp_init(&m, &mc, params) == DFN_OK && dfn_mlp_init_weights(&m, &rng) == DFN_OK, "init");
+    for (i = 0; i < (int)P; i++) params[i] += 0.05f * dfn_rng_normal(&rng);   /* class embedding too */
+    x = randn(&rng, (size_t)N * D, 1.5f);
+    for (i = 0; i < N; i++) {
+        t[i] = i < 120 ? 37 : i < 200 ? 1 + (int)dfn_rng_below(&rng, 1000) : 999;
+        labels[i] = i < 60 ? 2 : i < 120 ? -1 : (int)dfn_rng_below(&rng, 4) - 1;
+    }
+    big = dfn_mlp_forward_size(&mc, N);
+    small = dfn_mlp_forward_size(&mc, 7);
+    wbig = malloc(big); wsmall = malloc(small);
+    for (i = 0; i < N; i++)
+        CHECK(dfn_mlp_forward(&m, ref + (size_t)i * D, x + (size_t)i * D, t + i, labels + i, 1, wbig, big) == DFN_OK,
+              "row %d", i);
+    CHECK(dfn_mlp_forward(&m, got, x, t, labels, N, wbig, big) == DFN_OK, "one batch");
+    CHECK(memcmp(ref, got, sizeof(float) * N * D) == 0, "one batch differs from one row at a time");
+    memset(got, 0, sizeof(float) * N * D);
+    CHECK(dfn_mlp_forward(&m, got, x, t, labels, N, wsmall, small) == DFN_OK, "chunks of 7");
+    CHECK(memcmp(ref, got, sizeof(float) * N * D) == 0, "chunks of 7 differ from one row at a time");
+    fake_workers = 3;
+    CHECK(dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes) == DFN_OK, "install");
+    calls = fake_calls;
+    memset(got, 0, sizeof(float) * N * D);
+    CHECK(dfn_mlp_forward(&m, got, x, t, labels, N, wbig, big) == DFN_OK, "split");
+    CHECK(fake_calls == calls + 1, "the split forward ran %d parallel-fors, not 1", fake_calls - calls);
+    CHECK(memcmp(ref, got, sizeof(float) * N * D) == 0, "split across threads differs");
+    memset(got, 0, sizeof(float) * N * D);
+    CHECK(dfn_mlp_forward(&m, got, x, t, labels, N, wsmall, small) == DFN_OK, "split, small workspace");
+    CHECK(memcmp(ref, got, sizeof(float) * N * D) == 0, "split with a small workspace differs");
+    dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+    free(scratch); free(wbig); free(wsmall); free(params); free(x); free(ref); free(got);
+}
+
 void test_unet_quality_shapes(void)
 {
     /* End to end at a small scale: a class-conditional U-Net trained 600
