@@ -9,6 +9,8 @@
     X(kernels_vec_parity)                    \
     X(kernels_bias_parity)                   \
     X(kernels_exp_accuracy)                  \
+    X(kernels_sincos_accuracy)               \
+    X(kernels_embedding_matches_formula)     \
     X(kernels_act_parity)                    \
     X(kernels_act_accuracy_double)           \
     X(kernels_act_large_inputs)              \
