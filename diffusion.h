@@ -8643,7 +8643,7 @@ static dfn_result dfn__train_check(const dfn_train_config *c)
 /* Everything a training step needs besides the four parameter-shaped blocks. */
 typedef struct dfn__train_bufs {
     dfn__mlp_acts a;                     /* MLP: activations                     */
-    float *dh, *dpre, *din;              /* MLP: (B, H), (B, H), (B, in_dim) or NULL */
+    float *dh, *dpre, *din;              /* MLP: (B, H), (L+1, B, H), (B, in_dim) or NULL */
     dfn__ubufs u;                        /* U-Net: activations and scratch       */
     float *xt, *eps, *target, *out, *dout, *w;   /* (B, D) each; w: (B)          */
     int   *t, *labels;                   /* (B)                                  */
@@ -8713,7 +8713,7 @@ static size_t dfn__trainer_layout(const dfn__tnet *n, const dfn_train_config *c,
         b->a.stride = B * H;
         b->a.work = (float *)dfn__arena_take(&ar, dfn_gemm_work_size());
         b->dh = (float *)dfn__arena_take(&ar, BH);
-        b->dpre = (float *)dfn__arena_take(&ar, BH);
+        b->dpre = (float *)dfn__arena_take(&ar, L1 * BH);   /* dpre_j for every layer */
         b->a.tmp = b->dh;                /* free until the backward pass starts */
         b->din = mc->num_classes > 0 ? (float *)dfn__arena_take(&ar, B * n->ml.in_dim * sizeof(float)) : NULL;
         tr->acts = b->a.x;
@@ -8884,41 +8884,154 @@ static float dfn__loss_weight(const dfn_trainer *tr, dfn_prediction pred, int t)
     }
 }
 
-/* The MLP's backward pass after dfn__mlp_forward_batch on b->a: gradients
-   into G given b->dout. */
+/* The MLP's training pass, split for threads in three parallel-fors whose
+   results do not depend on the split: (1) the forward pass, block of rows by
+   block of rows; (2) the backward pass of the activations, dh and dpre,
+   which is also row by row; (3) the weight gradients dW = dpre^T h and
+   db = sum of the rows of dpre, one block of output rows of one layer per
+   task (each element sums over every row of the batch in the same order,
+   whatever the blocks). */
+typedef struct dfn__mlp_ttask {
+    const dfn_mlp *m;
+    const float *P;
+    float *G;
+    dfn__train_bufs *b;
+    const int *labels;
+    int B, step, tasks;
+} dfn__mlp_ttask;
+
+/* Tasks for B rows of the MLP: one per thread when the batch is worth it. */
+static int dfn__mlp_row_tasks(const dfn_mlp *m, int B)
+{
+    int T = dfn__parallel_workers();
+    return T > 1 && (double)B * (double)m->lay.count >= 2e6 * T ? T : 1;
+}
+
+/* Rows [task step, (task + 1) step) of the batch, clipped; 0 when empty. */
+static int dfn__task_rows(int task, int step, int B, int *lo)
+{
+    int hi = (task + 1) * step < B ? (task + 1) * step : B;
+    *lo = task * step;
+    return hi > *lo ? hi - *lo : 0;
+}
+
+static void dfn__mlp_forward_task(void *ctx, int task, int w)
+{
+    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
+    const dfn__train_bufs *b = k->b;
+    size_t H = (size_t)k->m->cfg.hidden, D = (size_t)k->m->cfg.dim, o;
+    dfn__mlp_acts a = b->a;
+    int lo, n = dfn__task_rows(task, k->step, k->B, &lo);
+    if (n == 0) return;
+    o = (size_t)lo;
+    a.x += o * k->m->lay.in_dim;
+    a.pre += o * H;
+    a.h += o * H;
+    a.tmp += o * H;
+    a.work = dfn__worker_work(w, b->a.work);
+    dfn__mlp_forward_batch(k->m, k->P, &a, b->out + o * D, b->xt + o * D, b->t + lo,
+                           k->labels ? k->labels + lo : NULL, n);
+}
+
+/* (2) for rows lo .. lo+n-1: dpre_k (into b->dpre + k stride) for every
+   layer, and din when the net has classes. */
+static void dfn__mlp_backward_task(void *ctx, int task, int w)
+{
+    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
+    const dfn_mlp_config *c = &k->m->cfg;
+    const dfn_mlp_layout *l = &k->m->lay;
+    const dfn__train_bufs *b = k->b;
+    int H = c->hidden, D = c->dim, I = (int)l->in_dim, lo, j, n = dfn__task_rows(task, k->step, k->B, &lo);
+    size_t o = (size_t)lo * H, nH;
+    float *dh = b->dh + o, *work = dfn__worker_work(w, b->a.work);
+    if (n == 0) return;
+    nH = (size_t)n * H;
+    /* out = W_out h_L + b_out:  dh_L = dout W_out */
+    dfn_gemm(0, 0, n, H, D, 1.0f, b->dout + (size_t)lo * D, D, k->P + l->w_out, H, 0.0f, dh, H, work);
+    for (j = c->blocks; j >= 0; j--) {
+        /* h_j = h_{j-1} + act(pre_j) (h_0 = act(pre_0)): dpre_j = dh_j act'(pre_j) */
+        float *dpre = b->dpre + (size_t)j * b->a.stride + o;
+        dfn_act_backward(c->act, nH, b->a.pre + (size_t)j * b->a.stride + o, dh, dpre);
+        if (j > 0)     /* pre_j = W_j h_{j-1} + b_j:  dh_{j-1} = dh_j + dpre_j W_j */
+            dfn_gemm(0, 0, n, H, H, 1.0f, dpre, H, k->P + l->blk + (size_t)(j - 1) * l->blk_stride, H,
+                     1.0f, dh, H, work);
+    }
+    /* pre_0 = W_in in + b_in:  din = dpre_0 W_in */
+    if (b->din)
+        dfn_gemm(0, 0, n, I, H, 1.0f, b->dpre + o, H, k->P + l->w_in, I, 0.0f, b->din + (size_t)lo * I, I, work);
+}
+
+/* (3) Layer j (0: input, 1..L: blocks, L + 1: output) as (O, I) with its
+   gradient, dpre and input h in the caller's views. */
+static void dfn__mlp_layer_grads(const dfn__mlp_ttask *k, int j, int *O, int *I, float **dW, float **db,
+                                 const float **dpre, const float **in)
+{
+    const dfn_mlp_layout *l = &k->m->lay;
+    const dfn__train_bufs *b = k->b;
+    int H = k->m->cfg.hidden, L = k->m->cfg.blocks;
+    if (j == 0) {
+        *O = H; *I = (int)l->in_dim; *dW = k->G + l->w_in; *db = k->G + l->b_in;
+        *dpre = b->dpre; *in = b->a.x;
+    } else if (j <= L) {
+        *O = H; *I = H; *dW = k->G + l->blk + (size_t)(j - 1) * l->blk_stride; *db = *dW + (size_t)H * H;
+        *dpre = b->dpre + (size_t)j * b->a.stride; *in = b->a.h + (size_t)(j - 1) * b->a.stride;
+    } else {
+        *O = k->m->cfg.dim; *I = H; *dW = k->G + l->w_out; *db = k->G + l->b_out;
+        *dpre = b->dout; *in = b->a.h + (size_t)L * b->a.stride;
+    }
+}
+
+/* Output rows of layer j's dW per task: a share per task (at least 16). */
+static int dfn__mlp_grad_rows(const dfn__mlp_ttask *k, int j)
+{
+    int O = j == k->m->cfg.blocks + 1 ? k->m->cfg.dim : k->m->cfg.hidden, r = (O + k->tasks - 1) / k->tasks;
+    return r < 16 ? 16 : r;
+}
+
+static int dfn__mlp_grad_blocks(const dfn__mlp_ttask *k, int j)
+{
+    int O = j == k->m->cfg.blocks + 1 ? k->m->cfg.dim : k->m->cfg.hidden, r = dfn__mlp_grad_rows(k, j);
+    return (O + r - 1) / r;
+}
+
+static void dfn__mlp_grad_task(void *ctx, int task, int w)
+{
+    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
+    const float *dpre, *in;
+    float *dW, *db;
+    int j = 0, O, I, r0, rows, r, q;
+    while (task >= dfn__mlp_grad_blocks(k, j)) task -= dfn__mlp_grad_blocks(k, j++);
+    dfn__mlp_layer_grads(k, j, &O, &I, &dW, &db, &dpre, &in);
+    rows = dfn__mlp_grad_rows(k, j);
+    r0 = task * rows;
+    rows = O - r0 < rows ? O - r0 : rows;
+    /* dW[r0 .. r0+rows-1] += dpre[:, r0 ..]^T in;  db[r0 ..] += sum over the batch of dpre[:, r0 ..] */
+    dfn_gemm(1, 0, rows, I, k->B, 1.0f, dpre + r0, O, in, I, 1.0f, dW + (size_t)r0 * I, I,
+             dfn__worker_work(w, k->b->a.work));
+    for (r = 0; r < k->B; r++)
+        for (q = 0; q < rows; q++) db[r0 + q] += dpre[(size_t)r * O + r0 + q];
+}
+
+/* The MLP's backward pass after its forward on b->a: gradients into G (zero
+   on entry) given b->dout. */
 static void dfn__mlp_backward_batch(const dfn_mlp *m, const float *P, float *G, dfn__train_bufs *b,
                                     const int *labels, int B)
 {
     const dfn_mlp_config *c = &m->cfg;
-    const dfn_mlp_layout *l = &m->lay;
-    int D = c->dim, H = c->hidden, L = c->blocks, i, k;
-    size_t BH = (size_t)B * H;
-    DFN_MEMSET(b->dh, 0, BH * sizeof(float));
-    /* out = W_out h_L + b_out */
-    dfn_linear_backward(b->dh, G + l->w_out, G + l->b_out, b->dout, b->a.h + (size_t)L * b->a.stride,
-                        P + l->w_out, B, H, D, b->a.work);
-    for (k = L; k >= 1; k--) {
-        /* h_k = h_{k-1} + act(pre_k), pre_k = W_k h_{k-1} + b_k:
-           dpre = dh * act'(pre_k); dh_{k-1} = dh + dpre W_k (residual and layer paths) */
-        const float *W = P + l->blk + (size_t)(k - 1) * l->blk_stride;
-        float *dW = G + l->blk + (size_t)(k - 1) * l->blk_stride;
-        dfn_act_backward(c->act, BH, b->a.pre + (size_t)k * b->a.stride, b->dh, b->dpre);
-        dfn_linear_backward(b->dh, dW, dW + (size_t)H * H, b->dpre, b->a.h + (size_t)(k - 1) * b->a.stride,
-                            W, B, H, H, b->a.work);
-    }
-    /* h_0 = act(pre_0), pre_0 = W_in in + b_in */
-    dfn_act_backward(c->act, BH, b->a.pre, b->dh, b->dpre);
-    if (b->din) DFN_MEMSET(b->din, 0, (size_t)B * l->in_dim * sizeof(float));
-    dfn_linear_backward(b->din, G + l->w_in, G + l->b_in, b->dpre, b->a.x, P + l->w_in,
-                        B, (int)l->in_dim, H, b->a.work);
+    dfn__mlp_ttask k;
+    int i, j, jobs = 0, tasks = dfn__mlp_row_tasks(m, B);
+    k.m = m; k.P = P; k.G = G; k.b = b; k.labels = labels; k.B = B;
+    k.step = (B + tasks - 1) / tasks;
+    k.tasks = tasks;
+    dfn__parallel_for(tasks, dfn__mlp_backward_task, &k);
+    for (j = 0; j <= c->blocks + 1; j++) jobs += dfn__mlp_grad_blocks(&k, j);
+    dfn__parallel_for(jobs, dfn__mlp_grad_task, &k);
     if (b->din) {
         /* the class embedding was added to the t-embedding part of in */
-        size_t e_off = (size_t)D + (size_t)D * c->input_emb_dim;
-        for (i = 0; i < B; i++) {
-            int row = labels && labels[i] >= 0 ? labels[i] : c->num_classes;
-            dfn_vec_axpy((size_t)c->time_dim, 1.0f, b->din + (size_t)i * l->in_dim + e_off,
-                         G + l->cls + (size_t)row * c->time_dim);
-        }
+        size_t e_off = (size_t)c->dim + (size_t)c->dim * c->input_emb_dim;
+        for (i = 0; i < B; i++)
+            dfn_vec_axpy((size_t)c->time_dim, 1.0f, b->din + (size_t)i * m->lay.in_dim + e_off,
+                         G + m->lay.cls + (size_t)dfn__mlp_class_row(c, labels, i) * c->time_dim);
     }
 }
 
@@ -8945,7 +9058,12 @@ static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, cons
         dfn__unet_plan(&tr->unet->cfg, &pl);
         dfn__unet_run(tr->unet, &pl, P, &b->u, B, b->xt, cond, 0, B, b->t, labels, b->out);
     } else {
-        dfn__mlp_forward_batch(tr->model, P, &b->a, b->out, b->xt, b->t, labels, B);
+        dfn__mlp_ttask k;
+        int tasks = dfn__mlp_row_tasks(tr->model, B);
+        k.m = tr->model; k.P = P; k.G = G; k.b = b; k.labels = labels; k.B = B;
+        k.step = (B + tasks - 1) / tasks;
+        k.tasks = tasks;
+        dfn__parallel_for(tasks, dfn__mlp_forward_task, &k);
     }
 
     /* loss = (1/B) sum_i w_i (1/D) ||out_i - target_i||^2;  dloss/dout = 2 w_i (out - target) / (B D) */

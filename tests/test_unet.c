@@ -705,7 +705,8 @@ void test_threads_split_mlp_bit_identical(void)
        at a time, in small chunks, and split across (fake) threads; rows come
        in runs of equal (t, label), the shape samplers ask for, mixed with
        single rows. The split forward is one parallel-for: the products
-       inside its tasks do not split again. */
+       inside its tasks do not split again. Training steps split into tasks
+       give the one-thread weights. */
     enum { N = 301, D = 2 };
     dfn_mlp_config mc = dfn_mlp_config_default(D);
     dfn_mlp m;
@@ -747,6 +748,40 @@ void test_threads_split_mlp_bit_identical(void)
     CHECK(dfn_mlp_forward(&m, got, x, t, labels, N, wsmall, small) == DFN_OK, "split, small workspace");
     CHECK(memcmp(ref, got, sizeof(float) * N * D) == 0, "split with a small workspace differs");
     dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+    {
+        /* training: forward, backward and weight gradients split into tasks
+           give the weights of the one-thread steps (a batch of 100 with
+           classes, so that the class-embedding gradient is in play) */
+        enum { TB = 100 };
+        dfn_train_config tc = dfn_train_config_default();
+        dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 100);
+        dfn_schedule sch;
+        dfn_mlp m1, m2;
+        dfn_trainer t1, t2;
+        dfn_rng r1, r2;
+        float *p2 = zeros(P), *x0 = randn(&rng, (size_t)TB * D, 1), loss;
+        int lab[TB], k;
+        for (i = 0; i < TB; i++) lab[i] = i % 3;
+        memcpy(p2, params, P * sizeof(float));
+        CHECK(dfn_mlp_init(&m1, &mc, params) == DFN_OK && dfn_mlp_init(&m2, &mc, p2) == DFN_OK, "init");
+        tc.batch = TB;
+        dfn_schedule_alloc(&sch, &sc, NULL);
+        CHECK(dfn_trainer_alloc(&t1, &m1, &sch, &tc, NULL) == DFN_OK && dfn_trainer_alloc(&t2, &m2, &sch, &tc, NULL) == DFN_OK,
+              "trainers");
+        dfn_rng_seed(&r1, 17, 0);
+        dfn_rng_seed(&r2, 17, 0);
+        for (k = 0; k < 3; k++) dfn_train_step(&t1, x0, lab, &r1, &loss);
+        dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes);
+        calls = fake_calls;
+        for (k = 0; k < 3; k++) dfn_train_step(&t2, x0, lab, &r2, &loss);
+        CHECK(fake_calls >= calls + 9, "the MLP steps ran %d parallel-fors, want 3 or more per step", fake_calls - calls);
+        dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+        CHECK(memcmp(params, p2, P * sizeof(float)) == 0, "MLP weights differ with tasks");
+        CHECK(memcmp(t1.ema, t2.ema, P * sizeof(float)) == 0, "MLP EMA weights differ with tasks");
+        dfn_trainer_free(&t1, NULL); dfn_trainer_free(&t2, NULL);
+        dfn_schedule_free(&sch, NULL);
+        free(p2); free(x0);
+    }
     free(scratch); free(wbig); free(wsmall); free(params); free(x); free(ref); free(got);
 }
 
