@@ -8999,7 +8999,7 @@ static void dfn__mlp_grad_task(void *ctx, int task, int w)
     const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
     const float *dpre, *in;
     float *dW, *db;
-    int j = 0, O, I, r0, rows, r, q;
+    int j = 0, O, I, r0, rows, r, q, q0;
     while (task >= dfn__mlp_grad_blocks(k, j)) task -= dfn__mlp_grad_blocks(k, j++);
     dfn__mlp_layer_grads(k, j, &O, &I, &dW, &db, &dpre, &in);
     rows = dfn__mlp_grad_rows(k, j);
@@ -9008,8 +9008,15 @@ static void dfn__mlp_grad_task(void *ctx, int task, int w)
     /* dW[r0 .. r0+rows-1] += dpre[:, r0 ..]^T in;  db[r0 ..] += sum over the batch of dpre[:, r0 ..] */
     dfn_gemm(1, 0, rows, I, k->B, 1.0f, dpre + r0, O, in, I, 1.0f, dW + (size_t)r0 * I, I,
              dfn__worker_work(w, k->b->a.work));
-    for (r = 0; r < k->B; r++)
-        for (q = 0; q < rows; q++) db[r0 + q] += dpre[(size_t)r * O + r0 + q];
+    for (q0 = 0; q0 < rows; q0 += 64) {        /* in a local block: vectorized, no aliasing */
+        float acc[64];
+        int qn = rows - q0 < 64 ? rows - q0 : 64;
+        const float *d = dpre + r0 + q0;
+        for (q = 0; q < qn; q++) acc[q] = db[r0 + q0 + q];
+        for (r = 0; r < k->B; r++, d += O)
+            for (q = 0; q < qn; q++) acc[q] += d[q];
+        for (q = 0; q < qn; q++) db[r0 + q0 + q] = acc[q];
+    }
 }
 
 /* The MLP's backward pass after its forward on b->a: gradients into G (zero
