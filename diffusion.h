@@ -4333,20 +4333,25 @@ static uint64_t dfn__neg_log2_q32(uint64_t n)
     while (e < 32 && (n >> (e + 1)) != 0) e++;          /* e = floor(log2 n)   */
     m = (e <= 31) ? (n << (31 - e)) : (n >> (e - 31));   /* Q31, in [1, 2)      */
     for (i = 31; i >= 0; i--) {
+        uint64_t top;
         m = (m * m) >> 31;                               /* m^2, Q31, in [1, 4) */
-        if (m >> 32) { m >>= 1; frac |= (uint64_t)1 << i; }
+        top = m >> 32;                                   /* 1 when m^2 >= 2:    */
+        m >>= top;                                       /* halve it and set    */
+        frac |= top << i;                                /* bit i (no branch)   */
     }
     return ((uint64_t)(32 - e) << 32) - frac;            /* 32 - (e + log2 m)   */
 }
 
-/* floor(sqrt(v)), digit by digit. */
+/* floor(sqrt(v)), digit by digit (the choice as a mask: random digits
+   would mispredict a branch half of the time). */
 static uint64_t dfn__isqrt64(uint64_t v)
 {
     uint64_t res = 0, bit = (uint64_t)1 << 62;
     while (bit > v) bit >>= 2;
     while (bit) {
-        if (v >= res + bit) { v -= res + bit; res = (res >> 1) + bit; }
-        else res >>= 1;
+        uint64_t t = res + bit, take = (uint64_t)0 - (uint64_t)(v >= t);
+        v -= t & take;
+        res = (res >> 1) + (bit & take);
         bit >>= 2;
     }
     return res;
