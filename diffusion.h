@@ -2606,6 +2606,8 @@ extern "C++" {
 #define DFN__NR_avx2   16
 #define DFN__MR_avx512 12
 #define DFN__NR_avx512 32
+#define DFN__MR_avx512n 24 /* products with N <= 16 (convolutions with 16 output channels) */
+#define DFN__NR_avx512n 16
 #if defined(__aarch64__) || defined(_M_ARM64)
 #  define DFN__MR_neon 8   /* 32 q registers: 16 accumulators */
 #else
@@ -2619,7 +2621,7 @@ extern "C++" {
 
 /* The largest register block compiled in: the size of the edge tile. */
 #if defined(DFN__HAVE_AVX512)
-#  define DFN__GEMM_MR_MAX 12
+#  define DFN__GEMM_MR_MAX 24
 #  define DFN__GEMM_NR_MAX 32
 #elif defined(DFN__HAVE_AVX2)
 #  define DFN__GEMM_MR_MAX 6
@@ -3611,13 +3613,59 @@ static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
 #undef DFN__AVX512_OUT
 }
 
+/* 24 x 16 tile for narrow products (N <= 16), where the 12 x 32 tile would
+   compute half zeros: 24 accumulators + 1 B register + 1 broadcast. Each
+   element of C gets the same arithmetic as in the wide tile (the same FMA
+   chain over k, then alpha and beta), so the two give the same bits. */
+static void dfn__ukr_avx512n(int kc, const float *a, const float *b, float *c,
+                             size_t ldc, float alpha, float beta)
+{
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    __m512 c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
+    __m512 c16 = c0, c17 = c0, c18 = c0, c19 = c0, c20 = c0, c21 = c0, c22 = c0, c23 = c0;
+    __m512 va, vb;
+    int k;
+    for (k = 0; k < kc; k++, a += 24, b += 16) {
+        __m512 b0 = _mm512_loadu_ps(b);
+#define DFN__AVX512N_ROW(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c##i);
+        DFN__AVX512N_ROW(0) DFN__AVX512N_ROW(1) DFN__AVX512N_ROW(2) DFN__AVX512N_ROW(3)
+        DFN__AVX512N_ROW(4) DFN__AVX512N_ROW(5) DFN__AVX512N_ROW(6) DFN__AVX512N_ROW(7)
+        DFN__AVX512N_ROW(8) DFN__AVX512N_ROW(9) DFN__AVX512N_ROW(10) DFN__AVX512N_ROW(11)
+        DFN__AVX512N_ROW(12) DFN__AVX512N_ROW(13) DFN__AVX512N_ROW(14) DFN__AVX512N_ROW(15)
+        DFN__AVX512N_ROW(16) DFN__AVX512N_ROW(17) DFN__AVX512N_ROW(18) DFN__AVX512N_ROW(19)
+        DFN__AVX512N_ROW(20) DFN__AVX512N_ROW(21) DFN__AVX512N_ROW(22) DFN__AVX512N_ROW(23)
+#undef DFN__AVX512N_ROW
+    }
+    va = _mm512_set1_ps(alpha);
+    vb = _mm512_set1_ps(beta);
+#define DFN__AVX512N_OUT(i)                                                    \
+    do {                                                                       \
+        float *p_ = c + (size_t)(i) * ldc;                                     \
+        __m512 t_ = _mm512_mul_ps(c##i, va);                                   \
+        if (beta != 0.0f) t_ = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p_), t_);   \
+        _mm512_storeu_ps(p_, t_);                                              \
+    } while (0)
+    DFN__AVX512N_OUT(0); DFN__AVX512N_OUT(1); DFN__AVX512N_OUT(2); DFN__AVX512N_OUT(3);
+    DFN__AVX512N_OUT(4); DFN__AVX512N_OUT(5); DFN__AVX512N_OUT(6); DFN__AVX512N_OUT(7);
+    DFN__AVX512N_OUT(8); DFN__AVX512N_OUT(9); DFN__AVX512N_OUT(10); DFN__AVX512N_OUT(11);
+    DFN__AVX512N_OUT(12); DFN__AVX512N_OUT(13); DFN__AVX512N_OUT(14); DFN__AVX512N_OUT(15);
+    DFN__AVX512N_OUT(16); DFN__AVX512N_OUT(17); DFN__AVX512N_OUT(18); DFN__AVX512N_OUT(19);
+    DFN__AVX512N_OUT(20); DFN__AVX512N_OUT(21); DFN__AVX512N_OUT(22); DFN__AVX512N_OUT(23);
+#undef DFN__AVX512N_OUT
+}
+
 static void dfn__gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb, float beta,
                              float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_avx512, DFN__NR_avx512, dfn__ukr_avx512, dfn__tr4_x86,
-                      trans_a, trans_b,
-                      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
+    if (N <= DFN__NR_avx512n)
+        dfn__gemm_blocked(DFN__MR_avx512n, DFN__NR_avx512n, dfn__ukr_avx512n, dfn__tr4_x86,
+                          trans_a, trans_b,
+                          M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
+    else
+        dfn__gemm_blocked(DFN__MR_avx512, DFN__NR_avx512, dfn__ukr_avx512, dfn__tr4_x86,
+                          trans_a, trans_b,
+                          M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
 
 #endif /* DFN__HAVE_AVX512 */
