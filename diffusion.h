@@ -6799,22 +6799,32 @@ DFNDEF size_t dfn_conv2d_col_size(int H, int W, int Ci, int k)
 
 /* im2col of g images: row (n, y, x) of col holds the k x k x Ci input patch
    around (y, x), zeros outside the image, in Wt's (dy, dx, i) order. */
+/* The taps dx of one kernel row that fall inside the image: [*lo, *hi). */
+static void dfn__conv_taps(int x, int W, int k, int *lo, int *hi)
+{
+    int p = (k - 1) / 2;
+    *lo = p - x > 0 ? p - x : 0;                  /* x + dx - p >= 0  */
+    *hi = W - x + p < k ? W - x + p : k;          /* x + dx - p < W   */
+}
+
 static void dfn__im2col(float *col, const float *in, int g, int H, int W, int C, int k)
 {
-    int p = (k - 1) / 2, n, y, x, dy, dx;
+    int p = (k - 1) / 2, n, y, x, dy, lo, hi;
     size_t K = (size_t)k * k * C, cb = (size_t)C * sizeof(float);
     for (n = 0; n < g; n++)
         for (y = 0; y < H; y++)
             for (x = 0; x < W; x++) {
                 float *row = col + (((size_t)n * H + y) * W + x) * K;
+                dfn__conv_taps(x, W, k, &lo, &hi);
                 for (dy = 0; dy < k; dy++) {
                     int sy = y + dy - p;
-                    for (dx = 0; dx < k; dx++) {
-                        int sx = x + dx - p;
-                        float *dst = row + (size_t)(dy * k + dx) * C;
-                        if (sy < 0 || sy >= H || sx < 0 || sx >= W) DFN_MEMSET(dst, 0, cb);
-                        else DFN_MEMCPY(dst, in + (((size_t)n * H + sy) * W + sx) * C, cb);
-                    }
+                    float *dst = row + (size_t)dy * k * C;
+                    if (sy < 0 || sy >= H) { DFN_MEMSET(dst, 0, (size_t)k * cb); continue; }
+                    /* taps lo..hi-1 are hi - lo neighbouring pixels: one copy */
+                    if (lo > 0) DFN_MEMSET(dst, 0, (size_t)lo * cb);
+                    DFN_MEMCPY(dst + (size_t)lo * C, in + (((size_t)n * H + sy) * W + x + lo - p) * C,
+                               (size_t)(hi - lo) * cb);
+                    if (hi < k) DFN_MEMSET(dst + (size_t)hi * C, 0, (size_t)(k - hi) * cb);
                 }
             }
 }
@@ -6849,21 +6859,19 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
 /* din += the patches of col folded back onto the pixels they came from. */
 static void dfn__col2im_add(float *din, const float *col, int g, int H, int W, int C, int k)
 {
-    int p = (k - 1) / 2, n, y, x, dy, dx;
+    int p = (k - 1) / 2, n, y, x, dy, lo, hi;
     size_t K = (size_t)k * k * C;
     for (n = 0; n < g; n++)
         for (y = 0; y < H; y++)
             for (x = 0; x < W; x++) {
                 const float *row = col + (((size_t)n * H + y) * W + x) * K;
+                dfn__conv_taps(x, W, k, &lo, &hi);
                 for (dy = 0; dy < k; dy++) {
                     int sy = y + dy - p;
                     if (sy < 0 || sy >= H) continue;
-                    for (dx = 0; dx < k; dx++) {
-                        int sx = x + dx - p;
-                        if (sx < 0 || sx >= W) continue;
-                        dfn_vec_axpy((size_t)C, 1.0f, row + (size_t)(dy * k + dx) * C,
-                                     din + (((size_t)n * H + sy) * W + sx) * C);
-                    }
+                    /* taps lo..hi-1 land on hi - lo neighbouring pixels: one axpy */
+                    dfn_vec_axpy((size_t)(hi - lo) * C, 1.0f, row + (size_t)(dy * k + lo) * C,
+                                 din + (((size_t)n * H + sy) * W + x + lo - p) * C);
                 }
             }
 }
