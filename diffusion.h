@@ -864,16 +864,22 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      float *C, int ldc, float *work);
 
 /* Threads (optional). Everything runs on the calling thread unless a
-   parallel-for is installed; then dfn_gemm splits large products into
-   tasks, one block of columns (or rows) of C each. Every element of C is
-   computed by the same arithmetic in the same order whatever the split, so
-   results are bit-identical for any number of threads.
+   parallel-for is installed; then the library splits large pieces of work
+   into tasks: dfn_gemm one block of columns (or rows) of C per task; the
+   MLP's inference forward (dfn_mlp_forward, so every sampler) one block of
+   rows per task, each through its own slice of the caller's workspace; an
+   MLP training step its forward pass and the backward pass of its
+   activations by blocks of rows, its weight gradients by blocks of output
+   rows. (The U-Net's convolutions split inside dfn_gemm; its other layers
+   run on the calling thread.) Every value is computed by the same
+   arithmetic in the same order whatever the split, so results are
+   bit-identical for any number of threads; tasks do not split again.
 
    run(user, ntasks, task, ctx) must call task(ctx, i, w) once for each
    i = 0..ntasks-1 and return when all have finished; w is the worker
    running it, 0..threads-1, and no two tasks run at the same time on the
-   same w (worker 0 may be the calling thread). Task i writes only its own
-   block of C, and worker w uses only its own scratch.
+   same w (worker 0 may be the calling thread). Tasks write disjoint
+   memory, and worker w uses only its own scratch.
 
    The workers' GEMM scratch is caller memory: scratch_bytes >=
    dfn_parallel_scratch_size(threads) (worker 0 uses the `work` given to
@@ -1543,8 +1549,15 @@ DFNDEF size_t dfn_mlp_forward_size(const dfn_mlp_config *cfg, int chunk);
 
 /* Inference: out (n, D) = network(x (n, D), t (n), labels (n or NULL)).
    work: dfn_mlp_forward_size(cfg, chunk) bytes for some chunk >= 1; no
-   training buffers needed. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (t < 0,
-   a label outside -1..C-1), DFN_ERR_BUFFER_TOO_SMALL. */
+   training buffers needed. The first layer's t part (t-embedding plus class
+   embedding, through W_in) is computed once per run of neighbouring rows
+   with equal t and label, the shape every sampler asks for; each row's
+   result depends only on that row (one batch of n gives the bits of n
+   batches of one). With threads installed, a large n is split into one
+   block of rows per thread when work holds that many slices (rows are then
+   processed in smaller chunks; the bits do not change).
+   Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (t < 0, a label outside
+   -1..C-1), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_mlp_forward(const dfn_mlp *m, float *out, const float *x, const int *t,
                                   const int *labels, int n, void *work, size_t work_bytes);
 
