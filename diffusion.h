@@ -9390,7 +9390,7 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
     dfn__tnet n;
     dfn_result r;
     const dfn_train_config *c;
-    size_t P, i;
+    size_t P;
     int B, D, k;
     float lr, clip_scale = 1.0f, norm;
     double bc1, bc2;
@@ -9434,23 +9434,21 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
     if (c->beta1 == 0.0f) bc1 = 1.0;
     if (c->beta2 == 0.0f) bc2 = 1.0;
     {
-        float *p = dfn__tr_params(tr), *m = tr->adam_m, *v = tr->adam_v, *g = tr->grads;
-        float a1 = c->beta1, a2 = c->beta2, step = (float)(lr / bc1), vscale = (float)(1.0 / bc2);
-        float decay = lr * c->weight_decay;
-        for (i = 0; i < P; i++) {
-            float gi = g[i] * clip_scale;
-            m[i] = a1 * m[i] + (1.0f - a1) * gi;
-            v[i] = a2 * v[i] + (1.0f - a2) * gi * gi;
-            p[i] -= step * m[i] / (DFN_SQRTF(v[i] * vscale) + c->eps) + decay * p[i];
-        }
+        dfn_adam_coefs ac;
+        ac.beta1 = c->beta1;
+        ac.beta2 = c->beta2;
+        ac.step_size = (float)(lr / bc1);
+        ac.v_scale = (float)(1.0 / bc2);
+        ac.eps = c->eps;
+        ac.decay = lr * c->weight_decay;
+        ac.grad_scale = clip_scale;
         /* EMA of the weights: ema = d ema + (1 - d) p, with the decay warmed
            up as d_k = min(decay, (1 + k) / (10 + k)) so that a short run's
            EMA is not dominated by the random initial weights. */
-        if (tr->ema) {
-            float d = (float)(1.0 + (double)tr->step) / (float)(10.0 + (double)tr->step);
-            if (d > c->ema_decay) d = c->ema_decay;
-            for (i = 0; i < P; i++) tr->ema[i] = d * tr->ema[i] + (1.0f - d) * p[i];
-        }
+        ac.ema_decay = (float)(1.0 + (double)tr->step) / (float)(10.0 + (double)tr->step);
+        if (ac.ema_decay > c->ema_decay) ac.ema_decay = c->ema_decay;
+        /* Adam and the EMA in one pass over the parameters */
+        dfn_adam_update(P, dfn__tr_params(tr), tr->adam_m, tr->adam_v, tr->grads, tr->ema, &ac);
     }
     return DFN_OK;
 }
