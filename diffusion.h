@@ -289,8 +289,9 @@
    and the activations round differently (FMA, lane count, partial sums),
    so x86-64 AVX2 and AArch64 NEON agree only to a few ulp per operation.
    What stays identical with SIMD on: dfn_rng, the 2D data sets, bias_add,
-   bias_grad, ReLU, vec_scale, and (in portable-math mode) the schedule
-   tables and time embeddings, which do not use the kernels.
+   bias_grad, ReLU, vec_scale, the optimizer step (dfn_adam_update: given
+   the same gradients, the same new weights), and (in portable-math mode)
+   the schedule tables and time embeddings, which do not use the kernels.
 
    6. Errors
    ---------
@@ -960,6 +961,45 @@ DFNDEF void dfn_act_backward(dfn_activation act, size_t n, const float *x,
 DFNDEF void dfn_bias_act_forward(int rows, int cols, const float *bias,
                                  dfn_activation act, float *pre, float *y);
 
+/* One step of Adam(W) (Kingma & Ba 2015; Loshchilov & Hutter 2019) and of
+   an exponential moving average of the weights, fused into one pass over n
+   parameters: the optimizer of dfn_train_step, for other training loops.
+   The caller folds the learning rate, the bias corrections and clipping
+   into the coefficients (at step k = 1, 2, ...; see dfn_train_step_cond). */
+typedef struct dfn_adam_coefs {
+    float beta1;       /* decay of the first moment m, in [0, 1)             */
+    float beta2;       /* decay of the second moment v, in [0, 1)            */
+    float step_size;   /* lr / (1 - beta1^k): the bias-corrected step        */
+    float v_scale;     /* 1 / (1 - beta2^k): the bias correction of v        */
+    float eps;         /* added to the root; > 0 keeps the divide finite     */
+    float decay;       /* lr * weight_decay, AdamW's decoupled decay (0: Adam) */
+    float grad_scale;  /* multiplies every gradient first: clipping's
+                          max_norm / ||g|| (1: no clipping)                  */
+    float ema_decay;   /* d of the EMA, in [0, 1]; unused when ema is NULL   */
+} dfn_adam_coefs;
+
+/* For each i in [0, n), with the fields of *c, in float:
+
+       gi     = g[i] * grad_scale
+       m[i]   = beta1 * m[i] + (1 - beta1) * gi
+       v[i]   = beta2 * v[i] + ((1 - beta2) * gi) * gi
+       p[i]   = p[i] - ((step_size * m[i]) / (sqrt(v[i] * v_scale) + eps)
+                        + decay * p[i])                   (the old p[i] inside)
+       ema[i] = ema_decay * ema[i] + (1 - ema_decay) * p[i]   (the new p[i])
+
+   each operation rounded to float in that order (left to right, no FMA;
+   the 1 - beta terms once per call). ema may be NULL (no average). p, m,
+   v, g and ema must not overlap. n == 0: nothing happens (pointers may be
+   NULL).
+   Bit-identical across every variant, and so across SIMD and DFN_NO_SIMD
+   builds, given IEEE float: multiply, add, subtract, divide and square
+   root are each correctly rounded, so the lanes of a vector compute
+   exactly what the scalar loop does. (Keep FMA contraction off: gcc's
+   -std=c99, or -ffp-contract=off with -std=gnu*; the scalar loop turns it
+   off itself under clang. A DFN_SQRTF of your own must round correctly.) */
+DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float *g,
+                            float *ema, const dfn_adam_coefs *c);
+
 /* One compiled implementation of the kernels: the plain reference ("ref"),
    the portable blocked C version ("scalar"), and each SIMD path the build's
    target supports ("sse2", "avx2", "avx512", "neon", "wasm_simd128",
@@ -992,6 +1032,12 @@ typedef struct dfn_kernel_variant {
        cosine dfn_sinusoidal_embedding uses with SIMD (see "Sine and cosine"
        in the implementation); "ref" is DFN_SINF / DFN_COSF. */
     void  (*vec_sincos)(size_t n, const float *x, float *s, float *c);
+    /* dfn_adam_update. "ref" computes in double and rounds each result
+       once; the others give the same bits as "scalar" (ARMv7 NEON and
+       Helium, which have no correctly rounded vector divide and square
+       root, run the scalar loop). */
+    void  (*adam)(size_t n, float *p, float *m, float *v, const float *g, float *ema,
+                  const dfn_adam_coefs *c);
 } dfn_kernel_variant;
 
 /* Sets *out to a static array of the variants compiled into this build and
@@ -2445,7 +2491,10 @@ static size_t dfn__arena_size(const dfn__arena *a)
      differently.
    - Bit-identical across ALL variants: dfn_bias_add, dfn_bias_grad (plain
      float adds in the same order) and the ReLU / identity activations.
-     vec_scale too (one multiply).
+     vec_scale too (one multiply), and dfn_adam_update (separate IEEE
+     multiplies, adds, divides and square roots in the scalar loop's order;
+     the variants without a correctly rounded vector divide and square root,
+     ARMv7 NEON and Helium, run the scalar loop).
    - NOT bit-identical across variants (they differ by rounding, typically
      one to a few ulp): GEMM (FMA vs separate multiply-add, K blocking,
      double accumulation in _ref), dot, sum_sq, axpy (fused in the FMA
@@ -3021,6 +3070,25 @@ static void dfn__act_backward_ref(dfn_activation act, size_t n, const float *x,
                                     : dy[i] * dfn__act_grad_ref((int)act, x[i]);
 }
 
+/* Adam + EMA as the formula reads, in double; each stored value is rounded
+   to float once (the EMA uses the stored p). */
+static void dfn__adam_update_ref(size_t n, float *p, float *m, float *v, const float *g,
+                                 float *ema, const dfn_adam_coefs *c)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double gi = (double)g[i] * c->grad_scale;
+        double mi = (double)c->beta1 * m[i] + (1.0 - c->beta1) * gi;
+        double vi = (double)c->beta2 * v[i] + (1.0 - c->beta2) * gi * gi;
+        double pi = (double)p[i] - ((double)c->step_size * mi / (DFN_SQRT(vi * c->v_scale) + c->eps)
+                                    + (double)c->decay * p[i]);
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        p[i] = (float)pi;
+        if (ema) ema[i] = (float)((double)c->ema_decay * ema[i] + (1.0 - c->ema_decay) * (double)p[i]);
+    }
+}
+
 /* ------------------------------------------------------------------------- */
 /*  The elementwise kernels, written once for every vector width             */
 /* ------------------------------------------------------------------------- */
@@ -3325,6 +3393,43 @@ static void dfn__bias_grad_##S(int rows, int cols, const float *dy, float *dbias
     }                                                                              \
 }
 
+/* DFN__ADAM_KERNEL(S, V, W) defines dfn__adam_update_S: dfn_adam_update on W
+   lanes with the primitives ld, st, set1, add, sub, mul, div and sqrt (each
+   correctly rounded: IEEE, no FMA), in the order of dfn__adam_update_scalar,
+   so every lane computes that loop's bits. The tail (n % W elements) runs
+   the scalar loop itself. */
+#define DFN__ADAM_KERNEL(S, V, W)                                                  \
+static void dfn__adam_update_##S(size_t n, float *p, float *m, float *v,           \
+                                 const float *g, float *ema, const dfn_adam_coefs *c) \
+{                                                                                  \
+    size_t i = 0;                                                                  \
+    if (n >= (W)) {                                                                \
+        V b1 = dfn__##S##_set1(c->beta1), ob1 = dfn__##S##_set1(1.0f - c->beta1);   \
+        V b2 = dfn__##S##_set1(c->beta2), ob2 = dfn__##S##_set1(1.0f - c->beta2);   \
+        V step = dfn__##S##_set1(c->step_size), vs = dfn__##S##_set1(c->v_scale);  \
+        V eps = dfn__##S##_set1(c->eps), dec = dfn__##S##_set1(c->decay);          \
+        V gs = dfn__##S##_set1(c->grad_scale);                                     \
+        V d = dfn__##S##_set1(c->ema_decay), od = dfn__##S##_set1(1.0f - c->ema_decay); \
+        for (; i + (W) <= n; i += (W)) {                                           \
+            V gi = dfn__##S##_mul(dfn__##S##_ld(g + i), gs), pi = dfn__##S##_ld(p + i), mi, vi, u; \
+            mi = dfn__##S##_add(dfn__##S##_mul(b1, dfn__##S##_ld(m + i)), dfn__##S##_mul(ob1, gi)); \
+            vi = dfn__##S##_add(dfn__##S##_mul(b2, dfn__##S##_ld(v + i)),          \
+                                dfn__##S##_mul(dfn__##S##_mul(ob2, gi), gi));      \
+            u = dfn__##S##_div(dfn__##S##_mul(step, mi),                           \
+                               dfn__##S##_add(dfn__##S##_sqrt(dfn__##S##_mul(vi, vs)), eps)); \
+            pi = dfn__##S##_sub(pi, dfn__##S##_add(u, dfn__##S##_mul(dec, pi)));    \
+            dfn__##S##_st(m + i, mi);                                              \
+            dfn__##S##_st(v + i, vi);                                              \
+            dfn__##S##_st(p + i, pi);                                              \
+            if (ema)                                                               \
+                dfn__##S##_st(ema + i, dfn__##S##_add(dfn__##S##_mul(d, dfn__##S##_ld(ema + i)), \
+                                                      dfn__##S##_mul(od, pi)));    \
+        }                                                                          \
+    }                                                                              \
+    if (i < n)                                                                     \
+        dfn__adam_update_scalar(n - i, p + i, m + i, v + i, g + i, ema ? ema + i : NULL, c); \
+}
+
 /* ------------------------------------------------------------------------- */
 /*  Scalar: portable C, one lane                                             */
 /* ------------------------------------------------------------------------- */
@@ -3350,6 +3455,29 @@ static DFN__INLINE float dfn__scalar_pow2i(float n)
 }
 
 DFN__ELEMENTWISE_KERNELS(scalar, float, 1)
+
+/* The optimizer loop of dfn_train_step (the same expressions, the same
+   bits), fused with the EMA. Every SIMD variant reproduces it lane by lane,
+   so clang must not contract it into FMAs (gcc's ISO modes do not). */
+static void dfn__adam_update_scalar(size_t n, float *p, float *m, float *v, const float *g,
+                                    float *ema, const dfn_adam_coefs *c)
+{
+#if defined(__clang__)
+#  pragma STDC FP_CONTRACT OFF
+#endif
+    float a1, a2, step, vscale, eps, decay, gs, d;
+    size_t i;
+    if (n == 0) return;
+    a1 = c->beta1; a2 = c->beta2; step = c->step_size; vscale = c->v_scale;
+    eps = c->eps; decay = c->decay; gs = c->grad_scale; d = c->ema_decay;
+    for (i = 0; i < n; i++) {
+        float gi = g[i] * gs;
+        m[i] = a1 * m[i] + (1.0f - a1) * gi;
+        v[i] = a2 * v[i] + (1.0f - a2) * gi * gi;
+        p[i] -= step * m[i] / (DFN_SQRTF(v[i] * vscale) + eps) + decay * p[i];
+        if (ema) ema[i] = d * ema[i] + (1.0f - d) * p[i];
+    }
+}
 
 static void dfn__ukr_scalar(int kc, const float *a, const float *b, float *c,
                             size_t ldc, float alpha, float beta)
@@ -3432,7 +3560,10 @@ static DFN__INLINE __m128 dfn__sse2_pow2i(__m128 n)
     return _mm_castsi128_ps(_mm_slli_epi32(e, 23));
 }
 
+static DFN__INLINE __m128 dfn__sse2_sqrt(__m128 a) { return _mm_sqrt_ps(a); }
+
 DFN__ELEMENTWISE_KERNELS(sse2, __m128, 4)
+DFN__ADAM_KERNEL(sse2, __m128, 4)
 
 /* 4 x 8 tile: 8 accumulators, B row in two registers, A broadcast. */
 static void dfn__ukr_sse2(int kc, const float *a, const float *b, float *c,
@@ -3504,7 +3635,10 @@ static DFN__INLINE __m256 dfn__avx2_pow2i(__m256 n)
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
 }
 
+static DFN__INLINE __m256 dfn__avx2_sqrt(__m256 a) { return _mm256_sqrt_ps(a); }
+
 DFN__ELEMENTWISE_KERNELS(avx2, __m256, 8)
+DFN__ADAM_KERNEL(avx2, __m256, 8)
 
 /* 6 x 16 tile: 12 accumulators + 2 B registers + 1 broadcast = 15 of 16 ymm. */
 static void dfn__ukr_avx2(int kc, const float *a, const float *b, float *c,
@@ -3585,7 +3719,10 @@ static DFN__INLINE __m512 dfn__avx512_pow2i(__m512 n)
     return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(DFN__M16, e, 23));
 }
 
+static DFN__INLINE __m512 dfn__avx512_sqrt(__m512 a) { return _mm512_maskz_sqrt_ps(DFN__M16, a); }
+
 DFN__ELEMENTWISE_KERNELS(avx512, __m512, 16)
+DFN__ADAM_KERNEL(avx512, __m512, 16)
 
 /* 12 x 32 tile: 24 accumulators + 2 B registers + 1 broadcast of 32 zmm. */
 static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
@@ -3728,6 +3865,21 @@ static DFN__INLINE float32x4_t dfn__neon_pow2i(float32x4_t n)
 
 DFN__ELEMENTWISE_KERNELS(neon, float32x4_t, 4)
 
+#if defined(__aarch64__) || defined(_M_ARM64)
+static DFN__INLINE float32x4_t dfn__neon_sqrt(float32x4_t a) { return vsqrtq_f32(a); }
+DFN__ADAM_KERNEL(neon, float32x4_t, 4)
+#else
+/* ARMv7 NEON has no vector square root and no vector divide, only
+   estimates (vrsqrteq, vrecpeq) that do not round correctly, and it flushes
+   denormals to zero: Adam runs the scalar loop (VFP, IEEE) to keep the
+   scalar bits. */
+static void dfn__adam_update_neon(size_t n, float *p, float *m, float *v, const float *g,
+                                  float *ema, const dfn_adam_coefs *c)
+{
+    dfn__adam_update_scalar(n, p, m, v, g, ema, c);
+}
+#endif
+
 static DFN__INLINE void dfn__tr4_neon(const float *src, size_t lds, float *dst, size_t ldd)
 {
     float32x4x2_t t01 = vtrnq_f32(vld1q_f32(src), vld1q_f32(src + lds));
@@ -3856,6 +4008,14 @@ static DFN__INLINE float32x4_t dfn__helium_pow2i(float32x4_t n)
 
 DFN__ELEMENTWISE_KERNELS(helium, float32x4_t, 4)
 
+/* MVE has no vector square root or divide and flushes denormals to zero:
+   Adam runs the scalar loop (the FPU, IEEE) to keep the scalar bits. */
+static void dfn__adam_update_helium(size_t n, float *p, float *m, float *v, const float *g,
+                                    float *ema, const dfn_adam_coefs *c)
+{
+    dfn__adam_update_scalar(n, p, m, v, g, ema, c);
+}
+
 /* 4 x 8 tile: 8 accumulators, A as a scalar operand of the FMA. */
 static void dfn__ukr_helium(int kc, const float *a, const float *b, float *c,
                             size_t ldc, float alpha, float beta)
@@ -3924,7 +4084,10 @@ static DFN__INLINE v128_t dfn__wasm_pow2i(v128_t n)
     return wasm_i32x4_shl(e, 23);
 }
 
+static DFN__INLINE v128_t dfn__wasm_sqrt(v128_t a) { return wasm_f32x4_sqrt(a); }
+
 DFN__ELEMENTWISE_KERNELS(wasm, v128_t, 4)
+DFN__ADAM_KERNEL(wasm, v128_t, 4)
 
 static DFN__INLINE void dfn__tr4_wasm(const float *src, size_t lds, float *dst, size_t ldd)
 {
@@ -3986,7 +4149,7 @@ static void dfn__gemm_wasm(int trans_a, int trans_b, int M, int N, int K, float 
     { name, mr, nr, dfn__gemm_##S, dfn__vec_axpy_##S, dfn__vec_scale_##S,     \
       dfn__vec_dot_##S, dfn__vec_sum_sq_##S, dfn__bias_add_##S,               \
       dfn__bias_grad_##S, dfn__act_forward_##S, dfn__act_backward_##S,       \
-      dfn__vec_exp_##S, dfn__vec_sincos_##S }
+      dfn__vec_exp_##S, dfn__vec_sincos_##S, dfn__adam_update_##S }
 
 static const dfn_kernel_variant dfn__kernel_variant_table[] = {
     DFN__KERNEL_VARIANT(ref, "ref", 1, 1),
@@ -4300,6 +4463,14 @@ DFNDEF void dfn_bias_act_forward(int rows, int cols, const float *bias,
         if (bias) DFN__BEST(dfn__bias_add)(1, cols, p, bias);
         DFN__BEST(dfn__act_forward)(act, (size_t)(cols > 0 ? cols : 0), p, q);
     }
+}
+
+DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float *g,
+                            float *ema, const dfn_adam_coefs *c)
+{
+    if (n == 0) return;
+    DFN_ASSERT(p && m && v && g && c);
+    DFN__BEST(dfn__adam_update)(n, p, m, v, g, ema, c);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -9240,7 +9411,7 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
     dfn__tnet n;
     dfn_result r;
     const dfn_train_config *c;
-    size_t P, i;
+    size_t P;
     int B, D, k;
     float lr, clip_scale = 1.0f, norm;
     double bc1, bc2;
@@ -9284,23 +9455,21 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
     if (c->beta1 == 0.0f) bc1 = 1.0;
     if (c->beta2 == 0.0f) bc2 = 1.0;
     {
-        float *p = dfn__tr_params(tr), *m = tr->adam_m, *v = tr->adam_v, *g = tr->grads;
-        float a1 = c->beta1, a2 = c->beta2, step = (float)(lr / bc1), vscale = (float)(1.0 / bc2);
-        float decay = lr * c->weight_decay;
-        for (i = 0; i < P; i++) {
-            float gi = g[i] * clip_scale;
-            m[i] = a1 * m[i] + (1.0f - a1) * gi;
-            v[i] = a2 * v[i] + (1.0f - a2) * gi * gi;
-            p[i] -= step * m[i] / (DFN_SQRTF(v[i] * vscale) + c->eps) + decay * p[i];
-        }
+        dfn_adam_coefs ac;
+        ac.beta1 = c->beta1;
+        ac.beta2 = c->beta2;
+        ac.step_size = (float)(lr / bc1);
+        ac.v_scale = (float)(1.0 / bc2);
+        ac.eps = c->eps;
+        ac.decay = lr * c->weight_decay;
+        ac.grad_scale = clip_scale;
         /* EMA of the weights: ema = d ema + (1 - d) p, with the decay warmed
            up as d_k = min(decay, (1 + k) / (10 + k)) so that a short run's
            EMA is not dominated by the random initial weights. */
-        if (tr->ema) {
-            float d = (float)(1.0 + (double)tr->step) / (float)(10.0 + (double)tr->step);
-            if (d > c->ema_decay) d = c->ema_decay;
-            for (i = 0; i < P; i++) tr->ema[i] = d * tr->ema[i] + (1.0f - d) * p[i];
-        }
+        ac.ema_decay = (float)(1.0 + (double)tr->step) / (float)(10.0 + (double)tr->step);
+        if (ac.ema_decay > c->ema_decay) ac.ema_decay = c->ema_decay;
+        /* Adam and the EMA in one pass over the parameters */
+        dfn_adam_update(P, dfn__tr_params(tr), tr->adam_m, tr->adam_v, tr->grads, tr->ema, &ac);
     }
     return DFN_OK;
 }

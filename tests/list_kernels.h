@@ -16,4 +16,6 @@
     X(kernels_act_large_inputs)              \
     X(kernels_elementwise_invariance)        \
     X(kernels_bias_act_fused)                \
-    X(kernels_dispatch_matches_simd_name)
+    X(kernels_dispatch_matches_simd_name)    \
+    X(kernels_adam_parity)                   \
+    X(kernels_adam_formula_and_dispatch)

@@ -319,6 +319,82 @@ static double kt_act_grad_d(int act, double x)
 }
 
 /* ------------------------------------------------------------------------- */
+/*  Adam checking                                                            */
+/* ------------------------------------------------------------------------- */
+
+/* sign * [1, 10) * 10^e with e uniform in lo..hi, and now and then +0 or a
+   denormal; positive: no sign. */
+static float kt_wide(dfn_rng *r, int lo, int hi, int positive)
+{
+    uint32_t k = dfn_rng_below(r, 16);
+    float x;
+    if (k == 0) x = 0.0f;
+    else if (k == 1) x = kt_unif(r, 1.0f, 10.0f) * 1e-41f;
+    else x = (float)(kt_unif(r, 1.0f, 10.0f) * pow(10.0, lo + (int)dfn_rng_below(r, (uint32_t)(hi - lo + 1))));
+    return !positive && dfn_rng_below(r, 2) ? -x : x;
+}
+
+/* Inputs of one element: gradient 1e-40 .. 1e15, m 1e-40 .. 1e20, v
+   1e-45 .. 1e30 (>= 0), p and ema 1e-40 .. 1e10. With the coefficient sets
+   of the tests nothing overflows. */
+static void kt_adam_inputs(dfn_rng *r, float *g, float *m, float *v, float *p, float *e, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        g[i] = kt_wide(r, -40, 15, 0);
+        m[i] = kt_wide(r, -40, 20, 0);
+        v[i] = kt_wide(r, -45, 30, 1);
+        p[i] = kt_wide(r, -40, 10, 0);
+        e[i] = kt_wide(r, -40, 10, 0);
+    }
+}
+
+/* The exact update of one element (dfn_adam_update's formula in double) and
+   bounds on how far the float evaluation in the documented order may be
+   from it: each operation's rounding (e = FLT_EPSILON per operation, with
+   slack; F = 2^-149 for denormals) carried through the later steps. */
+typedef struct kt_adam_want { double m, v, p, ema, tm, tv, tp, te; } kt_adam_want;
+
+static void kt_adam_exact(const dfn_adam_coefs *c, float g, float m, float v, float p, float ema,
+                          kt_adam_want *w)
+{
+    const double e = FLT_EPSILON, F = ldexp(1.0, -149);
+    double gi = (double)g * c->grad_scale, ob1 = 1.0 - c->beta1, ob2 = 1.0 - c->beta2;
+    double mt = fabs((double)c->beta1 * m) + fabs(ob1 * gi), a, da, D, tsq, tD, dlo, U, tU;
+    w->m = (double)c->beta1 * m + ob1 * gi;
+    w->v = (double)c->beta2 * v + ob2 * gi * gi;
+    w->tm = 4.0 * e * mt + 4.0 * F;
+    w->tv = 4.0 * e * w->v + 4.0 * F;
+    a = w->v * c->v_scale;                      /* sqrt(a) + eps: the denominator */
+    da = w->tv * c->v_scale + e * a + F;        /* error of float v * v_scale      */
+    tsq = sqrt(da);                             /* |sqrt(a') - sqrt(a)| <= sqrt(|a' - a|) ... */
+    if (a > 0.0 && da / sqrt(a) < tsq) tsq = da / sqrt(a);   /* ... and <= |a' - a| / sqrt(a) */
+    D = sqrt(a) + c->eps;
+    tD = tsq + 2.0 * e * D + F;
+    dlo = D - tD;                               /* the float denominator is >= eps */
+    if (dlo < c->eps * (1.0 - e)) dlo = c->eps * (1.0 - e);
+    U = c->step_size * w->m / D;
+    tU = c->step_size * w->tm / dlo + c->step_size * fabs(w->m) * tD / (dlo * D)
+       + F / dlo;                               /* a denormal step_size * m, divided */
+    tU += 2.0 * e * (fabs(U) + tU) + 2.0 * F;
+    w->p = (double)p - (U + (double)c->decay * p);
+    w->tp = tU + 2.0 * e * (fabs((double)p) + fabs(U) + fabs((double)c->decay * p)) + 2.0 * F;
+    w->ema = (double)c->ema_decay * ema + (1.0 - c->ema_decay) * w->p;
+    w->te = (1.0 - c->ema_decay) * w->tp
+          + 2.0 * e * (fabs((double)c->ema_decay * ema) + fabs((1.0 - c->ema_decay) * w->p)) + 2.0 * F;
+}
+
+/* Coefficient sets: a training step (step 3 of lr 1e-3, weight decay 0.01,
+   clipped gradients, EMA 0.9); plain Adam without clipping; beta = 0 and an
+   EMA that copies p; odd values (tiny eps, large v_scale, EMA 1 keeps ema). */
+static const dfn_adam_coefs kt_adam_coefs[4] = {
+    { 0.9f, 0.999f, 3.6900369e-3f, 333.66678f, 1e-8f, 1e-5f, 0.37f, 0.9f },
+    { 0.9f, 0.999f, 1e-3f, 1.0f, 1e-8f, 0.0f, 1.0f, 0.999f },
+    { 0.0f, 0.0f, 0.5f, 1.0f, 1e-3f, 0.1f, 2.5e-2f, 0.0f },
+    { 0.5f, 0.75f, 3.0f, 1000.0f, 1e-12f, -0.01f, 1e-3f, 1.0f }
+};
+
+/* ------------------------------------------------------------------------- */
 /*  Tests                                                                    */
 /* ------------------------------------------------------------------------- */
 
@@ -365,7 +441,8 @@ void test_kernels_variant_table(void)
     for (v = 0; v < nv; v++) {
         const dfn_kernel_variant *k = &var[v];
         CHECK(k->gemm && k->vec_axpy && k->vec_scale && k->vec_dot && k->vec_sum_sq && k->bias_add
-              && k->bias_grad && k->act_forward && k->act_backward && k->vec_exp && k->vec_sincos, "%s: a NULL function", k->name);
+              && k->bias_grad && k->act_forward && k->act_backward && k->vec_exp && k->vec_sincos
+              && k->adam, "%s: a NULL function", k->name);
         CHECK(k->gemm_mr >= 1 && k->gemm_nr >= 1 && k->gemm_mr <= 64 && k->gemm_nr <= 64,
               "%s: register block %d x %d", k->name, k->gemm_mr, k->gemm_nr);
         for (w = 0; w < v; w++)
@@ -454,6 +531,63 @@ void test_kernels_checks_can_fail(void)
         double d = kt_act_grad_d(DFN_ACT_SILU, 2.0), s = 1.0 / (1.0 + exp(-2.0));
         CHECK(!(fabs(got - want) <= kt_act_tol_f(2.0f, want)), "1e-4 relative SiLU error passed");
         CHECK(!(fabs(s - d) <= kt_act_tol_b(1.0f, d)), "a wrong SiLU' passed");
+    }
+    /* Adam: the rounding bound holds the scalar loop and the reference, but
+       not a 1e-4 relative error or a missing bias correction of v; one ulp
+       fails the bit comparison. */
+    {
+        enum { N = 64 };
+        float g[N], m[N], v[N], p[N], e[N], m2[N], v2[N], p2[N], e2[N], pr[N];
+        dfn_adam_coefs c = kt_adam_coefs[0];
+        kt_adam_want w;
+        dfn_rng rng;
+        int i, held = 0, held_ref = 0, off = 0, wrong = 0;
+        dfn_rng_seed(&rng, 40, 2);
+        for (i = 0; i < N; i++) {
+            g[i] = kt_unif(&rng, -1.0f, 1.0f);
+            m[i] = kt_unif(&rng, -0.1f, 0.1f);
+            v[i] = kt_unif(&rng, 0.0f, 1e-2f);
+            p[i] = kt_unif(&rng, -1e-3f, 1e-3f);   /* updates of the same order */
+            e[i] = kt_unif(&rng, -1.0f, 1.0f);
+        }
+        memcpy(m2, m, sizeof m); memcpy(v2, v, sizeof v); memcpy(p2, p, sizeof p); memcpy(e2, e, sizeof e);
+        var[1].adam(N, p2, m2, v2, g, e2, &c);
+        memcpy(pr, p, sizeof p);
+        {
+            float mr[N], vr[N];
+            memcpy(mr, m, sizeof m); memcpy(vr, v, sizeof v);
+            var[0].adam(N, pr, mr, vr, g, NULL, &c);
+        }
+        for (i = 0; i < N; i++) {
+            kt_adam_exact(&c, g[i], m[i], v[i], p[i], e[i], &w);
+            held += fabs(p2[i] - w.p) <= w.tp && fabs(m2[i] - w.m) <= w.tm && fabs(v2[i] - w.v) <= w.tv
+                    && fabs(e2[i] - w.ema) <= w.te;
+            held_ref += fabs(pr[i] - w.p) <= w.tp;
+        }
+        CHECK(held == N && held_ref == N, "Adam bound: scalar holds %d of %d, ref %d", held, N, held_ref);
+        /* a 1e-4 relative error in the update (p - p_old) is caught on most elements */
+        for (i = 0; i < N; i++) {
+            kt_adam_exact(&c, g[i], m[i], v[i], p[i], e[i], &w);
+            off += !(fabs((p2[i] + (p2[i] - p[i]) * 1e-4) - w.p) <= w.tp);
+        }
+        CHECK(off > N / 2, "a 1e-4 relative error in the update passed on %d of %d", N - off, N);
+        /* without the bias correction of v (v_scale 1 instead of 333.7) */
+        memcpy(pr, p, sizeof p);
+        {
+            float mr[N], vr[N];
+            dfn_adam_coefs bad = c;
+            bad.v_scale = 1.0f;
+            memcpy(mr, m, sizeof m); memcpy(vr, v, sizeof v);
+            var[1].adam(N, pr, mr, vr, g, NULL, &bad);
+        }
+        for (i = 0; i < N; i++) {
+            kt_adam_exact(&c, g[i], m[i], v[i], p[i], e[i], &w);
+            wrong += !(fabs(pr[i] - w.p) <= w.tp);
+        }
+        CHECK(wrong == N, "a missing bias correction passed on %d of %d", N - wrong, N);
+        memcpy(pr, p2, sizeof p2);
+        pr[N / 2] = nextafterf(pr[N / 2], 10.0f);
+        CHECK(!kt_same_bits(pr, p2, N), "1 ulp passed the bit comparison");
     }
     free(work);
 }
@@ -1137,4 +1271,149 @@ void test_kernels_dispatch_matches_simd_name(void)
     k->bias_grad(21, 37, x, y2);
     CHECK(kt_same_bits(y, y2, 37), "dfn_bias_grad differs from %s", k->name);
     free(work);
+}
+
+void test_kernels_adam_parity(void)
+{
+    /* dfn_adam_update on every W - 1, W, W + 1 and odd lengths up to 333,
+       aligned and one float off, with and without ema, on values from
+       denormals to 1e30 under four coefficient sets: every variant gives
+       the bits of "scalar" and writes nothing outside [0, n); "ref"
+       (double) is within the rounding bound of the float formula. */
+    static const size_t lens[] = { 0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47,
+                                   63, 64, 65, 101, 127, 128, 129, 191, 255, 257, 333 };
+    enum { NMAX = 333, CAP = NMAX + 2 * KT_GUARD + 1 };
+    const dfn_kernel_variant *var;
+    int nv = kt_variants(&var), v, ci, li, off, with_ema;
+    kt_fails *fails = (kt_fails *)calloc((size_t)nv, sizeof(kt_fails));
+    float *g0 = (float *)kt_alloc(NMAX), *m0 = (float *)kt_alloc(NMAX), *v0 = (float *)kt_alloc(NMAX);
+    float *p0 = (float *)kt_alloc(NMAX), *e0 = (float *)kt_alloc(NMAX);
+    float *ms = (float *)kt_alloc(NMAX), *vs = (float *)kt_alloc(NMAX), *ps = (float *)kt_alloc(NMAX);
+    float *es = (float *)kt_alloc(NMAX), *gb = (float *)kt_alloc(CAP);
+    float *mb = (float *)kt_alloc(CAP), *vb = (float *)kt_alloc(CAP), *pb = (float *)kt_alloc(CAP);
+    float *eb = (float *)kt_alloc(CAP);
+    dfn_rng rng;
+    char label[128];
+    dfn_rng_seed(&rng, 77, 5);
+    for (ci = 0; ci < 4; ci++)
+        for (li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++)
+            for (off = 0; off < 2; off++)
+                for (with_ema = 0; with_ema < 2; with_ema++) {
+                    const dfn_adam_coefs *c = &kt_adam_coefs[ci];
+                    size_t n = lens[li], i;
+                    float *gw = gb + KT_GUARD + off, *mw = mb + KT_GUARD + off, *vw = vb + KT_GUARD + off;
+                    float *pw = pb + KT_GUARD + off, *ew = eb + KT_GUARD + off;
+                    kt_adam_inputs(&rng, g0, m0, v0, p0, e0, n);
+                    memcpy(ms, m0, n * sizeof(float)); memcpy(vs, v0, n * sizeof(float));
+                    memcpy(ps, p0, n * sizeof(float)); memcpy(es, e0, n * sizeof(float));
+                    var[1].adam(n, ps, ms, vs, g0, with_ema ? es : NULL, c);
+                    for (v = 0; v < nv; v++) {
+                        snprintf(label, sizeof label, "%s coefs %d n=%lu off=%d ema=%d", var[v].name, ci,
+                                 (unsigned long)n, off, with_ema);
+                        kt_guard_set(gw, KT_GUARD, n); kt_guard_set(mw, KT_GUARD, n);
+                        kt_guard_set(vw, KT_GUARD, n); kt_guard_set(pw, KT_GUARD, n);
+                        kt_guard_set(ew, KT_GUARD, n);
+                        memcpy(gw, g0, n * sizeof(float)); memcpy(mw, m0, n * sizeof(float));
+                        memcpy(vw, v0, n * sizeof(float)); memcpy(pw, p0, n * sizeof(float));
+                        memcpy(ew, e0, n * sizeof(float));
+                        var[v].adam(n, pw, mw, vw, gw, with_ema ? ew : NULL, c);
+                        if (kt_guard_bad(gw, KT_GUARD, n) || kt_guard_bad(mw, KT_GUARD, n)
+                            || kt_guard_bad(vw, KT_GUARD, n) || kt_guard_bad(pw, KT_GUARD, n)
+                            || kt_guard_bad(ew, KT_GUARD, n))
+                            kt_fail(&fails[v], "adam wrote outside", 0, 0, 0, n);
+                        if (!kt_same_bits(gw, g0, n)) kt_fail(&fails[v], "adam wrote g", 0, 0, 0, n);
+                        if (!with_ema && !kt_same_bits(ew, e0, n)) kt_fail(&fails[v], "adam wrote ema", 0, 0, 0, n);
+                        if (v == 0) {             /* ref: within the bound of the float formula */
+                            for (i = 0; i < n; i++) {
+                                kt_adam_want w;
+                                kt_adam_exact(c, g0[i], m0[i], v0[i], p0[i], e0[i], &w);
+                                if (!(fabs((double)mw[i] - ms[i]) <= w.tm)) kt_fail(&fails[v], label, mw[i], ms[i], w.tm, i);
+                                if (!(fabs((double)vw[i] - vs[i]) <= w.tv)) kt_fail(&fails[v], label, vw[i], vs[i], w.tv, i);
+                                if (!(fabs((double)pw[i] - ps[i]) <= w.tp)) kt_fail(&fails[v], label, pw[i], ps[i], w.tp, i);
+                                if (with_ema && !(fabs((double)ew[i] - es[i]) <= w.te))
+                                    kt_fail(&fails[v], label, ew[i], es[i], w.te, i);
+                            }
+                        } else {                  /* the others: the bits of scalar */
+                            const float *got[4], *want[4];
+                            static const char *names[4] = { "m", "v", "p", "ema" };
+                            int a;
+                            got[0] = mw; got[1] = vw; got[2] = pw; got[3] = ew;
+                            want[0] = ms; want[1] = vs; want[2] = ps; want[3] = es;
+                            for (a = 0; a < 3 + with_ema; a++)
+                                for (i = 0; i < n; i++)
+                                    if (!kt_same_bits(got[a] + i, want[a] + i, 1)) {
+                                        char what[160];
+                                        snprintf(what, sizeof what, "%s: %s", label, names[a]);
+                                        kt_fail(&fails[v], what, got[a][i], want[a][i], 0, i);
+                                        break;
+                                    }
+                        }
+                    }
+                }
+    kt_report("adam parity", fails);
+    free(fails); free(g0); free(m0); free(v0); free(p0); free(e0); free(ms); free(vs); free(ps); free(es);
+    free(gb); free(mb); free(vb); free(pb); free(eb);
+}
+
+void test_kernels_adam_formula_and_dispatch(void)
+{
+    /* "scalar" is the documented formula in the documented order (the loop
+       written out here, in float, without contraction); on data where
+       every operation is exact each variant gives the hand-computed values
+       in every lane; dfn_adam_update gives the bits of the variant
+       dfn_simd_name() names; n = 0 touches nothing. */
+    enum { N = 261 };
+    const dfn_kernel_variant *var;
+    int nv = kt_variants(&var), vi = kt_find_variant(dfn_simd_name()), v, ci, bad;
+    float g[N], m0[N], v0[N], p0[N], e0[N], m[N], vv[N], p[N], e[N], m2[N], v2[N], p2[N], e2[N];
+    dfn_rng rng;
+    size_t i;
+    dfn_rng_seed(&rng, 78, 1);
+    for (ci = 0; ci < 4; ci++) {
+        const dfn_adam_coefs *c = &kt_adam_coefs[ci];
+        kt_adam_inputs(&rng, g, m0, v0, p0, e0, N);
+        memcpy(m, m0, sizeof m); memcpy(vv, v0, sizeof vv); memcpy(p, p0, sizeof p); memcpy(e, e0, sizeof e);
+        {
+#if defined(__clang__)
+#  pragma STDC FP_CONTRACT OFF
+#endif
+            float ob1 = 1.0f - c->beta1, ob2 = 1.0f - c->beta2, od = 1.0f - c->ema_decay;
+            for (i = 0; i < N; i++) {
+                float gi = g[i] * c->grad_scale, t;
+                m[i] = c->beta1 * m[i] + ob1 * gi;
+                t = ob2 * gi;
+                vv[i] = c->beta2 * vv[i] + t * gi;
+                t = c->step_size * m[i];
+                t = t / (sqrtf(vv[i] * c->v_scale) + c->eps);
+                p[i] = p[i] - (t + c->decay * p[i]);
+                e[i] = c->ema_decay * e[i] + od * p[i];
+            }
+        }
+        memcpy(m2, m0, sizeof m); memcpy(v2, v0, sizeof vv); memcpy(p2, p0, sizeof p); memcpy(e2, e0, sizeof e);
+        var[1].adam(N, p2, m2, v2, g, e2, c);
+        CHECK(kt_same_bits(m, m2, N) && kt_same_bits(vv, v2, N) && kt_same_bits(p, p2, N) && kt_same_bits(e, e2, N),
+              "coefs %d: scalar differs from the formula written out", ci);
+        if (vi >= 0) {
+            memcpy(m, m0, sizeof m); memcpy(vv, v0, sizeof vv); memcpy(p, p0, sizeof p); memcpy(e, e0, sizeof e);
+            dfn_adam_update(N, p, m, vv, g, e, c);
+            memcpy(m2, m0, sizeof m); memcpy(v2, v0, sizeof vv); memcpy(p2, p0, sizeof p); memcpy(e2, e0, sizeof e);
+            var[vi].adam(N, p2, m2, v2, g, e2, c);
+            CHECK(kt_same_bits(m, m2, N) && kt_same_bits(vv, v2, N) && kt_same_bits(p, p2, N) && kt_same_bits(e, e2, N),
+                  "coefs %d: dfn_adam_update differs from %s", ci, var[vi].name);
+        }
+    }
+    CHECK(vi >= 0, "dfn_simd_name() = %s is not a compiled variant", dfn_simd_name());
+    /* Exact: gi = 2 * 0.5 = 1; m = 0.5 * 4 + 0.5 = 2.5; v = 0.75 * 16 + 0.25 = 12.25;
+       sqrt(12.25 * 4) + 1 = 8; p = 8 - (16 * 2.5 / 8 + 0.25 * 8) = 1; ema = 0.5 * 3 + 0.5 * 1 = 2. */
+    for (v = 0; v < nv; v++) {
+        dfn_adam_coefs c = { 0.5f, 0.75f, 16.0f, 4.0f, 1.0f, 0.25f, 0.5f, 0.5f };
+        for (i = 0; i < 37; i++) { g[i] = 2.0f; m[i] = 4.0f; vv[i] = 16.0f; p[i] = 8.0f; e[i] = 3.0f; }
+        var[v].adam(37, p, m, vv, g, e, &c);
+        for (bad = 0, i = 0; i < 37; i++)
+            bad += m[i] != 2.5f || vv[i] != 12.25f || p[i] != 1.0f || e[i] != 2.0f;
+        CHECK(bad == 0, "%s: %d of 37 elements differ from the exact values (first: m %g v %g p %g ema %g)",
+              var[v].name, bad, (double)m[0], (double)vv[0], (double)p[0], (double)e[0]);
+        var[v].adam(0, NULL, NULL, NULL, NULL, NULL, &c);
+    }
+    dfn_adam_update(0, NULL, NULL, NULL, NULL, NULL, NULL);
 }
