@@ -9404,6 +9404,23 @@ DFNDEF float dfn_train_lr(const dfn_train_config *c, long step)
     return (float)lr;
 }
 
+/* Parameters [task step, (task + 1) step) of an Adam update. */
+typedef struct dfn__adam_task {
+    float *p, *m, *v, *ema;
+    const float *g;
+    const dfn_adam_coefs *c;
+    size_t n, step;
+} dfn__adam_task;
+
+static void dfn__adam_run_task(void *ctx, int task, int w)
+{
+    const dfn__adam_task *a = (const dfn__adam_task *)ctx;
+    size_t lo = (size_t)task * a->step, hi = lo + a->step < a->n ? lo + a->step : a->n;
+    (void)w;
+    if (lo < hi)
+        dfn_adam_update(hi - lo, a->p + lo, a->m + lo, a->v + lo, a->g + lo, a->ema ? a->ema + lo : NULL, a->c);
+}
+
 DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const float *cond,
                                       const int *labels, dfn_rng *rng, float *loss)
 {
@@ -9468,8 +9485,16 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
            EMA is not dominated by the random initial weights. */
         ac.ema_decay = (float)(1.0 + (double)tr->step) / (float)(10.0 + (double)tr->step);
         if (ac.ema_decay > c->ema_decay) ac.ema_decay = c->ema_decay;
-        /* Adam and the EMA in one pass over the parameters */
-        dfn_adam_update(P, dfn__tr_params(tr), tr->adam_m, tr->adam_v, tr->grads, tr->ema, &ac);
+        /* Adam and the EMA in one pass over the parameters (per element:
+           any split across threads gives the same bits) */
+        {
+            dfn__adam_task at;
+            int T = dfn__parallel_workers(), tasks = T > 1 && P >= (size_t)16384 * T ? T : 1;
+            at.p = dfn__tr_params(tr); at.m = tr->adam_m; at.v = tr->adam_v; at.g = tr->grads;
+            at.ema = tr->ema; at.c = &ac; at.n = P;
+            at.step = ((P + (size_t)tasks - 1) / (size_t)tasks + 15) / 16 * 16;
+            dfn__parallel_for(tasks, dfn__adam_run_task, &at);
+        }
     }
     return DFN_OK;
 }
