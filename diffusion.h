@@ -8205,26 +8205,39 @@ static void dfn__mlp_features(const dfn_mlp *m, const float *params, float *in, 
         }
 }
 
+/* After a layer's product, row by row while each row is in cache:
+   pre += bias, y = act(pre), then y += res (res not NULL: the residual
+   path) or acc += y (acc not NULL). The bits of the separate passes
+   dfn_bias_add, dfn_act_forward, dfn_vec_axpy (adding 1 x is exact). */
+static void dfn__bias_act_rows(int rows, int cols, const float *bias, dfn_activation act, float *pre,
+                               float *y, const float *res, float *acc)
+{
+    size_t r, n = (size_t)cols;
+    for (r = 0; r < (size_t)rows; r++) {
+        float *p = pre + r * n, *q = y + r * n;
+        DFN__BEST(dfn__bias_add)(1, cols, p, bias);
+        DFN__BEST(dfn__act_forward)(act, n, p, q);
+        if (res) DFN__BEST(dfn__vec_axpy)(n, 1.0f, res + r * n, q);
+        if (acc) DFN__BEST(dfn__vec_axpy)(n, 1.0f, q, acc + r * n);
+    }
+}
+
 static void dfn__mlp_forward_batch(const dfn_mlp *m, const float *params, const dfn__mlp_acts *a,
                                    float *out, const float *x, const int *t, const int *labels, int B)
 {
     const dfn_mlp_config *c = &m->cfg;
     const dfn_mlp_layout *l = &m->lay;
-    int H = c->hidden, L = c->blocks, b;
-    size_t BH = (size_t)B * H;
-    dfn__mlp_features(m, params, a->x, a->tmp, x, t, labels, B);   /* tmp is free until layer 1 */
+    int H = c->hidden, L = c->blocks, I = (int)l->in_dim, b;
+    dfn__mlp_features(m, params, a->x, a->tmp, x, t, labels, B);   /* tmp: B floats of scratch */
     /* h_0 = act(W_in in + b_in) */
-    dfn_linear_forward(a->pre, a->x, params + l->w_in, params + l->b_in, B, (int)l->in_dim, H, a->work);
-    dfn_act_forward(c->act, BH, a->pre, a->h);
+    dfn_gemm(0, 1, B, H, I, 1.0f, a->x, I, params + l->w_in, I, 0.0f, a->pre, H, a->work);
+    dfn__bias_act_rows(B, H, params + l->b_in, c->act, a->pre, a->h, NULL, NULL);
     for (b = 1; b <= L; b++) {
         /* h_l = h_{l-1} + act(W_l h_{l-1} + b_l) */
         const float *W = params + l->blk + (size_t)(b - 1) * l->blk_stride;
         float *pre = a->pre + (size_t)b * a->stride, *h_prev = a->h + (size_t)(b - 1) * a->stride;
-        float *h = a->h + (size_t)b * a->stride;
-        dfn_linear_forward(pre, h_prev, W, W + (size_t)H * H, B, H, H, a->work);
-        dfn_act_forward(c->act, BH, pre, a->tmp);
-        if (h != h_prev) DFN_MEMCPY(h, h_prev, BH * sizeof(float));
-        dfn_vec_axpy(BH, 1.0f, a->tmp, h);
+        dfn_gemm(0, 1, B, H, H, 1.0f, h_prev, H, W, H, 0.0f, pre, H, a->work);
+        dfn__bias_act_rows(B, H, W + (size_t)H * H, c->act, pre, a->h + (size_t)b * a->stride, h_prev, NULL);
     }
     /* out = W_out h_L + b_out */
     dfn_linear_forward(out, a->h + (size_t)L * a->stride, params + l->w_out, params + l->b_out,
@@ -8279,8 +8292,7 @@ static void dfn__mlp_infer(const dfn_mlp *m, const dfn__mlp_ibuf *ib, float *wor
     const dfn_mlp_layout *l = &m->lay;
     const float *P = m->params;
     int D = c->dim, H = c->hidden, E = c->time_dim, Ka = (int)l->in_dim - c->time_dim, i, j, b, u = 0;
-    size_t BH = (size_t)B * H;
-    float *tf = ib->pre;                   /* free until layer 0's product */
+        float *tf = ib->pre;                   /* free until layer 0's product */
     /* a = [x, emb(scale x_1), ..., emb(scale x_D)] */
     for (i = 0; i < B; i++)
         for (j = 0; j < D; j++) ib->a[(size_t)i * Ka + j] = x[(size_t)i * D + j];
@@ -8306,15 +8318,16 @@ static void dfn__mlp_infer(const dfn_mlp *m, const dfn__mlp_ibuf *ib, float *wor
     dfn_bias_add(u, H, ib->c, P + l->b_in);
     /* h_0 = act(W_a a + c) */
     dfn_gemm(0, 1, B, H, Ka, 1.0f, ib->a, Ka, P + l->w_in, (int)l->in_dim, 0.0f, ib->pre, H, work);
-    for (i = 0; i < B; i++)
-        dfn_vec_axpy((size_t)H, 1.0f, ib->c + (size_t)ib->run[i] * H, ib->pre + (size_t)i * H);
-    dfn_act_forward(c->act, BH, ib->pre, ib->h);
+    for (i = 0; i < B; i++) {
+        float *p = ib->pre + (size_t)i * H;
+        DFN__BEST(dfn__vec_axpy)((size_t)H, 1.0f, ib->c + (size_t)ib->run[i] * H, p);
+        DFN__BEST(dfn__act_forward)(c->act, (size_t)H, p, ib->h + (size_t)i * H);
+    }
     for (b = 1; b <= c->blocks; b++) {
         /* h_l = h_{l-1} + act(W_l h_{l-1} + b_l) */
         const float *W = P + l->blk + (size_t)(b - 1) * l->blk_stride;
-        dfn_linear_forward(ib->pre, ib->h, W, W + (size_t)H * H, B, H, H, work);
-        dfn_act_forward(c->act, BH, ib->pre, ib->pre);
-        dfn_vec_axpy(BH, 1.0f, ib->pre, ib->h);
+        dfn_gemm(0, 1, B, H, H, 1.0f, ib->h, H, W, H, 0.0f, ib->pre, H, work);
+        dfn__bias_act_rows(B, H, W + (size_t)H * H, c->act, ib->pre, ib->pre, NULL, ib->h);
     }
     /* out = W_out h_L + b_out */
     dfn_linear_forward(out, ib->h, P + l->w_out, P + l->b_out, B, H, D, work);
