@@ -1436,9 +1436,9 @@ DFNDEF void dfn_linear_backward(float *din, float *dW, float *db, const float *d
    out (row i at out + i * ldo, dim values, dim even):
    [sin(u_i f_0) .. sin(u_i f_{h-1}), cos(u_i f_0) .. cos(u_i f_{h-1})],
    h = dim / 2, f_k = 10000^(-k / h) (Vaswani et al. 2017; Ho et al. 2020 for t).
-   With SIMD (and without DFN_PORTABLE_MATH) rows with |u_i| <= 4096 use the
-   kernels' own sine and cosine (within 1e-7 of the exact values, 16 lanes at
-   a time with AVX-512), other rows DFN_SINF and DFN_COSF. */
+   With SIMD (and without DFN_PORTABLE_MATH) arguments |u_i f_k| <= 4096 use
+   the kernels' own sine and cosine (within 1e-7 of the exact values, 16
+   lanes at a time with AVX-512), larger ones DFN_SINF and DFN_COSF. */
 DFNDEF void dfn_sinusoidal_embedding(float *out, int ldo, const float *v, int incv, float scale,
                                      int n, int dim);
 
@@ -6952,21 +6952,22 @@ DFNDEF void dfn_sinusoidal_embedding(float *out, int ldo, const float *v, int in
 {
     enum { KB = 64 };
     float f[KB], u[KB];
-    int h = dim / 2, i, k, k0, kb;
+    int h = dim / 2, i, k, k0, kb, big;
     for (k0 = 0; k0 < h; k0 += KB) {
         kb = h - k0 < KB ? h - k0 : KB;
         /* f_k = 10000^(-k/h), in double so every k gets its correctly scaled frequency */
         for (k = 0; k < kb; k++) f[k] = (float)DFN_EXP(-9.210340371976184 * (double)(k0 + k) / (double)h);
         for (i = 0; i < n; i++) {
             float a = scale * v[(size_t)i * incv], *o = out + (size_t)i * ldo + k0;
-            for (k = 0; k < kb; k++) u[k] = a * f[k];            /* |u_k| <= |a|: f_k <= 1 */
+            for (k = 0; k < kb; k++) u[k] = a * f[k];
+            big = kb;                              /* libm for u[0 .. big-1] */
 #ifdef DFN__EMBED_SINCOS
-            if (a <= DFN__SINCOS_MAX && a >= -DFN__SINCOS_MAX) {
-                DFN__BEST(dfn__vec_sincos)((size_t)kb, u, o, o + h);
-                continue;
-            }
+            /* |u_k| falls with k (f_k does): the arguments beyond the kernels'
+               range are a prefix, none when |a| <= 4096 (NaN: all) */
+            for (big = 0; big < kb && !(u[big] <= DFN__SINCOS_MAX && u[big] >= -DFN__SINCOS_MAX); big++) {}
+            DFN__BEST(dfn__vec_sincos)((size_t)(kb - big), u + big, o + big, o + h + big);
 #endif
-            for (k = 0; k < kb; k++) {
+            for (k = 0; k < big; k++) {
                 o[k] = DFN_SINF(u[k]);
                 o[h + k] = DFN_COSF(u[k]);
             }
