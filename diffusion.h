@@ -2547,7 +2547,9 @@ static size_t dfn__arena_size(const dfn__arena *a)
    tolerances 2-4x above these numbers.
 
    Memory. Nothing here allocates. dfn_gemm packs panels of op(A) and op(B)
-   into the caller's `work` (see dfn_gemm_work_size); the edge tiles of C go
+   into the caller's `work` (see dfn_gemm_work_size), except that the
+   AVX-512 path reads a row-major A (trans_a = 0: activations, im2col
+   matrices) in place for whole 12-row slivers; the edge tiles of C go
    through a small stack tile (at most DFN__GEMM_MR_MAX x DFN__GEMM_NR_MAX
    floats, 1.5 KB with AVX-512). */
 
@@ -2743,6 +2745,9 @@ extern "C++" {
 
 typedef void (*dfn__ukr_fn)(int kc, const float *a, const float *b, float *c,
                             size_t ldc, float alpha, float beta);
+/* The same tile with A read in place: row r of the tile at a + r lda. */
+typedef void (*dfn__ukr_a_fn)(int kc, const float *a, size_t lda, const float *b, float *c,
+                              size_t ldc, float alpha, float beta);
 
 static void dfn__gemm_check(int trans_a, int trans_b, int M, int N, int K,
                             int lda, int ldb, int ldc)
@@ -2854,7 +2859,8 @@ static DFN__FORCE_INLINE void dfn__gemm_pack_b(int trans_b, const float *B, int 
    c not read) from an mr-row sliver a and an nr-column sliver b of length kc.
    Edge tiles run the same micro-kernel on a stack copy, so every element of C
    sees the same arithmetic. */
-static DFN__FORCE_INLINE void dfn__gemm_blocked(int mr, int nr, dfn__ukr_fn ukr, dfn__tr4_fn tr4,
+static DFN__FORCE_INLINE void dfn__gemm_blocked(int mr, int nr, dfn__ukr_fn ukr, dfn__ukr_a_fn ukr_a,
+                              dfn__tr4_fn tr4,
                               int trans_a, int trans_b, int M, int N, int K,
                               float alpha, const float *A, int lda,
                               const float *B, int ldb, float beta,
@@ -2887,14 +2893,28 @@ static DFN__FORCE_INLINE void dfn__gemm_blocked(int mr, int nr, dfn__ukr_fn ukr,
             dfn__gemm_pack_b(trans_b, B, ldb, pc, jc, kb, nb, nr, tr4, pb);
             for (ic = 0; ic < M; ic += mc) {
                 int mb = M - ic < mc ? M - ic : mc;
-                dfn__gemm_pack_a(trans_a, A, lda, ic, pc, mb, kb, mr, tr4, pa);
+                /* A (M, K) row-major with a direct micro-kernel: whole
+                   slivers read A in place; only the last, partial sliver is
+                   packed (at the start of pa) */
+                int direct = ukr_a != NULL && !trans_a, full = direct ? mb - mb % mr : 0;
+                if (!direct) dfn__gemm_pack_a(trans_a, A, lda, ic, pc, mb, kb, mr, tr4, pa);
+                else if (full < mb) dfn__gemm_pack_a(trans_a, A, lda, ic + full, pc, mb - full, kb, mr, tr4, pa);
                 for (jr = 0; jr < nb; jr += nr) {
                     int n = nb - jr < nr ? nb - jr : nr;
                     const float *bp = pb + (size_t)jr * kb;
                     for (ir = 0; ir < mb; ir += mr) {
                         int m = mb - ir < mr ? mb - ir : mr;
-                        const float *ap = pa + (size_t)ir * kb;
+                        const float *ap = direct ? pa : pa + (size_t)ir * kb;
                         float *c = C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
+                        if (direct && ir < full && n == nr) {
+                            ukr_a(kb, A + (size_t)(ic + ir) * (size_t)lda + pc, (size_t)lda, bp, c, (size_t)ldc,
+                                  alpha, beta_k);
+                            continue;
+                        }
+                        if (direct && ir < full) {   /* a whole sliver, an edge column tile: pack it */
+                            dfn__gemm_pack_a(trans_a, A, lda, ic + ir, pc, mr, kb, mr, tr4, pa + (size_t)mr * kb);
+                            ap = pa + (size_t)mr * kb;
+                        }
                         if (m == mr && n == nr) {
                             ukr(kb, ap, bp, c, (size_t)ldc, alpha, beta_k);
                             continue;
@@ -3511,7 +3531,7 @@ static void dfn__gemm_scalar(int trans_a, int trans_b, int M, int N, int K, floa
                              const float *A, int lda, const float *B, int ldb, float beta,
                              float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_scalar, DFN__NR_scalar, dfn__ukr_scalar, dfn__tr4_scalar,
+    dfn__gemm_blocked(DFN__MR_scalar, DFN__NR_scalar, dfn__ukr_scalar, NULL, dfn__tr4_scalar,
                       trans_a, trans_b,
                       M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
@@ -3599,7 +3619,7 @@ static void dfn__gemm_sse2(int trans_a, int trans_b, int M, int N, int K, float 
                            const float *A, int lda, const float *B, int ldb, float beta,
                            float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_sse2, DFN__NR_sse2, dfn__ukr_sse2, dfn__tr4_x86,
+    dfn__gemm_blocked(DFN__MR_sse2, DFN__NR_sse2, dfn__ukr_sse2, NULL, dfn__tr4_x86,
                       trans_a, trans_b,
                       M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
@@ -3679,7 +3699,7 @@ static void dfn__gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float 
                            const float *A, int lda, const float *B, int ldb, float beta,
                            float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_avx2, DFN__NR_avx2, dfn__ukr_avx2, dfn__tr4_x86,
+    dfn__gemm_blocked(DFN__MR_avx2, DFN__NR_avx2, dfn__ukr_avx2, NULL, dfn__tr4_x86,
                       trans_a, trans_b,
                       M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
@@ -3804,16 +3824,58 @@ static void dfn__ukr_avx512n(int kc, const float *a, const float *b, float *c,
 #undef DFN__AVX512N_OUT
 }
 
+/* The 12 x 32 tile with A read in place (rows a + r lda): the products
+   whose A is a row-major activation matrix skip packing it. The same
+   arithmetic as dfn__ukr_avx512. */
+static void dfn__ukr_avx512_a(int kc, const float *a, size_t lda, const float *b, float *c,
+                              size_t ldc, float alpha, float beta)
+{
+    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a;
+    __m512 c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
+    __m512 c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a, c8a = c0a, c8b = c0a;
+    __m512 c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
+    __m512 va, vb;
+    const float *a4 = a + 4 * lda, *a8 = a + 8 * lda;
+    int k;
+    for (k = 0; k < kc; k++, b += 32) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
+#define DFN__AVX512A_ROW(i, base, r)                                           \
+        ai = _mm512_set1_ps(base[(r) * lda + (size_t)k]);                      \
+        c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                            \
+        c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);
+        DFN__AVX512A_ROW(0, a, 0) DFN__AVX512A_ROW(1, a, 1) DFN__AVX512A_ROW(2, a, 2) DFN__AVX512A_ROW(3, a, 3)
+        DFN__AVX512A_ROW(4, a4, 0) DFN__AVX512A_ROW(5, a4, 1) DFN__AVX512A_ROW(6, a4, 2) DFN__AVX512A_ROW(7, a4, 3)
+        DFN__AVX512A_ROW(8, a8, 0) DFN__AVX512A_ROW(9, a8, 1) DFN__AVX512A_ROW(10, a8, 2) DFN__AVX512A_ROW(11, a8, 3)
+#undef DFN__AVX512A_ROW
+    }
+    va = _mm512_set1_ps(alpha);
+    vb = _mm512_set1_ps(beta);
+#define DFN__AVX512_OUT(i)                                                     \
+    do {                                                                       \
+        float *p_ = c + (size_t)(i) * ldc;                                     \
+        __m512 ta_ = _mm512_mul_ps(c##i##a, va), tb_ = _mm512_mul_ps(c##i##b, va); \
+        if (beta != 0.0f) {                                                    \
+            ta_ = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p_), ta_);               \
+            tb_ = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p_ + 16), tb_);          \
+        }                                                                      \
+        _mm512_storeu_ps(p_, ta_); _mm512_storeu_ps(p_ + 16, tb_);             \
+    } while (0)
+    DFN__AVX512_OUT(0); DFN__AVX512_OUT(1); DFN__AVX512_OUT(2); DFN__AVX512_OUT(3);
+    DFN__AVX512_OUT(4); DFN__AVX512_OUT(5); DFN__AVX512_OUT(6); DFN__AVX512_OUT(7);
+    DFN__AVX512_OUT(8); DFN__AVX512_OUT(9); DFN__AVX512_OUT(10); DFN__AVX512_OUT(11);
+#undef DFN__AVX512_OUT
+}
+
 static void dfn__gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb, float beta,
                              float *C, int ldc, float *work)
 {
     if (N <= DFN__NR_avx512n)
-        dfn__gemm_blocked(DFN__MR_avx512n, DFN__NR_avx512n, dfn__ukr_avx512n, dfn__tr4_x86,
+        dfn__gemm_blocked(DFN__MR_avx512n, DFN__NR_avx512n, dfn__ukr_avx512n, NULL, dfn__tr4_x86,
                           trans_a, trans_b,
                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
     else
-        dfn__gemm_blocked(DFN__MR_avx512, DFN__NR_avx512, dfn__ukr_avx512, dfn__tr4_x86,
+        dfn__gemm_blocked(DFN__MR_avx512, DFN__NR_avx512, dfn__ukr_avx512, dfn__ukr_avx512_a, dfn__tr4_x86,
                           trans_a, trans_b,
                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
@@ -3952,7 +4014,7 @@ static void dfn__gemm_neon(int trans_a, int trans_b, int M, int N, int K, float 
                            const float *A, int lda, const float *B, int ldb, float beta,
                            float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_neon, DFN__NR_neon, dfn__ukr_neon, dfn__tr4_neon,
+    dfn__gemm_blocked(DFN__MR_neon, DFN__NR_neon, dfn__ukr_neon, NULL, dfn__tr4_neon,
                       trans_a, trans_b,
                       M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
@@ -4051,7 +4113,7 @@ static void dfn__gemm_helium(int trans_a, int trans_b, int M, int N, int K, floa
                              const float *A, int lda, const float *B, int ldb, float beta,
                              float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_helium, DFN__NR_helium, dfn__ukr_helium, dfn__tr4_scalar,
+    dfn__gemm_blocked(DFN__MR_helium, DFN__NR_helium, dfn__ukr_helium, NULL, dfn__tr4_scalar,
                       trans_a, trans_b,
                       M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
@@ -4134,7 +4196,7 @@ static void dfn__gemm_wasm(int trans_a, int trans_b, int M, int N, int K, float 
                            const float *A, int lda, const float *B, int ldb, float beta,
                            float *C, int ldc, float *work)
 {
-    dfn__gemm_blocked(DFN__MR_wasm, DFN__NR_wasm, dfn__ukr_wasm, dfn__tr4_wasm,
+    dfn__gemm_blocked(DFN__MR_wasm, DFN__NR_wasm, dfn__ukr_wasm, NULL, dfn__tr4_wasm,
                       trans_a, trans_b,
                       M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
