@@ -88,7 +88,8 @@ void test_rng_normal_matches_box_muller(void)
 
 void test_rng_normal_split_invariance(void)
 {
-    /* Filling 3 then 5 values, or 8 singles, equals filling 8 at once. */
+    /* Filling 3 then 5 values, or 8 singles, equals filling 8 at once;
+       fills of any length equal single draws. */
     dfn_rng a, b, c;
     float all[8], part[8], single[8];
     int i;
@@ -103,6 +104,22 @@ void test_rng_normal_split_invariance(void)
     CHECK(memcmp(all, single, sizeof all) == 0, "8 singles differ from 8");
     dfn_rng_normal_fill(&a, NULL, 0);   /* n = 0 is a no-op */
     CHECK(a.state == b.state, "empty fill moved the state");
+    {
+        /* long fills (four pairs at a time inside) against single draws,
+           starting with and without a spare, for every length to 41 */
+        float big[41], one[41];
+        int n, start;
+        for (start = 0; start < 2; start++)
+            for (n = 0; n <= 41; n++) {
+                dfn_rng_seed(&a, 6, (uint64_t)n);
+                dfn_rng_seed(&c, 6, (uint64_t)n);
+                if (start) { (void)dfn_rng_normal(&a); (void)dfn_rng_normal(&c); }
+                dfn_rng_normal_fill(&a, big, (size_t)n);
+                for (i = 0; i < n; i++) one[i] = dfn_rng_normal(&c);
+                CHECK(n == 0 || memcmp(big, one, sizeof(float) * (size_t)n) == 0, "fill of %d (spare %d) differs", n, start);
+                CHECK(a.state == c.state && a.has_spare == c.has_spare, "fill of %d (spare %d): another rng state", n, start);
+            }
+    }
 }
 
 void test_rng_normal_moments(void)
