@@ -6,7 +6,7 @@
 #                         MNIST example's default U-Net (train batch 64,
 #                         DDIM-50 images); the FMA peak per SIMD width; the
 #                         GEMM FLOPs counted from the shapes; the share of
-#                         1-thread time in the GEMMs threads split (--split),
+#                         1-thread time in the work threads split (--split),
 #                         which bounds the 2-thread speed-up
 #   bench/bench_torch.py  the same two models in PyTorch (Debian's
 #                         python3-torch), checked first to compute the same
@@ -55,7 +55,7 @@ bench: $(BUILD)/bench_dfn
 	@rm -f $(BUILD)/bench_*.json $(BUILD)/bench.md $(BUILD)/bench_check_*.bin
 	@cut -d' ' -f1 /proc/loadavg > $(BUILD)/bench_load.txt 2>/dev/null || echo '?' > $(BUILD)/bench_load.txt
 	$(BUILD)/bench_dfn --peak --json $(BUILD)/bench_peak.json
-	@echo; echo "== diffusion.h, the share of 1-thread time in the GEMMs that threads split"
+	@echo; echo "== diffusion.h, the share of 1-thread time in the work that threads split"
 	$(BUILD)/bench_dfn --split --json $(BUILD)/bench_split.json
 	@if $(BENCH_PY) -c 'import torch' >/dev/null 2>&1; then \
 	    n=1; echo; echo "== the PyTorch models against diffusion.h's (same weights, same inputs)"; \

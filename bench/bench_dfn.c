@@ -49,8 +49,9 @@
      --peak          measure only the FMA peak
      --split         short runs on 1 thread through a parallel-for that runs
                      every task itself and times them: the share p of each
-                     measurement's time in the GEMMs dfn_gemm splits across
-                     workers, and the 2-thread bound 1 / ((1 - p) + p / 2)
+                     measurement's time in the work the library splits
+                     across workers, and the 2-thread bound
+                     1 / ((1 - p) + p / 2)
      --json FILE     also write the results as a flat JSON object (one key a
                      line; bench/table.awk reads it)
      --check-mlp F, --check-unet F
@@ -148,6 +149,8 @@ typedef struct result {
     double split;          /* share of split GEMMs in the fastest repetition (--split) */
     double cpu_rate;       /* the rate by the process's CPU time (best repetition): on
                               1 thread, what an idle core would give             */
+    double gemm_alone;     /* MLP training: GFLOP/s of the step's products run
+                              alone (same shapes and order), 0 if not measured  */
     char  detail[128];
 } result;
 
@@ -204,6 +207,45 @@ static double mlp_train_flops(const dfn_mlp *m, int B)
     return 2.0 * B * (3.0 * mlp_macs(m) - (double)m->lay.in_dim * m->cfg.hidden);
 }
 
+/* GFLOP/s of one MLP training step's products alone: the same dfn_gemm
+   calls (shapes, transposes, order) as dfn_train_step without anything in
+   between, on random matrices; best of reps runs of `steps` steps. */
+static double mlp_gemms_alone(const dfn_mlp *m, int B, int steps, int reps)
+{
+    int H = m->cfg.hidden, D = m->cfg.dim, L = m->cfg.blocks, I = (int)m->lay.in_dim, k, j, r;
+    size_t big = (size_t)B * (I > H ? I : H);
+    float *X = (float *)xmalloc(big * sizeof(float)), *Y = (float *)xmalloc(big * sizeof(float));
+    float *W = (float *)xmalloc((size_t)H * (I > H ? I : H) * sizeof(float));
+    float *G = (float *)xmalloc((size_t)H * (I > H ? I : H) * sizeof(float));
+    float *work = (float *)xmalloc(dfn_gemm_work_size());
+    double best = 1e30;
+    dfn_rng rng;
+    dfn_rng_seed(&rng, 3, 0);
+    dfn_rng_normal_fill(&rng, X, big);
+    dfn_rng_normal_fill(&rng, Y, big);
+    dfn_rng_normal_fill(&rng, W, (size_t)H * (I > H ? I : H));
+    for (r = 0; r < reps; r++) {
+        double t0 = now_s();
+        for (k = 0; k < steps; k++) {
+            /* forward: in W_in^T, L blocks, W_out */
+            dfn_gemm(0, 1, B, H, I, 1.0f, X, I, W, I, 0.0f, Y, H, work);
+            for (j = 0; j < L; j++) dfn_gemm(0, 1, B, H, H, 1.0f, X, H, W, H, 0.0f, Y, H, work);
+            dfn_gemm(0, 1, B, D, H, 1.0f, X, H, W, H, 0.0f, Y, D, work);
+            /* backward of the activations: dh = dout W_out, then L blocks */
+            dfn_gemm(0, 0, B, H, D, 1.0f, X, D, W, H, 0.0f, Y, H, work);
+            for (j = 0; j < L; j++) dfn_gemm(0, 0, B, H, H, 1.0f, X, H, W, H, 1.0f, Y, H, work);
+            /* weight gradients dW += dpre^T h */
+            dfn_gemm(1, 0, H, I, B, 1.0f, X, H, Y, I, 1.0f, G, I, work);
+            for (j = 0; j < L; j++) dfn_gemm(1, 0, H, H, B, 1.0f, X, H, Y, H, 1.0f, G, H, work);
+            dfn_gemm(1, 0, D, H, B, 1.0f, X, D, Y, H, 1.0f, G, H, work);
+        }
+        t0 = now_s() - t0;
+        best = t0 < best ? t0 : best;
+    }
+    free(X); free(Y); free(W); free(G); free(work);
+    return mlp_train_flops(m, B) * steps / best * 1e-9;
+}
+
 static void bench_mlp_train(result *res, const char *key, const dfn_mlp_config *mc, const dfn_schedule *s,
                             int B, int warm, int steps, int reps)
 {
@@ -243,6 +285,7 @@ static void bench_mlp_train(result *res, const char *key, const dfn_mlp_config *
     fill_result(res, key, best_of(times, reps), 1.0, "steps/s", mlp_train_flops(&m, B), times, reps);
     res->split = share[fastest(times, reps)];
     res->cpu_rate = res->rate * best_of(times, reps) / best_of(ptimes, reps);
+    res->gemm_alone = mlp_gemms_alone(&m, B, steps, reps);
     dfn_trainer_free(&tr, NULL);
     free(params);
     free(data);
@@ -708,6 +751,7 @@ int main(int argc, char **argv)
     double t_start = now_s(), peaks[3][2] = {{0, 0}, {0, 0}}, mem_mlp_train, mem_unet_train;
     static const int widths[3] = {128, 256, 512};
 
+    memset(res, 0, sizeof res);
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--peak")) peak = 1;
@@ -781,7 +825,7 @@ int main(int argc, char **argv)
         size_t bytes = dfn_parallel_scratch_size(2);
         void *scratch = xmalloc(bytes);         /* freed at exit */
         if ((r = dfn_set_parallel(split_run, NULL, 2, scratch, bytes)) != DFN_OK) die("dfn_set_parallel", r);
-        printf("--split: 2 workers installed, every task run on this thread; the time in the split GEMMs\n"
+        printf("--split: 2 workers installed, every task run on this thread; the time in the split work\n"
                "         bounds the 2-thread speed-up at 1 / ((1 - p) + p / 2)\n");
     } else if (threads > 1 && (r = dfn_pthreads_start(threads)) != DFN_OK) {
         die("dfn_pthreads_start", r);
@@ -824,8 +868,9 @@ int main(int argc, char **argv)
     for (i = 0; i < nres; i++) {
         printf("%-32s %11.2f %-10s %8.1f  %s, by CPU time %.2f", res[i].label, res[i].rate, res[i].unit, res[i].gflops,
                res[i].detail, res[i].cpu_rate);
+        if (res[i].gemm_alone > 0) printf("; its GEMMs alone %.1f GFLOP/s", res[i].gemm_alone);
         if (split)
-            printf("; split GEMMs %.0f%% of the time: 2 threads at most %.2fx", 100.0 * res[i].split,
+            printf("; split work %.0f%% of the time: 2 threads at most %.2fx", 100.0 * res[i].split,
                    1.0 / ((1.0 - res[i].split) + res[i].split / 2.0));
         printf("\n");
     }
@@ -868,6 +913,7 @@ int main(int argc, char **argv)
             fprintf(f, "  \"%s_gflops\": %.6g,\n", res[i].key, res[i].gflops);
             fprintf(f, "  \"%s_cpurate\": %.6g,\n", res[i].key, res[i].cpu_rate);
             if (split) fprintf(f, "  \"%s_split\": %.6g,\n", res[i].key, res[i].split);
+            if (res[i].gemm_alone > 0) fprintf(f, "  \"%s_gemmalone\": %.6g,\n", res[i].key, res[i].gemm_alone);
         }
         fprintf(f, "  \"seconds\": %.1f\n}\n", now_s() - t_start);
         if (fclose(f) != 0) { perror(json); return 1; }
