@@ -871,8 +871,10 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
    rows per task, each through its own slice of the caller's workspace; an
    MLP training step its forward pass and the backward pass of its
    activations by blocks of rows, its weight gradients by blocks of output
-   rows. (The U-Net's convolutions split inside dfn_gemm; its other layers
-   run on the calling thread.) Every value is computed by the same
+   rows, and its Adam update by ranges of parameters; dfn_rng_normal_fill
+   of many values one block of Box-Muller pairs per task, each task jumping
+   a copy of the generator ahead to its block. (The U-Net's convolutions
+   split inside dfn_gemm; its other layers run on the calling thread.) Every value is computed by the same
    arithmetic in the same order whatever the split, so results are
    bit-identical for any number of threads; tasks do not split again.
 
@@ -4785,12 +4787,62 @@ DFNDEF float dfn_rng_normal(dfn_rng *rng)
     return z0;
 }
 
+/* The state after `steps` more draws: the LCG s -> a s + c applied steps
+   times is s -> A s + C, built by squaring (Brown 1994, as in PCG's
+   advance) in O(log steps). */
+static void dfn__rng_advance(dfn_rng *rng, uint64_t steps)
+{
+    uint64_t a = ((uint64_t)0x5851f42du << 32) | 0x4c957f2du, c = rng->inc, A = 1, C = 0;
+    while (steps > 0) {
+        if (steps & 1) {
+            A *= a;
+            C = C * a + c;
+        }
+        c = (a + 1) * c;
+        a *= a;
+        steps >>= 1;
+    }
+    rng->state = A * rng->state + C;
+}
+
+/* Pairs [task step, (task + 1) step) of a fill: each task jumps its own
+   copy of the generator to its first pair (two draws per pair). */
+typedef struct dfn__normal_task {
+    dfn_rng rng;                   /* at the first pair */
+    float *out;
+    size_t pairs, step;
+} dfn__normal_task;
+
+static void dfn__normal_run_task(void *ctx, int task, int w)
+{
+    const dfn__normal_task *k = (const dfn__normal_task *)ctx;
+    size_t lo = (size_t)task * k->step, hi = lo + k->step < k->pairs ? lo + k->step : k->pairs, i;
+    dfn_rng r = k->rng;
+    (void)w;
+    if (lo >= hi) return;
+    dfn__rng_advance(&r, 2 * (uint64_t)lo);
+    for (i = lo; i + 3 < hi; i += 4) dfn__normal_pairs4(&r, k->out + 2 * i);
+    for (; i < hi; i++) dfn__normal_pair(&r, k->out + 2 * i, k->out + 2 * i + 1);
+}
+
 DFNDEF void dfn_rng_normal_fill(dfn_rng *rng, float *out, size_t n)
 {
     size_t i = 0;
+    int T = dfn__parallel_workers();
     if (n > 0 && rng->has_spare) {
         out[i++] = rng->spare;
         rng->has_spare = 0;
+    }
+    if (T > 1 && n - i >= (size_t)4096 * T) {
+        /* with threads: blocks of pairs, the same values as one stream */
+        dfn__normal_task k;
+        k.rng = *rng;
+        k.out = out + i;
+        k.pairs = (n - i) / 2;
+        k.step = (k.pairs + (size_t)T - 1) / (size_t)T;
+        dfn__parallel_for(T, dfn__normal_run_task, &k);
+        dfn__rng_advance(rng, 2 * (uint64_t)k.pairs);
+        i += 2 * k.pairs;
     }
     for (; i + 7 < n; i += 8) dfn__normal_pairs4(rng, out + i);
     for (; i + 1 < n; i += 2) dfn__normal_pair(rng, &out[i], &out[i + 1]);

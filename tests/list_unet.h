@@ -11,4 +11,5 @@
     X(unet_model_file)                          \
     X(threads_split_gemm_bit_identical)          \
     X(threads_split_mlp_bit_identical)           \
+    X(threads_split_normals_bit_identical)       \
     X(unet_quality_shapes)

@@ -785,6 +785,38 @@ void test_threads_split_mlp_bit_identical(void)
     free(scratch); free(wbig); free(wsmall); free(params); free(x); free(ref); free(got);
 }
 
+void test_threads_split_normals_bit_identical(void)
+{
+    /* A long normal fill split across (fake) threads, each jumping its copy
+       of the generator ahead, gives the one-stream values and leaves the
+       generator where one stream would: odd and even lengths, with and
+       without a spare at the start. */
+    enum { N = 100001 };
+    size_t scratch_bytes = dfn_parallel_scratch_size(3);
+    void *scratch = malloc(scratch_bytes);
+    float *a = zeros(N), *b = zeros(N);
+    int k, calls;
+    fake_workers = 3;
+    for (k = 0; k < 4; k++) {
+        size_t n = (size_t)N - (size_t)(k & 1);
+        dfn_rng r1, r2;
+        dfn_rng_seed(&r1, 18, (uint64_t)k);
+        dfn_rng_seed(&r2, 18, (uint64_t)k);
+        if (k >= 2) { (void)dfn_rng_normal(&r1); (void)dfn_rng_normal(&r2); }
+        dfn_rng_normal_fill(&r1, a, n);
+        CHECK(dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes) == DFN_OK, "install");
+        calls = fake_calls;
+        dfn_rng_normal_fill(&r2, b, n);
+        CHECK(fake_calls == calls + 1, "case %d: %d parallel-fors", k, fake_calls - calls);
+        dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+        CHECK(memcmp(a, b, n * sizeof(float)) == 0, "case %d: split fill differs", k);
+        CHECK(r1.state == r2.state && r1.has_spare == r2.has_spare && (!r1.has_spare || r1.spare == r2.spare),
+              "case %d: the generator ends elsewhere", k);
+        CHECK(dfn_rng_u32(&r1) == dfn_rng_u32(&r2), "case %d: the next draw differs", k);
+    }
+    free(scratch); free(a); free(b);
+}
+
 void test_unet_quality_shapes(void)
 {
     /* End to end at a small scale: a class-conditional U-Net trained 600
