@@ -56,6 +56,14 @@ function cpuratio(i, j, k) {
     return sprintf("%.2fx", val[i, k "_cpurate"] / val[j, k "_cpurate"])
 }
 
+# the step's products run alone (bench_dfn: the MLP's training shapes)
+function gemmalone(k,    g, p) {
+    if (!has(1, k "_gemmalone")) return ""
+    g = val[1, k "_gemmalone"] + 0
+    p = val[0, "peak" bits "_1"] + 0
+    return p > 0 ? sprintf("; its GEMMs alone %s (%.0f%%)", num(g), 100 * g / p) : sprintf("; its GEMMs alone %s", num(g))
+}
+
 function cpugflops(k,    g, p) {
     if (!has(1, k "_cpurate") || !has(1, k "_gflops") || val[1, k "_rate"] + 0 <= 0) return ""
     g = val[1, k "_gflops"] * val[1, k "_cpurate"] / val[1, k "_rate"]
@@ -158,7 +166,7 @@ BEGIN {
             line = line sprintf(" (<= %.2fx)", 1 / ((1 - val[5, k "_split"]) + val[5, k "_split"] / 2))
         if (torch_shown)
             line = line " | " rate(3, k) " | " rate(4, k) " | " ratio(1, 3, k) " | " cpuratio(1, 3, k) " | " ratio(2, 4, k)
-        print line " | " gflops(1, 1, k) cpugflops(k) " | " gflops(2, 2, k) " |"
+        print line " | " gflops(1, 1, k) cpugflops(k) gemmalone(k) " | " gflops(2, 2, k) " |"
     }
     # memory: the library's blocks against PyTorch's max RSS
     m1 = val[1, "mem_mlp_train"] + val[1, "mem_mlp_sample"] + val[1, "mem_scratch"]
@@ -175,10 +183,10 @@ BEGIN {
     print line2 " | | |"
     print ""
     print "Rates are the best of a few timed repeats after a warm-up" (torch_shown ? "; ratio = diffusion.h / PyTorch (above 1: diffusion.h is faster)" : "") "; 2t / 1t = diffusion.h's 2-thread speed-up" \
-          (ok[5] ? ", and in brackets its bound 1 / ((1 - p) + p / 2), p the share of the 1-thread time spent in the products dfn_gemm splits across threads (bench_dfn --split)" : "") "."
+          (ok[5] ? ", and in brackets its bound 1 / ((1 - p) + p / 2), p the share of the 1-thread time spent in the work the library splits across threads (bench_dfn --split)" : "") "."
     print "By CPU time (1 thread): the same rates with the process's CPU time in place of the wall clock, which other processes on the core do not lower; on a busy machine these are the figures to trust, on an idle one they agree with the wall clock."
     print "GEMM GFLOP/s: the matrix-product FLOPs of the step counted from the shapes (bench/bench_dfn.c) times diffusion.h's rate; % of the FMA peak of its " \
-          (bits ? bits "-bit" : "SIMD") " kernels on as many threads."
+          (bits ? bits "-bit" : "SIMD") " kernels on as many threads. Sampling counts the MLP's first layer without its t part (computed once per step for all points). \"Its GEMMs alone\": the training step's products (same shapes, same order) timed without the rest of the step."
     s = "Memory: diffusion.h counts the bytes of its blocks (trainer with weights, gradients, Adam moments, EMA and activations at the training batch, plus the sampling workspace and the worker threads' GEMM scratch); bench_dfn's own max RSS was " mb(val[1, "maxrss"]) "."
     if (torch_shown)
         s = s " PyTorch: the process's max RSS after the MLP's and after the U-Net's part (" mb(val[ok[3] ? 3 : 4, "rss_import"]) " right after `import torch`)."
