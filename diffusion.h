@@ -1,4 +1,4 @@
-/* diffusion.h - v0.3.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.4.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -326,7 +326,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 3
+#define DFN_VERSION_MINOR 4
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -3299,7 +3299,7 @@ static void dfn__vec_sincos_##S(size_t n, const float *x, float *s, float *c)   
         dfn__##S##_sincos(dfn__##S##_ld(xb), &vs, &vc);                            \
         dfn__##S##_st(sb, vs);                                                     \
         dfn__##S##_st(cb, vc);                                                     \
-        for (j = 0; i + j < n; j++) { s[i + j] = sb[j]; c[i + j] = cb[j]; }        \
+        for (j = 0; j < (W) && i + j < n; j++) { s[i + j] = sb[j]; c[i + j] = cb[j]; } \
     }                                                                              \
 }                                                                                  \
                                                                                    \
@@ -10212,6 +10212,17 @@ DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const
 /*
    REVISION HISTORY
    ================
+   0.4.0  (2026-11-26) speed: the MLP's inference forward computes its
+          first layer's t part once per run of equal (t, label) and splits
+          large batches into blocks of rows across threads; MLP training
+          splits its forward, backward and weight gradients, the Adam update
+          and long normal fills across threads (all bit-identical for any
+          thread count); a fused SIMD Adam + EMA kernel (dfn_adam_update,
+          the same bits as the scalar loop); the embeddings' own SIMD sine
+          and cosine; AVX-512 GEMM reads a row-major A in place and has a
+          24 x 16 tile for narrow products; im2col in whole kernel rows;
+          branch-free fixed-point normals, four pairs at a time (same
+          values).
    0.3.0  (2026-11-26) images and control: NHWC image layers (3x3 / 1x1
           convolution through im2col and the GEMM, GroupNorm, average
           pooling, nearest upsampling, single-head self-attention) with
