@@ -8336,14 +8336,31 @@ DFNDEF dfn_result dfn_mlp_init_weights(dfn_mlp *m, dfn_rng *rng)
     return DFN_OK;
 }
 
-/* Where the forward pass keeps its values. Training keeps every layer
-   (stride = B * H between layers) for the backward pass; inference reuses one
-   buffer (stride 0) and applies activations in place. */
+/* After a layer's product, row by row while each row is in cache:
+   pre += bias, y = act(pre), then y += res (res not NULL: the residual
+   path) or acc += y (acc not NULL). The bits of the separate passes
+   dfn_bias_add, dfn_act_forward, dfn_vec_axpy (adding 1 x is exact). */
+static void dfn__bias_act_rows(int rows, int cols, const float *bias, dfn_activation act, float *pre,
+                               float *y, const float *res, float *acc)
+{
+    size_t r, n = (size_t)cols;
+    for (r = 0; r < (size_t)rows; r++) {
+        float *p = pre + r * n, *q = y + r * n;
+        DFN__BEST(dfn__bias_add)(1, cols, p, bias);
+        DFN__BEST(dfn__act_forward)(act, n, p, q);
+        if (res) DFN__BEST(dfn__vec_axpy)(n, 1.0f, res + r * n, q);
+        if (acc) DFN__BEST(dfn__vec_axpy)(n, 1.0f, q, acc + r * n);
+    }
+}
+
+#ifndef DFN_NO_TRAINING
+/* Where the training forward keeps its values: every layer (stride =
+   B * H between layers) for the backward pass. */
 typedef struct dfn__mlp_acts {
     float *x;        /* (B, in_dim) input features                              */
     float *pre;      /* layer l's pre-activation at pre + l * stride, l = 0..L  */
     float *h;        /* h_l at h + l * stride                                   */
-    float *tmp;      /* (B, H): act(pre_l) before the residual add              */
+    float *tmp;      /* B floats of scratch (the features' t as floats)         */
     size_t stride;
     float *work;     /* GEMM scratch                                            */
 } dfn__mlp_acts;
@@ -8372,23 +8389,6 @@ static void dfn__mlp_features(const dfn_mlp *m, const float *params, float *in, 
         }
 }
 
-/* After a layer's product, row by row while each row is in cache:
-   pre += bias, y = act(pre), then y += res (res not NULL: the residual
-   path) or acc += y (acc not NULL). The bits of the separate passes
-   dfn_bias_add, dfn_act_forward, dfn_vec_axpy (adding 1 x is exact). */
-static void dfn__bias_act_rows(int rows, int cols, const float *bias, dfn_activation act, float *pre,
-                               float *y, const float *res, float *acc)
-{
-    size_t r, n = (size_t)cols;
-    for (r = 0; r < (size_t)rows; r++) {
-        float *p = pre + r * n, *q = y + r * n;
-        DFN__BEST(dfn__bias_add)(1, cols, p, bias);
-        DFN__BEST(dfn__act_forward)(act, n, p, q);
-        if (res) DFN__BEST(dfn__vec_axpy)(n, 1.0f, res + r * n, q);
-        if (acc) DFN__BEST(dfn__vec_axpy)(n, 1.0f, q, acc + r * n);
-    }
-}
-
 static void dfn__mlp_forward_batch(const dfn_mlp *m, const float *params, const dfn__mlp_acts *a,
                                    float *out, const float *x, const int *t, const int *labels, int B)
 {
@@ -8410,6 +8410,7 @@ static void dfn__mlp_forward_batch(const dfn_mlp *m, const float *params, const 
     dfn_linear_forward(out, a->h + (size_t)L * a->stride, params + l->w_out, params + l->b_out,
                        B, H, c->dim, a->work);
 }
+#endif /* DFN_NO_TRAINING */
 
 /* The inference forward's buffers for up to `rows` samples. The t part of
    the first layer is factored out: pre_0 = W_a a + (W_t e + b_in), where
