@@ -13,8 +13,8 @@
 #                         function as diffusion.h's from the same weights
 #   bench/table.awk       the table
 #
-#   make bench                      the full run (about 4.5 minutes of CPU time;
-#                                   9 minutes of wall time on a 2-core machine
+#   make bench                      the full run (3 minutes on an idle 2-core
+#                                   machine; 9 minutes of wall time on a 2-core machine
 #                                   with a load average of 6 from other work)
 #   make bench BENCH_ARGS=--quick   fewer repetitions, DDPM-1000 on 2,000 points
 #
