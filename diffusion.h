@@ -3769,6 +3769,8 @@ static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
     }
     va = _mm512_set1_ps(alpha);
     vb = _mm512_set1_ps(beta);
+/* c row i = alpha acc (+ beta c): the store of a 12 x 32 tile (also
+   dfn__ukr_avx512_a's) */
 #define DFN__AVX512_OUT(i)                                                     \
     do {                                                                       \
         float *p_ = c + (size_t)(i) * ldc;                                     \
@@ -3782,7 +3784,6 @@ static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
     DFN__AVX512_OUT(0); DFN__AVX512_OUT(1); DFN__AVX512_OUT(2); DFN__AVX512_OUT(3);
     DFN__AVX512_OUT(4); DFN__AVX512_OUT(5); DFN__AVX512_OUT(6); DFN__AVX512_OUT(7);
     DFN__AVX512_OUT(8); DFN__AVX512_OUT(9); DFN__AVX512_OUT(10); DFN__AVX512_OUT(11);
-#undef DFN__AVX512_OUT
 }
 
 /* 24 x 16 tile for narrow products (N <= 16), where the 12 x 32 tile would
@@ -3852,16 +3853,6 @@ static void dfn__ukr_avx512_a(int kc, const float *a, size_t lda, const float *b
     }
     va = _mm512_set1_ps(alpha);
     vb = _mm512_set1_ps(beta);
-#define DFN__AVX512_OUT(i)                                                     \
-    do {                                                                       \
-        float *p_ = c + (size_t)(i) * ldc;                                     \
-        __m512 ta_ = _mm512_mul_ps(c##i##a, va), tb_ = _mm512_mul_ps(c##i##b, va); \
-        if (beta != 0.0f) {                                                    \
-            ta_ = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p_), ta_);               \
-            tb_ = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p_ + 16), tb_);          \
-        }                                                                      \
-        _mm512_storeu_ps(p_, ta_); _mm512_storeu_ps(p_ + 16, tb_);             \
-    } while (0)
     DFN__AVX512_OUT(0); DFN__AVX512_OUT(1); DFN__AVX512_OUT(2); DFN__AVX512_OUT(3);
     DFN__AVX512_OUT(4); DFN__AVX512_OUT(5); DFN__AVX512_OUT(6); DFN__AVX512_OUT(7);
     DFN__AVX512_OUT(8); DFN__AVX512_OUT(9); DFN__AVX512_OUT(10); DFN__AVX512_OUT(11);
@@ -4621,36 +4612,59 @@ DFNDEF float dfn_rng_uniform(dfn_rng *rng)
 
 /* -log2(n / 2^32) for n in [1, 2^32], in Q32 fixed point (range [0, 32]).
    log2 of the mantissa comes one bit per squaring: if m in [1, 2) then
-   m^2 in [1, 4), and m^2 >= 2 exactly when the next bit of log2 m is 1. */
-static uint64_t dfn__neg_log2_q32(uint64_t n)
+   m^2 in [1, 4), and m^2 >= 2 exactly when the next bit of log2 m is 1.
+   For `lanes` values at once (up to 4): independent chains in one loop,
+   since each squaring waits on the one before. */
+static DFN__FORCE_INLINE void dfn__neg_log2_q32_lanes(const uint64_t *n, uint64_t *out, int lanes)
 {
-    int e = 0, i;
-    uint64_t m, frac = 0;
-    while (e < 32 && (n >> (e + 1)) != 0) e++;          /* e = floor(log2 n)   */
-    m = (e <= 31) ? (n << (31 - e)) : (n >> (e - 31));   /* Q31, in [1, 2)      */
-    for (i = 31; i >= 0; i--) {
-        uint64_t top;
-        m = (m * m) >> 31;                               /* m^2, Q31, in [1, 4) */
-        top = m >> 32;                                   /* 1 when m^2 >= 2:    */
-        m >>= top;                                       /* halve it and set    */
-        frac |= top << i;                                /* bit i (no branch)   */
+    uint64_t m[4], frac[4];
+    int e[4], l, i;
+    for (l = 0; l < lanes; l++) {
+        e[l] = 0;
+        while (e[l] < 32 && (n[l] >> (e[l] + 1)) != 0) e[l]++;    /* e = floor(log2 n) */
+        m[l] = (e[l] <= 31) ? (n[l] << (31 - e[l])) : (n[l] >> (e[l] - 31));   /* Q31, in [1, 2) */
+        frac[l] = 0;
     }
-    return ((uint64_t)(32 - e) << 32) - frac;            /* 32 - (e + log2 m)   */
+    for (i = 31; i >= 0; i--)
+        for (l = 0; l < lanes; l++) {
+            uint64_t top;
+            m[l] = (m[l] * m[l]) >> 31;                          /* m^2, Q31, in [1, 4) */
+            top = m[l] >> 32;                                    /* 1 when m^2 >= 2:    */
+            m[l] >>= top;                                        /* halve it and set    */
+            frac[l] |= top << i;                                 /* bit i (no branch)   */
+        }
+    for (l = 0; l < lanes; l++) out[l] = ((uint64_t)(32 - e[l]) << 32) - frac[l];   /* 32 - (e + log2 m) */
 }
 
-/* floor(sqrt(v)), digit by digit (the choice as a mask: random digits
-   would mispredict a branch half of the time). */
+static uint64_t dfn__neg_log2_q32(uint64_t n)
+{
+    uint64_t r;
+    dfn__neg_log2_q32_lanes(&n, &r, 1);
+    return r;
+}
+
+/* floor(sqrt(v)) for `lanes` values (up to 4), digit by digit from 2^62
+   (while the digit exceeds what is left the steps keep res at 0); the
+   choice as a mask: random digits would mispredict a branch half of the
+   time. v is consumed. */
+static DFN__FORCE_INLINE void dfn__isqrt64_lanes(uint64_t *v, uint64_t *res, int lanes)
+{
+    int l, i;
+    for (l = 0; l < lanes; l++) res[l] = 0;
+    for (i = 0; i < 32; i++)
+        for (l = 0; l < lanes; l++) {
+            uint64_t bit = (uint64_t)1 << (62 - 2 * i), t = res[l] + bit;
+            uint64_t take = (uint64_t)0 - (uint64_t)(v[l] >= t);
+            v[l] -= t & take;
+            res[l] = (res[l] >> 1) + (bit & take);
+        }
+}
+
 static uint64_t dfn__isqrt64(uint64_t v)
 {
-    uint64_t res = 0, bit = (uint64_t)1 << 62;
-    while (bit > v) bit >>= 2;
-    while (bit) {
-        uint64_t t = res + bit, take = (uint64_t)0 - (uint64_t)(v >= t);
-        v -= t & take;
-        res = (res >> 1) + (bit & take);
-        bit >>= 2;
-    }
-    return res;
+    uint64_t r;
+    dfn__isqrt64_lanes(&v, &r, 1);
+    return r;
 }
 
 #define DFN__Q30 ((int64_t)1 << 30)
@@ -4738,40 +4752,17 @@ static void dfn__normal_pair(dfn_rng *rng, float *z0, float *z1)
    and digit steps of one pair wait on each other). */
 static void dfn__normal_pairs4(dfn_rng *rng, float *out)
 {
-    uint64_t n[4], m[4], frac[4], v[4], res[4];
+    uint64_t n[4], nl[4], v[4], r[4];
     uint32_t b[4];
-    int e[4], l, i;
+    int l;
     for (l = 0; l < 4; l++) {
         n[l] = (uint64_t)dfn_rng_u32(rng) + 1;
         b[l] = dfn_rng_u32(rng);
-        /* dfn__neg_log2_q32, four at a time */
-        e[l] = 0;
-        while (e[l] < 32 && (n[l] >> (e[l] + 1)) != 0) e[l]++;
-        m[l] = (e[l] <= 31) ? (n[l] << (31 - e[l])) : (n[l] >> (e[l] - 31));
-        frac[l] = 0;
     }
-    for (i = 31; i >= 0; i--)
-        for (l = 0; l < 4; l++) {
-            uint64_t top;
-            m[l] = (m[l] * m[l]) >> 31;
-            top = m[l] >> 32;
-            m[l] >>= top;
-            frac[l] |= top << i;
-        }
-    for (l = 0; l < 4; l++) {
-        v[l] = dfn__box_muller_L(((uint64_t)(32 - e[l]) << 32) - frac[l]) << 25;
-        res[l] = 0;
-    }
-    /* dfn__isqrt64, four at a time: starting every digit at 2^62 gives the
-       same result (while bit > v the steps leave res at 0) */
-    for (i = 0; i < 32; i++)
-        for (l = 0; l < 4; l++) {
-            uint64_t bit = (uint64_t)1 << (62 - 2 * i), t = res[l] + bit;
-            uint64_t take = (uint64_t)0 - (uint64_t)(v[l] >= t);
-            v[l] -= t & take;
-            res[l] = (res[l] >> 1) + (bit & take);
-        }
-    for (l = 0; l < 4; l++) dfn__box_muller_out((int64_t)res[l], b[l], out + 2 * l, out + 2 * l + 1);
+    dfn__neg_log2_q32_lanes(n, nl, 4);
+    for (l = 0; l < 4; l++) v[l] = dfn__box_muller_L(nl[l]) << 25;
+    dfn__isqrt64_lanes(v, r, 4);
+    for (l = 0; l < 4; l++) dfn__box_muller_out((int64_t)r[l], b[l], out + 2 * l, out + 2 * l + 1);
 }
 
 DFNDEF float dfn_rng_normal(dfn_rng *rng)
@@ -10167,40 +10158,36 @@ DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_m
     return r;
 }
 
-DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_schedule *s,
-                                 const dfn_trainer *tr, int with_optimizer)
+/* The file of an MLP (m) or a U-Net (u), written whole from one buffer. */
+static dfn_result dfn__model_save_file(const char *path, const dfn_mlp *m, const dfn_unet *u,
+                                       const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer)
 {
     size_t bytes, written;
     void *buf;
     dfn_result r;
-    if (!path || !m) return DFN_ERR_NULL;
-    if ((r = dfn__model_save_check(m, NULL, s, tr, with_optimizer)) != DFN_OK) return r;
-    bytes = dfn_model_save_size(m, s, tr, with_optimizer);
+    if ((r = dfn__model_save_check(m, u, s, tr, with_optimizer)) != DFN_OK) return r;
+    bytes = dfn__model_save_size(m, u, s, tr, with_optimizer);
     if (bytes == 0) return DFN_ERR_INVALID_ARG;
     buf = DFN_MALLOC(bytes, NULL);
     if (!buf) return DFN_ERR_OUT_OF_MEMORY;
-    r = dfn_model_save_mem(buf, bytes, &written, m, s, tr, with_optimizer);
+    r = dfn__model_save_mem(buf, bytes, &written, m, u, s, tr, with_optimizer);
     if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
     DFN_FREE(buf, NULL);
     return r;
 }
 
+DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_schedule *s,
+                                 const dfn_trainer *tr, int with_optimizer)
+{
+    if (!path || !m) return DFN_ERR_NULL;
+    return dfn__model_save_file(path, m, NULL, s, tr, with_optimizer);
+}
+
 DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const dfn_schedule *s,
                                       const dfn_trainer *tr, int with_optimizer)
 {
-    size_t bytes, written;
-    void *buf;
-    dfn_result r;
     if (!path || !u) return DFN_ERR_NULL;
-    if ((r = dfn__model_save_check(NULL, u, s, tr, with_optimizer)) != DFN_OK) return r;
-    bytes = dfn_model_save_unet_size(u, s, tr, with_optimizer);
-    if (bytes == 0) return DFN_ERR_INVALID_ARG;
-    buf = DFN_MALLOC(bytes, NULL);
-    if (!buf) return DFN_ERR_OUT_OF_MEMORY;
-    r = dfn_model_save_unet_mem(buf, bytes, &written, u, s, tr, with_optimizer);
-    if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
-    DFN_FREE(buf, NULL);
-    return r;
+    return dfn__model_save_file(path, NULL, u, s, tr, with_optimizer);
 }
 #endif
 
