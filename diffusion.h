@@ -3767,31 +3767,34 @@ static DFN__INLINE __m512 dfn__avx512_sqrt(__m512 a) { return _mm512_maskz_sqrt_
 DFN__ELEMENTWISE_KERNELS(avx512, __m512, 16)
 DFN__ADAM_KERNEL(avx512, __m512, 16)
 
-/* 12 x 32 tile: 24 accumulators + 2 B registers + 1 broadcast of 32 zmm. */
-static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
-                            size_t ldc, float alpha, float beta)
+/* 12 x 32 tile: 24 accumulators + 2 B registers + 1 broadcast of 32 zmm.
+   Element (r, k) of the A sliver is a[r rs + k ks]: packed (rs 1, ks 12) or
+   a row-major A read in place (rs lda, ks 1); inlined with either pair, the
+   same arithmetic. */
+static DFN__FORCE_INLINE void dfn__ukr_avx512_strided(int kc, const float *a, size_t rs, size_t ks,
+                                                      const float *b, float *c, size_t ldc,
+                                                      float alpha, float beta)
 {
     __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a;
     __m512 c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
     __m512 c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a, c8a = c0a, c8b = c0a;
     __m512 c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
     __m512 va, vb;
+    const float *a4 = a + 4 * rs, *a8 = a + 8 * rs;
     int k;
-    for (k = 0; k < kc; k++, a += 12, b += 32) {
+    for (k = 0; k < kc; k++, a += ks, a4 += ks, a8 += ks, b += 32) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
-#define DFN__AVX512_ROW(i)                                                     \
-        ai = _mm512_set1_ps(a[i]);                                             \
+#define DFN__AVX512_ROW(i, base, r)                                            \
+        ai = _mm512_set1_ps(base[(r) * rs]);                                   \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                            \
         c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);
-        DFN__AVX512_ROW(0) DFN__AVX512_ROW(1) DFN__AVX512_ROW(2) DFN__AVX512_ROW(3)
-        DFN__AVX512_ROW(4) DFN__AVX512_ROW(5) DFN__AVX512_ROW(6) DFN__AVX512_ROW(7)
-        DFN__AVX512_ROW(8) DFN__AVX512_ROW(9) DFN__AVX512_ROW(10) DFN__AVX512_ROW(11)
+        DFN__AVX512_ROW(0, a, 0) DFN__AVX512_ROW(1, a, 1) DFN__AVX512_ROW(2, a, 2) DFN__AVX512_ROW(3, a, 3)
+        DFN__AVX512_ROW(4, a4, 0) DFN__AVX512_ROW(5, a4, 1) DFN__AVX512_ROW(6, a4, 2) DFN__AVX512_ROW(7, a4, 3)
+        DFN__AVX512_ROW(8, a8, 0) DFN__AVX512_ROW(9, a8, 1) DFN__AVX512_ROW(10, a8, 2) DFN__AVX512_ROW(11, a8, 3)
 #undef DFN__AVX512_ROW
     }
     va = _mm512_set1_ps(alpha);
     vb = _mm512_set1_ps(beta);
-/* c row i = alpha acc (+ beta c): the store of a 12 x 32 tile (also
-   dfn__ukr_avx512_a's) */
 #define DFN__AVX512_OUT(i)                                                     \
     do {                                                                       \
         float *p_ = c + (size_t)(i) * ldc;                                     \
@@ -3805,6 +3808,14 @@ static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
     DFN__AVX512_OUT(0); DFN__AVX512_OUT(1); DFN__AVX512_OUT(2); DFN__AVX512_OUT(3);
     DFN__AVX512_OUT(4); DFN__AVX512_OUT(5); DFN__AVX512_OUT(6); DFN__AVX512_OUT(7);
     DFN__AVX512_OUT(8); DFN__AVX512_OUT(9); DFN__AVX512_OUT(10); DFN__AVX512_OUT(11);
+#undef DFN__AVX512_OUT
+}
+
+/* The packed sliver: a[k 12 + r]. */
+static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
+                            size_t ldc, float alpha, float beta)
+{
+    dfn__ukr_avx512_strided(kc, a, 1, 12, b, c, ldc, alpha, beta);
 }
 
 /* 24 x 16 tile for narrow products (N <= 16), where the 12 x 32 tile would
@@ -3848,36 +3859,12 @@ static void dfn__ukr_avx512n(int kc, const float *a, const float *b, float *c,
 #undef DFN__AVX512N_OUT
 }
 
-/* The 12 x 32 tile with A read in place (rows a + r lda): the products
-   whose A is a row-major activation matrix skip packing it. The same
-   arithmetic as dfn__ukr_avx512. */
+/* A read in place: row r of the tile at a + r lda. The products whose A is
+   a row-major activation matrix skip packing it. */
 static void dfn__ukr_avx512_a(int kc, const float *a, size_t lda, const float *b, float *c,
                               size_t ldc, float alpha, float beta)
 {
-    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a;
-    __m512 c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
-    __m512 c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a, c8a = c0a, c8b = c0a;
-    __m512 c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
-    __m512 va, vb;
-    const float *a4 = a + 4 * lda, *a8 = a + 8 * lda;
-    int k;
-    for (k = 0; k < kc; k++, b += 32) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
-#define DFN__AVX512A_ROW(i, base, r)                                           \
-        ai = _mm512_set1_ps(base[(r) * lda + (size_t)k]);                      \
-        c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                            \
-        c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);
-        DFN__AVX512A_ROW(0, a, 0) DFN__AVX512A_ROW(1, a, 1) DFN__AVX512A_ROW(2, a, 2) DFN__AVX512A_ROW(3, a, 3)
-        DFN__AVX512A_ROW(4, a4, 0) DFN__AVX512A_ROW(5, a4, 1) DFN__AVX512A_ROW(6, a4, 2) DFN__AVX512A_ROW(7, a4, 3)
-        DFN__AVX512A_ROW(8, a8, 0) DFN__AVX512A_ROW(9, a8, 1) DFN__AVX512A_ROW(10, a8, 2) DFN__AVX512A_ROW(11, a8, 3)
-#undef DFN__AVX512A_ROW
-    }
-    va = _mm512_set1_ps(alpha);
-    vb = _mm512_set1_ps(beta);
-    DFN__AVX512_OUT(0); DFN__AVX512_OUT(1); DFN__AVX512_OUT(2); DFN__AVX512_OUT(3);
-    DFN__AVX512_OUT(4); DFN__AVX512_OUT(5); DFN__AVX512_OUT(6); DFN__AVX512_OUT(7);
-    DFN__AVX512_OUT(8); DFN__AVX512_OUT(9); DFN__AVX512_OUT(10); DFN__AVX512_OUT(11);
-#undef DFN__AVX512_OUT
+    dfn__ukr_avx512_strided(kc, a, lda, 1, b, c, ldc, alpha, beta);
 }
 
 static void dfn__gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
