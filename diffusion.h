@@ -7257,20 +7257,52 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
    vectorize; sums are per channel in double, then per group. */
 #define DFN__GN_SLICE 64
 
-/* Per-channel sums over the N pixels of one sample: s1[c] = sum x,
-   s2[c] = sum x y (when y is not NULL), for channels [c0, c0 + cn). */
-static void dfn__gn_sums(const float *x, const float *y, int N, int C, int c0, int cn, double *s1, double *s2)
+/* Per-channel sums over the N pixels of one sample, for channels [c0, c0 +
+   cn): s1[c] = sum x and s2[c] = sum x y (mode 0; y NULL: s2 = 0), or
+   s2[c] = sum (x - m[c])^2 (mode 1). Each sum runs over n in order; w
+   channels go at a time (w = 16 or 8 known to the compiler: the
+   accumulators stay in registers, independent chains). */
+static DFN__FORCE_INLINE void dfn__gn_block(const float *xp, const float *yp, const double *m, int mode, int N,
+                                            int C, int w, double *s1, double *s2)
 {
-    int n, c;
-    for (c = 0; c < cn; c++) s1[c] = s2[c] = 0.0;
-    for (n = 0; n < N; n++) {
-        const float *xp = x + (size_t)n * C + c0;
-        for (c = 0; c < cn; c++) s1[c] += xp[c];
-        if (y) {
-            const float *yp = y + (size_t)n * C + c0;
-            for (c = 0; c < cn; c++) s2[c] += (double)xp[c] * yp[c];
-        }
+    double a[16], b[16], mm[16];
+    int n, j;
+    for (j = 0; j < w; j++) {
+        a[j] = b[j] = 0.0;
+        mm[j] = mode ? m[j] : 0.0;
     }
+    if (mode)
+        for (n = 0; n < N; n++, xp += C)
+            for (j = 0; j < w; j++) {
+                double d = xp[j] - mm[j];
+                b[j] += d * d;
+            }
+    else if (yp)
+        for (n = 0; n < N; n++, xp += C, yp += C)
+            for (j = 0; j < w; j++) {
+                a[j] += xp[j];
+                b[j] += (double)xp[j] * yp[j];
+            }
+    else
+        for (n = 0; n < N; n++, xp += C)
+            for (j = 0; j < w; j++) a[j] += xp[j];
+    for (j = 0; j < w; j++) {
+        s1[j] = a[j];
+        s2[j] = b[j];
+    }
+}
+
+static void dfn__gn_sums(const float *x, const float *y, const double *m, int mode, int N, int C, int c0, int cn,
+                         double *s1, double *s2)
+{
+    const float *xp = x + c0, *yp = y ? y + c0 : NULL;
+    int c = 0;
+    for (; c + 16 <= cn; c += 16)
+        dfn__gn_block(xp + c, yp ? yp + c : NULL, m ? m + c : NULL, mode, N, C, 16, s1 + c, s2 + c);
+    for (; c + 8 <= cn; c += 8)
+        dfn__gn_block(xp + c, yp ? yp + c : NULL, m ? m + c : NULL, mode, N, C, 8, s1 + c, s2 + c);
+    for (; c < cn; c++)
+        dfn__gn_block(xp + c, yp ? yp + c : NULL, m ? m + c : NULL, mode, N, C, 1, s1 + c, s2 + c);
 }
 
 DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const float *gamma,
@@ -7290,22 +7322,16 @@ DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const 
             /* mean, then the variance around it (two passes: no cancellation) */
             for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
                 int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
-                dfn__gn_sums(xs, NULL, N, C, s0, sn, s1, s2);
+                dfn__gn_sums(xs, NULL, NULL, 0, N, C, s0, sn, s1, s2);
                 for (c = 0; c < sn; c++) mean[(s0 + c) / cg - g0] += s1[c];
             }
             for (g = 0; g < gn; g++) mean[g] /= cnt;
             for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
                 int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
                 double m[DFN__GN_SLICE];
-                for (c = 0; c < sn; c++) { m[c] = mean[(s0 + c) / cg - g0]; s1[c] = 0.0; }
-                for (n = 0; n < N; n++) {
-                    const float *xp = xs + (size_t)n * C + s0;
-                    for (c = 0; c < sn; c++) {
-                        double d = xp[c] - m[c];
-                        s1[c] += d * d;
-                    }
-                }
-                for (c = 0; c < sn; c++) var[(s0 + c) / cg - g0] += s1[c];
+                for (c = 0; c < sn; c++) m[c] = mean[(s0 + c) / cg - g0];
+                dfn__gn_sums(xs, NULL, m, 1, N, C, s0, sn, s1, s2);
+                for (c = 0; c < sn; c++) var[(s0 + c) / cg - g0] += s2[c];
             }
             for (g = 0; g < gn; g++) {
                 r[g] = 1.0 / DFN_SQRT(var[g] / cnt + (double)DFN_GROUPNORM_EPS);
@@ -7351,7 +7377,7 @@ DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const
             /* with xhat = (x - mean) r:  sum dy xhat = r (sum dy x - mean sum dy) */
             for (s0 = lo; s0 < hi; s0 += DFN__GN_SLICE) {
                 int sn = hi - s0 < DFN__GN_SLICE ? hi - s0 : DFN__GN_SLICE;
-                dfn__gn_sums(dys, xs, N, C, s0, sn, sdy, sdyx);
+                dfn__gn_sums(dys, xs, NULL, 0, N, C, s0, sn, sdy, sdyx);
                 for (c = 0; c < sn; c++) {
                     double dyxh;
                     g = (s0 + c) / cg - g0;
