@@ -2768,8 +2768,10 @@ extern "C++" {
 
 typedef void (*dfn__ukr_fn)(int kc, const float *a, const float *b, float *c,
                             size_t ldc, float alpha, float beta);
-/* The same tile with A read in place: row r of the tile at a + r lda. */
-typedef void (*dfn__ukr_a_fn)(int kc, const float *a, size_t lda, const float *b, float *c,
+/* The same tile with A read in place: element (r, k) of the tile at
+   a[r rs + k ks] (A stored (M, K): rs = lda, ks = 1; stored (K, M): rs = 1,
+   ks = lda). */
+typedef void (*dfn__ukr_a_fn)(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c,
                               size_t ldc, float alpha, float beta);
 
 static void dfn__gemm_check(int trans_a, int trans_b, int M, int N, int K,
@@ -2916,10 +2918,11 @@ static DFN__FORCE_INLINE void dfn__gemm_blocked(int mr, int nr, dfn__ukr_fn ukr,
             dfn__gemm_pack_b(trans_b, B, ldb, pc, jc, kb, nb, nr, tr4, pb);
             for (ic = 0; ic < M; ic += mc) {
                 int mb = M - ic < mc ? M - ic : mc;
-                /* A (M, K) row-major with a direct micro-kernel: whole
-                   slivers read A in place; only the last, partial sliver is
-                   packed (at the start of pa) */
-                int direct = ukr_a != NULL && !trans_a, full = direct ? mb - mb % mr : 0;
+                /* With a direct micro-kernel, whole slivers read A in place
+                   (either storage); only the last, partial sliver is packed
+                   (at the start of pa) */
+                int direct = ukr_a != NULL, full = direct ? mb - mb % mr : 0;
+                size_t rs = trans_a ? 1 : (size_t)lda, ks = trans_a ? (size_t)lda : 1;
                 if (!direct) dfn__gemm_pack_a(trans_a, A, lda, ic, pc, mb, kb, mr, tr4, pa);
                 else if (full < mb) dfn__gemm_pack_a(trans_a, A, lda, ic + full, pc, mb - full, kb, mr, tr4, pa);
                 for (jr = 0; jr < nb; jr += nr) {
@@ -2930,7 +2933,7 @@ static DFN__FORCE_INLINE void dfn__gemm_blocked(int mr, int nr, dfn__ukr_fn ukr,
                         const float *ap = direct ? pa : pa + (size_t)ir * kb;
                         float *c = C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
                         if (direct && ir < full && n == nr) {
-                            ukr_a(kb, A + (size_t)(ic + ir) * (size_t)lda + pc, (size_t)lda, bp, c, (size_t)ldc,
+                            ukr_a(kb, A + (size_t)(ic + ir) * rs + (size_t)pc * ks, rs, ks, bp, c, (size_t)ldc,
                                   alpha, beta_k);
                             continue;
                         }
@@ -3822,23 +3825,26 @@ static void dfn__ukr_avx512(int kc, const float *a, const float *b, float *c,
    compute half zeros: 24 accumulators + 1 B register + 1 broadcast. Each
    element of C gets the same arithmetic as in the wide tile (the same FMA
    chain over k, then alpha and beta), so the two give the same bits. */
-static void dfn__ukr_avx512n(int kc, const float *a, const float *b, float *c,
-                             size_t ldc, float alpha, float beta)
+static DFN__FORCE_INLINE void dfn__ukr_avx512n_strided(int kc, const float *a, size_t rs, size_t ks,
+                                                       const float *b, float *c, size_t ldc,
+                                                       float alpha, float beta)
 {
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
     __m512 c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
     __m512 c16 = c0, c17 = c0, c18 = c0, c19 = c0, c20 = c0, c21 = c0, c22 = c0, c23 = c0;
     __m512 va, vb;
+    const float *a4 = a + 4 * rs, *a8 = a + 8 * rs, *a12 = a + 12 * rs, *a16 = a + 16 * rs, *a20 = a + 20 * rs;
     int k;
-    for (k = 0; k < kc; k++, a += 24, b += 16) {
+    for (k = 0; k < kc; k++, a += ks, a4 += ks, a8 += ks, a12 += ks, a16 += ks, a20 += ks, b += 16) {
         __m512 b0 = _mm512_loadu_ps(b);
-#define DFN__AVX512N_ROW(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c##i);
-        DFN__AVX512N_ROW(0) DFN__AVX512N_ROW(1) DFN__AVX512N_ROW(2) DFN__AVX512N_ROW(3)
-        DFN__AVX512N_ROW(4) DFN__AVX512N_ROW(5) DFN__AVX512N_ROW(6) DFN__AVX512N_ROW(7)
-        DFN__AVX512N_ROW(8) DFN__AVX512N_ROW(9) DFN__AVX512N_ROW(10) DFN__AVX512N_ROW(11)
-        DFN__AVX512N_ROW(12) DFN__AVX512N_ROW(13) DFN__AVX512N_ROW(14) DFN__AVX512N_ROW(15)
-        DFN__AVX512N_ROW(16) DFN__AVX512N_ROW(17) DFN__AVX512N_ROW(18) DFN__AVX512N_ROW(19)
-        DFN__AVX512N_ROW(20) DFN__AVX512N_ROW(21) DFN__AVX512N_ROW(22) DFN__AVX512N_ROW(23)
+#define DFN__AVX512N_ROW(i, base, r) c##i = _mm512_fmadd_ps(_mm512_set1_ps(base[(r) * rs]), b0, c##i);
+        DFN__AVX512N_ROW(0, a, 0) DFN__AVX512N_ROW(1, a, 1) DFN__AVX512N_ROW(2, a, 2) DFN__AVX512N_ROW(3, a, 3)
+        DFN__AVX512N_ROW(4, a4, 0) DFN__AVX512N_ROW(5, a4, 1) DFN__AVX512N_ROW(6, a4, 2) DFN__AVX512N_ROW(7, a4, 3)
+        DFN__AVX512N_ROW(8, a8, 0) DFN__AVX512N_ROW(9, a8, 1) DFN__AVX512N_ROW(10, a8, 2) DFN__AVX512N_ROW(11, a8, 3)
+        DFN__AVX512N_ROW(12, a12, 0) DFN__AVX512N_ROW(13, a12, 1) DFN__AVX512N_ROW(14, a12, 2)
+        DFN__AVX512N_ROW(15, a12, 3) DFN__AVX512N_ROW(16, a16, 0) DFN__AVX512N_ROW(17, a16, 1)
+        DFN__AVX512N_ROW(18, a16, 2) DFN__AVX512N_ROW(19, a16, 3) DFN__AVX512N_ROW(20, a20, 0)
+        DFN__AVX512N_ROW(21, a20, 1) DFN__AVX512N_ROW(22, a20, 2) DFN__AVX512N_ROW(23, a20, 3)
 #undef DFN__AVX512N_ROW
     }
     va = _mm512_set1_ps(alpha);
@@ -3859,12 +3865,25 @@ static void dfn__ukr_avx512n(int kc, const float *a, const float *b, float *c,
 #undef DFN__AVX512N_OUT
 }
 
-/* A read in place: row r of the tile at a + r lda. The products whose A is
-   a row-major activation matrix skip packing it. */
-static void dfn__ukr_avx512_a(int kc, const float *a, size_t lda, const float *b, float *c,
+/* The packed sliver: a[k 24 + r]. */
+static void dfn__ukr_avx512n(int kc, const float *a, const float *b, float *c,
+                             size_t ldc, float alpha, float beta)
+{
+    dfn__ukr_avx512n_strided(kc, a, 1, 24, b, c, ldc, alpha, beta);
+}
+
+/* A read in place (dfn__ukr_a_fn). */
+static void dfn__ukr_avx512n_a(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c,
+                               size_t ldc, float alpha, float beta)
+{
+    dfn__ukr_avx512n_strided(kc, a, rs, ks, b, c, ldc, alpha, beta);
+}
+
+/* A read in place (dfn__ukr_a_fn): products skip packing their A. */
+static void dfn__ukr_avx512_a(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c,
                               size_t ldc, float alpha, float beta)
 {
-    dfn__ukr_avx512_strided(kc, a, lda, 1, b, c, ldc, alpha, beta);
+    dfn__ukr_avx512_strided(kc, a, rs, ks, b, c, ldc, alpha, beta);
 }
 
 static void dfn__gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -3872,7 +3891,7 @@ static void dfn__gemm_avx512(int trans_a, int trans_b, int M, int N, int K, floa
                              float *C, int ldc, float *work)
 {
     if (N <= DFN__NR_avx512n)
-        dfn__gemm_blocked(DFN__MR_avx512n, DFN__NR_avx512n, dfn__ukr_avx512n, NULL, dfn__tr4_x86,
+        dfn__gemm_blocked(DFN__MR_avx512n, DFN__NR_avx512n, dfn__ukr_avx512n, dfn__ukr_avx512n_a, dfn__tr4_x86,
                           trans_a, trans_b,
                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
     else
