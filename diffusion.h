@@ -7893,12 +7893,17 @@ typedef struct dfn__ubufs {
    thread; 5 images were 2-4% slower). The group size is the same for any
    number of threads, so the bits are. */
 #define DFN__UNET_COL_ROWS 3072
-static size_t dfn__unet_col(const dfn__uplan *pl, int B)
+static size_t dfn__unet_col_images(const dfn__uplan *pl, int B)
 {
     size_t g = DFN__UNET_COL_ROWS / (size_t)pl->max_hw;
     if (g < 1) g = 1;
     if (g > (size_t)B) g = (size_t)B;
-    return pl->col_img * g;
+    return g;
+}
+
+static size_t dfn__unet_col(const dfn__uplan *pl, int B)
+{
+    return pl->col_img * dfn__unet_col_images(pl, B);
 }
 
 static void dfn__unet_take(const dfn__uplan *pl, int B, int training, dfn__ubufs *u, dfn__arena *ar)
@@ -7922,7 +7927,7 @@ static size_t dfn__unet_bufs(const dfn__uplan *pl, int B, int training, dfn__ubu
 /* Per-sample floats of everything for a batch, in double (for size checks). */
 static double dfn__unet_floats(const dfn__uplan *pl, int B, int training)
 {
-    double f = (double)B * pl->acts + (double)pl->col_img * DFN__UNET_COL_ROWS;
+    double f = (double)B * pl->acts + (double)pl->col_img * (double)dfn__unet_col_images(pl, B);
     if (training) f += (double)B * (pl->grads + pl->scratch_ps) + pl->scratch_fx;
     return f;
 }

@@ -8,6 +8,7 @@
     X(unet_whole_gradients)                     \
     X(unet_inference_matches_training)          \
     X(unet_bad_input)                          \
+    X(unet_sizes_of_example_networks)          \
     X(unet_model_file)                          \
     X(threads_split_gemm_bit_identical)          \
     X(threads_split_mlp_bit_identical)           \

@@ -542,6 +542,34 @@ void test_unet_bad_input(void)
     free(params); free(work);
 }
 
+void test_unet_sizes_of_example_networks(void)
+{
+    /* The networks the examples and the bench train (examples/mnist.c at
+       --base 16 and 32, 28 x 28; an RGB 32 x 32) get their memory at the
+       batches they use, and the sizes grow with the batch; a batch far
+       beyond any memory gets 0, not a wrapped size. */
+    static const int shape[][3] = { {1, 28, 16}, {1, 28, 32}, {3, 32, 32} };
+    int i, j;
+    for (i = 0; i < 3; i++) {
+        dfn_unet_config c = dfn_unet_config_default(shape[i][0], shape[i][1], shape[i][1]);
+        dfn_train_config tc = dfn_train_config_default();
+        size_t prev = 0;
+        c.base_channels = shape[i][2];
+        for (j = 1; j <= 128; j *= 8) {
+            size_t tb, fb;
+            tc.batch = j;
+            tb = dfn_trainer_size_unet(&c, &tc);
+            fb = dfn_unet_forward_size(&c, j);
+            CHECK(tb > prev && fb > 0 && fb < tb, "%dx%d base %d, batch %d: trainer %lu bytes, forward %lu",
+                  shape[i][1], shape[i][1], shape[i][2], j, (unsigned long)tb, (unsigned long)fb);
+            prev = tb;
+        }
+        tc.batch = 1 << 30;
+        CHECK(dfn_trainer_size_unet(&c, &tc) == 0, "batch 2^30: %lu bytes",
+              (unsigned long)dfn_trainer_size_unet(&c, &tc));
+    }
+}
+
 void test_unet_model_file(void)
 {
     /* A U-Net with its EMA and optimizer state survives the file bit for
