@@ -312,8 +312,8 @@
    ---------------------------------------
    Data is float32, row-major (n, D). Only Gaussian diffusion with discrete
    t = 1..T; no continuous-time SDE solvers, no latent diffusion, no GPU.
-   The U-Net uses threads only in its GEMMs (GroupNorm, im2col and the
-   activations stay on the calling thread). The noise networks have no input gradient (they
+   The U-Net's im2col, concatenations, pooling and softmax stay on the
+   calling thread (its GEMMs, GroupNorms and activations split). The noise networks have no input gradient (they
    never need one; the layers do have theirs). The U-Net has one attention
    head, average-pool downsampling and no dropout.
 
@@ -873,8 +873,12 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
    activations by blocks of rows, its weight gradients by blocks of output
    rows, and its Adam update by ranges of parameters; dfn_rng_normal_fill
    of many values one block of Box-Muller pairs per task, each task jumping
-   a copy of the generator ahead to its block. (The U-Net's convolutions
-   split inside dfn_gemm; its other layers run on the calling thread.)
+   a copy of the generator ahead to its block; dfn_act_forward,
+   dfn_act_backward and dfn_vec_axpy of at least 65536 values one range
+   per task; GroupNorm one block of groups per task. (So the U-Net's
+   convolutions split inside dfn_gemm, its GroupNorms, activations and
+   residual adds too; its im2col, concatenations, pooling and attention
+   softmax run on the calling thread.)
    Every value is computed by the same arithmetic in the same order
    whatever the split, so results are bit-identical for any number of
    threads; tasks do not split again.
@@ -4496,9 +4500,54 @@ DFNDEF dfn_result dfn_pthreads_start(int threads)
 }
 #endif
 
+/* Element-wise work split across threads: n of at least DFN__EW_SPLIT
+   elements go as one block of whole 64-element pieces per worker. Every
+   element gets the same arithmetic however the range is cut. */
+#define DFN__EW_SPLIT 65536
+enum { DFN__EW_ACT_F, DFN__EW_ACT_B, DFN__EW_AXPY };
+
+typedef struct dfn__ew_task {
+    int op;
+    dfn_activation act;
+    size_t n, step;
+    float a;
+    const float *x, *dy;
+    float *y;
+} dfn__ew_task;
+
+static void dfn__ew_piece(const dfn__ew_task *e, size_t lo, size_t n)
+{
+    switch (e->op) {
+    case DFN__EW_ACT_F: DFN__BEST(dfn__act_forward)(e->act, n, e->x + lo, e->y + lo); break;
+    case DFN__EW_ACT_B: DFN__BEST(dfn__act_backward)(e->act, n, e->x + lo, e->dy + lo, e->y + lo); break;
+    default:            DFN__BEST(dfn__vec_axpy)(n, e->a, e->x + lo, e->y + lo); break;
+    }
+}
+
+static void dfn__ew_run_task(void *ctx, int i, int w)
+{
+    const dfn__ew_task *e = (const dfn__ew_task *)ctx;
+    size_t lo = (size_t)i * e->step, hi = lo + e->step < e->n ? lo + e->step : e->n;
+    (void)w;
+    if (lo < hi) dfn__ew_piece(e, lo, hi - lo);
+}
+
+static void dfn__ew(int op, dfn_activation act, size_t n, float a, const float *x, const float *dy, float *y)
+{
+    dfn__ew_task e;
+    int T = dfn__parallel_workers();
+    e.op = op; e.act = act; e.n = n; e.a = a; e.x = x; e.dy = dy; e.y = y;
+    if (T > 1 && n >= DFN__EW_SPLIT) {
+        e.step = ((n + (size_t)T - 1) / (size_t)T + 63) / 64 * 64;
+        dfn__parallel_for((int)((n + e.step - 1) / e.step), dfn__ew_run_task, &e);
+        return;
+    }
+    dfn__ew_piece(&e, 0, n);
+}
+
 DFNDEF void dfn_vec_axpy(size_t n, float a, const float *x, float *y)
 {
-    DFN__BEST(dfn__vec_axpy)(n, a, x, y);
+    dfn__ew(DFN__EW_AXPY, DFN_ACT_IDENTITY, n, a, x, NULL, y);
 }
 
 DFNDEF void dfn_vec_scale(size_t n, float a, float *x)
@@ -4528,13 +4577,13 @@ DFNDEF void dfn_bias_grad(int rows, int cols, const float *dy, float *dbias)
 
 DFNDEF void dfn_act_forward(dfn_activation act, size_t n, const float *x, float *y)
 {
-    DFN__BEST(dfn__act_forward)(act, n, x, y);
+    dfn__ew(DFN__EW_ACT_F, act, n, 0.0f, x, NULL, y);
 }
 
 DFNDEF void dfn_act_backward(dfn_activation act, size_t n, const float *x,
                              const float *dy, float *dx)
 {
-    DFN__BEST(dfn__act_backward)(act, n, x, dy, dx);
+    dfn__ew(DFN__EW_ACT_B, act, n, 0.0f, x, dy, dx);
 }
 
 DFNDEF void dfn_bias_act_forward(int rows, int cols, const float *bias,
@@ -7325,8 +7374,9 @@ static void dfn__gn_sums(const float *x, const float *y, const double *m, int mo
         dfn__gn_block(xp + c, yp ? yp + c : NULL, m ? m + c : NULL, mode, N, C, 1, s1 + c, s2 + c);
 }
 
-DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const float *gamma,
-                                  const float *beta, int B, int N, int C, int G)
+/* GroupNorm of the groups [ga, gb) of every sample. */
+static void dfn__gn_forward_groups(float *y, float *stats, const float *x, const float *gamma,
+                                   const float *beta, int B, int N, int C, int G, int ga, int gb)
 {
     int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, n, s0;
     double cnt = (double)N * cg, s1[DFN__GN_SLICE], s2[DFN__GN_SLICE];
@@ -7335,8 +7385,8 @@ DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const 
     for (b = 0; b < B; b++) {
         const float *xs = x + (size_t)b * N * C;
         float *ys = y + (size_t)b * N * C;
-        for (g0 = 0; g0 < G; g0 += k) {
-            int gn = G - g0 < k ? G - g0 : k, lo = g0 * cg, hi = (g0 + gn) * cg;
+        for (g0 = ga; g0 < gb; g0 += k) {
+            int gn = gb - g0 < k ? gb - g0 : k, lo = g0 * cg, hi = (g0 + gn) * cg;
             double var[DFN__GN_SLICE];
             for (g = 0; g < gn; g++) mean[g] = var[g] = 0.0;
             /* mean, then the variance around it (two passes: no cancellation) */
@@ -7376,18 +7426,52 @@ DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const 
     }
 }
 
+/* The groups go one block per worker (large tensors, with threads): each
+   channel's sums, and so every output bit, are those of one pass. */
+typedef struct dfn__gn_task {
+    float *y, *stats, *dx, *dgamma, *dbeta;      /* outputs (forward; backward) */
+    const float *x, *dy, *cstats, *gamma, *beta;
+    int B, N, C, G, tasks;
+} dfn__gn_task;
+
+static void dfn__gn_forward_task(void *ctx, int i, int w)
+{
+    const dfn__gn_task *t = (const dfn__gn_task *)ctx;
+    (void)w;
+    dfn__gn_forward_groups(t->y, t->stats, t->x, t->gamma, t->beta, t->B, t->N, t->C, t->G,
+                           (int)((long)t->G * i / t->tasks), (int)((long)t->G * (i + 1) / t->tasks));
+}
+
+static void dfn__gn_split(dfn__gn_task *t, dfn_task_fn task)
+{
+    int T = dfn__parallel_workers();
+    t->tasks = T > 1 && (double)t->B * t->N * t->C >= DFN__EW_SPLIT ? (T < t->G ? T : t->G) : 1;
+    if (t->tasks > 1) dfn__parallel_for(t->tasks, task, t);
+    else task(t, 0, 0);
+}
+
+DFNDEF void dfn_groupnorm_forward(float *y, float *stats, const float *x, const float *gamma,
+                                  const float *beta, int B, int N, int C, int G)
+{
+    dfn__gn_task t;
+    DFN_MEMSET(&t, 0, sizeof t);
+    t.y = y; t.stats = stats; t.x = x; t.gamma = gamma; t.beta = beta;
+    t.B = B; t.N = N; t.C = C; t.G = G;
+    dfn__gn_split(&t, dfn__gn_forward_task);
+}
+
 #ifndef DFN_NO_TRAINING
-DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                   const float *x, const float *stats, const float *gamma,
-                                   int B, int N, int C, int G)
+static void dfn__gn_backward_groups(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                    const float *x, const float *stats, const float *gamma,
+                                    int B, int N, int C, int G, int ga, int gb)
 {
     int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, n, s0;
     double cnt = (double)N * cg, sdy[DFN__GN_SLICE], sdyx[DFN__GN_SLICE];
     for (b = 0; b < B; b++) {
         const float *xs = x + (size_t)b * N * C, *dys = dy + (size_t)b * N * C;
         float *dxs = dx + (size_t)b * N * C;
-        for (g0 = 0; g0 < G; g0 += k) {
-            int gn = G - g0 < k ? G - g0 : k, lo = g0 * cg, hi = (g0 + gn) * cg;
+        for (g0 = ga; g0 < gb; g0 += k) {
+            int gn = gb - g0 < k ? gb - g0 : k, lo = g0 * cg, hi = (g0 + gn) * cg;
             double mg[DFN__GN_SLICE], mgx[DFN__GN_SLICE], mean[DFN__GN_SLICE], r[DFN__GN_SLICE];
             for (g = 0; g < gn; g++) {
                 mean[g] = stats[((size_t)b * G + g0 + g) * 2];
@@ -7430,6 +7514,25 @@ DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const
             }
         }
     }
+}
+
+static void dfn__gn_backward_task(void *ctx, int i, int w)
+{
+    const dfn__gn_task *t = (const dfn__gn_task *)ctx;
+    (void)w;
+    dfn__gn_backward_groups(t->dx, t->dgamma, t->dbeta, t->dy, t->x, t->cstats, t->gamma, t->B, t->N, t->C,
+                            t->G, (int)((long)t->G * i / t->tasks), (int)((long)t->G * (i + 1) / t->tasks));
+}
+
+DFNDEF void dfn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *stats, const float *gamma,
+                                   int B, int N, int C, int G)
+{
+    dfn__gn_task t;
+    DFN_MEMSET(&t, 0, sizeof t);
+    t.dx = dx; t.dgamma = dgamma; t.dbeta = dbeta; t.dy = dy; t.x = x; t.cstats = stats; t.gamma = gamma;
+    t.B = B; t.N = N; t.C = C; t.G = G;
+    dfn__gn_split(&t, dfn__gn_backward_task);
 }
 #endif
 
