@@ -727,6 +727,49 @@ void test_threads_split_gemm_bit_identical(void)
     free(scratch); free(work);
 }
 
+void test_threads_split_layers_bit_identical(void)
+{
+    /* GroupNorm (by blocks of groups; G = 8 and 6 groups of 3 channels),
+       the activations and axpy (by ranges; a length that is no multiple of
+       64) split into tasks give the one-thread bits, gradients included. */
+    enum { B = 5, N = 784 };
+    static const int shape[][2] = { { 32, 8 }, { 18, 6 } };
+    size_t scratch_bytes = dfn_parallel_scratch_size(3);
+    void *scratch = malloc(scratch_bytes);
+    dfn_rng rng;
+    int i, pass, calls;
+    fake_workers = 3;
+    dfn_rng_seed(&rng, 31, 0);
+    for (i = 0; i < 2; i++) {
+        int C = shape[i][0], G = shape[i][1];
+        size_t n = (size_t)B * N * C;
+        float *x = randn(&rng, n, 2), *dy = randn(&rng, n, 1), *gam = randn(&rng, (size_t)C, 1);
+        float *bet = randn(&rng, (size_t)C, 1), *y[2], *st[2], *dx[2], *dg[2], *db[2], *a[2];
+        for (pass = 0; pass < 2; pass++) {
+            y[pass] = zeros(n); st[pass] = zeros((size_t)B * G * 2); dx[pass] = zeros(n); dg[pass] = zeros((size_t)C); db[pass] = zeros((size_t)C); a[pass] = zeros(n);
+            if (pass) CHECK(dfn_set_parallel(fake_parallel, NULL, 3, scratch, scratch_bytes) == DFN_OK, "install");
+            calls = fake_calls;
+            dfn_groupnorm_forward(y[pass], st[pass], x, gam, bet, B, N, C, G);
+            dfn_groupnorm_backward(dx[pass], dg[pass], db[pass], dy, x, st[pass], gam, B, N, C, G);
+            dfn_act_forward(DFN_ACT_SILU, n - 5, x, a[pass]);
+            dfn_act_backward(DFN_ACT_GELU, n - 7, x, dy, dx[pass]);
+            dfn_vec_axpy(n - 3, 0.5f, y[pass], a[pass]);
+            if (pass) CHECK(fake_calls == calls + 5, "C %d: %d of 5 calls split", C, fake_calls - calls);
+            dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+        }
+        CHECK(memcmp(y[0], y[1], n * sizeof(float)) == 0 && memcmp(st[0], st[1], (size_t)B * G * 2 * sizeof(float)) == 0,
+              "C %d: GroupNorm forward differs with tasks", C);
+        CHECK(memcmp(dx[0], dx[1], n * sizeof(float)) == 0 && memcmp(dg[0], dg[1], (size_t)C * sizeof(float)) == 0 &&
+              memcmp(db[0], db[1], (size_t)C * sizeof(float)) == 0, "C %d: GroupNorm or GELU backward differs", C);
+        CHECK(memcmp(a[0], a[1], n * sizeof(float)) == 0, "C %d: SiLU or axpy differs with tasks", C);
+        for (pass = 0; pass < 2; pass++) {
+            free(y[pass]); free(st[pass]); free(dx[pass]); free(dg[pass]); free(db[pass]); free(a[pass]);
+        }
+        free(x); free(dy); free(gam); free(bet);
+    }
+    free(scratch);
+}
+
 void test_threads_split_mlp_bit_identical(void)
 {
     /* The MLP's inference forward gives the same bits for one batch, one row
