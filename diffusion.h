@@ -313,9 +313,10 @@
    Data is float32, row-major (n, D). Only Gaussian diffusion with discrete
    t = 1..T; no continuous-time SDE solvers, no latent diffusion, no GPU.
    The U-Net's im2col, concatenations, pooling and softmax stay on the
-   calling thread (its GEMMs, GroupNorms and activations split). The noise networks have no input gradient (they
-   never need one; the layers do have theirs). The U-Net has one attention
-   head, average-pool downsampling and no dropout.
+   calling thread (its GEMMs, GroupNorms and activations split). The noise
+   networks have no input gradient (they never need one; the layers do
+   have theirs). The U-Net has one attention head, average-pool
+   downsampling and no dropout.
 
    ===========================================================================
 */
