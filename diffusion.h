@@ -1032,7 +1032,8 @@ typedef struct dfn_kernel_variant {
     void  (*act_forward)(dfn_activation act, size_t n, const float *x, float *y);
     void  (*act_backward)(dfn_activation act, size_t n, const float *x,
                           const float *dy, float *dx);
-    /* y[i] = exp(x[i]): the exp inside SiLU and GELU, exposed for tests.
+    /* y[i] = exp(x[i]): the exp of SiLU and GELU (their arguments are
+       clamped into its range first), exposed for tests.
        "ref" is DFN_EXPF; the others return 0 below x = -87.33654 (no
        denormals) and exp(88) above x = 88. y may be x. */
     void  (*vec_exp)(size_t n, const float *x, float *y);
@@ -2519,36 +2520,39 @@ static size_t dfn__arena_size(const dfn__arena *a)
    scalar and SIMD variants share one algorithm (written once below, see
    DFN__ELEMENTWISE_KERNELS) built on an own exp:
      exp(x): clamp x to [-87.33654, 88] (exp(-87.33654) = 2^-126, the
-       smallest normal float), n = round(x log2 e) with the 1.5 * 2^23
-       trick, r = x - n ln2 in two steps (Cody-Waite), e^r by a degree-6
+       smallest normal float), n = round(x log2 e) (the 1.5 * 2^23 trick,
+       or the target's round-to-nearest instruction: the same integer),
+       r = x - n ln2 in two steps (Cody-Waite), e^r by a degree-6
        polynomial (minimax on [-ln2/2, ln2/2], fitted for this file; its own
-       relative error is 7e-10), times 2^n built in the exponent bits.
+       relative error is 7e-10), times 2^n built in the exponent bits
+       (AVX-512: vscalefps, the same product).
        Below -87.33654 the result is 0 (no denormals), above 88 it is e^88.
-     sigmoid(x) = 1 / (1 + e) for x > 0, e / (1 + e) otherwise, with
-       e = exp(-|x|) <= 1: no overflow, and 1 - sigmoid(x) comes for free
-       (the other branch), with no cancellation.
-     SiLU  = x s,                   SiLU'  = s (1 + x (1 - s)),  s = sigmoid(x)
-     GELU  = x sigmoid(2u)          (= 0.5 x (1 + tanh u): the tanh form,
-                                     without the cancellation of 1 + tanh u
-                                     for negative x), u = sqrt(2/pi)(x + 0.044715 x^3)
-     GELU' = s + 2 sqrt(2/pi) x s (1 - s) (1 + 3 0.044715 x^2),  s = sigmoid(2u)
-             evaluated at x clamped to [-10, 10]; for x > 10 it is 1 and
-             for x < -10 it is 0 (exact to float precision; avoids 0 * inf).
-   Large inputs are safe: x^3 may overflow to inf inside u, and sigmoid of
-   +-inf is exactly 1 or 0; no NaN or inf comes out for finite inputs.
-   Measured against double precision (AVX-512: every float in each range;
-   scalar, SSE2, AVX2: every 5th float; NEON under qemu: every 211th, and
-   WASM exp and sigmoid under node: every 211th; all within these maxima):
+     SiLU and GELU are x sigmoid(v) = x / (1 + e^-v), v = x for SiLU and
+       v = 2u for GELU, u = sqrt(2/pi)(x + 0.044715 x^3): the tanh form
+       0.5 x (1 + tanh u) = x sigmoid(2u), without the cancellation of
+       1 + tanh u for negative x. e^-v is taken at x clamped to [-87, 87]
+       (SiLU) or [-10, 10] (GELU, where |2u| <= 87.32), so it is a normal
+       float: no overflow, no denormal, and the exp needs no clamp or select
+       of its own (exp_core below). 1 - sigmoid(v) = e^-v sigmoid(v): no
+       cancellation either.
+     SiLU  = x / (1 + e^-x),        SiLU'  = s (1 + x (1 - s)),  s = sigmoid(x)
+     GELU  = x / (1 + e^-2u),       GELU'  = s + 2 sqrt(2/pi) x s (1 - s) (1 + 3 0.044715 x^2),
+                                             s = sigmoid(2u)
+       f with the unclamped x above the clamp (so f(x) = x there: e^-v
+       rounds away in 1 + e^-v) and 0 below it (|f| < 1.5e-36 at the
+       clamp); f' at the clamped x: 1 above the clamp and within 3e-36 of
+       0 below it.
+   Measured against double precision (AVX-512: every 7th float in each
+   range; scalar, SSE2, AVX2: every 23rd; the maxima over those variants;
+   NEON under qemu and WASM under node through the tests' tolerances below):
      exp,     x in [-87.33, 88]         0.99 ulp
-     sigmoid, x in [-87, 87]            2.83 ulp  (relative 2.0e-7)
-     SiLU,    x in [-87, 1e4]           3.61 ulp  (relative 2.5e-7)
-     GELU,    x in [0, 1e4]             2.76 ulp  (relative 1.9e-7)
-     GELU,    x in [-5, 0]              relative 2.8e-6 (45 ulp at x = -4.9,
+     SiLU,    x in [-87, 1e4]           2.4 ulp
+     GELU,    x in [0, 1e4]             2.2 ulp
+     GELU,    x in [-5, 0]              45 ulp near x = -5 (relative 2.7e-6,
                                         where GELU's condition number is 35:
                                         the rounding of u in float)
      GELU,    x in [-9, -5]             relative 1.2e-5, absolute < 1e-12
-     SiLU', GELU' (|x| <= 87 / 10)      absolute 2.3e-7 (relative 2.2e-7
-                                        away from their zeros)
+     SiLU', GELU' (|x| <= 87 / 10)      absolute 2.4e-7
    For comparison, the _ref GELU (float tanhf form) has an absolute error of
    up to 8e-8 for negative x, which is 100% relative below x = -5.
    tests/test_kernels.c checks every variant against double precision with
@@ -2755,6 +2759,7 @@ extern "C++" {
 #define DFN__GELU_A   0.044715f
 #define DFN__GELU_3A  0.134145f
 #define DFN__GELU_CLAMP 10.0f
+#define DFN__SILU_CLAMP 87.0f
 /* Constants of the sine and cosine (see "Sine and cosine" above). */
 #define DFN__SINCOS_MAX 4096.0f
 #define DFN__2_OVER_PI 0.636619772367581f
@@ -3159,14 +3164,11 @@ static void dfn__adam_update_ref(size_t n, float *p, float *m, float *v, const f
    and goes through the same vector code. */
 #define DFN__ELEMENTWISE_KERNELS(S, V, W)                                          \
                                                                                    \
-/* exp(x): see "Activations" */                                                    \
-static DFN__INLINE V dfn__##S##_exp(V x)                                           \
+/* e^x for x in [-87.33654, 88]: see "Activations" */                              \
+static DFN__INLINE V dfn__##S##_exp_core(V x)                                      \
 {                                                                                  \
-    V lo = dfn__##S##_set1(DFN__EXP_LO), magic = dfn__##S##_set1(DFN__ROUND_MAGIC); \
-    V xc = dfn__##S##_min(dfn__##S##_max(x, lo), dfn__##S##_set1(DFN__EXP_HI));      \
-    V n = dfn__##S##_sub(dfn__##S##_add(dfn__##S##_mul(xc,                         \
-              dfn__##S##_set1(DFN__LOG2E)), magic), magic);   /* round(x log2e) */ \
-    V r = dfn__##S##_fma(n, dfn__##S##_set1(-DFN__LN2_HI), xc); /* exact */        \
+    V n = dfn__##S##_round(dfn__##S##_mul(x, dfn__##S##_set1(DFN__LOG2E)));        \
+    V r = dfn__##S##_fma(n, dfn__##S##_set1(-DFN__LN2_HI), x);     /* exact */     \
     V p;                                                                           \
     r = dfn__##S##_fma(n, dfn__##S##_set1(-DFN__LN2_LO), r);                       \
     p = dfn__##S##_fma(dfn__##S##_set1(DFN__EXP_P5), r, dfn__##S##_set1(DFN__EXP_P4)); \
@@ -3176,62 +3178,80 @@ static DFN__INLINE V dfn__##S##_exp(V x)                                        
     p = dfn__##S##_fma(p, r, dfn__##S##_set1(DFN__EXP_P0));                        \
     p = dfn__##S##_fma(dfn__##S##_mul(r, r), p, r);                                \
     p = dfn__##S##_add(p, dfn__##S##_set1(1.0f));              /* e^r */           \
-    p = dfn__##S##_mul(p, dfn__##S##_pow2i(n));                                    \
-    return dfn__##S##_gtsel(lo, x, dfn__##S##_set1(0.0f), p);  /* x < lo: 0 */     \
+    return dfn__##S##_ldexp(p, n);                             /* e^r 2^n */       \
 }                                                                                  \
                                                                                    \
-/* sigmoid(x), and 1 - sigmoid(x) in *one_minus */                                 \
-static DFN__INLINE V dfn__##S##_sigmoid(V x, V *one_minus)                         \
+/* exp(x) for any x: 0 below -87.33654, e^88 above 88 */                           \
+static DFN__INLINE V dfn__##S##_exp(V x)                                           \
 {                                                                                  \
-    V zero = dfn__##S##_set1(0.0f), one = dfn__##S##_set1(1.0f);                    \
-    V e = dfn__##S##_exp(dfn__##S##_sub(zero, dfn__##S##_abs(x)));                  \
-    V p = dfn__##S##_div(one, dfn__##S##_add(one, e));                              \
-    V q = dfn__##S##_mul(e, p);                                                     \
-    *one_minus = dfn__##S##_gtsel(x, zero, q, p);                                   \
-    return dfn__##S##_gtsel(x, zero, p, q);                                         \
+    V lo = dfn__##S##_set1(DFN__EXP_LO);                                           \
+    V xc = dfn__##S##_min(dfn__##S##_max(x, lo), dfn__##S##_set1(DFN__EXP_HI));      \
+    return dfn__##S##_gtsel(lo, x, dfn__##S##_set1(0.0f), dfn__##S##_exp_core(xc)); \
 }                                                                                  \
                                                                                    \
-/* f(x) for a non-identity activation */                                           \
+/* 1 / (1 + e) with e = e^v; 1 - that = e / (1 + e) = e times it */                \
+static DFN__INLINE V dfn__##S##_recip1p(V e)                                       \
+{                                                                                  \
+    V one = dfn__##S##_set1(1.0f);                                                 \
+    return dfn__##S##_div(one, dfn__##S##_add(one, e));                            \
+}                                                                                  \
+                                                                                   \
+/* -2u = -2 sqrt(2/pi) (x + 0.044715 x^3) = x (-2c) (1 + a x^2), given x^2 */      \
+static DFN__INLINE V dfn__##S##_gelu_m2u(V x, V x2)                                \
+{                                                                                  \
+    return dfn__##S##_mul(dfn__##S##_mul(dfn__##S##_set1(-DFN__GELU_2C), x),        \
+               dfn__##S##_fma(dfn__##S##_set1(DFN__GELU_A), x2, dfn__##S##_set1(1.0f))); \
+}                                                                                  \
+                                                                                   \
+/* f(x) for a non-identity activation: x / (1 + e^-v), v = x or 2u, at x        \
+   clamped so that e^-v stays normal; 0 below the clamp */                         \
 static DFN__INLINE V dfn__##S##_act_f(int act, V x)                                \
 {                                                                                  \
-    V zero = dfn__##S##_set1(0.0f), one = dfn__##S##_set1(1.0f), s, sm, u2;         \
+    V zero = dfn__##S##_set1(0.0f), one = dfn__##S##_set1(1.0f), xc, lim, e;        \
     switch (act) {                                                                 \
     case DFN_ACT_RELU: return dfn__##S##_gtsel(x, zero, x, zero);                   \
-    case DFN_ACT_SILU:                                                             \
-        s = dfn__##S##_sigmoid(x, &sm);                                            \
-        return dfn__##S##_mul(x, s);                                               \
+    case DFN_ACT_SILU:                                 /* x sigmoid(x) */          \
+        lim = dfn__##S##_set1(DFN__SILU_CLAMP);                                    \
+        xc = dfn__##S##_min(dfn__##S##_max(x, dfn__##S##_sub(zero, lim)), lim);     \
+        e = dfn__##S##_exp_core(dfn__##S##_sub(zero, xc));                         \
+        return dfn__##S##_gtsel(dfn__##S##_sub(zero, lim), x, zero,                \
+                                dfn__##S##_div(x, dfn__##S##_add(one, e)));        \
     case DFN_ACT_GELU:                                 /* x sigmoid(2u) */         \
-        u2 = dfn__##S##_mul(dfn__##S##_mul(dfn__##S##_set1(DFN__GELU_2C), x),       \
-                 dfn__##S##_fma(dfn__##S##_set1(DFN__GELU_A), dfn__##S##_mul(x, x), one)); \
-        s = dfn__##S##_sigmoid(u2, &sm);                                           \
-        return dfn__##S##_mul(x, s);                                               \
+        lim = dfn__##S##_set1(DFN__GELU_CLAMP);                                    \
+        xc = dfn__##S##_min(dfn__##S##_max(x, dfn__##S##_sub(zero, lim)), lim);     \
+        e = dfn__##S##_exp_core(dfn__##S##_gelu_m2u(xc, dfn__##S##_mul(xc, xc)));   \
+        return dfn__##S##_gtsel(dfn__##S##_sub(zero, lim), x, zero,                \
+                                dfn__##S##_div(x, dfn__##S##_add(one, e)));        \
     default: return x;                                                             \
     }                                                                              \
 }                                                                                  \
                                                                                    \
-/* dy f'(x) for a non-identity activation */                                       \
+/* dy f'(x) for a non-identity activation, at x clamped as in act_f (beyond      \
+   the clamp f' is 1 or within 3e-36 of 0 already) */                              \
 static DFN__INLINE V dfn__##S##_act_b(int act, V x, V dy)                          \
 {                                                                                  \
-    V zero = dfn__##S##_set1(0.0f), one = dfn__##S##_set1(1.0f), s, sm, u2, xc, x2, d; \
-    V lim = dfn__##S##_set1(DFN__GELU_CLAMP), nlim = dfn__##S##_set1(-DFN__GELU_CLAMP); \
+    V zero = dfn__##S##_set1(0.0f), one = dfn__##S##_set1(1.0f), lim, xc, x2, m2u, e, s, sm; \
     switch (act) {                                                                 \
     case DFN_ACT_RELU: return dfn__##S##_gtsel(x, zero, dy, zero);                  \
     case DFN_ACT_SILU:                                 /* s (1 + x (1 - s)) */     \
-        s = dfn__##S##_sigmoid(x, &sm);                                            \
-        return dfn__##S##_mul(dy, dfn__##S##_mul(s, dfn__##S##_fma(x, sm, one)));   \
-    case DFN_ACT_GELU:                                                             \
-        xc = dfn__##S##_min(dfn__##S##_max(x, nlim), lim);                          \
+        lim = dfn__##S##_set1(DFN__SILU_CLAMP);                                    \
+        xc = dfn__##S##_min(dfn__##S##_max(x, dfn__##S##_sub(zero, lim)), lim);     \
+        e = dfn__##S##_exp_core(dfn__##S##_sub(zero, xc));                         \
+        s = dfn__##S##_recip1p(e);                                                 \
+        sm = dfn__##S##_mul(e, s);                                                 \
+        return dfn__##S##_mul(dy, dfn__##S##_mul(s, dfn__##S##_fma(xc, sm, one)));  \
+    case DFN_ACT_GELU:                 /* s + 2c x s (1 - s) (1 + 3a x^2) */       \
+        lim = dfn__##S##_set1(DFN__GELU_CLAMP);                                    \
+        xc = dfn__##S##_min(dfn__##S##_max(x, dfn__##S##_sub(zero, lim)), lim);     \
         x2 = dfn__##S##_mul(xc, xc);                                               \
-        u2 = dfn__##S##_mul(dfn__##S##_mul(dfn__##S##_set1(DFN__GELU_2C), xc),      \
-                 dfn__##S##_fma(dfn__##S##_set1(DFN__GELU_A), x2, one));            \
-        s = dfn__##S##_sigmoid(u2, &sm);                                           \
-        /* s + 2c x s (1 - s) (1 + 3a x^2) */                                      \
-        d = dfn__##S##_fma(dfn__##S##_mul(dfn__##S##_mul(dfn__##S##_set1(DFN__GELU_2C), xc), \
-                               dfn__##S##_mul(s, sm)),                             \
-                dfn__##S##_fma(dfn__##S##_set1(DFN__GELU_3A), x2, one), s);         \
-        d = dfn__##S##_gtsel(x, lim, one, d);                                       \
-        d = dfn__##S##_gtsel(nlim, x, zero, d);                                     \
-        return dfn__##S##_mul(dy, d);                                              \
+        m2u = dfn__##S##_gelu_m2u(xc, x2);                                         \
+        e = dfn__##S##_exp_core(m2u);                                              \
+        s = dfn__##S##_recip1p(e);                                                 \
+        sm = dfn__##S##_mul(e, s);                                                 \
+        /* 2c x (1 + 3a x^2) as (-2c x) (-(1 + 3a x^2)) */                        \
+        return dfn__##S##_mul(dy, dfn__##S##_fma(                                  \
+            dfn__##S##_mul(dfn__##S##_mul(dfn__##S##_set1(-DFN__GELU_2C), xc), dfn__##S##_mul(s, sm)), \
+            dfn__##S##_fma(dfn__##S##_set1(-DFN__GELU_3A), x2, dfn__##S##_set1(-1.0f)), s)); \
     default: return dy;                                                            \
     }                                                                              \
 }                                                                                  \
@@ -3505,6 +3525,14 @@ static DFN__INLINE float dfn__scalar_pow2i(float n)
     DFN_MEMCPY(&f, &u, sizeof f);
     return f;
 }
+static DFN__INLINE float dfn__scalar_round(float v)
+{
+    return dfn__scalar_sub(dfn__scalar_add(v, dfn__scalar_set1(DFN__ROUND_MAGIC)), dfn__scalar_set1(DFN__ROUND_MAGIC));
+}
+static DFN__INLINE float dfn__scalar_ldexp(float p, float n)
+{
+    return dfn__scalar_mul(p, dfn__scalar_pow2i(n));
+}
 
 DFN__ELEMENTWISE_KERNELS(scalar, float, 1)
 
@@ -3611,6 +3639,14 @@ static DFN__INLINE __m128 dfn__sse2_pow2i(__m128 n)
     __m128i e = _mm_add_epi32(_mm_cvttps_epi32(n), _mm_set1_epi32(127));
     return _mm_castsi128_ps(_mm_slli_epi32(e, 23));
 }
+static DFN__INLINE __m128 dfn__sse2_round(__m128 v)
+{
+    return dfn__sse2_sub(dfn__sse2_add(v, dfn__sse2_set1(DFN__ROUND_MAGIC)), dfn__sse2_set1(DFN__ROUND_MAGIC));
+}
+static DFN__INLINE __m128 dfn__sse2_ldexp(__m128 p, __m128 n)
+{
+    return dfn__sse2_mul(p, dfn__sse2_pow2i(n));
+}
 
 static DFN__INLINE __m128 dfn__sse2_sqrt(__m128 a) { return _mm_sqrt_ps(a); }
 
@@ -3685,6 +3721,14 @@ static DFN__INLINE __m256 dfn__avx2_pow2i(__m256 n)
 {
     __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+static DFN__INLINE __m256 dfn__avx2_round(__m256 v)
+{
+    return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static DFN__INLINE __m256 dfn__avx2_ldexp(__m256 p, __m256 n)
+{
+    return dfn__avx2_mul(p, dfn__avx2_pow2i(n));
 }
 
 static DFN__INLINE __m256 dfn__avx2_sqrt(__m256 a) { return _mm256_sqrt_ps(a); }
@@ -3769,6 +3813,14 @@ static DFN__INLINE __m512 dfn__avx512_pow2i(__m512 n)
 {
     __m512i e = _mm512_add_epi32(_mm512_maskz_cvttps_epi32(DFN__M16, n), _mm512_set1_epi32(127));
     return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(DFN__M16, e, 23));
+}
+static DFN__INLINE __m512 dfn__avx512_round(__m512 v)
+{
+    return _mm512_maskz_roundscale_ps(DFN__M16, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static DFN__INLINE __m512 dfn__avx512_ldexp(__m512 p, __m512 n)
+{
+    return _mm512_maskz_scalef_ps(DFN__M16, p, n);
 }
 
 static DFN__INLINE __m512 dfn__avx512_sqrt(__m512 a) { return _mm512_maskz_sqrt_ps(DFN__M16, a); }
@@ -3950,6 +4002,14 @@ static DFN__INLINE float32x4_t dfn__neon_pow2i(float32x4_t n)
     int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
 }
+static DFN__INLINE float32x4_t dfn__neon_round(float32x4_t v)
+{
+    return dfn__neon_sub(dfn__neon_add(v, dfn__neon_set1(DFN__ROUND_MAGIC)), dfn__neon_set1(DFN__ROUND_MAGIC));
+}
+static DFN__INLINE float32x4_t dfn__neon_ldexp(float32x4_t p, float32x4_t n)
+{
+    return dfn__neon_mul(p, dfn__neon_pow2i(n));
+}
 
 DFN__ELEMENTWISE_KERNELS(neon, float32x4_t, 4)
 
@@ -4093,6 +4153,14 @@ static DFN__INLINE float32x4_t dfn__helium_pow2i(float32x4_t n)
     int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
 }
+static DFN__INLINE float32x4_t dfn__helium_round(float32x4_t v)
+{
+    return dfn__helium_sub(dfn__helium_add(v, dfn__helium_set1(DFN__ROUND_MAGIC)), dfn__helium_set1(DFN__ROUND_MAGIC));
+}
+static DFN__INLINE float32x4_t dfn__helium_ldexp(float32x4_t p, float32x4_t n)
+{
+    return dfn__helium_mul(p, dfn__helium_pow2i(n));
+}
 
 DFN__ELEMENTWISE_KERNELS(helium, float32x4_t, 4)
 
@@ -4170,6 +4238,14 @@ static DFN__INLINE v128_t dfn__wasm_pow2i(v128_t n)
 {
     v128_t e = wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127));
     return wasm_i32x4_shl(e, 23);
+}
+static DFN__INLINE v128_t dfn__wasm_round(v128_t v)
+{
+    return wasm_f32x4_nearest(v);
+}
+static DFN__INLINE v128_t dfn__wasm_ldexp(v128_t p, v128_t n)
+{
+    return dfn__wasm_mul(p, dfn__wasm_pow2i(n));
 }
 
 static DFN__INLINE v128_t dfn__wasm_sqrt(v128_t a) { return wasm_f32x4_sqrt(a); }
