@@ -7261,8 +7261,8 @@ DFNDEF void dfn_linear_backward(float *din, float *dW, float *db, const float *d
 DFNDEF void dfn_sinusoidal_embedding(float *out, int ldo, const float *v, int incv, float scale,
                                      int n, int dim)
 {
-    enum { KB = 64 };
-    float f[KB], u[KB];
+    enum { KB = 64, UB = 128 };
+    float f[KB], u[UB];
     int h = dim / 2, i, k, k0, kb, big;
     for (k0 = 0; k0 < h; k0 += KB) {
         kb = h - k0 < KB ? h - k0 : KB;
@@ -7270,6 +7270,29 @@ DFNDEF void dfn_sinusoidal_embedding(float *out, int ldo, const float *v, int in
         for (k = 0; k < kb; k++) f[k] = (float)DFN_EXP(-9.210340371976184 * (double)(k0 + k) / (double)h);
         for (i = 0; i < n; i++) {
             float a = scale * v[(size_t)i * incv], *o = out + (size_t)i * ldo + k0;
+#ifdef DFN__EMBED_SINCOS
+            /* Short rows (the 16 frequencies of an input feature) go UB / kb
+               rows to one kernel call, which then has independent vectors to
+               overlap; all their |u_k| <= |a| (f_k <= 1) are in range. The
+               same products and kernel: the same bits as row by row. */
+            if (2 * kb <= UB && a <= DFN__SINCOS_MAX && a >= -DFN__SINCOS_MAX) {
+                float sb[UB], cb[UB];
+                int r, rows = 0;
+                for (; i + rows < n && (rows + 1) * kb <= UB; rows++) {
+                    float ar = scale * v[(size_t)(i + rows) * incv];
+                    if (!(ar <= DFN__SINCOS_MAX && ar >= -DFN__SINCOS_MAX)) break;
+                    for (k = 0; k < kb; k++) u[rows * kb + k] = ar * f[k];
+                }
+                DFN__BEST(dfn__vec_sincos)((size_t)(rows * kb), u, sb, cb);
+                for (r = 0; r < rows; r++) {
+                    o = out + (size_t)(i + r) * ldo + k0;
+                    DFN_MEMCPY(o, sb + r * kb, (size_t)kb * sizeof(float));
+                    DFN_MEMCPY(o + h, cb + r * kb, (size_t)kb * sizeof(float));
+                }
+                i += rows - 1;
+                continue;
+            }
+#endif
             for (k = 0; k < kb; k++) u[k] = a * f[k];
             big = kb;                              /* libm for u[0 .. big-1] */
 #ifdef DFN__EMBED_SINCOS

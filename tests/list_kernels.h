@@ -11,6 +11,7 @@
     X(kernels_exp_accuracy)                  \
     X(kernels_sincos_accuracy)               \
     X(kernels_embedding_matches_formula)     \
+    X(kernels_embedding_rows_alone)          \
     X(kernels_act_parity)                    \
     X(kernels_act_accuracy_double)           \
     X(kernels_act_large_inputs)              \
