@@ -1474,7 +1474,11 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
 
 #ifndef DFN_NO_TRAINING
 /* Given dout (B, H, W, Co): din += d/d in (skipped when NULL), dW += d/d Wt,
-   db += d/d b (skipped when NULL). Same scratch as the forward pass. */
+   db += d/d b (skipped when NULL). Same scratch as the forward pass; when
+   col_floats >= dfn_conv2d_col_size(H, W, Ci, k) + k k Ci Co, the last
+   k k Ci Co floats hold dW transposed while the groups are summed (the
+   product col^T dout runs 1.3-2.3x faster than dout^T col for 16 to 32
+   output channels). */
 DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *dout,
                                 const float *in, const float *Wt, int B, int H, int W,
                                 int Ci, int Co, int k, float *col, size_t col_floats,
@@ -7400,24 +7404,39 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
                                 int Ci, int Co, int k, float *col, size_t col_floats,
                                 float *work)
 {
-    size_t HW = (size_t)H * W;
-    int K = k * k * Ci, g, n0;
+    size_t HW = (size_t)H * W, KC;
+    int K = k * k * Ci, g, n0, o, j;
+    float *dwt = NULL;
     if (k == 1) {
         dfn_linear_backward(din, dW, db, dout, in, Wt, B * H * W, Ci, Co, work);
         return;
+    }
+    /* dW^T (K, Co) in the tail of col when it fits next to one image: the
+       same sums as dW, through the GEMM's tall, narrow shape (its 24 x 16
+       tile covers 16 channels; dW's 16 rows would fill 16 of 24) */
+    KC = (size_t)K * Co;
+    if (col_floats >= dfn_conv2d_col_size(H, W, Ci, k) + KC) {
+        col_floats -= KC;
+        dwt = col + col_floats;
+        for (o = 0; o < Co; o++)
+            for (j = 0; j < K; j++) dwt[(size_t)j * Co + o] = dW[(size_t)o * K + j];
     }
     g = dfn__conv_group(B, H, W, Ci, k, col_floats);
     for (n0 = 0; n0 < B; n0 += g) {
         int gn = B - n0 < g ? B - n0 : g, rows = gn * H * W;
         const float *dout_g = dout + (size_t)n0 * HW * Co;
         dfn__im2col(col, in + (size_t)n0 * HW * Ci, gn, H, W, Ci, k);
-        dfn_gemm(1, 0, Co, K, rows, 1.0f, dout_g, Co, col, K, 1.0f, dW, K, work);   /* dout^T col */
+        if (dwt) dfn_gemm(1, 0, K, Co, rows, 1.0f, col, K, dout_g, Co, 1.0f, dwt, Co, work); /* col^T dout */
+        else dfn_gemm(1, 0, Co, K, rows, 1.0f, dout_g, Co, col, K, 1.0f, dW, K, work);      /* dout^T col */
         if (db) dfn_bias_grad(rows, Co, dout_g, db);
         if (din) {
             dfn_gemm(0, 0, rows, K, Co, 1.0f, dout_g, Co, Wt, K, 0.0f, col, K, work);   /* dcol = dout Wt */
             dfn__col2im_add(din + (size_t)n0 * HW * Ci, col, gn, H, W, Ci, k);
         }
     }
+    if (dwt)
+        for (o = 0; o < Co; o++)
+            for (j = 0; j < K; j++) dW[(size_t)o * K + j] = dwt[(size_t)j * Co + o];
 }
 #endif
 
@@ -7787,6 +7806,7 @@ typedef struct dfn__uplan {
     size_t grads;         /* tensor-gradient floats per sample                   */
     size_t scratch_ps, scratch_fx;  /* backward scratch: B * ps + fx floats      */
     size_t col_img;       /* im2col floats of one image, largest conv            */
+    size_t col_dw;        /* largest 3 x 3 kernel, k k Ci Co: the transposed dW   */
     int max_hw;
 } dfn__uplan;
 
@@ -7868,7 +7888,9 @@ static int dfn__unet_add(dfn__uplan *pl, const dfn_unet_config *c, int kind, int
     if (kind != DFN__U_DOWN && kind != DFN__U_ATTN) {
         int cmax = kind == DFN__U_UP || (kind == DFN__U_RES && co > o->ci) ? co : o->ci;
         size_t col = (size_t)h * w * 9 * (size_t)cmax;
+        size_t dw = (size_t)9 * cmax * (size_t)co;         /* every conv has co outputs */
         if (col > pl->col_img) pl->col_img = col;
+        if (dw > pl->col_dw) pl->col_dw = dw;
     }
     if (h * w > pl->max_hw) pl->max_hw = h * w;
     pl->n_ops++;
@@ -8104,9 +8126,9 @@ static size_t dfn__unet_col_images(const dfn__uplan *pl, int B)
     return g;
 }
 
-static size_t dfn__unet_col(const dfn__uplan *pl, int B)
+static size_t dfn__unet_col(const dfn__uplan *pl, int B, int training)
 {
-    return pl->col_img * dfn__unet_col_images(pl, B);
+    return pl->col_img * dfn__unet_col_images(pl, B) + (training ? pl->col_dw : 0);
 }
 
 static void dfn__unet_take(const dfn__uplan *pl, int B, int training, dfn__ubufs *u, dfn__arena *ar)
@@ -8115,7 +8137,7 @@ static void dfn__unet_take(const dfn__uplan *pl, int B, int training, dfn__ubufs
     u->grads = training ? (float *)dfn__arena_take(ar, (size_t)B * pl->grads * sizeof(float)) : NULL;
     u->scratch = training ? (float *)dfn__arena_take(
                      ar, ((size_t)B * pl->scratch_ps + pl->scratch_fx) * sizeof(float)) : NULL;
-    u->col_floats = dfn__unet_col(pl, B);
+    u->col_floats = dfn__unet_col(pl, B, training);
     u->col = (float *)dfn__arena_take(ar, u->col_floats * sizeof(float));
     u->work = (float *)dfn__arena_take(ar, dfn_gemm_work_size());
 }
@@ -8131,7 +8153,7 @@ static size_t dfn__unet_bufs(const dfn__uplan *pl, int B, int training, dfn__ubu
 static double dfn__unet_floats(const dfn__uplan *pl, int B, int training)
 {
     double f = (double)B * pl->acts + (double)pl->col_img * (double)dfn__unet_col_images(pl, B);
-    if (training) f += (double)B * (pl->grads + pl->scratch_ps) + pl->scratch_fx;
+    if (training) f += (double)B * (pl->grads + pl->scratch_ps) + pl->scratch_fx + (double)pl->col_dw;
     return f;
 }
 

@@ -85,35 +85,49 @@ void test_unet_conv_matches_formula(void)
 
 void test_unet_conv_gradients(void)
 {
+    /* Against finite differences, for k = 1 and 3, with a scratch of one
+       image and of one image plus the transposed dW (k = 3: dW goes through
+       col^T dout in the scratch's tail); dW and db start nonzero (the
+       backward pass adds to them). */
     dfn_rng rng;
-    int k, wrt;
+    int k, wrt, tail;
     float *work = (float *)malloc(dfn_gemm_work_size());
     dfn_rng_seed(&rng, 6, 1);
-    for (k = 1; k <= 3; k += 2) {
-        conv_case cc;
-        size_t nin, nw, nout;
-        float *din, *dW, *db;
-        double err;
-        size_t worst;
-        cc.B = 2; cc.H = 4; cc.W = 5; cc.Ci = 3; cc.Co = 4; cc.k = k;
-        nin = (size_t)cc.B * cc.H * cc.W * cc.Ci;
-        nw = (size_t)cc.Co * k * k * cc.Ci;
-        nout = (size_t)cc.B * cc.H * cc.W * cc.Co;
-        cc.col_floats = dfn_conv2d_col_size(cc.H, cc.W, cc.Ci, k);      /* one image at a time */
-        cc.in = randn(&rng, nin, 1); cc.Wt = randn(&rng, nw, 1); cc.b = randn(&rng, cc.Co, 1);
-        cc.c = randn(&rng, nout, 1); cc.out = zeros(nout); cc.col = zeros(cc.col_floats); cc.work = work;
-        din = zeros(nin); dW = zeros(nw); db = zeros(cc.Co);
-        dfn_conv2d_backward(din, dW, db, cc.c, cc.in, cc.Wt, cc.B, cc.H, cc.W, cc.Ci, cc.Co, k, cc.col,
-                            cc.col_floats, work);
-        for (wrt = 0; wrt < 3; wrt++) {
-            float *p = wrt == 0 ? cc.in : wrt == 1 ? cc.Wt : cc.b, *g = wrt == 0 ? din : wrt == 1 ? dW : db;
-            size_t n = wrt == 0 ? nin : wrt == 1 ? nw : (size_t)cc.Co;
-            CHECK(dfn_check_grad(conv_loss, &cc, p, n, g, 1, 1e-2f, 1e-3, &err, &worst) == DFN_OK && err < 1e-2,
-                  "k = %d, wrt %d: relative error %g at %d", k, wrt, err, (int)worst);
+    for (k = 1; k <= 3; k += 2)
+        for (tail = 0; tail <= 1; tail++) {
+            conv_case cc;
+            size_t nin, nw, nout, i;
+            float *din, *dW, *db, *dW0, *db0;
+            double err;
+            size_t worst;
+            cc.B = 2; cc.H = 4; cc.W = 5; cc.Ci = 3; cc.Co = 4; cc.k = k;
+            nin = (size_t)cc.B * cc.H * cc.W * cc.Ci;
+            nw = (size_t)cc.Co * k * k * cc.Ci;
+            nout = (size_t)cc.B * cc.H * cc.W * cc.Co;
+            cc.col_floats = dfn_conv2d_col_size(cc.H, cc.W, cc.Ci, k) + (tail ? nw : 0);
+            cc.in = randn(&rng, nin, 1); cc.Wt = randn(&rng, nw, 1); cc.b = randn(&rng, cc.Co, 1);
+            cc.c = randn(&rng, nout, 1); cc.out = zeros(nout); cc.col = zeros(cc.col_floats + 1);
+            cc.work = work;
+            din = zeros(nin); dW = randn(&rng, nw, 1); db = randn(&rng, cc.Co, 1);
+            dW0 = zeros(nw); db0 = zeros(cc.Co);
+            memcpy(dW0, dW, nw * sizeof(float));
+            memcpy(db0, db, (size_t)cc.Co * sizeof(float));
+            cc.col[cc.col_floats] = 777.0f;
+            dfn_conv2d_backward(din, dW, db, cc.c, cc.in, cc.Wt, cc.B, cc.H, cc.W, cc.Ci, cc.Co, k, cc.col,
+                                cc.col_floats, work);
+            CHECK(cc.col[cc.col_floats] == 777.0f, "k = %d: wrote past the scratch", k);
+            for (i = 0; i < nw; i++) dW[i] -= dW0[i];
+            for (i = 0; i < (size_t)cc.Co; i++) db[i] -= db0[i];
+            for (wrt = 0; wrt < 3; wrt++) {
+                float *p = wrt == 0 ? cc.in : wrt == 1 ? cc.Wt : cc.b, *g = wrt == 0 ? din : wrt == 1 ? dW : db;
+                size_t n = wrt == 0 ? nin : wrt == 1 ? nw : (size_t)cc.Co;
+                CHECK(dfn_check_grad(conv_loss, &cc, p, n, g, 1, 1e-2f, 1e-3, &err, &worst) == DFN_OK &&
+                      err < 1e-2, "k = %d, tail %d, wrt %d: relative error %g at %d", k, tail, wrt, err,
+                      (int)worst);
+            }
+            free(cc.in); free(cc.Wt); free(cc.b); free(cc.c); free(cc.out); free(cc.col);
+            free(din); free(dW); free(db); free(dW0); free(db0);
         }
-        free(cc.in); free(cc.Wt); free(cc.b); free(cc.c); free(cc.out); free(cc.col);
-        free(din); free(dW); free(db);
-    }
     free(work);
 }
 
