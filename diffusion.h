@@ -3948,11 +3948,59 @@ static void dfn__ukr_avx512_a(int kc, const float *a, size_t rs, size_t ks, cons
     dfn__ukr_avx512_strided(kc, a, rs, ks, b, c, ldc, alpha, beta);
 }
 
+/* C = alpha A B^T + beta C for N <= 4 (an output layer of 2 or 3 values per
+   row): per row, N dot products of length K, 32 lanes at a time, each
+   reduced by a fixed tree. A 16-column tile would leave 12 to 14 of its
+   columns unused. */
+static void dfn__gemm_avx512_dots(int M, int N, int K, float alpha, const float *A, int lda,
+                                  const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int i, j, k;
+    __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1u);
+    for (i = 0; i < M; i++) {
+        const float *a = A + (size_t)i * lda;
+        float *c = C + (size_t)i * ldc;
+        __m512 s0[4], s1[4];
+        for (j = 0; j < N; j++) s0[j] = s1[j] = _mm512_setzero_ps();
+        for (k = 0; k + 32 <= K; k += 32) {
+            __m512 a0 = _mm512_loadu_ps(a + k), a1 = _mm512_loadu_ps(a + k + 16);
+            for (j = 0; j < N; j++) {
+                const float *b = B + (size_t)j * ldb + k;
+                s0[j] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(b), s0[j]);
+                s1[j] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(b + 16), s1[j]);
+            }
+        }
+        if (k + 16 <= K) {
+            __m512 a0 = _mm512_loadu_ps(a + k);
+            for (j = 0; j < N; j++) s0[j] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(B + (size_t)j * ldb + k), s0[j]);
+            k += 16;
+        }
+        if (k < K) {
+            __m512 a1 = _mm512_maskz_loadu_ps(tail, a + k);
+            for (j = 0; j < N; j++)
+                s1[j] = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(tail, B + (size_t)j * ldb + k), s1[j]);
+        }
+        for (j = 0; j < N; j++) {
+            /* 16 -> 8 -> 4 -> 2 -> 1 lanes, halves added */
+            __m512d v = _mm512_castps_pd(_mm512_add_ps(s0[j], s1[j]));
+            __m256 h8 = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd((__mmask8)0xff, v, 0)),
+                                      _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd((__mmask8)0xff, v, 1)));
+            __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+            __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+            __m128 h1 = _mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1));
+            float d = alpha * _mm_cvtss_f32(h1);
+            c[j] = beta == 0.0f ? d : d + beta * c[j];
+        }
+    }
+}
+
 static void dfn__gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb, float beta,
                              float *C, int ldc, float *work)
 {
-    if (N <= DFN__NR_avx512n)
+    if (N <= 4 && !trans_a && trans_b && K >= 16 && M > 0 && N > 0 && alpha != 0.0f)
+        dfn__gemm_avx512_dots(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (N <= DFN__NR_avx512n)
         dfn__gemm_blocked(DFN__MR_avx512n, DFN__NR_avx512n, dfn__ukr_avx512n, dfn__ukr_avx512n_a, dfn__tr4_x86,
                           trans_a, trans_b,
                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
