@@ -7440,9 +7440,10 @@ static void dfn__col2im_add(float *din, const float *col, int g, int H, int W, i
                 for (dy = 0; dy < k; dy++) {
                     int sy = y + dy - p;
                     if (sy < 0 || sy >= H) continue;
-                    /* taps lo..hi-1 land on hi - lo neighbouring pixels: one axpy */
-                    dfn_vec_axpy((size_t)(hi - lo) * C, 1.0f, row + (size_t)(dy * k + lo) * C,
-                                 din + (((size_t)n * H + sy) * W + x + lo - p) * C);
+                    /* taps lo..hi-1 land on hi - lo neighbouring pixels: one axpy
+                       (the kernel itself: a few dozen values, never split) */
+                    DFN__BEST(dfn__vec_axpy)((size_t)(hi - lo) * C, 1.0f, row + (size_t)(dy * k + lo) * C,
+                                             din + (((size_t)n * H + sy) * W + x + lo - p) * C);
                 }
             }
 }
