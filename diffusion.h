@@ -7454,23 +7454,39 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
                                 float *work)
 {
     size_t HW = (size_t)H * W, KC;
-    int K = k * k * Ci, g, n0, o, j;
-    float *dwt = NULL;
+    int K = k * k * Ci, Cm = Ci > Co ? Ci : Co, g, n0, o, j, dy, dx, i;
+    float *dwt = NULL, *V = NULL;
     if (k == 1) {
         dfn_linear_backward(din, dW, db, dout, in, Wt, B * H * W, Ci, Co, work);
         return;
     }
+    KC = (size_t)K * Co;
     /* dW^T (K, Co) in the tail of col when it fits next to one image: the
        same sums as dW, through the GEMM's tall, narrow shape (its 24 x 16
        tile covers 16 channels; dW's 16 rows would fill 16 of 24) */
-    KC = (size_t)K * Co;
     if (col_floats >= dfn_conv2d_col_size(H, W, Ci, k) + KC) {
         col_floats -= KC;
         dwt = col + col_floats;
         for (o = 0; o < Co; o++)
             for (j = 0; j < K; j++) dwt[(size_t)j * Co + o] = dW[(size_t)o * K + j];
     }
-    g = dfn__conv_group(B, H, W, Ci, k, col_floats);
+    /* din as a convolution of dout: din[y][x][i] += sum over (ey, ex, o) of
+       V[i][ey][ex][o] dout[y+ey-p][x+ex-p][o] with V[i][ey][ex][o] =
+       Wt[o][k-1-ey][k-1-ex][i] (the kernel turned half a circle, in and
+       out swapped): im2col of dout and one product into din, instead of
+       dcol = dout Wt (K = Co: a short product) folded back by col2im. When
+       col holds V too and an image's patches of max(Ci, Co) channels. */
+    if (din && dwt && col_floats >= dfn_conv2d_col_size(H, W, Cm, k) + KC) {
+        col_floats -= KC;
+        V = col + col_floats;
+        for (i = 0; i < Ci; i++)
+            for (dy = 0; dy < k; dy++)
+                for (dx = 0; dx < k; dx++)
+                    for (o = 0; o < Co; o++)
+                        V[(((size_t)i * k + dy) * k + dx) * Co + o] =
+                            Wt[(((size_t)o * k + (k - 1 - dy)) * k + (k - 1 - dx)) * Ci + i];
+    }
+    g = dfn__conv_group(B, H, W, V ? Cm : Ci, k, col_floats);
     for (n0 = 0; n0 < B; n0 += g) {
         int gn = B - n0 < g ? B - n0 : g, rows = gn * H * W;
         const float *dout_g = dout + (size_t)n0 * HW * Co;
@@ -7478,7 +7494,11 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
         if (dwt) dfn_gemm(1, 0, K, Co, rows, 1.0f, col, K, dout_g, Co, 1.0f, dwt, Co, work); /* col^T dout */
         else dfn_gemm(1, 0, Co, K, rows, 1.0f, dout_g, Co, col, K, 1.0f, dW, K, work);      /* dout^T col */
         if (db) dfn_bias_grad(rows, Co, dout_g, db);
-        if (din) {
+        if (V) {
+            dfn__im2col(col, dout_g, gn, H, W, Co, k);
+            dfn_gemm(0, 1, rows, Ci, k * k * Co, 1.0f, col, k * k * Co, V, k * k * Co, 1.0f,
+                     din + (size_t)n0 * HW * Ci, Ci, work);                              /* din += col V^T */
+        } else if (din) {
             dfn_gemm(0, 0, rows, K, Co, 1.0f, dout_g, Co, Wt, K, 0.0f, col, K, work);   /* dcol = dout Wt */
             dfn__col2im_add(din + (size_t)n0 * HW * Ci, col, gn, H, W, Ci, k);
         }
@@ -7855,7 +7875,8 @@ typedef struct dfn__uplan {
     size_t grads;         /* tensor-gradient floats per sample                   */
     size_t scratch_ps, scratch_fx;  /* backward scratch: B * ps + fx floats      */
     size_t col_img;       /* im2col floats of one image, largest conv            */
-    size_t col_dw;        /* largest 3 x 3 kernel, k k Ci Co: the transposed dW   */
+    size_t col_dw;        /* largest 3 x 3 kernel, k k Ci Co: the transposed dW
+                             and the turned kernel of the conv backward         */
     int max_hw;
 } dfn__uplan;
 
@@ -8177,7 +8198,7 @@ static size_t dfn__unet_col_images(const dfn__uplan *pl, int B)
 
 static size_t dfn__unet_col(const dfn__uplan *pl, int B, int training)
 {
-    return pl->col_img * dfn__unet_col_images(pl, B) + (training ? pl->col_dw : 0);
+    return pl->col_img * dfn__unet_col_images(pl, B) + (training ? 2 * pl->col_dw : 0);
 }
 
 static void dfn__unet_take(const dfn__uplan *pl, int B, int training, dfn__ubufs *u, dfn__arena *ar)
@@ -8202,7 +8223,7 @@ static size_t dfn__unet_bufs(const dfn__uplan *pl, int B, int training, dfn__ubu
 static double dfn__unet_floats(const dfn__uplan *pl, int B, int training)
 {
     double f = (double)B * pl->acts + (double)pl->col_img * (double)dfn__unet_col_images(pl, B);
-    if (training) f += (double)B * (pl->grads + pl->scratch_ps) + pl->scratch_fx + (double)pl->col_dw;
+    if (training) f += (double)B * (pl->grads + pl->scratch_ps) + pl->scratch_fx + 2.0 * (double)pl->col_dw;
     return f;
 }
 
