@@ -28,6 +28,25 @@ define dfn_run_suite
 	    { echo "$(1) failed (exit $$rc)"; exit 1; }
 endef
 
+# The same for the WASI runner, whose last line says what main returned,
+# after the suite's "N passed, 0 failed". Node 20 has been seen to die of a
+# segmentation fault after that line, once in about ten runs of an
+# unchanged binary (its own heap: WebAssembly cannot write outside its
+# linear memory); such a run counts, with a warning, when the program
+# returned 0 after all its tests passed.
+define dfn_run_wasi_suite
+	@echo "== $(1) $(2)"; \
+	$(1) $(2) > $(BUILD)/$(notdir $(word $(words $(1)),$(1))).log 2>&1; rc=$$?; \
+	log=$(BUILD)/$(notdir $(word $(words $(1)),$(1))).log; \
+	grep -v '^ok ' $$log; \
+	ret=$$(grep -c '^run-wasi: the program returned 0$$' $$log); \
+	done=$$(grep -B 1 '^run-wasi: the program returned' $$log | head -n 1 | grep -c '^[0-9]* passed, 0 failed$$'); \
+	if [ $$done -eq 1 ] && [ $$ret -eq 1 ] && [ $$rc -ge 128 ]; then \
+	    echo "warning: node died (exit $$rc) after the program returned 0 with every test passed"; rc=0; fi; \
+	[ $$done -eq 1 ] && [ $$ret -eq 1 ] && [ $$rc -eq 0 ] || \
+	    { echo "$(1) failed (exit $$rc)"; exit 1; }
+endef
+
 .PHONY: test-wasm test-arm test-portable test-cortexm test-embed
 
 # ---------------------------------------------------------------- WASM (WASI)
@@ -46,8 +65,8 @@ $(BUILD)/test_wasm_scalar.wasm: $(TEST_DEP) platforms.mk | $(BUILD)
 	$(WASI_CC) $(STRICT) $(OPT) $(WASI_MEM) -I. $(TEST_SRC) -o $@
 
 test-wasm: $(BUILD)/test_wasm_simd.wasm $(BUILD)/test_wasm_scalar.wasm
-	$(call dfn_run_suite,$(RUN_WASI) $(BUILD)/test_wasm_simd.wasm,)
-	$(call dfn_run_suite,$(RUN_WASI) $(BUILD)/test_wasm_scalar.wasm,-quality)
+	$(call dfn_run_wasi_suite,$(RUN_WASI) $(BUILD)/test_wasm_simd.wasm,)
+	$(call dfn_run_wasi_suite,$(RUN_WASI) $(BUILD)/test_wasm_scalar.wasm,-quality)
 	@echo "test-wasm: passed"
 
 # ------------------------------------------------------ ARM Linux (qemu-user)
