@@ -1,4 +1,4 @@
-/* diffusion.h - v0.5.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.6.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -327,7 +327,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 5
+#define DFN_VERSION_MINOR 6
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -10560,6 +10560,17 @@ DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const
 /*
    REVISION HISTORY
    ================
+   0.6.0  (2026-11-26) faster activations and convolution gradients:
+          SiLU and GELU as x / (1 + e^-v) at a clamped argument (no
+          overflow to guard against, so no branches; GELU forward 1.35x,
+          backward 1.6x; more accurate: GELU 2.2 ulp, SiLU 2.4), AVX-512
+          exp rounding and scaling by vrndscaleps / vscalefps (the same
+          bits); dfn_conv2d_backward accumulates dW transposed and computes
+          din as the convolution of dout with the turned kernel when its
+          scratch has room (the U-Net trainer's has), no col2im; AVX-512
+          products with N <= 4 as dot products; the sinusoidal embedding
+          batches short rows into one sine-cosine call (same bits).
+          Results differ from 0.5.0 in the last bits (activations, din).
    0.5.0  (2026-11-26) threads for the U-Net: its convolutions unroll
           about 3072 GEMM rows at a time (3 images of 28 x 28), so their
           products split; GroupNorm splits by blocks of groups and
