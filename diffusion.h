@@ -1474,11 +1474,18 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
 
 #ifndef DFN_NO_TRAINING
 /* Given dout (B, H, W, Co): din += d/d in (skipped when NULL), dW += d/d Wt,
-   db += d/d b (skipped when NULL). Same scratch as the forward pass; when
-   col_floats >= dfn_conv2d_col_size(H, W, Ci, k) + k k Ci Co, the last
-   k k Ci Co floats hold dW transposed while the groups are summed (the
-   product col^T dout runs 1.3-2.3x faster than dout^T col for 16 to 32
-   output channels). */
+   db += d/d b (skipped when NULL). Same scratch as the forward pass, and
+   faster with more (k = 3):
+   - col_floats >= dfn_conv2d_col_size(H, W, Ci, k) + k k Ci Co: the last
+     k k Ci Co floats hold dW transposed while the groups are summed (the
+     product col^T dout runs 1.3-2.3x faster than dout^T col for 16 to 32
+     output channels);
+   - col_floats >= dfn_conv2d_col_size(H, W, max(Ci, Co), k) + 2 k k Ci Co:
+     also din as the convolution of dout with the kernel turned half a
+     circle (kept in the k k Ci Co floats before those), im2col of dout and
+     one product into din, instead of a product with K = Co folded back
+     pixel by pixel.
+   The results agree to rounding whichever way is taken. */
 DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *dout,
                                 const float *in, const float *Wt, int B, int H, int W,
                                 int Ci, int Co, int k, float *col, size_t col_floats,
