@@ -3955,6 +3955,18 @@ static void dfn__ukr_avx512_a(int kc, const float *a, size_t rs, size_t ks, cons
     dfn__ukr_avx512_strided(kc, a, rs, ks, b, c, ldc, alpha, beta);
 }
 
+/* The 16 lanes' sum, halves added (16 -> 8 -> 4 -> 2 -> 1): the same tree as
+   dfn__avx512_hsum, in registers. */
+static DFN__INLINE float dfn__avx512_sum16(__m512 v)
+{
+    __m512d d = _mm512_castps_pd(v);
+    __m256 h8 = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd((__mmask8)0xff, d, 0)),
+                              _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd((__mmask8)0xff, d, 1)));
+    __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+}
+
 /* C = alpha A B^T + beta C for N <= 4 (an output layer of 2 or 3 values per
    row): per row, N dot products of length K, 32 lanes at a time, each
    reduced by a fixed tree. A 16-column tile would leave 12 to 14 of its
@@ -3988,14 +4000,7 @@ static void dfn__gemm_avx512_dots(int M, int N, int K, float alpha, const float 
                 s1[j] = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(tail, B + (size_t)j * ldb + k), s1[j]);
         }
         for (j = 0; j < N; j++) {
-            /* 16 -> 8 -> 4 -> 2 -> 1 lanes, halves added */
-            __m512d v = _mm512_castps_pd(_mm512_add_ps(s0[j], s1[j]));
-            __m256 h8 = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd((__mmask8)0xff, v, 0)),
-                                      _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd((__mmask8)0xff, v, 1)));
-            __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
-            __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
-            __m128 h1 = _mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1));
-            float d = alpha * _mm_cvtss_f32(h1);
+            float d = alpha * dfn__avx512_sum16(_mm512_add_ps(s0[j], s1[j]));
             c[j] = beta == 0.0f ? d : d + beta * c[j];
         }
     }
