@@ -3309,7 +3309,7 @@ static void dfn__act_forward_##S(dfn_activation act, size_t n, const float *x, f
         float xb[W], yb[W];                                                        \
         for (j = 0; j < (W); j++) xb[j] = i + j < n ? x[i + j] : 0.0f;             \
         dfn__##S##_st(yb, dfn__##S##_act_f(a, dfn__##S##_ld(xb)));                 \
-        for (j = 0; i + j < n; j++) y[i + j] = yb[j];                              \
+        for (j = 0; j < (W) && i + j < n; j++) y[i + j] = yb[j];                   \
     }                                                                              \
 }                                                                                  \
                                                                                    \
@@ -3329,7 +3329,7 @@ static void dfn__act_backward_##S(dfn_activation act, size_t n, const float *x, 
             db[j] = i + j < n ? dy[i + j] : 0.0f;                                  \
         }                                                                          \
         dfn__##S##_st(db, dfn__##S##_act_b(a, dfn__##S##_ld(xb), dfn__##S##_ld(db))); \
-        for (j = 0; i + j < n; j++) dx[i + j] = db[j];                             \
+        for (j = 0; j < (W) && i + j < n; j++) dx[i + j] = db[j];                  \
     }                                                                              \
 }                                                                                  \
                                                                                    \
@@ -3394,7 +3394,7 @@ static void dfn__vec_exp_##S(size_t n, const float *x, float *y)                
         float xb[W], yb[W];                                                        \
         for (j = 0; j < (W); j++) xb[j] = i + j < n ? x[i + j] : 0.0f;             \
         dfn__##S##_st(yb, dfn__##S##_exp(dfn__##S##_ld(xb)));                     \
-        for (j = 0; i + j < n; j++) y[i + j] = yb[j];                              \
+        for (j = 0; j < (W) && i + j < n; j++) y[i + j] = yb[j];                   \
     }                                                                              \
 }                                                                                  \
                                                                                    \
@@ -3411,7 +3411,7 @@ static void dfn__vec_axpy_##S(size_t n, float a, const float *x, float *y)      
             yb[j] = i + j < n ? y[i + j] : 0.0f;                                   \
         }                                                                          \
         dfn__##S##_st(yb, dfn__##S##_fma(va, dfn__##S##_ld(xb), dfn__##S##_ld(yb))); \
-        for (j = 0; i + j < n; j++) y[i + j] = yb[j];                              \
+        for (j = 0; j < (W) && i + j < n; j++) y[i + j] = yb[j];                   \
     }                                                                              \
 }                                                                                  \
                                                                                    \
