@@ -3174,9 +3174,11 @@ static void dfn__adam_update_ref(size_t n, float *p, float *m, float *v, const f
      set1(f)           every lane f
      add sub mul div   lane-wise, IEEE (div exact, or within 2 ulp on ARMv7)
      fma(a, b, c)      a b + c (fused where the target has FMA)
-     max min abs       lane-wise (finite inputs)
+     max min           lane-wise (finite inputs)
      gtsel(x, y, a, b) lane-wise x > y ? a : b
-     pow2i(n)          2^n for integer-valued n in [-126, 127]
+     round(v)          v rounded to an integer, ties to even (|v| < 2^22)
+     ldexp(p, n)       p 2^n for integer-valued n in [-126, 127] (p times
+                       the target's pow2i(n), or vscalefps)
    The tail of an array (n % W elements) is copied to a zero-padded buffer
    and goes through the same vector code. */
 #define DFN__ELEMENTWISE_KERNELS(S, V, W)                                          \
@@ -3548,7 +3550,6 @@ static DFN__INLINE float dfn__scalar_div(float a, float b) { return a / b; }
 static DFN__INLINE float dfn__scalar_fma(float a, float b, float c) { return a * b + c; }
 static DFN__INLINE float dfn__scalar_max(float a, float b) { return a > b ? a : b; }
 static DFN__INLINE float dfn__scalar_min(float a, float b) { return a < b ? a : b; }
-static DFN__INLINE float dfn__scalar_abs(float a) { return a < 0.0f ? -a : a; }
 static DFN__INLINE float dfn__scalar_gtsel(float x, float y, float a, float b) { return x > y ? a : b; }
 static DFN__INLINE float dfn__scalar_pow2i(float n)
 {
@@ -3657,10 +3658,6 @@ static DFN__INLINE __m128 dfn__sse2_div(__m128 a, __m128 b) { return _mm_div_ps(
 static DFN__INLINE __m128 dfn__sse2_fma(__m128 a, __m128 b, __m128 c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
 static DFN__INLINE __m128 dfn__sse2_max(__m128 a, __m128 b) { return _mm_max_ps(a, b); }
 static DFN__INLINE __m128 dfn__sse2_min(__m128 a, __m128 b) { return _mm_min_ps(a, b); }
-static DFN__INLINE __m128 dfn__sse2_abs(__m128 a)
-{
-    return _mm_and_ps(a, _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff)));
-}
 static DFN__INLINE __m128 dfn__sse2_gtsel(__m128 x, __m128 y, __m128 a, __m128 b)
 {
     __m128 m = _mm_cmpgt_ps(x, y);
@@ -3741,10 +3738,6 @@ static DFN__INLINE __m256 dfn__avx2_div(__m256 a, __m256 b) { return _mm256_div_
 static DFN__INLINE __m256 dfn__avx2_fma(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
 static DFN__INLINE __m256 dfn__avx2_max(__m256 a, __m256 b) { return _mm256_max_ps(a, b); }
 static DFN__INLINE __m256 dfn__avx2_min(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
-static DFN__INLINE __m256 dfn__avx2_abs(__m256 a)
-{
-    return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-}
 static DFN__INLINE __m256 dfn__avx2_gtsel(__m256 x, __m256 y, __m256 a, __m256 b)
 {
     return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, y, _CMP_GT_OQ));
@@ -3833,18 +3826,9 @@ static DFN__INLINE __m512 dfn__avx512_fma(__m512 a, __m512 b, __m512 c) { return
 #define DFN__M16 ((__mmask16)0xffff)
 static DFN__INLINE __m512 dfn__avx512_max(__m512 a, __m512 b) { return _mm512_maskz_max_ps(DFN__M16, a, b); }
 static DFN__INLINE __m512 dfn__avx512_min(__m512 a, __m512 b) { return _mm512_maskz_min_ps(DFN__M16, a, b); }
-static DFN__INLINE __m512 dfn__avx512_abs(__m512 a)
-{
-    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
-}
 static DFN__INLINE __m512 dfn__avx512_gtsel(__m512 x, __m512 y, __m512 a, __m512 b)
 {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, y, _CMP_GT_OQ), b, a);
-}
-static DFN__INLINE __m512 dfn__avx512_pow2i(__m512 n)
-{
-    __m512i e = _mm512_add_epi32(_mm512_maskz_cvttps_epi32(DFN__M16, n), _mm512_set1_epi32(127));
-    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(DFN__M16, e, 23));
 }
 static DFN__INLINE __m512 dfn__avx512_round(__m512 v)
 {
@@ -4077,7 +4061,6 @@ static DFN__INLINE float32x4_t dfn__neon_fma(float32x4_t a, float32x4_t b, float
 }
 static DFN__INLINE float32x4_t dfn__neon_max(float32x4_t a, float32x4_t b) { return vmaxq_f32(a, b); }
 static DFN__INLINE float32x4_t dfn__neon_min(float32x4_t a, float32x4_t b) { return vminq_f32(a, b); }
-static DFN__INLINE float32x4_t dfn__neon_abs(float32x4_t a) { return vabsq_f32(a); }
 static DFN__INLINE float32x4_t dfn__neon_gtsel(float32x4_t x, float32x4_t y, float32x4_t a, float32x4_t b)
 {
     return vbslq_f32(vcgtq_f32(x, y), a, b);
@@ -4219,7 +4202,6 @@ static DFN__INLINE float32x4_t dfn__helium_fma(float32x4_t a, float32x4_t b, flo
 }
 static DFN__INLINE float32x4_t dfn__helium_max(float32x4_t a, float32x4_t b) { return vmaxnmq_f32(a, b); }
 static DFN__INLINE float32x4_t dfn__helium_min(float32x4_t a, float32x4_t b) { return vminnmq_f32(a, b); }
-static DFN__INLINE float32x4_t dfn__helium_abs(float32x4_t a) { return vabsq_f32(a); }
 /* MVE float arithmetic flushes denormals to zero, comparisons included, so
    x > y compares the bit patterns mapped to ordered integers (exact for
    denormals; +0 > -0 would differ, but y is never -0 here): ReLU keeps a
@@ -4314,7 +4296,6 @@ static DFN__INLINE v128_t dfn__wasm_div(v128_t a, v128_t b) { return wasm_f32x4_
 static DFN__INLINE v128_t dfn__wasm_fma(v128_t a, v128_t b, v128_t c) { return wasm_f32x4_add(wasm_f32x4_mul(a, b), c); }
 static DFN__INLINE v128_t dfn__wasm_max(v128_t a, v128_t b) { return wasm_f32x4_pmax(a, b); }
 static DFN__INLINE v128_t dfn__wasm_min(v128_t a, v128_t b) { return wasm_f32x4_pmin(a, b); }
-static DFN__INLINE v128_t dfn__wasm_abs(v128_t a) { return wasm_f32x4_abs(a); }
 static DFN__INLINE v128_t dfn__wasm_gtsel(v128_t x, v128_t y, v128_t a, v128_t b)
 {
     return wasm_v128_bitselect(a, b, wasm_f32x4_gt(x, y));
