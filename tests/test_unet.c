@@ -92,17 +92,18 @@ void test_unet_conv_gradients(void)
        (tail 2: din as the convolution of dout with the turned kernel too);
        dW and db start nonzero (the backward pass adds to them). */
     dfn_rng rng;
-    int k, wrt, tail, swap;
+    int k, wrt, tail, swap, cs;
     float *work = (float *)malloc(dfn_gemm_work_size());
     dfn_rng_seed(&rng, 6, 1);
     for (k = 1; k <= 3; k += 2)
-        for (swap = 0; swap <= 1; swap++)
-        for (tail = 0; tail <= 2; tail++) {
+        for (cs = 0; cs < 6; cs++) {             /* (swap, tail) = (cs / 3, cs % 3) */
             conv_case cc;
             size_t nin, nw, nout, i;
             float *din, *dW, *db, *dW0, *db0;
             double err;
             size_t worst;
+            swap = cs / 3;
+            tail = cs % 3;
             cc.B = 2; cc.H = 4; cc.W = 5; cc.Ci = swap ? 4 : 3; cc.Co = swap ? 3 : 4; cc.k = k;
             nin = (size_t)cc.B * cc.H * cc.W * cc.Ci;
             nw = (size_t)cc.Co * k * k * cc.Ci;
