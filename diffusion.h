@@ -312,10 +312,10 @@
    ---------------------------------------
    Data is float32, row-major (n, D). Only Gaussian diffusion with discrete
    t = 1..T; no continuous-time SDE solvers, no latent diffusion, no GPU.
-   The U-Net's im2col, concatenations, pooling and softmax stay on the
-   calling thread (its GEMMs, GroupNorms and activations split). The noise
-   networks have no input gradient (they never need one; the layers do
-   have theirs). The U-Net has one attention head, average-pool
+   The U-Net's concatenations, pooling and softmax stay on the calling
+   thread (its convolutions, GEMMs, GroupNorms and activations split). The
+   noise networks have no input gradient (they never need one; the layers
+   do have theirs). The U-Net has one attention head, average-pool
    downsampling and no dropout.
 
    ===========================================================================
@@ -876,10 +876,12 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
    of many values one block of Box-Muller pairs per task, each task jumping
    a copy of the generator ahead to its block; dfn_act_forward,
    dfn_act_backward and dfn_vec_axpy of at least 65536 values one range
-   per task; GroupNorm one block of groups per task. (So the U-Net's
-   convolutions split inside dfn_gemm, its GroupNorms, activations and
-   residual adds too; its im2col, concatenations, pooling and attention
-   softmax run on the calling thread.)
+   per task; GroupNorm one block of groups per task; a 3 x 3 convolution
+   (dfn_conv2d_forward, dfn_conv2d_backward) one block of pixels per task,
+   each task unrolling its own pixels (im2col) and, but for dW, multiplying
+   them. (So the U-Net's convolutions, GroupNorms, activations and residual
+   adds split; its concatenations, pooling and attention softmax run on the
+   calling thread.)
    Every value is computed by the same arithmetic in the same order
    whatever the split, so results are bit-identical for any number of
    threads; tasks do not split again.
@@ -7384,8 +7386,9 @@ DFNDEF size_t dfn_conv2d_col_size(int H, int W, int Ci, int k)
     return k == 1 ? 0 : (size_t)H * (size_t)W * (size_t)k * (size_t)k * (size_t)Ci;
 }
 
-/* im2col of g images: row (n, y, x) of col holds the k x k x Ci input patch
-   around (y, x), zeros outside the image, in Wt's (dy, dx, i) order. */
+/* im2col, rows [r0, r1): row r = (n, y, x) of col (at col + r k k C)
+   holds the k x k x C input patch around pixel (y, x) of image n, zeros
+   outside the image, in Wt's (dy, dx, i) order. */
 /* The taps dx of one kernel row that fall inside the image: [*lo, *hi). */
 static void dfn__conv_taps(int x, int W, int k, int *lo, int *hi)
 {
@@ -7394,26 +7397,70 @@ static void dfn__conv_taps(int x, int W, int k, int *lo, int *hi)
     *hi = W - x + p < k ? W - x + p : k;          /* x + dx - p < W   */
 }
 
-static void dfn__im2col(float *col, const float *in, int g, int H, int W, int C, int k)
+static void dfn__im2col(float *col, const float *in, int H, int W, int C, int k, size_t r0, size_t r1)
 {
-    int p = (k - 1) / 2, n, y, x, dy, lo, hi;
-    size_t K = (size_t)k * k * C, cb = (size_t)C * sizeof(float);
-    for (n = 0; n < g; n++)
-        for (y = 0; y < H; y++)
-            for (x = 0; x < W; x++) {
-                float *row = col + (((size_t)n * H + y) * W + x) * K;
-                dfn__conv_taps(x, W, k, &lo, &hi);
-                for (dy = 0; dy < k; dy++) {
-                    int sy = y + dy - p;
-                    float *dst = row + (size_t)dy * k * C;
-                    if (sy < 0 || sy >= H) { DFN_MEMSET(dst, 0, (size_t)k * cb); continue; }
-                    /* taps lo..hi-1 are hi - lo neighbouring pixels: one copy */
-                    if (lo > 0) DFN_MEMSET(dst, 0, (size_t)lo * cb);
-                    DFN_MEMCPY(dst + (size_t)lo * C, in + (((size_t)n * H + sy) * W + x + lo - p) * C,
-                               (size_t)(hi - lo) * cb);
-                    if (hi < k) DFN_MEMSET(dst + (size_t)hi * C, 0, (size_t)(k - hi) * cb);
-                }
-            }
+    int p = (k - 1) / 2, x = (int)(r0 % (size_t)W), y = (int)(r0 / (size_t)W % (size_t)H), dy, lo, hi;
+    size_t K = (size_t)k * k * C, cb = (size_t)C * sizeof(float), HWC = (size_t)H * W * C, r;
+    const float *img = in + r0 / ((size_t)H * W) * HWC;          /* image n's pixels */
+    for (r = r0; r < r1; r++) {
+        float *row = col + r * K;
+        dfn__conv_taps(x, W, k, &lo, &hi);
+        for (dy = 0; dy < k; dy++) {
+            int sy = y + dy - p;
+            float *dst = row + (size_t)dy * k * C;
+            if (sy < 0 || sy >= H) { DFN_MEMSET(dst, 0, (size_t)k * cb); continue; }
+            /* taps lo..hi-1 are hi - lo neighbouring pixels: one copy */
+            if (lo > 0) DFN_MEMSET(dst, 0, (size_t)lo * cb);
+            DFN_MEMCPY(dst + (size_t)lo * C, img + ((size_t)sy * W + x + lo - p) * C, (size_t)(hi - lo) * cb);
+            if (hi < k) DFN_MEMSET(dst + (size_t)hi * C, 0, (size_t)(k - hi) * cb);
+        }
+        if (++x == W) {
+            x = 0;
+            if (++y == H) { y = 0; img += HWC; }
+        }
+    }
+}
+
+/* With threads, a group's rows (pixels) go in blocks of whole 24-row
+   micro-tiles, one block per worker, and each worker unrolls its own rows
+   and multiplies them (the unrolled rows stay in its cache): no element
+   sees other arithmetic than on one thread, so the bits are the same. */
+typedef struct dfn__conv_task {
+    int op;                          /* DFN__CONV_FWD, _COL or _DIN, below */
+    int H, W, C, k, Co, rows, step;  /* C: channels unrolled; Co: of the product */
+    const float *in, *Wt, *b;        /* images unrolled; the product's B; bias */
+    float *col, *out, *work;
+} dfn__conv_task;
+
+#define DFN__CONV_FWD 0   /* out = col Wt^T + b          */
+#define DFN__CONV_COL 1   /* the unrolling only           */
+#define DFN__CONV_DIN 2   /* out += col Wt^T (Wt: V)      */
+
+static void dfn__conv_run_task(void *ctx, int i, int w)
+{
+    const dfn__conv_task *t = (const dfn__conv_task *)ctx;
+    int lo = i * t->step, n = t->rows - lo < t->step ? t->rows - lo : t->step, K = t->k * t->k * t->C;
+    float *work = dfn__worker_work(w, t->work), *c = t->col + (size_t)lo * K, *o;
+    if (n <= 0) return;
+    dfn__im2col(t->col, t->in, t->H, t->W, t->C, t->k, (size_t)lo, (size_t)lo + n);
+    if (t->op == DFN__CONV_COL) return;
+    o = t->out + (size_t)lo * t->Co;
+    DFN__BEST(dfn__gemm)(0, 1, n, t->Co, K, 1.0f, c, K, t->Wt, K, t->op == DFN__CONV_DIN ? 1.0f : 0.0f,
+                         o, t->Co, work);
+    if (t->b) dfn_bias_add(n, t->Co, o, t->b);
+}
+
+/* The task's rows on the workers when the product is worth splitting (as
+   dfn_gemm decides), else here. */
+static void dfn__conv_rows(dfn__conv_task *t)
+{
+    int T = dfn__parallel_workers(), tasks = 1;
+    t->step = t->rows;
+    if (T > 1 && (double)t->rows * t->k * t->k * t->C * t->Co >= 2e6 * T) {
+        t->step = ((t->rows + T - 1) / T + 23) / 24 * 24;
+        tasks = (t->rows + t->step - 1) / t->step;
+    }
+    dfn__parallel_for(tasks, dfn__conv_run_task, t);
 }
 
 /* Images per im2col group: as many as col holds, at least one. */
@@ -7429,16 +7476,19 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
                                float *col, size_t col_floats, float *work)
 {
     size_t HW = (size_t)H * W;
-    int K = k * k * Ci, g, n0;
+    int g, n0;
     if (k == 1) {                              /* a dense layer on every pixel */
         dfn_linear_forward(out, in, Wt, b, B * H * W, Ci, Co, work);
         return;
     }
     g = dfn__conv_group(B, H, W, Ci, k, col_floats);
     for (n0 = 0; n0 < B; n0 += g) {
-        int gn = B - n0 < g ? B - n0 : g;
-        dfn__im2col(col, in + (size_t)n0 * HW * Ci, gn, H, W, Ci, k);
-        dfn_linear_forward(out + (size_t)n0 * HW * Co, col, Wt, b, gn * H * W, K, Co, work);
+        dfn__conv_task t;
+        t.op = DFN__CONV_FWD; t.H = H; t.W = W; t.C = Ci; t.k = k; t.Co = Co;
+        t.rows = (B - n0 < g ? B - n0 : g) * H * W;
+        t.in = in + (size_t)n0 * HW * Ci; t.Wt = Wt; t.b = b;
+        t.col = col; t.out = out + (size_t)n0 * HW * Co; t.work = work;
+        dfn__conv_rows(&t);                       /* out = im2col(in) Wt^T + b */
     }
 }
 
@@ -7506,14 +7556,17 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
     for (n0 = 0; n0 < B; n0 += g) {
         int gn = B - n0 < g ? B - n0 : g, rows = gn * H * W;
         const float *dout_g = dout + (size_t)n0 * HW * Co;
-        dfn__im2col(col, in + (size_t)n0 * HW * Ci, gn, H, W, Ci, k);
+        dfn__conv_task t;
+        t.op = DFN__CONV_COL; t.H = H; t.W = W; t.C = Ci; t.k = k; t.Co = Co; t.rows = rows;
+        t.in = in + (size_t)n0 * HW * Ci; t.Wt = NULL; t.b = NULL; t.col = col; t.out = NULL; t.work = work;
+        dfn__conv_rows(&t);                                                               /* im2col(in) */
         if (dwt) dfn_gemm(1, 0, K, Co, rows, 1.0f, col, K, dout_g, Co, 1.0f, dwt, Co, work); /* col^T dout */
         else dfn_gemm(1, 0, Co, K, rows, 1.0f, dout_g, Co, col, K, 1.0f, dW, K, work);      /* dout^T col */
         if (db) dfn_bias_grad(rows, Co, dout_g, db);
         if (V) {
-            dfn__im2col(col, dout_g, gn, H, W, Co, k);
-            dfn_gemm(0, 1, rows, Ci, k * k * Co, 1.0f, col, k * k * Co, V, k * k * Co, 1.0f,
-                     din + (size_t)n0 * HW * Ci, Ci, work);                              /* din += col V^T */
+            t.op = DFN__CONV_DIN; t.C = Co; t.Co = Ci; t.in = dout_g; t.Wt = V;
+            t.out = din + (size_t)n0 * HW * Ci;
+            dfn__conv_rows(&t);                                       /* din += im2col(dout) V^T */
         } else if (din) {
             dfn_gemm(0, 0, rows, K, Co, 1.0f, dout_g, Co, Wt, K, 0.0f, col, K, work);   /* dcol = dout Wt */
             dfn__col2im_add(din + (size_t)n0 * HW * Ci, col, gn, H, W, Ci, k);

@@ -12,6 +12,7 @@
     X(unet_model_file)                          \
     X(threads_split_gemm_bit_identical)          \
     X(threads_split_layers_bit_identical)        \
+    X(threads_split_conv_bit_identical)          \
     X(threads_split_mlp_bit_identical)           \
     X(threads_split_normals_bit_identical)       \
     X(unet_quality_shapes)

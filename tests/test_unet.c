@@ -791,6 +791,52 @@ void test_threads_split_layers_bit_identical(void)
     free(scratch);
 }
 
+void test_threads_split_conv_bit_identical(void)
+{
+    /* A 3 x 3 convolution's forward and backward passes with their rows
+       split into tasks (each unrolls its own pixels, then multiplies them)
+       give the one-thread bits, for every use of the scratch: dW summed
+       directly, transposed, and din through the turned kernel (groups of
+       one image, and of two then one). */
+    enum { B = 3, H = 25, W = 23, Ci = 30, Co = 32, K = 9 * Ci };
+    size_t scratch_bytes = dfn_parallel_scratch_size(2), KC = (size_t)K * Co;
+    size_t n_in = (size_t)B * H * W * Ci, n_out = (size_t)B * H * W * Co;
+    size_t cols[3];
+    void *scratch = malloc(scratch_bytes);
+    float *work = (float *)malloc(dfn_gemm_work_size());
+    dfn_rng rng;
+    float *x, *dy, *Wt, *b, *col;
+    int use, pass, calls;
+    cols[0] = dfn_conv2d_col_size(H, W, Ci, 3);
+    cols[1] = cols[0] + KC;
+    cols[2] = 2 * dfn_conv2d_col_size(H, W, Co, 3) + 2 * KC;
+    dfn_rng_seed(&rng, 33, 0);
+    x = randn(&rng, n_in, 1); dy = randn(&rng, n_out, 1);
+    Wt = randn(&rng, KC, 0.1f); b = randn(&rng, (size_t)Co, 1);
+    col = zeros(cols[2]);
+    fake_workers = 2;
+    for (use = 0; use < 3; use++) {
+        float *y[2], *dx[2], *dW[2], *db[2];
+        for (pass = 0; pass < 2; pass++) {
+            y[pass] = zeros(n_out); dx[pass] = zeros(n_in); dW[pass] = zeros(KC); db[pass] = zeros((size_t)Co);
+            if (pass) CHECK(dfn_set_parallel(fake_parallel, NULL, 2, scratch, scratch_bytes) == DFN_OK, "install");
+            calls = fake_calls;
+            dfn_conv2d_forward(y[pass], x, Wt, b, B, H, W, Ci, Co, 3, col, cols[use], work);
+            dfn_conv2d_backward(dx[pass], dW[pass], db[pass], dy, x, Wt, B, H, W, Ci, Co, 3, col, cols[use], work);
+            if (pass) CHECK(fake_calls >= calls + 4, "scratch %d: %d calls split", use, fake_calls - calls);
+            dfn_set_parallel(NULL, NULL, 1, NULL, 0);
+        }
+        CHECK(memcmp(y[0], y[1], n_out * sizeof(float)) == 0, "scratch %d: forward differs with tasks", use);
+        CHECK(memcmp(dx[0], dx[1], n_in * sizeof(float)) == 0, "scratch %d: din differs with tasks", use);
+        CHECK(memcmp(dW[0], dW[1], KC * sizeof(float)) == 0 && memcmp(db[0], db[1], Co * sizeof(float)) == 0,
+              "scratch %d: dW or db differs with tasks", use);
+        for (pass = 0; pass < 2; pass++) {
+            free(y[pass]); free(dx[pass]); free(dW[pass]); free(db[pass]);
+        }
+    }
+    free(x); free(dy); free(Wt); free(b); free(col); free(work); free(scratch);
+}
+
 void test_threads_split_mlp_bit_identical(void)
 {
     /* The MLP's inference forward gives the same bits for one batch, one row
