@@ -3,8 +3,9 @@
 #
 #   make demo       sample the 8-Gaussian mixture, plot it, write build/demo.svg
 #   make test       the whole test matrix (gcc, clang, C++, DFN_STATIC +
-#                   DFN_NO_SIMD as one translation unit, ASan + UBSan, and
-#                   the AVX2 / AVX-512 kernels where the CPU has them)
+#                   DFN_NO_SIMD as one translation unit, ASan + UBSan, the
+#                   thread tests under ThreadSanitizer, and the AVX2 /
+#                   AVX-512 kernels where the CPU has them)
 #   make fuzz       libFuzzer on the model loader and point parser
 #   make bench      speed, and the same model in PyTorch when installed
 #   make test-quick one gcc build of the tests
@@ -19,6 +20,8 @@ BUILD   ?= build
 STRICT  := -std=c99 -Wall -Wextra -Wpedantic -Werror
 CXXSTRICT := -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror
 OPT     ?= -O2
+# The ready pthreads pool (and its test) in the host builds.
+POOL    := -DDFN_PTHREADS -pthread
 
 TEST_SRC := tests/main.c tests/impl.c tests/test_rng.c tests/test_schedule.c \
             tests/test_forward.c tests/test_sampler.c tests/test_exact.c tests/test_errors.c \
@@ -33,7 +36,7 @@ HAVE_AVX2   := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /
 HAVE_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo && \
                        grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && echo 1)
 TESTS := $(BUILD)/test_gcc $(BUILD)/test_clang $(BUILD)/test_cxx \
-         $(BUILD)/test_static_nosimd $(BUILD)/test_asan \
+         $(BUILD)/test_static_nosimd $(BUILD)/test_asan $(BUILD)/test_tsan \
          $(if $(HAVE_AVX2),$(BUILD)/test_avx2) $(if $(HAVE_AVX512),$(BUILD)/test_avx512)
 
 # Which tests each build runs (runner filters: a name part, or -part to skip).
@@ -43,6 +46,7 @@ ARGS_test_clang :=
 ARGS_test_cxx := -quality
 ARGS_test_static_nosimd := -quality
 ARGS_test_asan := -quality
+ARGS_test_tsan := threads
 ARGS_test_avx2 := kernels net -quality
 ARGS_test_avx512 := kernels net -quality
 
@@ -55,24 +59,27 @@ $(BUILD):
 
 # Multi-translation-unit builds: tests/impl.c holds the implementation.
 $(BUILD)/test_gcc: $(TEST_DEP) | $(BUILD)
-	$(GCC) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $@ -lm
+	$(GCC) $(STRICT) $(OPT) $(POOL) -I. $(TEST_SRC) -o $@ -lm
 $(BUILD)/test_clang: $(TEST_DEP) | $(BUILD)
-	$(CLANG) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $@ -lm
+	$(CLANG) $(STRICT) $(OPT) $(POOL) -I. $(TEST_SRC) -o $@ -lm
 # The whole suite as one C++ translation unit (header and tests as C++).
 $(BUILD)/test_cxx: $(TEST_DEP) | $(BUILD)
-	$(CXX) $(CXXSTRICT) $(OPT) -I. tests/unity.c -o $@ -lm
+	$(CXX) $(CXXSTRICT) $(OPT) $(POOL) -I. tests/unity.c -o $@ -lm
 # DFN_STATIC (every function static) with the scalar kernels only.
 $(BUILD)/test_static_nosimd: $(TEST_DEP) | $(BUILD)
 	$(GCC) $(STRICT) $(OPT) -DDFN_NO_SIMD -I. tests/unity.c -o $@ -lm
 # AddressSanitizer + UndefinedBehaviorSanitizer; any report fails the run.
 $(BUILD)/test_asan: $(TEST_DEP) | $(BUILD)
 	$(CLANG) $(STRICT) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-	    -fno-sanitize-recover=all -I. $(TEST_SRC) -o $@ -lm
+	    -fno-sanitize-recover=all $(POOL) -I. $(TEST_SRC) -o $@ -lm
+# ThreadSanitizer on the thread tests (the pool's polling and sleeping).
+$(BUILD)/test_tsan: $(TEST_DEP) | $(BUILD)
+	$(CLANG) $(STRICT) -O1 -g -fsanitize=thread $(POOL) -I. $(TEST_SRC) -o $@ -lm
 # The x86 SIMD kernels: AVX2 + FMA, and AVX-512.
 $(BUILD)/test_avx2: $(TEST_DEP) | $(BUILD)
-	$(GCC) $(STRICT) $(OPT) -mavx2 -mfma -I. $(TEST_SRC) -o $@ -lm
+	$(GCC) $(STRICT) $(OPT) $(POOL) -mavx2 -mfma -I. $(TEST_SRC) -o $@ -lm
 $(BUILD)/test_avx512: $(TEST_DEP) | $(BUILD)
-	$(GCC) $(STRICT) $(OPT) -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma -I. $(TEST_SRC) -o $@ -lm
+	$(GCC) $(STRICT) $(OPT) $(POOL) -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma -I. $(TEST_SRC) -o $@ -lm
 # valgrind 3.19 cannot decode AVX-512: build for AVX2 at most.
 $(BUILD)/test_valgrind: $(TEST_DEP) | $(BUILD)
 	$(GCC) $(STRICT) -O1 -g -I. $(TEST_SRC) -o $@ -lm
@@ -92,7 +99,8 @@ test: $(TESTS) $(BUILD)/manual_quickstart
 	    case $$t in \
 	        */test_gcc) args="$(ARGS_test_gcc)";; */test_clang) args="$(ARGS_test_clang)";; \
 	        */test_cxx) args="$(ARGS_test_cxx)";; */test_static_nosimd) args="$(ARGS_test_static_nosimd)";; \
-	        */test_asan) args="$(ARGS_test_asan)";; */test_avx2) args="$(ARGS_test_avx2)";; \
+	        */test_asan) args="$(ARGS_test_asan)";; */test_tsan) args="$(ARGS_test_tsan)";; \
+	        */test_avx2) args="$(ARGS_test_avx2)";; \
 	        */test_avx512) args="$(ARGS_test_avx512)";; *) args="";; esac; \
 	    echo "== $$t $$args"; \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t $$args > $$t.log 2>&1; rc=$$?; \

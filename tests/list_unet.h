@@ -1,4 +1,9 @@
 /* Tests of the image layers and the U-Net, in the order they run. */
+#ifdef DFN_PTHREADS     /* the ready pool: host builds with -DDFN_PTHREADS -pthread */
+#define DFN__TEST_POOL(X) X(threads_pool_bit_identical)
+#else
+#define DFN__TEST_POOL(X)
+#endif
 #define DFN_TESTS_UNET(X)                       \
     X(unet_conv_matches_formula)                \
     X(unet_conv_gradients)                      \
@@ -13,6 +18,7 @@
     X(threads_split_gemm_bit_identical)          \
     X(threads_split_layers_bit_identical)        \
     X(threads_split_conv_bit_identical)          \
+    DFN__TEST_POOL(X)                            \
     X(threads_split_mlp_bit_identical)           \
     X(threads_split_normals_bit_identical)       \
     X(unet_quality_shapes)

@@ -837,6 +837,77 @@ void test_threads_split_conv_bit_identical(void)
     free(x); free(dy); free(Wt); free(b); free(col); free(work); free(scratch);
 }
 
+#ifdef DFN_PTHREADS
+/* About a millisecond of work on this thread alone: long enough for waiting
+   pool threads to stop polling and sleep. */
+static float pool_pause_work(const float *v, size_t n)
+{
+    float s = 0.0f;
+    int r;
+    for (r = 0; r < 40; r++) s += dfn_vec_dot(n, v, v) * 1e-9f;
+    return s;
+}
+
+void test_threads_pool_bit_identical(void)
+{
+    /* The ready pthreads pool (2 and 3 threads) gives the one-thread bits:
+       split GEMMs back to back (the workers poll for the next job) and
+       after pauses (they sleep and are woken), a convolution's forward and
+       backward passes and a long normal fill; it stops and starts again,
+       and refuses thread counts out of range. */
+    enum { M = 300, N = 257, K = 190, B = 3, H = 25, W = 23, Ci = 30, Co = 32, KK = 9 * Ci, REPS = 40 };
+    size_t KC = (size_t)KK * Co, n_in = (size_t)B * H * W * Ci, n_out = (size_t)B * H * W * Co;
+    size_t ncol = 2 * dfn_conv2d_col_size(H, W, Co, 3) + 2 * KC, nn = 300001;
+    float *work = (float *)malloc(dfn_gemm_work_size()), *A, *Bm, *C0, *C1, *x, *dy, *Wt, *b, *col;
+    float *y[2], *dx[2], *dW[2], *db[2], *z[2], sink = 0.0f;
+    dfn_rng rng;
+    int threads, pass, r, bad;
+    CHECK(dfn_pthreads_start(0) == DFN_ERR_INVALID_ARG, "0 threads");
+    CHECK(dfn_pthreads_start(DFN_MAX_THREADS + 1) == DFN_ERR_INVALID_ARG, "too many threads");
+    CHECK(dfn_parallel_threads() == 1, "a refused start installed threads");
+    dfn_rng_seed(&rng, 41, 0);
+    A = randn(&rng, (size_t)M * K, 1); Bm = randn(&rng, (size_t)K * N, 1);
+    C0 = zeros((size_t)M * N); C1 = zeros((size_t)M * N);
+    x = randn(&rng, n_in, 1); dy = randn(&rng, n_out, 1); Wt = randn(&rng, KC, 0.1f); b = randn(&rng, (size_t)Co, 1);
+    col = zeros(ncol);
+    dfn_gemm(0, 0, M, N, K, 1.0f, A, K, Bm, N, 0.0f, C0, N, work);
+    for (threads = 2; threads <= 3; threads++) {
+        for (pass = 0; pass < 2; pass++) {
+            y[pass] = zeros(n_out); dx[pass] = zeros(n_in); dW[pass] = zeros(KC); db[pass] = zeros((size_t)Co);
+            z[pass] = zeros(nn);
+            if (pass) {
+                CHECK(dfn_pthreads_start(threads) == DFN_OK, "start %d threads", threads);
+                CHECK(dfn_parallel_threads() == threads, "%d threads installed", dfn_parallel_threads());
+            }
+            dfn_conv2d_forward(y[pass], x, Wt, b, B, H, W, Ci, Co, 3, col, ncol, work);
+            dfn_conv2d_backward(dx[pass], dW[pass], db[pass], dy, x, Wt, B, H, W, Ci, Co, 3, col, ncol, work);
+            dfn_rng_seed(&rng, 42, 0);
+            dfn_rng_normal_fill(&rng, z[pass], nn);
+            if (pass) {
+                for (r = 0, bad = 0; r < REPS; r++) {
+                    if (r % 4 == 3) sink += pool_pause_work(A, (size_t)M * K);
+                    memset(C1, 0, (size_t)M * N * sizeof(float));
+                    dfn_gemm(0, 0, M, N, K, 1.0f, A, K, Bm, N, 0.0f, C1, N, work);
+                    bad += memcmp(C0, C1, (size_t)M * N * sizeof(float)) != 0;
+                }
+                CHECK(bad == 0, "%d threads: %d of %d products differ", threads, bad, REPS);
+                dfn_pthreads_stop();
+                CHECK(dfn_parallel_threads() == 1, "stopped, %d threads", dfn_parallel_threads());
+            }
+        }
+        CHECK(memcmp(y[0], y[1], n_out * sizeof(float)) == 0 && memcmp(dx[0], dx[1], n_in * sizeof(float)) == 0 &&
+              memcmp(dW[0], dW[1], KC * sizeof(float)) == 0 && memcmp(db[0], db[1], Co * sizeof(float)) == 0,
+              "%d threads: the convolution differs", threads);
+        CHECK(memcmp(z[0], z[1], nn * sizeof(float)) == 0, "%d threads: the normal fill differs", threads);
+        for (pass = 0; pass < 2; pass++) {
+            free(y[pass]); free(dx[pass]); free(dW[pass]); free(db[pass]); free(z[pass]);
+        }
+    }
+    CHECK(sink == sink, "pause work");
+    free(work); free(A); free(Bm); free(C0); free(C1); free(x); free(dy); free(Wt); free(b); free(col);
+}
+#endif
+
 void test_threads_split_mlp_bit_identical(void)
 {
     /* The MLP's inference forward gives the same bits for one batch, one row
