@@ -1,4 +1,4 @@
-/* diffusion.h - v0.6.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.7.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -329,7 +329,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 6
+#define DFN_VERSION_MINOR 7
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -10679,6 +10679,11 @@ DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const
 /*
    REVISION HISTORY
    ================
+   0.7.0  (2026-11-26) threads: a 3 x 3 convolution splits by blocks of
+          pixels, each task unrolling (im2col) and multiplying its own
+          (forward and din; the unrolling for dW too); the pthreads pool's
+          waiting threads poll before they sleep (DFN_POOL_SPIN). Same bits
+          as 0.6.0, for any number of threads.
    0.6.0  (2026-11-26) faster activations and convolution gradients:
           SiLU and GELU as x / (1 + e^-v) at a clamped argument (no
           overflow to guard against, so no branches; GELU forward 1.5x

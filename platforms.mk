@@ -77,13 +77,15 @@ test-wasm: $(BUILD)/test_wasm_simd.wasm $(BUILD)/test_wasm_scalar.wasm
 # the x86-64 and WASM builds run both) to stay within a few minutes, and
 # the whole-U-Net gradient check and the cascade's training test (minutes
 # each under qemu; the layers' own gradient checks run here).
+# The NEON builds also run the pthreads pool (its test polls with AArch64's
+# yield, and without a pause instruction on ARMv7).
 ARM_SKIP := -quality -closed_form_matches_chain -unet_whole_gradients -cascade
 $(BUILD)/test_a64_neon: $(TEST_DEP) | $(BUILD)
-	$(A64_CC) $(STRICT) $(OPT) -I. $(TEST_SRC) -o $@ -lm
+	$(A64_CC) $(STRICT) $(OPT) $(POOL) -I. $(TEST_SRC) -o $@ -lm
 $(BUILD)/test_a64_scalar: $(TEST_DEP) | $(BUILD)
 	$(A64_CC) $(STRICT) $(OPT) -march=armv8-a+nosimd -I. $(TEST_SRC) -o $@ -lm
 $(BUILD)/test_armv7_neon: $(TEST_DEP) | $(BUILD)
-	$(ARMHF_CC) $(STRICT) $(OPT) -mfpu=neon -I. $(TEST_SRC) -o $@ -lm
+	$(ARMHF_CC) $(STRICT) $(OPT) -mfpu=neon $(POOL) -I. $(TEST_SRC) -o $@ -lm
 
 test-arm: $(BUILD)/test_a64_neon $(BUILD)/test_a64_scalar $(BUILD)/test_armv7_neon
 	$(call dfn_run_suite,$(QEMU_A64) $(BUILD)/test_a64_neon,$(ARM_SKIP))
