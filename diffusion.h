@@ -4492,6 +4492,20 @@ static void dfn__parallel_for(int ntasks, dfn_task_fn task, void *ctx)
     for (i = 0; i < ntasks; i++) task(ctx, i, 0);
 }
 
+/* Work worth splitting over T threads: about 4 MFLOP (2e6 multiply-adds)
+   or more per thread. */
+static int dfn__worth_split(double madds, int T)
+{
+    return T > 1 && madds >= 2e6 * T;
+}
+
+/* The block of n items each of T tasks takes, in whole units (micro-tiles):
+   the last block may be shorter, and fewer than T blocks may cover n. */
+static int dfn__block_step(int n, int T, int unit)
+{
+    return ((n + T - 1) / T + unit - 1) / unit * unit;
+}
+
 typedef struct dfn__gemm_task {
     int trans_a, trans_b, M, N, K, lda, ldb, ldc, by_cols, step, tasks;
     float alpha, beta;
@@ -4526,8 +4540,7 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
     /* Split only products worth it (about 4 MFLOP per extra thread), by
        columns when C is wide enough, else by rows; blocks are multiples of
        32 columns or 24 rows (whole micro-tiles of every variant). */
-    if (T > 1 && M > 0 && N > 0 && K > 0 && alpha != 0.0f &&
-        (double)M * N * K >= 2e6 * T) {
+    if (M > 0 && N > 0 && K > 0 && alpha != 0.0f && dfn__worth_split((double)M * N * K, T)) {
         dfn__gemm_task g;
         int unit, n;
         g.trans_a = trans_a; g.trans_b = trans_b; g.M = M; g.N = N; g.K = K;
@@ -4536,7 +4549,7 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
         g.by_cols = N >= 64 * T || N >= M;
         unit = g.by_cols ? 32 : 24;
         n = g.by_cols ? N : M;
-        g.step = ((n + T - 1) / T + unit - 1) / unit * unit;
+        g.step = dfn__block_step(n, T, unit);
         g.tasks = (n + g.step - 1) / g.step;
         if (g.tasks > 1) {
             dfn__parallel_for(g.tasks, dfn__gemm_run_task, &g);
@@ -4586,19 +4599,19 @@ static dfn__pool_arg dfn__pool_args[DFN_MAX_THREADS];
 #    define DFN__POOL_PAUSE() ((void)0)
 #  endif
 /* Polls (without the mutex, which the caller holds on entry and exit)
-   until v != x or DFN_POOL_SPIN pauses have passed. */
-#  define DFN__POOL_SPIN_WHILE(v, x)                                              \
+   while cond holds, for at most DFN_POOL_SPIN pauses. */
+#  define DFN__POOL_POLL(cond)                                                    \
     do {                                                                          \
         int dfn__s_;                                                              \
         pthread_mutex_unlock(&dfn__pool.mu);                                      \
-        for (dfn__s_ = 0; dfn__s_ < DFN_POOL_SPIN && DFN__POOL_LOAD(v) == (x) &&  \
-                          !DFN__POOL_LOAD(dfn__pool.quit); dfn__s_++)             \
+        for (dfn__s_ = 0; dfn__s_ < DFN_POOL_SPIN && (cond) && !DFN__POOL_LOAD(dfn__pool.quit); \
+             dfn__s_++)                                                           \
             DFN__POOL_PAUSE();                                                    \
         pthread_mutex_lock(&dfn__pool.mu);                                        \
     } while (0)
 #else
 #  define DFN__POOL_SET(v, x) ((v) = (x))
-#  define DFN__POOL_SPIN_WHILE(v, x) ((void)0)
+#  define DFN__POOL_POLL(cond) ((void)0)
 #endif
 
 /* Runs tasks of the current job as worker w until none are left. Called
@@ -4621,7 +4634,7 @@ static void *dfn__pool_main(void *arg)
     long seen = 0;
     pthread_mutex_lock(&dfn__pool.mu);
     for (;;) {
-        if (!dfn__pool.quit && dfn__pool.gen == seen) DFN__POOL_SPIN_WHILE(dfn__pool.gen, seen);
+        if (!dfn__pool.quit && dfn__pool.gen == seen) DFN__POOL_POLL(DFN__POOL_LOAD(dfn__pool.gen) == seen);
         while (!dfn__pool.quit && dfn__pool.gen == seen) pthread_cond_wait(&dfn__pool.job, &dfn__pool.mu);
         if (dfn__pool.quit) break;
         seen = dfn__pool.gen;
@@ -4643,14 +4656,7 @@ static void dfn__pool_run(void *user, int ntasks, dfn_task_fn task, void *ctx)
     DFN__POOL_SET(dfn__pool.gen, dfn__pool.gen + 1);
     pthread_cond_broadcast(&dfn__pool.job);
     dfn__pool_work(0);
-    {
-        int f = dfn__pool.finished;
-        while (f < dfn__pool.ntasks) {   /* poll while the finished count moves, then sleep */
-            DFN__POOL_SPIN_WHILE(dfn__pool.finished, f);
-            if (dfn__pool.finished == f) break;
-            f = dfn__pool.finished;
-        }
-    }
+    if (dfn__pool.finished < ntasks) DFN__POOL_POLL(DFN__POOL_LOAD(dfn__pool.finished) < ntasks);
     while (dfn__pool.finished < dfn__pool.ntasks) pthread_cond_wait(&dfn__pool.done, &dfn__pool.mu);
     pthread_mutex_unlock(&dfn__pool.mu);
 }
@@ -7508,8 +7514,8 @@ static void dfn__conv_rows(dfn__conv_task *t)
 {
     int T = dfn__parallel_workers(), tasks = 1;
     t->step = t->rows;
-    if (T > 1 && (double)t->rows * t->k * t->k * t->C * t->Co >= 2e6 * T) {
-        t->step = ((t->rows + T - 1) / T + 23) / 24 * 24;
+    if (dfn__worth_split((double)t->rows * t->k * t->k * t->C * t->Co, T)) {
+        t->step = dfn__block_step(t->rows, T, 24);
         tasks = (t->rows + t->step - 1) / t->step;
     }
     dfn__parallel_for(tasks, dfn__conv_run_task, t);
@@ -9059,7 +9065,7 @@ DFNDEF dfn_result dfn_mlp_forward(const dfn_mlp *m, float *out, const float *x, 
     /* With threads, large batches are split into one block of rows per
        thread, each through its own slice of the workspace (the same bits:
        rows are independent). Tasks: T when the workspace holds T slices. */
-    tasks = T > 1 && (double)n * (double)m->lay.count >= 2e6 * T &&
+    tasks = dfn__worth_split((double)n * (double)m->lay.count, T) &&
             dfn__mlp_infer_size(&m->cfg, &m->lay, 1, T) <= work_bytes ? T : 1;
     k.m = m; k.out = out; k.x = x; k.t = t; k.labels = labels; k.n = n;
     k.step = (n + tasks - 1) / tasks;
@@ -9802,7 +9808,7 @@ typedef struct dfn__mlp_ttask {
 static int dfn__mlp_row_tasks(const dfn_mlp *m, int B)
 {
     int T = dfn__parallel_workers();
-    return T > 1 && (double)B * (double)m->lay.count >= 2e6 * T ? T : 1;
+    return dfn__worth_split((double)B * (double)m->lay.count, T) ? T : 1;
 }
 
 /* Rows [task step, (task + 1) step) of the batch, clipped; 0 when empty. */
