@@ -7982,12 +7982,37 @@ static void dfn__uniform_fill(dfn_rng *rng, float *w, size_t count, size_t fan_i
 enum { DFN__U_IN, DFN__U_RES, DFN__U_ATTN, DFN__U_DOWN, DFN__U_UP, DFN__U_OUT };
 #define DFN__UNET_MAX_OPS 72
 
+/* The named weights of one operation: offsets in floats from the
+   operation's first parameter, computed once by the plan and used by the
+   initialization, the forward and the backward pass (and so by the files,
+   which store the flat block). A GroupNorm is gamma (C) then beta (C); a
+   convolution (Co, 3, 3, Ci) or a dense layer (Co, Ci) is followed by its
+   bias wherever the pass reads it. Unused names are 0. */
+typedef struct dfn__uweights {
+    size_t norm1;         /* RES: GN1 of the input; ATTN, OUT: the GroupNorm    */
+    size_t conv1, conv1_b;/* IN, UP: the conv; RES: conv1; OUT: the output conv */
+    size_t emb, emb_b;    /* RES: W_p (Co, T), b_p: the time embedding's shift  */
+    size_t norm2;         /* RES: GN2                                           */
+    size_t conv2, conv2_b;/* RES: conv2 (zero at init)                          */
+    size_t skip, skip_b;  /* RES with Ci != Co: the 1x1 conv of the input       */
+    size_t qkv, qkv_b;    /* ATTN: W_qkv (3 Co, Co), b_qkv                      */
+    size_t proj, proj_b;  /* ATTN: W_o (Co, Co) (zero at init), b_o             */
+    size_t count;         /* the operation's parameters                         */
+} dfn__uweights;
+
+/* The embedding's weights at the start of the block: W_e1 (T, E), b_e1,
+   W_e2 (T, T), b_e2, then the class embeddings (C + 1, T) (row C: none). */
+typedef struct dfn__uemb {
+    size_t w1, b1, w2, b2, cls, count;
+} dfn__uemb;
+
 typedef struct dfn__uop {
     int kind;
     int h, w;             /* output size (input size too, except DOWN and UP)  */
     int ci, co;           /* input channels (skip included), output channels   */
     int src, skip;        /* input tensor; tensor concatenated after it or -1  */
     size_t p, a;          /* first parameter; first cached float per sample    */
+    dfn__uweights wt;     /* its weights, from p                               */
 } dfn__uop;
 
 typedef struct dfn__uplan {
@@ -7997,6 +8022,7 @@ typedef struct dfn__uplan {
     size_t tens_g[DFN__UNET_MAX_OPS + 1];  /* per-sample offset of its gradient */
     int tens_c[DFN__UNET_MAX_OPS + 1], tens_hw[DFN__UNET_MAX_OPS + 1];
     size_t emb_a;         /* embedding caches: sin (ch), pre (T), s (T), e (T), se (T) */
+    dfn__uemb emb;        /* the embedding's weights                            */
     size_t count;         /* parameters                                          */
     size_t acts;          /* cached floats per sample                            */
     size_t grads;         /* tensor-gradient floats per sample                   */
@@ -8007,19 +8033,50 @@ typedef struct dfn__uplan {
     int max_hw;
 } dfn__uplan;
 
-/* Per-operation sizes. G: groups, T: time_dim. */
-static size_t dfn__uop_params(const dfn__uop *o, int T)
+/* Lays out the weights of one operation (T: time_dim): the only place that
+   knows their order. */
+static void dfn__uop_weights(const dfn__uop *o, int T, dfn__uweights *w)
 {
-    size_t ci = (size_t)o->ci, co = (size_t)o->co;
+    size_t ci = (size_t)o->ci, co = (size_t)o->co, n = 0;
+#define DFN__UW_TAKE(field, floats) (w->field = n, n += (floats))
+    DFN_MEMSET(w, 0, sizeof *w);
     switch (o->kind) {
-    case DFN__U_IN:   return co * 9 * ci + co;
-    case DFN__U_RES:  return 2 * ci + (co * 9 * ci + co) + (co * (size_t)T + co) + 2 * co +
-                             (co * 9 * co + co) + (ci != co ? co * ci + co : 0);
-    case DFN__U_ATTN: return 2 * co + (3 * co * co + 3 * co) + (co * co + co);
-    case DFN__U_UP:   return co * 9 * co + co;
-    case DFN__U_OUT:  return 2 * ci + co * 9 * ci + co;
-    default:          return 0;
+    case DFN__U_IN:
+    case DFN__U_UP:                            /* UP: ci == co */
+        DFN__UW_TAKE(conv1, co * 9 * ci);
+        DFN__UW_TAKE(conv1_b, co);
+        break;
+    case DFN__U_RES:
+        DFN__UW_TAKE(norm1, 2 * ci);
+        DFN__UW_TAKE(conv1, co * 9 * ci);
+        DFN__UW_TAKE(conv1_b, co);
+        DFN__UW_TAKE(emb, co * (size_t)T);
+        DFN__UW_TAKE(emb_b, co);
+        DFN__UW_TAKE(norm2, 2 * co);
+        DFN__UW_TAKE(conv2, co * 9 * co);
+        DFN__UW_TAKE(conv2_b, co);
+        if (ci != co) {
+            DFN__UW_TAKE(skip, co * ci);
+            DFN__UW_TAKE(skip_b, co);
+        }
+        break;
+    case DFN__U_ATTN:
+        DFN__UW_TAKE(norm1, 2 * co);
+        DFN__UW_TAKE(qkv, 3 * co * co);
+        DFN__UW_TAKE(qkv_b, 3 * co);
+        DFN__UW_TAKE(proj, co * co);
+        DFN__UW_TAKE(proj_b, co);
+        break;
+    case DFN__U_OUT:
+        DFN__UW_TAKE(norm1, 2 * ci);
+        DFN__UW_TAKE(conv1, co * 9 * ci);
+        DFN__UW_TAKE(conv1_b, co);
+        break;
+    default:
+        break;
     }
+#undef DFN__UW_TAKE
+    w->count = n;
 }
 
 /* Cached floats per sample, and the offset of the output inside them. */
@@ -8071,7 +8128,8 @@ static int dfn__unet_add(dfn__uplan *pl, const dfn_unet_config *c, int kind, int
     o->skip = skip;
     o->p = pl->count;
     o->a = pl->acts;
-    pl->count += dfn__uop_params(o, T);
+    dfn__uop_weights(o, T, &o->wt);
+    pl->count += o->wt.count;
     n = dfn__uop_acts(o, G, &out_off);
     pl->acts += n;
     pl->tens_a[i + 1] = o->a + out_off;
@@ -8106,7 +8164,13 @@ static void dfn__unet_plan(const dfn_unet_config *c, dfn__uplan *pl)
     pl->acts = (size_t)h * w * (size_t)pl->tens_c[0];
     pl->emb_a = pl->acts;
     pl->acts += E + 4 * T;
-    pl->count = T * E + T + T * T + T + (c->num_classes > 0 ? ((size_t)c->num_classes + 1) * T : 0);
+    pl->emb.w1 = 0;
+    pl->emb.b1 = T * E;
+    pl->emb.w2 = pl->emb.b1 + T;
+    pl->emb.b2 = pl->emb.w2 + T * T;
+    pl->emb.cls = pl->emb.b2 + T;
+    pl->emb.count = pl->emb.cls + (c->num_classes > 0 ? ((size_t)c->num_classes + 1) * T : 0);
+    pl->count = pl->emb.count;
     /* tensor 0 needs no gradient: its slot holds d SiLU(e) (B, T) instead */
     pl->grads = (size_t)h * w * (size_t)pl->tens_c[0] > T ? (size_t)h * w * (size_t)pl->tens_c[0] : T;
     pl->scratch_ps = 2 * T;                              /* the embedding's backward */
@@ -8246,7 +8310,7 @@ DFNDEF dfn_result dfn_unet_init_weights(dfn_unet *u, dfn_rng *rng)
     dfn__uplan pl;
     const dfn_unet_config *c;
     float *P;
-    size_t T, E, o, ci, co;
+    size_t T, E, ci, co;
     int i;
     if (!u || !u->params || !rng) return DFN_ERR_NULL;
     c = &u->cfg;
@@ -8254,41 +8318,37 @@ DFNDEF dfn_result dfn_unet_init_weights(dfn_unet *u, dfn_rng *rng)
     P = u->params;
     T = (size_t)c->time_dim;
     E = (size_t)c->base_channels;
-    dfn__uniform_fill(rng, P, T * E + T, E);                       /* W_e1, b_e1 */
-    dfn__uniform_fill(rng, P + T * E + T, T * T + T, T);           /* W_e2, b_e2 */
-    if (c->num_classes > 0)
-        dfn_rng_normal_fill(rng, P + T * E + T + T * T + T, ((size_t)c->num_classes + 1) * T);
+    /* each layer's weights and bias in one draw of fan-in F (they are adjacent) */
+    dfn__uniform_fill(rng, P + pl.emb.w1, T * E + T, E);                   /* W_e1, b_e1 */
+    dfn__uniform_fill(rng, P + pl.emb.w2, T * T + T, T);                   /* W_e2, b_e2 */
+    if (c->num_classes > 0) dfn_rng_normal_fill(rng, P + pl.emb.cls, ((size_t)c->num_classes + 1) * T);
     for (i = 0; i < pl.n_ops; i++) {
         const dfn__uop *op = &pl.op[i];
+        const dfn__uweights *w = &op->wt;
         float *q = P + op->p;
         ci = (size_t)op->ci;
         co = (size_t)op->co;
         switch (op->kind) {
         case DFN__U_IN:
         case DFN__U_UP:
-            dfn__uniform_fill(rng, q, co * 9 * ci + co, 9 * ci);
+            dfn__uniform_fill(rng, q + w->conv1, co * 9 * ci + co, 9 * ci);
             break;
         case DFN__U_RES:
-            dfn__gn_init(q, op->ci);
-            o = 2 * ci;
-            dfn__uniform_fill(rng, q + o, co * 9 * ci + co, 9 * ci);           /* conv1 */
-            o += co * 9 * ci + co;
-            dfn__uniform_fill(rng, q + o, co * T + co, T);                     /* W_p, b_p */
-            o += co * T + co;
-            dfn__gn_init(q + o, op->co);
-            o += 2 * co;
-            DFN_MEMSET(q + o, 0, (co * 9 * co + co) * sizeof(float));          /* conv2: 0 */
-            o += co * 9 * co + co;
-            if (ci != co) dfn__uniform_fill(rng, q + o, co * ci + co, ci);     /* 1x1 skip */
+            dfn__gn_init(q + w->norm1, op->ci);
+            dfn__uniform_fill(rng, q + w->conv1, co * 9 * ci + co, 9 * ci);
+            dfn__uniform_fill(rng, q + w->emb, co * T + co, T);
+            dfn__gn_init(q + w->norm2, op->co);
+            DFN_MEMSET(q + w->conv2, 0, (co * 9 * co + co) * sizeof(float));   /* conv2: 0 */
+            if (ci != co) dfn__uniform_fill(rng, q + w->skip, co * ci + co, ci);
             break;
         case DFN__U_ATTN:
-            dfn__gn_init(q, op->co);
-            dfn__uniform_fill(rng, q + 2 * co, 3 * co * co + 3 * co, co);
-            DFN_MEMSET(q + 2 * co + 3 * co * co + 3 * co, 0, (co * co + co) * sizeof(float));
+            dfn__gn_init(q + w->norm1, op->co);
+            dfn__uniform_fill(rng, q + w->qkv, 3 * co * co + 3 * co, co);
+            DFN_MEMSET(q + w->proj, 0, (co * co + co) * sizeof(float));        /* W_o: 0 */
             break;
         case DFN__U_OUT:
-            dfn__gn_init(q, op->ci);
-            DFN_MEMSET(q + 2 * ci, 0, (co * 9 * ci + co) * sizeof(float));
+            dfn__gn_init(q + w->norm1, op->ci);
+            DFN_MEMSET(q + w->conv1, 0, (co * 9 * ci + co) * sizeof(float));   /* 0 */
             break;
         default:
             break;
@@ -8369,7 +8429,7 @@ static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *
     float *in0 = DFN__UT(pl, bu, B, 0), *work = bu->work;
     float *sin_e = DFN__UA(bu, B, pl->emb_a), *pre = sin_e + (size_t)B * E, *s1 = pre + (size_t)B * T;
     float *emb = s1 + (size_t)B * T, *semb = emb + (size_t)B * T;
-    size_t TE = (size_t)T * E;
+    const dfn__uemb *ew = &pl->emb;
 
     /* tensor 0 = [x_t, cond] per pixel */
     for (n = 0; n < B; n++)
@@ -8383,19 +8443,19 @@ static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *
     /* e = W_e2 SiLU(W_e1 sin_emb(t) + b_e1) + b_e2 + class_emb[c]; semb = SiLU(e) */
     for (n = 0; n < B; n++) pre[n] = (float)t[n];              /* pre is free until the GEMM */
     dfn_sinusoidal_embedding(sin_e, E, pre, 1, 1.0f, B, E);
-    dfn_linear_forward(pre, sin_e, P, P + TE, B, E, T, work);
+    dfn_linear_forward(pre, sin_e, P + ew->w1, P + ew->b1, B, E, T, work);
     dfn_act_forward(DFN_ACT_SILU, (size_t)B * T, pre, s1);
-    dfn_linear_forward(emb, s1, P + TE + T, P + TE + T + (size_t)T * T, B, T, T, work);
+    dfn_linear_forward(emb, s1, P + ew->w2, P + ew->b2, B, T, T, work);
     if (c->num_classes > 0)
         for (n = 0; n < B; n++) {
             int row = labels && labels[n] >= 0 ? labels[n] : c->num_classes;
-            dfn_vec_axpy((size_t)T, 1.0f, P + TE + 2 * (size_t)T + (size_t)T * T + (size_t)row * T,
-                         emb + (size_t)n * T);
+            dfn_vec_axpy((size_t)T, 1.0f, P + ew->cls + (size_t)row * T, emb + (size_t)n * T);
         }
     dfn_act_forward(DFN_ACT_SILU, (size_t)B * T, emb, semb);
 
     for (i = 0; i < pl->n_ops; i++) {
         const dfn__uop *o = &pl->op[i];
+        const dfn__uweights *W = &o->wt;
         const float *q = P + o->p;
         int h = o->h, w = o->w, ci = o->ci, co = o->co;
         size_t hw = (size_t)h * w, BHW = (size_t)B * hw;
@@ -8403,14 +8463,13 @@ static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *
         float *dst = DFN__UT(pl, bu, B, i + 1);
         switch (o->kind) {
         case DFN__U_IN:
-            dfn_conv2d_forward(dst, src, q, q + (size_t)co * 9 * ci, B, h, w, ci, co, 3, bu->col,
+            dfn_conv2d_forward(dst, src, q + W->conv1, q + W->conv1_b, B, h, w, ci, co, 3, bu->col,
                                bu->col_floats, work);
             break;
         case DFN__U_RES: {
             float *a = DFN__UA(bu, B, o->a), *xin, *n1, *sa1, *st1, *h1, *n2, *sa2, *st2, *e;
-            const float *g1 = q, *c1 = g1 + 2 * ci, *pw = c1 + (size_t)co * 9 * ci + co;
-            const float *g2 = pw + (size_t)co * T + co, *c2 = g2 + 2 * co;
-            const float *sk = c2 + (size_t)co * 9 * co + co;
+            const float *g1 = q + W->norm1, *c1 = q + W->conv1, *pw = q + W->emb;
+            const float *g2 = q + W->norm2, *c2 = q + W->conv2, *sk = q + W->skip;
             if (o->skip >= 0) {                           /* [h, skip] per pixel */
                 const float *s2 = DFN__UT(pl, bu, B, o->skip);
                 int ca = pl->tens_c[o->src], cb = pl->tens_c[o->skip];
@@ -8428,17 +8487,17 @@ static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *
             n2 = h1 + BHW * co;  sa2 = n2 + BHW * co;  st2 = sa2 + BHW * co;  e = st2 + (size_t)B * 2 * G;
             dfn_groupnorm_forward(n1, st1, xin, g1, g1 + ci, B, (int)hw, ci, G);
             dfn_act_forward(DFN_ACT_SILU, BHW * ci, n1, sa1);
-            dfn_conv2d_forward(h1, sa1, c1, c1 + (size_t)co * 9 * ci, B, h, w, ci, co, 3, bu->col,
+            dfn_conv2d_forward(h1, sa1, c1, q + W->conv1_b, B, h, w, ci, co, 3, bu->col,
                                bu->col_floats, work);
-            dfn_linear_forward(e, semb, pw, pw + (size_t)co * T, B, T, co, work);   /* W_p SiLU(e) + b_p */
+            dfn_linear_forward(e, semb, pw, q + W->emb_b, B, T, co, work);   /* W_p SiLU(e) + b_p */
             for (n = 0; n < B; n++) dfn_bias_add((int)hw, co, h1 + (size_t)n * hw * co, e + (size_t)n * co);
             dfn_groupnorm_forward(n2, st2, h1, g2, g2 + co, B, (int)hw, co, G);
             dfn_act_forward(DFN_ACT_SILU, BHW * co, n2, sa2);
-            dfn_conv2d_forward(dst, sa2, c2, c2 + (size_t)co * 9 * co, B, h, w, co, co, 3, bu->col,
+            dfn_conv2d_forward(dst, sa2, c2, q + W->conv2_b, B, h, w, co, co, 3, bu->col,
                                bu->col_floats, work);
             if (ci != co) {                               /* + 1x1 conv of the input */
                 dfn_gemm(0, 1, (int)BHW, co, ci, 1.0f, xin, ci, sk, ci, 1.0f, dst, co, work);
-                dfn_bias_add((int)BHW, co, dst, sk + (size_t)co * ci);
+                dfn_bias_add((int)BHW, co, dst, q + W->skip_b);
             } else {
                 dfn_vec_axpy(BHW * co, 1.0f, xin, dst);
             }
@@ -8447,10 +8506,9 @@ static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *
         case DFN__U_ATTN: {
             float *nn = DFN__UA(bu, B, o->a), *st = nn + BHW * co, *qkv = st + (size_t)B * 2 * G;
             float *pr = qkv + BHW * 3 * co, *ov = pr + (size_t)B * hw * hw;
-            const float *wq = q + 2 * co, *wo = wq + 3 * (size_t)co * co + 3 * co;
-            dfn_groupnorm_forward(nn, st, src, q, q + co, B, (int)hw, co, G);
-            dfn_attention_forward(dst, qkv, pr, ov, nn, wq, wq + 3 * (size_t)co * co, wo,
-                                  wo + (size_t)co * co, B, (int)hw, co, work);
+            dfn_groupnorm_forward(nn, st, src, q + W->norm1, q + W->norm1 + co, B, (int)hw, co, G);
+            dfn_attention_forward(dst, qkv, pr, ov, nn, q + W->qkv, q + W->qkv_b, q + W->proj,
+                                  q + W->proj_b, B, (int)hw, co, work);
             dfn_vec_axpy(BHW * co, 1.0f, src, dst);      /* residual */
             break;
         }
@@ -8460,15 +8518,15 @@ static void dfn__unet_run(const dfn_unet *u, const dfn__uplan *pl, const float *
         case DFN__U_UP: {
             float *up = DFN__UA(bu, B, o->a);
             dfn_upsample2_forward(up, src, B, h / 2, w / 2, co);
-            dfn_conv2d_forward(dst, up, q, q + (size_t)co * 9 * co, B, h, w, co, co, 3, bu->col,
+            dfn_conv2d_forward(dst, up, q + W->conv1, q + W->conv1_b, B, h, w, co, co, 3, bu->col,
                                bu->col_floats, work);
             break;
         }
         case DFN__U_OUT: {
             float *nn = DFN__UA(bu, B, o->a), *sa = nn + BHW * ci, *st = sa + BHW * ci;
-            dfn_groupnorm_forward(nn, st, src, q, q + ci, B, (int)hw, ci, G);
+            dfn_groupnorm_forward(nn, st, src, q + W->norm1, q + W->norm1 + ci, B, (int)hw, ci, G);
             dfn_act_forward(DFN_ACT_SILU, BHW * ci, nn, sa);
-            dfn_conv2d_forward(out, sa, q + 2 * ci, q + 2 * ci + (size_t)co * 9 * ci, B, h, w, ci, co, 3,
+            dfn_conv2d_forward(out, sa, q + W->conv1, q + W->conv1_b, B, h, w, ci, co, 3,
                                bu->col, bu->col_floats, work);
             break;
         }
@@ -8574,7 +8632,7 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
     float *sin_e = DFN__UA(bu, B, pl->emb_a), *pre = sin_e + (size_t)B * E, *s1 = pre + (size_t)B * T;
     float *emb = s1 + (size_t)B * T, *semb = emb + (size_t)B * T;
     float *dsemb;
-    size_t TE = (size_t)T * E;
+    const dfn__uemb *ew = &pl->emb;
 
     DFN_MEMSET(bu->grads, 0, (size_t)B * pl->grads * sizeof(float));
     /* d SiLU(e) accumulates over every ResBlock, in tensor 0's gradient slot */
@@ -8582,6 +8640,7 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
 
     for (i = pl->n_ops - 1; i >= 0; i--) {
         const dfn__uop *o = &pl->op[i];
+        const dfn__uweights *W = &o->wt;
         const float *q = P + o->p;
         float *gq = Gd + o->p;
         int h = o->h, w = o->w, ci = o->ci, co = o->co;
@@ -8591,18 +8650,16 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
         float *dsrc = o->src > 0 ? bu->grads + (size_t)B * pl->tens_g[o->src] : NULL;
         switch (o->kind) {
         case DFN__U_IN:
-            dfn_conv2d_backward(NULL, gq, gq + (size_t)co * 9 * ci, dY, src, q, B, h, w, ci, co, 3,
-                                bu->col, bu->col_floats, work);
+            dfn_conv2d_backward(NULL, gq + W->conv1, gq + W->conv1_b, dY, src, q + W->conv1, B, h, w, ci,
+                                co, 3, bu->col, bu->col_floats, work);
             break;
         case DFN__U_RES: {
             float *a = DFN__UA(bu, B, o->a), *xin, *n1, *sa1, *st1, *h1, *n2, *sa2, *st2;
             float *dx, *d1, *dh1, *d2, *de;
-            const float *g1 = q, *c1 = g1 + 2 * ci, *pw = c1 + (size_t)co * 9 * ci + co;
-            const float *g2 = pw + (size_t)co * T + co, *c2 = g2 + 2 * co;
-            const float *sk = c2 + (size_t)co * 9 * co + co;
-            float *gg1 = gq, *gc1 = gg1 + 2 * ci, *gpw = gc1 + (size_t)co * 9 * ci + co;
-            float *gg2 = gpw + (size_t)co * T + co, *gc2 = gg2 + 2 * co;
-            float *gsk = gc2 + (size_t)co * 9 * co + co;
+            const float *g1 = q + W->norm1, *c1 = q + W->conv1, *pw = q + W->emb;
+            const float *g2 = q + W->norm2, *c2 = q + W->conv2, *sk = q + W->skip;
+            float *gg1 = gq + W->norm1, *gc1 = gq + W->conv1, *gpw = gq + W->emb;
+            float *gg2 = gq + W->norm2, *gc2 = gq + W->conv2, *gsk = gq + W->skip;
             if (o->skip >= 0) {
                 xin = a;
                 a += BHW * ci;
@@ -8619,11 +8676,11 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
             n2 = h1 + BHW * co;  sa2 = n2 + BHW * co;  st2 = sa2 + BHW * co;
             /* out = conv2(sa2) + skip(x) */
             if (ci != co)
-                dfn_linear_backward(dx, gsk, gsk + (size_t)co * ci, dY, xin, sk, (int)BHW, ci, co, work);
+                dfn_linear_backward(dx, gsk, gq + W->skip_b, dY, xin, sk, (int)BHW, ci, co, work);
             else
                 dfn_vec_axpy(BHW * co, 1.0f, dY, dx);
             DFN_MEMSET(d2, 0, BHW * co * sizeof(float));
-            dfn_conv2d_backward(d2, gc2, gc2 + (size_t)co * 9 * co, dY, sa2, c2, B, h, w, co, co, 3,
+            dfn_conv2d_backward(d2, gc2, gq + W->conv2_b, dY, sa2, c2, B, h, w, co, co, 3,
                                 bu->col, bu->col_floats, work);
             /* sa2 = SiLU(n2), n2 = GN2(h1) */
             dfn_act_backward(DFN_ACT_SILU, BHW * co, n2, d2, d2);
@@ -8632,9 +8689,9 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
             /* h1 = conv1(sa1) + (W_p semb + b_p) per channel */
             DFN_MEMSET(de, 0, (size_t)B * co * sizeof(float));
             for (n = 0; n < B; n++) dfn_bias_grad((int)hw, co, dh1 + (size_t)n * hw * co, de + (size_t)n * co);
-            dfn_linear_backward(dsemb, gpw, gpw + (size_t)co * T, de, semb, pw, B, T, co, work);
+            dfn_linear_backward(dsemb, gpw, gq + W->emb_b, de, semb, pw, B, T, co, work);
             DFN_MEMSET(d1, 0, BHW * ci * sizeof(float));
-            dfn_conv2d_backward(d1, gc1, gc1 + (size_t)co * 9 * ci, dh1, sa1, c1, B, h, w, ci, co, 3,
+            dfn_conv2d_backward(d1, gc1, gq + W->conv1_b, dh1, sa1, c1, B, h, w, ci, co, 3,
                                 bu->col, bu->col_floats, work);
             /* sa1 = SiLU(n1), n1 = GN1(x) */
             dfn_act_backward(DFN_ACT_SILU, BHW * ci, n1, d1, d1);
@@ -8653,14 +8710,13 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
         case DFN__U_ATTN: {
             float *nn = DFN__UA(bu, B, o->a), *st = nn + BHW * co, *qkv = st + (size_t)B * 2 * G;
             float *pr = qkv + BHW * 3 * co, *ov = pr + (size_t)B * hw * hw;
-            const float *wq = q + 2 * co, *wo = wq + 3 * (size_t)co * co + 3 * co;
-            float *gwq = gq + 2 * co, *gwo = gwq + 3 * (size_t)co * co + 3 * co;
             float *dn = sc, *asc = sc + BHW * co;
             dfn_vec_axpy(BHW * co, 1.0f, dY, dsrc);      /* residual */
             DFN_MEMSET(dn, 0, BHW * co * sizeof(float));
-            dfn_attention_backward(dn, gwq, gwq + 3 * (size_t)co * co, gwo, gwo + (size_t)co * co, dY, nn,
-                                   qkv, pr, ov, wq, wo, B, (int)hw, co, asc, work);
-            dfn_groupnorm_backward(dsrc, gq, gq + co, dn, src, st, q, B, (int)hw, co, G);
+            dfn_attention_backward(dn, gq + W->qkv, gq + W->qkv_b, gq + W->proj, gq + W->proj_b, dY, nn,
+                                   qkv, pr, ov, q + W->qkv, q + W->proj, B, (int)hw, co, asc, work);
+            dfn_groupnorm_backward(dsrc, gq + W->norm1, gq + W->norm1 + co, dn, src, st, q + W->norm1, B,
+                                   (int)hw, co, G);
             break;
         }
         case DFN__U_DOWN:
@@ -8669,18 +8725,19 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
         case DFN__U_UP: {
             float *up = DFN__UA(bu, B, o->a), *du = sc;
             DFN_MEMSET(du, 0, BHW * co * sizeof(float));
-            dfn_conv2d_backward(du, gq, gq + (size_t)co * 9 * co, dY, up, q, B, h, w, co, co, 3, bu->col,
-                                bu->col_floats, work);
+            dfn_conv2d_backward(du, gq + W->conv1, gq + W->conv1_b, dY, up, q + W->conv1, B, h, w, co, co,
+                                3, bu->col, bu->col_floats, work);
             dfn_upsample2_backward(dsrc, du, B, h / 2, w / 2, co);
             break;
         }
         case DFN__U_OUT: {
             float *nn = DFN__UA(bu, B, o->a), *sa = nn + BHW * ci, *st = sa + BHW * ci, *ds = sc;
             DFN_MEMSET(ds, 0, BHW * ci * sizeof(float));
-            dfn_conv2d_backward(ds, gq + 2 * ci, gq + 2 * ci + (size_t)co * 9 * ci, dY, sa, q + 2 * ci,
+            dfn_conv2d_backward(ds, gq + W->conv1, gq + W->conv1_b, dY, sa, q + W->conv1,
                                 B, h, w, ci, co, 3, bu->col, bu->col_floats, work);
             dfn_act_backward(DFN_ACT_SILU, BHW * ci, nn, ds, ds);
-            dfn_groupnorm_backward(dsrc, gq, gq + ci, ds, src, st, q, B, (int)hw, ci, G);
+            dfn_groupnorm_backward(dsrc, gq + W->norm1, gq + W->norm1 + ci, ds, src, st, q + W->norm1, B,
+                                   (int)hw, ci, G);
             break;
         }
         default:
@@ -8695,13 +8752,12 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
         if (c->num_classes > 0)
             for (n = 0; n < B; n++) {
                 int row = labels && labels[n] >= 0 ? labels[n] : c->num_classes;
-                dfn_vec_axpy((size_t)T, 1.0f, demb + (size_t)n * T,
-                             Gd + TE + 2 * (size_t)T + (size_t)T * T + (size_t)row * T);
+                dfn_vec_axpy((size_t)T, 1.0f, demb + (size_t)n * T, Gd + ew->cls + (size_t)row * T);
             }
         DFN_MEMSET(ds1, 0, (size_t)B * T * sizeof(float));
-        dfn_linear_backward(ds1, Gd + TE + T, Gd + TE + T + (size_t)T * T, demb, s1, P + TE + T, B, T, T, work);
+        dfn_linear_backward(ds1, Gd + ew->w2, Gd + ew->b2, demb, s1, P + ew->w2, B, T, T, work);
         dfn_act_backward(DFN_ACT_SILU, (size_t)B * T, pre, ds1, ds1);
-        dfn_linear_backward(NULL, Gd, Gd + TE, ds1, sin_e, P, B, E, T, work);
+        dfn_linear_backward(NULL, Gd + ew->w1, Gd + ew->b1, ds1, sin_e, P + ew->w1, B, E, T, work);
     }
 }
 #endif /* DFN_NO_TRAINING */

@@ -10,4 +10,6 @@
     X(net_training_is_deterministic)            \
     X(net_model_file_round_trip)                \
     X(net_model_file_rejects_bad_files)         \
+    X(compat_070_mlp_file)                      \
+    X(compat_070_unet_file)                     \
     X(net_quality_8gaussians_and_moons)

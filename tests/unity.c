@@ -18,4 +18,5 @@
 #include "test_quality.c"
 #include "test_portable.c"
 #include "test_cascade.c"
+#include "test_compat.c"
 #include "main.c"
