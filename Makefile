@@ -27,7 +27,7 @@ TEST_SRC := tests/main.c tests/impl.c tests/test_rng.c tests/test_schedule.c \
             tests/test_forward.c tests/test_sampler.c tests/test_exact.c tests/test_errors.c \
             tests/test_kernels.c tests/test_data.c tests/test_net.c tests/test_unet.c \
             tests/test_images.c tests/test_control.c tests/test_quality.c tests/test_portable.c \
-            tests/test_cascade.c tests/test_compat.c
+            tests/test_cascade.c tests/test_compat.c tests/test_netif.c
 TEST_DEP := diffusion.h bench/digits.h tests/harness.h tests/fixtures/files_070.h $(wildcard tests/list_*.h) tests/unity.c $(TEST_SRC)
 
 # Each build of the suite: one binary per compiler / configuration. The

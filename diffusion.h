@@ -1556,6 +1556,147 @@ DFNDEF void dfn_attention_backward(float *dx, float *dWqkv, float *dbqkv, float 
 #endif
 
 /* ========================================================================= */
+/*  Networks: one interface for every noise network                          */
+/* ========================================================================= */
+/* A noise network is a table of operations (dfn_net_ops) over a
+   configuration struct and a flat block of weights (dfn_net). The trainer,
+   the model files and the sampler adapter take any dfn_net and never ask
+   which kind it is, so the MLP, the U-Net and a program's own network train,
+   save, load and sample through the same code. The MLP and the U-Net give
+   theirs with dfn_mlp_net / dfn_unet_net; manual section 8 says how to write
+   a new one (tests/test_netif.c defines a two-layer network outside the
+   library this way). */
+
+/* The networks a model file can hold (stored ids: never renumbered). A
+   program's own networks use ids from DFN_NET_USER to DFN_NET_USER_LAST. */
+typedef enum dfn_net_kind {
+    DFN_NET_MLP        = 1,
+    DFN_NET_UNET       = 2,
+    DFN_NET_CLASSIFIER = 3,      /* the guidance classifier (no training ops) */
+    DFN_NET_USER       = 0x100,
+    DFN_NET_USER_LAST  = 0xffff
+} dfn_net_kind;
+
+/* The largest configuration struct (config_bytes) and stored configuration
+   a network may have. */
+#define DFN_NET_CONFIG_MAX 1024
+
+/* What the trainer, the samplers and the files need to know of a network. */
+typedef struct dfn_net_shape {
+    size_t params;            /* floats in each flat block (weights, gradients, moments) */
+    int    dim;               /* values per sample in: the sampler's dim         */
+    int    out_dim;           /* values per sample out; 0 = dim (a noise network:
+                                 the trainer and the samplers need out = in)     */
+    int    cond_dim;          /* conditioning floats per sample; 0 = none        */
+    int    num_classes;       /* 0 = unconditional; else labels -1..C-1          */
+    dfn_prediction prediction;/* what the network outputs                        */
+} dfn_net_shape;
+
+typedef struct dfn_net dfn_net;
+
+/* The operations of one kind of network; cfg always points at the kind's
+   configuration struct. The library calls them only with checked arguments
+   (a described config, n >= 1, t >= 0, labels in -1..C-1, cond when
+   cond_dim > 0, workspaces of the sizes asked for), so they need not check
+   again. None may allocate. The (training) ones may be NULL for a network
+   that is only run. */
+typedef struct dfn_net_ops {
+    uint32_t    kind;         /* the id model files store (dfn_net_kind)         */
+    const char *name;         /* for messages ("mlp", "unet", ...)               */
+    size_t      config_bytes; /* sizeof the configuration struct (<= DFN_NET_CONFIG_MAX) */
+    /* DFN_ERR_INVALID_ARG for a bad config; else fills shape. */
+    dfn_result (*describe)(const void *cfg, dfn_net_shape *shape);
+    /* Fills net->params deterministically from rng. */
+    void (*init_weights)(const dfn_net *net, dfn_rng *rng);
+    /* Inference: bytes of workspace to evaluate up to `chunk` samples at a
+       time (0: too large); out (n, out_dim) = network(x (n, dim), t (n), labels
+       (n or NULL), cond: rows of cond_dim floats, sample i using row
+       i % cond_rows). */
+    size_t (*forward_size)(const void *cfg, int chunk);
+    dfn_result (*forward)(const dfn_net *net, float *out, const float *x, const float *cond,
+                          int cond_rows, const int *t, const int *labels, int n, void *work,
+                          size_t work_bytes);
+    /* (training) Bytes of the training pass's memory for a batch (0: too
+       large), and its layout, done once when a trainer is set up: the
+       forward and backward then find everything in mem. */
+    size_t (*train_size)(const void *cfg, int batch);
+    void (*train_bind)(const void *cfg, int batch, void *mem);
+    /* (training) The forward pass over the batch, keeping in mem what the
+       backward needs; cond has one row per sample. */
+    void (*train_forward)(const dfn_net *net, void *mem, int batch, float *out, const float *x,
+                          const float *cond, const int *t, const int *labels);
+    /* (training) After train_forward on the same mem and weights: the
+       gradient of the loss, given dout = d loss / d out (batch, dim), added
+       into grads. */
+    void (*train_backward)(const dfn_net *net, void *mem, int batch, float *grads, const float *dout,
+                           const int *labels);
+    /* Model files: the configuration as bytes (buf NULL: only count them;
+       returns the count, <= DFN_NET_CONFIG_MAX), read back into a
+       configuration struct (DFN_ERR_FORMAT for bytes that do not make one;
+       the library then describes it), and whether two configurations make
+       the same network. */
+    size_t (*config_save)(const void *cfg, unsigned char *buf);
+    dfn_result (*config_load)(void *cfg, const unsigned char *buf, size_t len);
+    int (*config_same)(const void *a, const void *b);
+    /* The stored configuration's size when it is fixed (the MLP's and the
+       U-Net's, as in format version 1); 0: stored after a u32 length. */
+    size_t config_file_bytes;
+} dfn_net_ops;
+
+/* A network: its operations, its configuration and its weights. A view:
+   the configuration and the weights stay the caller's. */
+struct dfn_net {
+    const dfn_net_ops *ops;
+    const void *cfg;
+    float      *params;       /* count floats                                    */
+    size_t      count;        /* the shape's params                              */
+};
+
+/* Sets up net over ops, cfg and params (count floats from the shape; the
+   values are not touched). Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (ops
+   without describe, forward, forward_size, config_save, config_load or
+   config_same, config_bytes 0 or above DFN_NET_CONFIG_MAX, a bad config). */
+DFNDEF dfn_result dfn_net_init(dfn_net *net, const dfn_net_ops *ops, const void *cfg, float *params);
+
+/* The shape of ops over cfg. Errors: DFN_ERR_NULL, those of describe. */
+DFNDEF dfn_result dfn_net_describe(const dfn_net_ops *ops, const void *cfg, dfn_net_shape *shape);
+
+/* Deterministic initialization of the weights from rng. */
+DFNDEF dfn_result dfn_net_init_weights(const dfn_net *net, dfn_rng *rng);
+
+/* Bytes of workspace dfn_net_forward needs to evaluate up to `chunk` samples
+   at a time; 0 for an invalid network or chunk. */
+DFNDEF size_t dfn_net_forward_size(const dfn_net *net, int chunk);
+
+/* Inference, as the kind's forward: out (n, out_dim) from x (n, dim), cond
+   (cond_rows rows of cond_dim floats; sample i uses row i % cond_rows; NULL
+   when cond_dim is 0), t (n), labels (n or NULL). Errors: DFN_ERR_NULL (also
+   a missing cond), DFN_ERR_INVALID_ARG (n < 0, t < 0, a label outside
+   -1..C-1), DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF dfn_result dfn_net_forward(const dfn_net *net, float *out, const float *x, const float *cond,
+                                  int cond_rows, const int *t, const int *labels, int n, void *work,
+                                  size_t work_bytes);
+
+/* A dfn_predict_fn for samplers over any network: user points at a
+   dfn_net_predictor (cond as in dfn_net_forward). */
+typedef struct dfn_net_predictor {
+    const dfn_net *net;
+    const float *cond;
+    int    cond_rows;
+    void  *work;
+    size_t work_bytes;
+} dfn_net_predictor;
+DFNDEF int dfn_net_predict(void *user, const float *x_t, const int *t, const int *labels, int n,
+                           float *out);
+
+/* dfn_sampler_config_default for this predictor: dim and prediction from the network. */
+DFNDEF dfn_sampler_config dfn_net_sampler_config(dfn_sampler_kind kind, int n, dfn_net_predictor *p);
+
+/* The library's own operations for a stored id (DFN_NET_MLP, DFN_NET_UNET,
+   DFN_NET_CLASSIFIER); NULL for any other. */
+DFNDEF const dfn_net_ops *dfn_net_ops_find(uint32_t kind);
+
+/* ========================================================================= */
 /*  The MLP noise network                                                    */
 /* ========================================================================= */
 /* eps_theta(x_t, t[, c]):
@@ -1650,6 +1791,11 @@ DFNDEF int dfn_mlp_predict(void *user, const float *x_t, const int *t,
 DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n,
                                                  dfn_mlp_predictor *p);
 
+/* The MLP as a dfn_net (a view of m: its config and weights), and its
+   operations (kind DFN_NET_MLP). */
+DFNDEF dfn_net dfn_mlp_net(const dfn_mlp *m);
+DFNDEF const dfn_net_ops *dfn_mlp_net_ops(void);
+
 /* ========================================================================= */
 /*  Guidance: a noise-aware classifier and a constraint (MATH.md sections 8, 9) */
 /* ========================================================================= */
@@ -1719,6 +1865,13 @@ DFNDEF size_t dfn_classifier_work_size(const dfn_classifier_config *cfg, int n);
    DFN_ERR_BUFFER_TOO_SMALL (work smaller than dfn_classifier_work_size(n)). */
 DFNDEF dfn_result dfn_classifier_forward(const dfn_classifier *c, float *logp, const float *x,
                                          const int *t, int n, void *work, size_t work_bytes);
+
+/* The classifier as a dfn_net (a view of c; kind DFN_NET_CLASSIFIER): its
+   forward gives logp, out_dim = C values per sample (any n, in chunks of
+   the workspace), so the model files hold it like the noise networks. It
+   has no training operations: dfn_classifier_trainer trains it. */
+DFNDEF dfn_net dfn_classifier_net(const dfn_classifier *c);
+DFNDEF const dfn_net_ops *dfn_classifier_net_ops(void);
 
 #ifndef DFN_NO_TRAINING
 /* The objective L = sum_i w_i log p(labels_i | x_i, t_i), with w_i = weight
@@ -1923,6 +2076,11 @@ DFNDEF int dfn_unet_predict(void *user, const float *x_t, const int *t,
 DFNDEF dfn_sampler_config dfn_unet_sampler_config(dfn_sampler_kind kind, int n,
                                                   dfn_unet_predictor *p);
 
+/* The U-Net as a dfn_net (a view of u), and its operations (kind
+   DFN_NET_UNET; cond_dim = height * width * cond_channels). */
+DFNDEF dfn_net dfn_unet_net(const dfn_unet *u);
+DFNDEF const dfn_net_ops *dfn_unet_net_ops(void);
+
 /* ========================================================================= */
 /*  Training (MATH.md section 5)                                             */
 /* ========================================================================= */
@@ -1953,16 +2111,20 @@ typedef struct dfn_train_config {
 
 typedef struct dfn_trainer {
     dfn_train_config    cfg;
-    dfn_mlp            *model;      /* the MLP trained in place, or NULL        */
-    dfn_unet           *unet;       /* the U-Net trained in place, or NULL      */
+    dfn_net             net;        /* the network trained in place             */
+    dfn_net             ema_net;    /* the same over the EMA weights (ema_decay
+                                       > 0; else the weights themselves)        */
     const dfn_schedule *schedule;
-    dfn_mlp             ema_model;  /* views of the EMA weights (ema_decay > 0) */
-    dfn_unet            ema_unet;   /* (of whichever network is trained)        */
-    float *grads, *adam_m, *adam_v, *ema;  /* flat blocks like model->params   */
-    float *acts;                    /* the activation block for B examples      */
+    dfn_mlp            *model;      /* set up by dfn_trainer_init: the MLP      */
+    dfn_unet           *unet;       /* by dfn_trainer_init_unet: the U-Net      */
+    dfn_mlp             ema_model;  /* views of the EMA weights of those two    */
+    dfn_unet            ema_unet;
+    float *grads, *adam_m, *adam_v, *ema;  /* flat blocks like net.params      */
+    float *acts;                    /* the network's training memory            */
     long   step;                    /* optimizer steps taken                    */
     float  last_lr, last_grad_norm;
     void  *memory;
+    void  *state;                   /* the step's buffers, laid out at init     */
 } dfn_trainer;
 
 #ifndef DFN_NO_TRAINING
@@ -1979,17 +2141,24 @@ DFNDEF size_t dfn_trainer_size(const dfn_mlp_config *model_cfg, const dfn_train_
 DFNDEF dfn_result dfn_trainer_init(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                    const dfn_train_config *cfg, void *mem, size_t bytes);
 
-/* The same for a U-Net (tr->unet set, tr->model NULL); everything below
-   takes either trainer. */
+/* The same for a U-Net (tr->unet set, tr->model NULL), and for any network
+   with training operations (dfn_trainer_size_net needs only net->ops and
+   net->cfg; DFN_ERR_INVALID_ARG for a network without them). Everything
+   below takes any trainer; tr->net (and tr->ema_net) is the trained network. */
 DFNDEF size_t dfn_trainer_size_unet(const dfn_unet_config *model_cfg, const dfn_train_config *cfg);
 DFNDEF dfn_result dfn_trainer_init_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
                                         const dfn_train_config *cfg, void *mem, size_t bytes);
+DFNDEF size_t dfn_trainer_size_net(const dfn_net *net, const dfn_train_config *cfg);
+DFNDEF dfn_result dfn_trainer_init_net(dfn_trainer *tr, const dfn_net *net, const dfn_schedule *s,
+                                       const dfn_train_config *cfg, void *mem, size_t bytes);
 
 #ifndef DFN_NO_MALLOC
 DFNDEF dfn_result dfn_trainer_alloc(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                     const dfn_train_config *cfg, void *alloc_ctx);
 DFNDEF dfn_result dfn_trainer_alloc_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
                                          const dfn_train_config *cfg, void *alloc_ctx);
+DFNDEF dfn_result dfn_trainer_alloc_net(dfn_trainer *tr, const dfn_net *net, const dfn_schedule *s,
+                                        const dfn_train_config *cfg, void *alloc_ctx);
 DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx);
 #endif
 
@@ -2004,8 +2173,9 @@ DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx);
 DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *labels,
                                  dfn_rng *rng, float *loss);
 
-/* dfn_train_step for a U-Net with cond_channels: cond (B, H, W, cond_channels)
-   are the conditioning images of the batch (DFN_ERR_NULL when the network
+/* dfn_train_step for a network with conditioning (a U-Net with
+   cond_channels): cond (B, cond_dim), for a U-Net (B, H, W, cond_channels),
+   are the conditioning inputs of the batch (DFN_ERR_NULL when the network
    needs them and cond is NULL; ignored by networks without). */
 DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const float *cond,
                                       const int *labels, dfn_rng *rng, float *loss);
@@ -2028,12 +2198,15 @@ DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
 /* ========================================================================= */
 /* One little-endian file (format version 1):
        "DFNM"  u32 version  u32 flags (1: EMA weights, 2: optimizer state)
-       u32 net kind (1 = MLP, 2 = U-Net; ids are never renumbered)
-       MLP config: u32 dim, hidden, blocks, time_dim, input_emb_dim,
-                   f32 input_scale, u32 num_classes, act, prediction
-       or U-Net config: u32 height, width, channels, cond_channels,
-                   base_channels, levels, mult[4], blocks, attention[4],
-                   mid_attention, groups, time_dim, num_classes, prediction
+       u32 net kind (dfn_net_kind: 1 = MLP, 2 = U-Net; never renumbered)
+       the network's config (dfn_net_ops config_save):
+         MLP:    u32 dim, hidden, blocks, time_dim, input_emb_dim,
+                 f32 input_scale, u32 num_classes, act, prediction
+         U-Net:  u32 height, width, channels, cond_channels,
+                 base_channels, levels, mult[4], blocks, attention[4],
+                 mid_attention, groups, time_dim, num_classes, prediction
+         a program's own (DFN_NET_USER and up): u32 length, then that many
+                 bytes
        schedule:   u32 kind, T, zero_terminal_snr; f64 beta_start, beta_end,
                    cosine_s, sigmoid_start, sigmoid_end, sigmoid_tau, max_beta;
                    custom kind only: f32 betas[T]
@@ -2045,27 +2218,27 @@ DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
 
 #define DFN_MODEL_VERSION 1
 
-/* The networks a model file can hold (stored ids: never renumbered). */
-typedef enum dfn_net_kind {
-    DFN_NET_MLP  = 1,
-    DFN_NET_UNET = 2
-} dfn_net_kind;
-
 /* What a model file holds (from dfn_model_info; no weights). */
 typedef struct dfn_model_info {
     uint32_t version;
-    dfn_net_kind net;                /* which of the two configs is valid      */
+    dfn_net_kind net;                /* the network's kind                     */
     int      has_ema, has_optimizer;
     long     step;                   /* optimizer steps, with optimizer state  */
     dfn_mlp_config mlp;              /* net == DFN_NET_MLP                     */
     dfn_unet_config unet;            /* net == DFN_NET_UNET                    */
+    dfn_classifier_config classifier;/* net == DFN_NET_CLASSIFIER              */
     dfn_schedule_config schedule;    /* betas is NULL: see dfn_model_read      */
+    size_t   params;                 /* P, floats in each block                */
+    size_t   config_offset, config_len; /* where the stored config is in the
+                                        image (for a program's own network)  */
 } dfn_model_info;
 
 /* Checks a whole file image (magic, version, checksum, sizes, configs) and
-   describes it. Errors: DFN_ERR_NULL, DFN_ERR_FORMAT (not a model file,
-   truncated, trailing bytes, sizes that do not add up, an invalid config),
-   DFN_ERR_VERSION, DFN_ERR_CHECKSUM. */
+   describes it. A program's own network (net >= DFN_NET_USER) is checked as
+   far as the file goes: its config is only located (config_offset, _len);
+   dfn_model_read_net checks it. Errors: DFN_ERR_NULL, DFN_ERR_FORMAT (not a
+   model file, truncated, trailing bytes, sizes that do not add up, an
+   invalid config, an unknown kind), DFN_ERR_VERSION, DFN_ERR_CHECKSUM. */
 DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info *info);
 
 /* Reads the file image into objects the caller set up from its info:
@@ -2078,9 +2251,13 @@ DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info
    DFN_ERR_NULL (m), DFN_ERR_MISMATCH (m's config differs from the file's). */
 DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float *ema,
                                  dfn_trainer *tr, float *betas);
-/* The same for a U-Net file (u set up with dfn_unet_init from info.unet). */
+/* The same for a U-Net file (u set up with dfn_unet_init from info.unet), and
+   for any network (net set up with its config; DFN_ERR_MISMATCH when the
+   file holds another kind or config; tr, if given, a trainer of net). */
 DFNDEF dfn_result dfn_model_read_unet(const void *buf, size_t len, dfn_unet *u, float *ema,
                                       dfn_trainer *tr, float *betas);
+DFNDEF dfn_result dfn_model_read_net(const void *buf, size_t len, const dfn_net *net, float *ema,
+                                     dfn_trainer *tr, float *betas);
 
 /* Bytes of the file image of m (and, with tr, its EMA; with_optimizer, the
    Adam state too); 0 when it cannot be saved (see dfn_model_save_mem). */
@@ -2094,31 +2271,46 @@ DFNDEF size_t dfn_model_save_size(const dfn_mlp *m, const dfn_schedule *s, const
 DFNDEF dfn_result dfn_model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
                                      const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer);
 
-/* The same two for a U-Net. */
+/* The same two for a U-Net, and for any network (tr, if given, must be a
+   trainer of net: DFN_ERR_MISMATCH otherwise). */
 DFNDEF size_t dfn_model_save_unet_size(const dfn_unet *u, const dfn_schedule *s, const dfn_trainer *tr,
                                        int with_optimizer);
 DFNDEF dfn_result dfn_model_save_unet_mem(void *buf, size_t cap, size_t *written, const dfn_unet *u,
                                           const dfn_schedule *s, const dfn_trainer *tr,
                                           int with_optimizer);
+DFNDEF size_t dfn_model_save_net_size(const dfn_net *net, const dfn_schedule *s, const dfn_trainer *tr,
+                                      int with_optimizer);
+DFNDEF dfn_result dfn_model_save_net_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                         const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer);
 
-/* A model loaded with its schedule, in one allocation: an MLP or a U-Net
-   (info.net says which; the other pair of views is zeroed). */
+/* A model loaded with its schedule, in one allocation: net (and ema_net)
+   is the network of any kind, its config in the allocation; for an MLP or a
+   U-Net file the views of that kind are set too (info.net says which; the
+   other pair is zeroed). */
 typedef struct dfn_loaded_model {
     dfn_model_info info;
     dfn_schedule   schedule;
-    dfn_mlp        model;            /* the weights                            */
+    dfn_net        net;              /* the weights                            */
+    dfn_net        ema_net;          /* the EMA weights (ema != NULL), else net */
+    dfn_mlp        model;            /* an MLP file: the weights               */
     dfn_mlp        ema_model;        /* the EMA weights, when ema != NULL      */
     dfn_unet       unet;             /* the same for a U-Net file              */
     dfn_unet       ema_unet;
+    dfn_classifier classifier;       /* a classifier file: its weights         */
     float         *ema;
     long           step;
     void          *memory;
 } dfn_loaded_model;
 
 #ifndef DFN_NO_MALLOC
-/* dfn_model_info_mem + dfn_model_read into memory from DFN_MALLOC. */
+/* dfn_model_info_mem + dfn_model_read into memory from DFN_MALLOC, for the
+   library's networks (an MLP or a U-Net file). dfn_model_load_net_mem takes
+   the operations of the network the file must hold (NULL: the library's own
+   for the file's kind); DFN_ERR_MISMATCH when the file holds another kind. */
 DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ctx,
                                      dfn_loaded_model *out);
+DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_net_ops *ops,
+                                         void *alloc_ctx, dfn_loaded_model *out);
 DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx);
 #endif
 
@@ -2130,6 +2322,10 @@ DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_s
                                  const dfn_trainer *tr, int with_optimizer);
 DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const dfn_schedule *s,
                                       const dfn_trainer *tr, int with_optimizer);
+DFNDEF dfn_result dfn_model_load_net(const char *path, const dfn_net_ops *ops, void *alloc_ctx,
+                                     dfn_loaded_model *out);
+DFNDEF dfn_result dfn_model_save_net(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                     const dfn_trainer *tr, int with_optimizer);
 #endif
 
 #ifdef __cplusplus
@@ -7981,6 +8177,9 @@ static void dfn__uniform_fill(dfn_rng *rng, float *w, size_t count, size_t fan_i
 
 enum { DFN__U_IN, DFN__U_RES, DFN__U_ATTN, DFN__U_DOWN, DFN__U_UP, DFN__U_OUT };
 #define DFN__UNET_MAX_OPS 72
+#define DFN__MLP_CONFIG_FILE_BYTES 36    /* 9 values (model file version 1) */
+#define DFN__CLF_CONFIG_FILE_BYTES 20    /* 5 values */
+#define DFN__UNET_CONFIG_FILE_BYTES 80   /* 20 u32 (model file version 1) */
 
 /* The named weights of one operation: offsets in floats from the
    operation's first parameter, computed once by the plan and used by the
@@ -8762,6 +8961,178 @@ static void dfn__unet_backward(const dfn_unet *u, const dfn__uplan *pl, const fl
 }
 #endif /* DFN_NO_TRAINING */
 
+/* The U-Net's dfn_net operations. */
+static dfn_unet dfn__unet_of(const dfn_net *net)
+{
+    dfn_unet u;
+    u.cfg = *(const dfn_unet_config *)net->cfg;
+    u.count = net->count;
+    u.params = net->params;
+    return u;
+}
+
+static dfn_result dfn__unet_describe(const void *cfg, dfn_net_shape *s)
+{
+    const dfn_unet_config *c = (const dfn_unet_config *)cfg;
+    dfn_result r = dfn_unet_config_check(c);
+    if (r != DFN_OK) return r;
+    s->params = dfn_unet_num_params(c);
+    s->dim = s->out_dim = c->height * c->width * c->channels;
+    s->cond_dim = c->height * c->width * c->cond_channels;
+    s->num_classes = c->num_classes;
+    s->prediction = c->prediction;
+    return DFN_OK;
+}
+
+static void dfn__unet_net_init_weights(const dfn_net *net, dfn_rng *rng)
+{
+    dfn_unet u = dfn__unet_of(net);
+    dfn_unet_init_weights(&u, rng);
+}
+
+static size_t dfn__unet_net_forward_size(const void *cfg, int chunk)
+{
+    return dfn_unet_forward_size((const dfn_unet_config *)cfg, chunk);
+}
+
+static dfn_result dfn__unet_net_forward(const dfn_net *net, float *out, const float *x, const float *cond,
+                                        int cond_rows, const int *t, const int *labels, int n, void *work,
+                                        size_t work_bytes)
+{
+    dfn_unet u = dfn__unet_of(net);
+    return dfn__unet_forward(&u, out, x, cond, cond_rows, t, labels, n, work, work_bytes);
+}
+
+#ifndef DFN_NO_TRAINING
+/* The training memory: the plan and the views of its buffers, laid out once
+   (train_bind), then the buffers. */
+typedef struct dfn__unet_train {
+    dfn__uplan pl;
+    dfn__ubufs bu;
+} dfn__unet_train;
+
+static size_t dfn__unet_train_layout(const dfn_unet_config *c, int batch, void *mem)
+{
+    dfn__arena ar = dfn__arena_begin(mem);
+    dfn__unet_train *st = (dfn__unet_train *)dfn__arena_take(&ar, sizeof(dfn__unet_train));
+    dfn__unet_train probe, *u = st ? st : &probe;
+    dfn__unet_plan(c, &u->pl);
+    if (!st && dfn__unet_floats(&u->pl, batch, 1) > 1e9) return 0;
+    dfn__unet_take(&u->pl, batch, 1, &u->bu, &ar);
+    return dfn__arena_size(&ar);
+}
+
+static size_t dfn__unet_train_size(const void *cfg, int batch)
+{
+    return dfn__unet_train_layout((const dfn_unet_config *)cfg, batch, NULL);
+}
+
+static void dfn__unet_train_bind(const void *cfg, int batch, void *mem)
+{
+    dfn__unet_train_layout((const dfn_unet_config *)cfg, batch, mem);
+}
+
+static void dfn__unet_train_forward(const dfn_net *net, void *mem, int batch, float *out, const float *x,
+                                    const float *cond, const int *t, const int *labels)
+{
+    const dfn__unet_train *st = (const dfn__unet_train *)dfn__arena_begin(mem).base;
+    dfn_unet u = dfn__unet_of(net);
+    dfn__unet_run(&u, &st->pl, net->params, &st->bu, batch, x, cond, 0, batch, t, labels, out);
+}
+
+static void dfn__unet_train_backward(const dfn_net *net, void *mem, int batch, float *grads,
+                                     const float *dout, const int *labels)
+{
+    const dfn__unet_train *st = (const dfn__unet_train *)dfn__arena_begin(mem).base;
+    dfn_unet u = dfn__unet_of(net);
+    dfn__unet_backward(&u, &st->pl, net->params, grads, &st->bu, batch, labels, dout);
+}
+#endif /* DFN_NO_TRAINING */
+
+/* The stored config (format version 1): 20 u32. */
+static size_t dfn__unet_config_save(const void *cfg, unsigned char *buf)
+{
+    const dfn_unet_config *c = (const dfn_unet_config *)cfg;
+    dfn__wbuf w;
+    int l;
+    dfn__wbuf_init(&w, buf, buf ? DFN__UNET_CONFIG_FILE_BYTES : 0);
+    dfn__put_u32(&w, (uint32_t)c->height);
+    dfn__put_u32(&w, (uint32_t)c->width);
+    dfn__put_u32(&w, (uint32_t)c->channels);
+    dfn__put_u32(&w, (uint32_t)c->cond_channels);
+    dfn__put_u32(&w, (uint32_t)c->base_channels);
+    dfn__put_u32(&w, (uint32_t)c->levels);
+    for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) dfn__put_u32(&w, (uint32_t)c->mult[l]);
+    dfn__put_u32(&w, (uint32_t)c->blocks);
+    for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) dfn__put_u32(&w, (uint32_t)c->attention[l]);
+    dfn__put_u32(&w, (uint32_t)c->mid_attention);
+    dfn__put_u32(&w, (uint32_t)c->groups);
+    dfn__put_u32(&w, (uint32_t)c->time_dim);
+    dfn__put_u32(&w, (uint32_t)c->num_classes);
+    dfn__put_u32(&w, (uint32_t)c->prediction);
+    return w.len;
+}
+
+static dfn_result dfn__unet_config_load(void *cfg, const unsigned char *buf, size_t len)
+{
+    dfn_unet_config *u = (dfn_unet_config *)cfg;
+    dfn__rbuf r;
+    int l;
+    DFN_MEMSET(u, 0, sizeof *u);
+    dfn__rbuf_init(&r, buf, len);
+    u->height = (int)dfn__get_i32(&r);
+    u->width = (int)dfn__get_i32(&r);
+    u->channels = (int)dfn__get_i32(&r);
+    u->cond_channels = (int)dfn__get_i32(&r);
+    u->base_channels = (int)dfn__get_i32(&r);
+    u->levels = (int)dfn__get_i32(&r);
+    for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) u->mult[l] = (int)dfn__get_i32(&r);
+    u->blocks = (int)dfn__get_i32(&r);
+    for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) u->attention[l] = (int)dfn__get_i32(&r);
+    u->mid_attention = (int)dfn__get_i32(&r);
+    u->groups = (int)dfn__get_i32(&r);
+    u->time_dim = (int)dfn__get_i32(&r);
+    u->num_classes = (int)dfn__get_i32(&r);
+    u->prediction = (dfn_prediction)dfn__get_u32(&r);
+    return r.err || r.pos != len ? DFN_ERR_FORMAT : DFN_OK;
+}
+
+static int dfn__unet_config_same(const void *pa, const void *pb)
+{
+    const dfn_unet_config *a = (const dfn_unet_config *)pa, *b = (const dfn_unet_config *)pb;
+    int l, same = a->height == b->height && a->width == b->width && a->channels == b->channels &&
+                  a->cond_channels == b->cond_channels && a->base_channels == b->base_channels &&
+                  a->levels == b->levels && a->blocks == b->blocks && a->mid_attention == b->mid_attention &&
+                  a->groups == b->groups && a->time_dim == b->time_dim && a->num_classes == b->num_classes &&
+                  a->prediction == b->prediction;
+    for (l = 0; l < a->levels && same; l++)
+        same = a->mult[l] == b->mult[l] && a->attention[l] == b->attention[l];
+    return same;
+}
+
+static const dfn_net_ops dfn__unet_ops = {
+    DFN_NET_UNET, "unet", sizeof(dfn_unet_config), dfn__unet_describe, dfn__unet_net_init_weights,
+    dfn__unet_net_forward_size, dfn__unet_net_forward,
+#ifndef DFN_NO_TRAINING
+    dfn__unet_train_size, dfn__unet_train_bind, dfn__unet_train_forward, dfn__unet_train_backward,
+#else
+    NULL, NULL, NULL, NULL,
+#endif
+    dfn__unet_config_save, dfn__unet_config_load, dfn__unet_config_same, DFN__UNET_CONFIG_FILE_BYTES
+};
+
+DFNDEF const dfn_net_ops *dfn_unet_net_ops(void) { return &dfn__unet_ops; }
+
+DFNDEF dfn_net dfn_unet_net(const dfn_unet *u)
+{
+    dfn_net n;
+    n.ops = &dfn__unet_ops;
+    n.cfg = u ? &u->cfg : NULL;
+    n.params = u ? u->params : NULL;
+    n.count = u ? u->count : 0;
+    return n;
+}
+
 /* ------------------------------------------------------------------------- */
 /*  The MLP                                                                  */
 /* ------------------------------------------------------------------------- */
@@ -8898,6 +9269,13 @@ typedef struct dfn__mlp_acts {
     size_t stride;
     float *work;     /* GEMM scratch                                            */
 } dfn__mlp_acts;
+
+/* The training memory's views (at its start; see dfn__mlp_train_layout). */
+typedef struct dfn__mlp_train {
+    dfn_mlp m;                           /* config and layout (params unused)    */
+    dfn__mlp_acts a;                     /* activations                          */
+    float *dh, *dpre, *din;              /* (B, H), (L+1, B, H), (B, in_dim) or NULL */
+} dfn__mlp_train;
 
 /* in = [x, emb(scale x_1), ..., emb(scale x_D), temb(t) + class_emb[label]];
    tf: B floats of scratch. */
@@ -9153,6 +9531,342 @@ DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n, d
     return c;
 }
 
+
+/* The MLP's dfn_net operations. */
+static dfn_mlp dfn__mlp_of(const dfn_net *net)
+{
+    dfn_mlp m;
+    m.cfg = *(const dfn_mlp_config *)net->cfg;
+    dfn__mlp_layout(&m.cfg, &m.lay);
+    m.params = net->params;
+    return m;
+}
+
+static dfn_result dfn__mlp_describe(const void *cfg, dfn_net_shape *s)
+{
+    const dfn_mlp_config *c = (const dfn_mlp_config *)cfg;
+    dfn_result r = dfn_mlp_config_check(c);
+    if (r != DFN_OK) return r;
+    s->params = dfn_mlp_num_params(c);
+    s->dim = s->out_dim = c->dim;
+    s->cond_dim = 0;
+    s->num_classes = c->num_classes;
+    s->prediction = c->prediction;
+    return DFN_OK;
+}
+
+static void dfn__mlp_net_init_weights(const dfn_net *net, dfn_rng *rng)
+{
+    dfn_mlp m = dfn__mlp_of(net);
+    dfn_mlp_init_weights(&m, rng);
+}
+
+static size_t dfn__mlp_net_forward_size(const void *cfg, int chunk)
+{
+    return dfn_mlp_forward_size((const dfn_mlp_config *)cfg, chunk);
+}
+
+static dfn_result dfn__mlp_net_forward(const dfn_net *net, float *out, const float *x, const float *cond,
+                                       int cond_rows, const int *t, const int *labels, int n, void *work,
+                                       size_t work_bytes)
+{
+    dfn_mlp m = dfn__mlp_of(net);
+    (void)cond;
+    (void)cond_rows;
+    return dfn_mlp_forward(&m, out, x, t, labels, n, work, work_bytes);
+}
+
+#ifndef DFN_NO_TRAINING
+/* The MLP's training pass, split for threads in three parallel-fors whose
+   results do not depend on the split: (1) the forward pass, block of rows by
+   block of rows; (2) the backward pass of the activations, dh and dpre,
+   which is also row by row; (3) the weight gradients dW = dpre^T h and
+   db = sum of the rows of dpre, one block of output rows of one layer per
+   task (each element sums over every row of the batch in the same order,
+   whatever the blocks). */
+typedef struct dfn__mlp_ttask {
+    const dfn_mlp *m;
+    const float *P;
+    float *G;
+    const dfn__mlp_train *b;
+    const float *x, *dout;          /* x_t and d loss / d out (B, D)             */
+    float *out;
+    const int *t, *labels;
+    int B, step, tasks;
+} dfn__mlp_ttask;
+
+/* Tasks for B rows of the MLP: one per thread when the batch is worth it. */
+static int dfn__mlp_row_tasks(const dfn_mlp *m, int B)
+{
+    int T = dfn__parallel_workers();
+    return dfn__worth_split((double)B * (double)m->lay.count, T) ? T : 1;
+}
+
+/* Rows [task step, (task + 1) step) of the batch, clipped; 0 when empty. */
+static int dfn__task_rows(int task, int step, int B, int *lo)
+{
+    int hi = (task + 1) * step < B ? (task + 1) * step : B;
+    *lo = task * step;
+    return hi > *lo ? hi - *lo : 0;
+}
+
+static void dfn__mlp_forward_task(void *ctx, int task, int w)
+{
+    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
+    const dfn__mlp_train *b = k->b;
+    size_t H = (size_t)k->m->cfg.hidden, D = (size_t)k->m->cfg.dim, o;
+    dfn__mlp_acts a = b->a;
+    int lo, n = dfn__task_rows(task, k->step, k->B, &lo);
+    if (n == 0) return;
+    o = (size_t)lo;
+    a.x += o * k->m->lay.in_dim;
+    a.pre += o * H;
+    a.h += o * H;
+    a.tmp += o * H;
+    a.work = dfn__worker_work(w, b->a.work);
+    dfn__mlp_forward_batch(k->m, k->P, &a, k->out + o * D, k->x + o * D, k->t + lo,
+                           k->labels ? k->labels + lo : NULL, n);
+}
+
+/* (2) for rows lo .. lo+n-1: dpre_k (into b->dpre + k stride) for every
+   layer, and din when the net has classes. */
+static void dfn__mlp_backward_task(void *ctx, int task, int w)
+{
+    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
+    const dfn_mlp_config *c = &k->m->cfg;
+    const dfn_mlp_layout *l = &k->m->lay;
+    const dfn__mlp_train *b = k->b;
+    int H = c->hidden, D = c->dim, I = (int)l->in_dim, lo, j, n = dfn__task_rows(task, k->step, k->B, &lo);
+    size_t o = (size_t)lo * H, nH;
+    float *dh = b->dh + o, *work = dfn__worker_work(w, b->a.work);
+    if (n == 0) return;
+    nH = (size_t)n * H;
+    /* out = W_out h_L + b_out:  dh_L = dout W_out */
+    dfn_gemm(0, 0, n, H, D, 1.0f, k->dout + (size_t)lo * D, D, k->P + l->w_out, H, 0.0f, dh, H, work);
+    for (j = c->blocks; j >= 0; j--) {
+        /* h_j = h_{j-1} + act(pre_j) (h_0 = act(pre_0)): dpre_j = dh_j act'(pre_j) */
+        float *dpre = b->dpre + (size_t)j * b->a.stride + o;
+        dfn_act_backward(c->act, nH, b->a.pre + (size_t)j * b->a.stride + o, dh, dpre);
+        if (j > 0)     /* pre_j = W_j h_{j-1} + b_j:  dh_{j-1} = dh_j + dpre_j W_j */
+            dfn_gemm(0, 0, n, H, H, 1.0f, dpre, H, k->P + l->blk + (size_t)(j - 1) * l->blk_stride, H,
+                     1.0f, dh, H, work);
+    }
+    /* pre_0 = W_in in + b_in:  din = dpre_0 W_in */
+    if (b->din)
+        dfn_gemm(0, 0, n, I, H, 1.0f, b->dpre + o, H, k->P + l->w_in, I, 0.0f, b->din + (size_t)lo * I, I, work);
+}
+
+/* (3) Layer j (0: input, 1..L: blocks, L + 1: output) as (O, I) with its
+   gradient, dpre and input h in the caller's views. */
+static void dfn__mlp_layer_grads(const dfn__mlp_ttask *k, int j, int *O, int *I, float **dW, float **db,
+                                 const float **dpre, const float **in)
+{
+    const dfn_mlp_layout *l = &k->m->lay;
+    const dfn__mlp_train *b = k->b;
+    int H = k->m->cfg.hidden, L = k->m->cfg.blocks;
+    if (j == 0) {
+        *O = H; *I = (int)l->in_dim; *dW = k->G + l->w_in; *db = k->G + l->b_in;
+        *dpre = b->dpre; *in = b->a.x;
+    } else if (j <= L) {
+        *O = H; *I = H; *dW = k->G + l->blk + (size_t)(j - 1) * l->blk_stride; *db = *dW + (size_t)H * H;
+        *dpre = b->dpre + (size_t)j * b->a.stride; *in = b->a.h + (size_t)(j - 1) * b->a.stride;
+    } else {
+        *O = k->m->cfg.dim; *I = H; *dW = k->G + l->w_out; *db = k->G + l->b_out;
+        *dpre = k->dout; *in = b->a.h + (size_t)L * b->a.stride;
+    }
+}
+
+/* Output rows of layer j's dW per task: a share per task (at least 16). */
+static int dfn__mlp_grad_rows(const dfn__mlp_ttask *k, int j)
+{
+    int O = j == k->m->cfg.blocks + 1 ? k->m->cfg.dim : k->m->cfg.hidden, r = (O + k->tasks - 1) / k->tasks;
+    return r < 16 ? 16 : r;
+}
+
+static int dfn__mlp_grad_blocks(const dfn__mlp_ttask *k, int j)
+{
+    int O = j == k->m->cfg.blocks + 1 ? k->m->cfg.dim : k->m->cfg.hidden, r = dfn__mlp_grad_rows(k, j);
+    return (O + r - 1) / r;
+}
+
+static void dfn__mlp_grad_task(void *ctx, int task, int w)
+{
+    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
+    const float *dpre, *in;
+    float *dW, *db;
+    int j = 0, O, I, r0, rows, r, q, q0;
+    while (task >= dfn__mlp_grad_blocks(k, j)) task -= dfn__mlp_grad_blocks(k, j++);
+    dfn__mlp_layer_grads(k, j, &O, &I, &dW, &db, &dpre, &in);
+    rows = dfn__mlp_grad_rows(k, j);
+    r0 = task * rows;
+    rows = O - r0 < rows ? O - r0 : rows;
+    /* dW[r0 .. r0+rows-1] += dpre[:, r0 ..]^T in;  db[r0 ..] += sum over the batch of dpre[:, r0 ..] */
+    dfn_gemm(1, 0, rows, I, k->B, 1.0f, dpre + r0, O, in, I, 1.0f, dW + (size_t)r0 * I, I,
+             dfn__worker_work(w, k->b->a.work));
+    for (q0 = 0; q0 < rows; q0 += 64) {        /* in a local block: vectorized, no aliasing */
+        float acc[64];
+        int qn = rows - q0 < 64 ? rows - q0 : 64;
+        const float *d = dpre + r0 + q0;
+        for (q = 0; q < qn; q++) acc[q] = db[r0 + q0 + q];
+        for (r = 0; r < k->B; r++, d += O)
+            for (q = 0; q < qn; q++) acc[q] += d[q];
+        for (q = 0; q < qn; q++) db[r0 + q0 + q] = acc[q];
+    }
+}
+
+/* The MLP's training memory for a batch: its views, laid out once
+   (train_bind), then the activations. */
+static size_t dfn__mlp_train_layout(const dfn_mlp_config *mc, int batch, void *mem)
+{
+    dfn__arena ar = dfn__arena_begin(mem);
+    dfn__mlp_train *st = (dfn__mlp_train *)dfn__arena_take(&ar, sizeof(dfn__mlp_train));
+    dfn__mlp_train probe, *b = st ? st : &probe;
+    size_t B = (size_t)batch, H = (size_t)mc->hidden, BH = B * H * sizeof(float), L1 = (size_t)mc->blocks + 1;
+    dfn__mlp_layout(mc, &b->m.lay);
+    b->m.cfg = *mc;
+    b->m.params = NULL;
+    if (!st && (double)B * ((double)b->m.lay.in_dim * 2 + ((double)mc->blocks + 3) * 2 * (double)H) > 1e9)
+        return 0;
+    b->a.x = (float *)dfn__arena_take(&ar, B * b->m.lay.in_dim * sizeof(float));
+    b->a.pre = (float *)dfn__arena_take(&ar, L1 * BH);
+    b->a.h = (float *)dfn__arena_take(&ar, L1 * BH);
+    b->a.stride = B * H;
+    b->a.work = (float *)dfn__arena_take(&ar, dfn_gemm_work_size());
+    b->dh = (float *)dfn__arena_take(&ar, BH);
+    b->dpre = (float *)dfn__arena_take(&ar, L1 * BH);     /* dpre_j for every layer */
+    b->a.tmp = b->dh;                    /* free until the backward pass starts */
+    b->din = mc->num_classes > 0 ? (float *)dfn__arena_take(&ar, B * b->m.lay.in_dim * sizeof(float)) : NULL;
+    return dfn__arena_size(&ar);
+}
+
+static size_t dfn__mlp_train_size(const void *cfg, int batch)
+{
+    return dfn__mlp_train_layout((const dfn_mlp_config *)cfg, batch, NULL);
+}
+
+static void dfn__mlp_train_bind(const void *cfg, int batch, void *mem)
+{
+    dfn__mlp_train_layout((const dfn_mlp_config *)cfg, batch, mem);
+}
+
+static void dfn__mlp_ttask_of(dfn__mlp_ttask *k, const dfn_net *net, void *mem, int B)
+{
+    int tasks;
+    DFN_MEMSET(k, 0, sizeof *k);
+    k->b = (const dfn__mlp_train *)dfn__arena_begin(mem).base;
+    k->m = &k->b->m;
+    k->P = net->params;
+    k->B = B;
+    tasks = dfn__mlp_row_tasks(k->m, B);
+    k->step = (B + tasks - 1) / tasks;
+    k->tasks = tasks;
+}
+
+static void dfn__mlp_train_forward(const dfn_net *net, void *mem, int batch, float *out, const float *x,
+                                   const float *cond, const int *t, const int *labels)
+{
+    dfn__mlp_ttask k;
+    (void)cond;
+    dfn__mlp_ttask_of(&k, net, mem, batch);
+    k.out = out; k.x = x; k.t = t; k.labels = labels;
+    dfn__parallel_for(k.tasks, dfn__mlp_forward_task, &k);
+}
+
+/* The MLP's backward pass after its forward on the same memory: gradients
+   added into G given dout. */
+static void dfn__mlp_train_backward(const dfn_net *net, void *mem, int batch, float *G, const float *dout,
+                                    const int *labels)
+{
+    const dfn_mlp_config *c;
+    const dfn__mlp_train *b;
+    dfn__mlp_ttask k;
+    int i, j, jobs = 0, B = batch;
+    dfn__mlp_ttask_of(&k, net, mem, batch);
+    k.G = G; k.dout = dout; k.labels = labels;
+    b = k.b;
+    c = &k.m->cfg;
+    dfn__parallel_for(k.tasks, dfn__mlp_backward_task, &k);
+    for (j = 0; j <= c->blocks + 1; j++) jobs += dfn__mlp_grad_blocks(&k, j);
+    dfn__parallel_for(jobs, dfn__mlp_grad_task, &k);
+    if (b->din) {
+        /* the class embedding was added to the t-embedding part of in */
+        size_t e_off = (size_t)c->dim + (size_t)c->dim * c->input_emb_dim;
+        for (i = 0; i < B; i++)
+            dfn_vec_axpy((size_t)c->time_dim, 1.0f, b->din + (size_t)i * k.m->lay.in_dim + e_off,
+                         G + k.m->lay.cls + (size_t)dfn__mlp_class_row(c, labels, i) * c->time_dim);
+    }
+}
+
+#endif /* DFN_NO_TRAINING */
+
+/* The stored config (format version 1): 9 values. */
+static size_t dfn__mlp_config_save(const void *cfg, unsigned char *buf)
+{
+    const dfn_mlp_config *c = (const dfn_mlp_config *)cfg;
+    dfn__wbuf w;
+    dfn__wbuf_init(&w, buf, buf ? DFN__MLP_CONFIG_FILE_BYTES : 0);
+    dfn__put_u32(&w, (uint32_t)c->dim);
+    dfn__put_u32(&w, (uint32_t)c->hidden);
+    dfn__put_u32(&w, (uint32_t)c->blocks);
+    dfn__put_u32(&w, (uint32_t)c->time_dim);
+    dfn__put_u32(&w, (uint32_t)c->input_emb_dim);
+    dfn__put_f32(&w, c->input_scale);
+    dfn__put_u32(&w, (uint32_t)c->num_classes);
+    dfn__put_u32(&w, (uint32_t)c->act);
+    dfn__put_u32(&w, (uint32_t)c->prediction);
+    return w.len;
+}
+
+static dfn_result dfn__mlp_config_load(void *cfg, const unsigned char *buf, size_t len)
+{
+    dfn_mlp_config *c = (dfn_mlp_config *)cfg;
+    dfn__rbuf r;
+    DFN_MEMSET(c, 0, sizeof *c);
+    dfn__rbuf_init(&r, buf, len);
+    c->dim = (int)dfn__get_i32(&r);
+    c->hidden = (int)dfn__get_i32(&r);
+    c->blocks = (int)dfn__get_i32(&r);
+    c->time_dim = (int)dfn__get_i32(&r);
+    c->input_emb_dim = (int)dfn__get_i32(&r);
+    c->input_scale = dfn__get_f32(&r);
+    c->num_classes = (int)dfn__get_i32(&r);
+    c->act = (dfn_activation)dfn__get_u32(&r);
+    c->prediction = (dfn_prediction)dfn__get_u32(&r);
+    return r.err || r.pos != len ? DFN_ERR_FORMAT : DFN_OK;
+}
+
+static int dfn__mlp_config_same(const void *pa, const void *pb)
+{
+    const dfn_mlp_config *a = (const dfn_mlp_config *)pa, *b = (const dfn_mlp_config *)pb;
+    return a->dim == b->dim && a->hidden == b->hidden && a->blocks == b->blocks &&
+           a->time_dim == b->time_dim && a->input_emb_dim == b->input_emb_dim &&
+           (a->input_emb_dim == 0 || a->input_scale == b->input_scale) &&
+           a->num_classes == b->num_classes && a->act == b->act && a->prediction == b->prediction;
+}
+
+static const dfn_net_ops dfn__mlp_ops = {
+    DFN_NET_MLP, "mlp", sizeof(dfn_mlp_config), dfn__mlp_describe, dfn__mlp_net_init_weights,
+    dfn__mlp_net_forward_size, dfn__mlp_net_forward,
+#ifndef DFN_NO_TRAINING
+    dfn__mlp_train_size, dfn__mlp_train_bind, dfn__mlp_train_forward, dfn__mlp_train_backward,
+#else
+    NULL, NULL, NULL, NULL,
+#endif
+    dfn__mlp_config_save, dfn__mlp_config_load, dfn__mlp_config_same, DFN__MLP_CONFIG_FILE_BYTES
+};
+
+DFNDEF const dfn_net_ops *dfn_mlp_net_ops(void) { return &dfn__mlp_ops; }
+
+DFNDEF dfn_net dfn_mlp_net(const dfn_mlp *m)
+{
+    dfn_net n;
+    n.ops = &dfn__mlp_ops;
+    n.cfg = m ? &m->cfg : NULL;
+    n.params = m ? m->params : NULL;
+    n.count = m ? m->lay.count : 0;
+    return n;
+}
+
 /* ------------------------------------------------------------------------- */
 /*  Guidance: a noise-aware classifier and a constraint                      */
 /* ------------------------------------------------------------------------- */
@@ -9325,6 +10039,118 @@ DFNDEF dfn_result dfn_classifier_forward(const dfn_classifier *c, float *logp, c
     return DFN_OK;
 }
 
+/* The classifier's dfn_net operations. */
+static dfn_classifier dfn__clf_of(const dfn_net *net)
+{
+    dfn_classifier c;
+    c.cfg = *(const dfn_classifier_config *)net->cfg;
+    c.count = net->count;
+    c.params = net->params;
+    return c;
+}
+
+static dfn_result dfn__clf_describe(const void *cfg, dfn_net_shape *s)
+{
+    const dfn_classifier_config *c = (const dfn_classifier_config *)cfg;
+    if ((s->params = dfn_classifier_num_params(c)) == 0) return DFN_ERR_INVALID_ARG;
+    s->dim = c->dim;
+    s->out_dim = c->num_classes;
+    s->cond_dim = 0;
+    s->num_classes = 0;                  /* labels are not an input */
+    s->prediction = DFN_PREDICT_EPS;     /* (not a noise network: unused) */
+    return DFN_OK;
+}
+
+static void dfn__clf_net_init_weights(const dfn_net *net, dfn_rng *rng)
+{
+    dfn_classifier c = dfn__clf_of(net);
+    dfn_classifier_init_weights(&c, rng);
+}
+
+static size_t dfn__clf_net_forward_size(const void *cfg, int chunk)
+{
+    return dfn_classifier_work_size((const dfn_classifier_config *)cfg, chunk);
+}
+
+/* Any n, in the largest chunks the workspace holds. */
+static dfn_result dfn__clf_net_forward(const dfn_net *net, float *out, const float *x, const float *cond,
+                                       int cond_rows, const int *t, const int *labels, int n, void *work,
+                                       size_t work_bytes)
+{
+    dfn_classifier c = dfn__clf_of(net);
+    size_t need = dfn_classifier_work_size(&c.cfg, 1);
+    int chunk = 1, i;
+    dfn_result r = DFN_OK;
+    (void)cond; (void)cond_rows; (void)labels;
+    if (need == 0 || need > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
+    while (chunk < n) {
+        int next = chunk > n / 2 ? n : chunk * 2;
+        need = dfn_classifier_work_size(&c.cfg, next);
+        if (need == 0 || need > work_bytes) break;
+        chunk = next;
+    }
+    for (i = 0; i < n && r == DFN_OK; i += chunk) {
+        int b = n - i < chunk ? n - i : chunk;
+        r = dfn_classifier_forward(&c, out + (size_t)i * c.cfg.num_classes, x + (size_t)i * c.cfg.dim, t + i, b,
+                                   work, work_bytes);
+    }
+    return r;
+}
+
+/* The stored config: u32 dim, num_classes, hidden, time_dim, act. */
+static size_t dfn__clf_config_save(const void *cfg, unsigned char *buf)
+{
+    const dfn_classifier_config *c = (const dfn_classifier_config *)cfg;
+    dfn__wbuf w;
+    dfn__wbuf_init(&w, buf, buf ? DFN__CLF_CONFIG_FILE_BYTES : 0);
+    dfn__put_u32(&w, (uint32_t)c->dim);
+    dfn__put_u32(&w, (uint32_t)c->num_classes);
+    dfn__put_u32(&w, (uint32_t)c->hidden);
+    dfn__put_u32(&w, (uint32_t)c->time_dim);
+    dfn__put_u32(&w, (uint32_t)c->act);
+    return w.len;
+}
+
+static dfn_result dfn__clf_config_load(void *cfg, const unsigned char *buf, size_t len)
+{
+    dfn_classifier_config *c = (dfn_classifier_config *)cfg;
+    dfn__rbuf r;
+    DFN_MEMSET(c, 0, sizeof *c);
+    dfn__rbuf_init(&r, buf, len);
+    c->dim = (int)dfn__get_i32(&r);
+    c->num_classes = (int)dfn__get_i32(&r);
+    c->hidden = (int)dfn__get_i32(&r);
+    c->time_dim = (int)dfn__get_i32(&r);
+    c->act = (dfn_activation)dfn__get_u32(&r);
+    return r.err || r.pos != len ? DFN_ERR_FORMAT : DFN_OK;
+}
+
+static int dfn__clf_config_same(const void *pa, const void *pb)
+{
+    const dfn_classifier_config *a = (const dfn_classifier_config *)pa, *b = (const dfn_classifier_config *)pb;
+    return a->dim == b->dim && a->num_classes == b->num_classes && a->hidden == b->hidden &&
+           a->time_dim == b->time_dim && a->act == b->act;
+}
+
+static const dfn_net_ops dfn__clf_ops = {
+    DFN_NET_CLASSIFIER, "classifier", sizeof(dfn_classifier_config), dfn__clf_describe,
+    dfn__clf_net_init_weights, dfn__clf_net_forward_size, dfn__clf_net_forward,
+    NULL, NULL, NULL, NULL,
+    dfn__clf_config_save, dfn__clf_config_load, dfn__clf_config_same, DFN__CLF_CONFIG_FILE_BYTES
+};
+
+DFNDEF const dfn_net_ops *dfn_classifier_net_ops(void) { return &dfn__clf_ops; }
+
+DFNDEF dfn_net dfn_classifier_net(const dfn_classifier *c)
+{
+    dfn_net n;
+    n.ops = &dfn__clf_ops;
+    n.cfg = c ? &c->cfg : NULL;
+    n.params = c ? c->params : NULL;
+    n.count = c ? c->count : 0;
+    return n;
+}
+
 #ifndef DFN_NO_TRAINING
 DFNDEF dfn_result dfn_classifier_backward(const dfn_classifier *c, float *grads, float *dx,
                                           double *objective, const float *x, const int *t,
@@ -9434,11 +10260,11 @@ DFNDEF dfn_result dfn_classifier_train_step(dfn_classifier_trainer *tr, const fl
                                             const int *labels, dfn_rng *rng, float *loss)
 {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    dfn_adam_coefs ac;
     dfn_result r;
     double obj = 0.0, bc1, bc2;
-    size_t P, i;
+    size_t P;
     int B, D, k;
-    float step, vscale;
     if (!tr || !tr->clf || !tr->memory || !x0 || !labels || !rng) return DFN_ERR_NULL;
     B = tr->batch;
     D = tr->clf->cfg.dim;
@@ -9457,17 +10283,19 @@ DFNDEF dfn_result dfn_classifier_train_step(dfn_classifier_trainer *tr, const fl
     if (loss) *loss = (float)obj;
     if (r != DFN_OK) return r;
     if (!dfn__all_finite(tr->grads, P)) return DFN_ERR_NOT_FINITE;
+    /* Adam with bias correction (no decay, no clipping, no EMA) */
     tr->step++;
     bc1 = 1.0 - DFN_EXP((double)tr->step * DFN_LOG((double)b1));
     bc2 = 1.0 - DFN_EXP((double)tr->step * DFN_LOG((double)b2));
-    step = (float)(tr->lr / bc1);
-    vscale = (float)(1.0 / bc2);
-    for (i = 0; i < P; i++) {
-        float g = tr->grads[i];
-        tr->adam_m[i] = b1 * tr->adam_m[i] + (1.0f - b1) * g;
-        tr->adam_v[i] = b2 * tr->adam_v[i] + (1.0f - b2) * g * g;
-        tr->clf->params[i] -= step * tr->adam_m[i] / (DFN_SQRTF(tr->adam_v[i] * vscale) + eps);
-    }
+    ac.beta1 = b1;
+    ac.beta2 = b2;
+    ac.step_size = (float)(tr->lr / bc1);
+    ac.v_scale = (float)(1.0 / bc2);
+    ac.eps = eps;
+    ac.decay = 0.0f;
+    ac.grad_scale = 1.0f;
+    ac.ema_decay = 0.0f;
+    dfn_adam_update(P, tr->clf->params, tr->adam_m, tr->adam_v, tr->grads, NULL, &ac);
     return DFN_OK;
 }
 
@@ -9517,6 +10345,167 @@ DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info)
         for (j = 0; j < D; j++) e[j] = (float)(e[j] + coef * viol * h->a[j]);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/*  Networks: the interface                                                  */
+/* ------------------------------------------------------------------------- */
+
+DFNDEF dfn_result dfn_net_describe(const dfn_net_ops *ops, const void *cfg, dfn_net_shape *shape)
+{
+    dfn_net_shape s;
+    dfn_result r;
+    if (!ops || !cfg || !shape) return DFN_ERR_NULL;
+    if (!ops->describe) return DFN_ERR_INVALID_ARG;
+    DFN_MEMSET(&s, 0, sizeof s);
+    if ((r = ops->describe(cfg, &s)) != DFN_OK) return r;
+    if (s.out_dim == 0) s.out_dim = s.dim;
+    if (s.params == 0 || s.params > 0x7fffffffu || s.dim < 1 || s.out_dim < 1 || s.cond_dim < 0 ||
+        s.num_classes < 0 ||
+        (s.prediction != DFN_PREDICT_EPS && s.prediction != DFN_PREDICT_V && s.prediction != DFN_PREDICT_X0))
+        return DFN_ERR_INVALID_ARG;
+    *shape = s;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_net_init(dfn_net *net, const dfn_net_ops *ops, const void *cfg, float *params)
+{
+    dfn_net_shape s;
+    dfn_result r;
+    if (!net || !ops || !cfg || !params) return DFN_ERR_NULL;
+    if (!ops->forward || !ops->forward_size || !ops->init_weights || !ops->config_save ||
+        !ops->config_load || !ops->config_same || ops->config_bytes == 0 ||
+        ops->config_bytes > DFN_NET_CONFIG_MAX)
+        return DFN_ERR_INVALID_ARG;
+    if ((r = dfn_net_describe(ops, cfg, &s)) != DFN_OK) return r;
+    net->ops = ops;
+    net->cfg = cfg;
+    net->params = params;
+    net->count = s.params;
+    return DFN_OK;
+}
+
+/* A set-up network: its shape, DFN_ERR_NULL or DFN_ERR_INVALID_ARG otherwise. */
+static dfn_result dfn__net_shape(const dfn_net *net, dfn_net_shape *s)
+{
+    dfn_result r;
+    if (!net || !net->ops || !net->cfg || !net->params) return DFN_ERR_NULL;
+    if ((r = dfn_net_describe(net->ops, net->cfg, s)) != DFN_OK) return r;
+    return s->params == net->count ? DFN_OK : DFN_ERR_INVALID_ARG;
+}
+
+DFNDEF dfn_result dfn_net_init_weights(const dfn_net *net, dfn_rng *rng)
+{
+    dfn_net_shape s;
+    dfn_result r;
+    if (!rng) return DFN_ERR_NULL;
+    if ((r = dfn__net_shape(net, &s)) != DFN_OK) return r;
+    net->ops->init_weights(net, rng);
+    return DFN_OK;
+}
+
+DFNDEF size_t dfn_net_forward_size(const dfn_net *net, int chunk)
+{
+    dfn_net_shape s;
+    if (!net || !net->ops || !net->cfg || chunk < 1 || !net->ops->forward_size ||
+        dfn_net_describe(net->ops, net->cfg, &s) != DFN_OK)
+        return 0;
+    return net->ops->forward_size(net->cfg, chunk);
+}
+
+/* t >= 0 (with t_max > 0: t <= t_max) and labels in -1..C-1 for n samples. */
+static dfn_result dfn__net_check_inputs(const dfn_net_shape *s, const int *t, int t_max, const int *labels, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        if (t[i] < 0 || (t_max > 0 && t[i] > t_max)) return DFN_ERR_INVALID_ARG;
+        if (labels && s->num_classes > 0 && (labels[i] < -1 || labels[i] >= s->num_classes))
+            return DFN_ERR_INVALID_ARG;
+    }
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_net_forward(const dfn_net *net, float *out, const float *x, const float *cond,
+                                  int cond_rows, const int *t, const int *labels, int n, void *work,
+                                  size_t work_bytes)
+{
+    dfn_net_shape s;
+    dfn_result r;
+    if ((r = dfn__net_shape(net, &s)) != DFN_OK) return r;
+    if (!work) return DFN_ERR_NULL;
+    if (n < 0) return DFN_ERR_INVALID_ARG;
+    if (n == 0) return DFN_OK;
+    if (!out || !x || !t) return DFN_ERR_NULL;
+    if (s.cond_dim > 0 && (!cond || cond_rows < 1)) return DFN_ERR_NULL;
+    if ((r = dfn__net_check_inputs(&s, t, 0, labels, n)) != DFN_OK) return r;
+    return net->ops->forward(net, out, x, cond, cond_rows, t, labels, n, work, work_bytes);
+}
+
+DFNDEF int dfn_net_predict(void *user, const float *x_t, const int *t, const int *labels, int n, float *out)
+{
+    const dfn_net_predictor *p = (const dfn_net_predictor *)user;
+    if (!p) return (int)DFN_ERR_NULL;
+    return (int)dfn_net_forward(p->net, out, x_t, p->cond, p->cond_rows, t, labels, n, p->work, p->work_bytes);
+}
+
+DFNDEF dfn_sampler_config dfn_net_sampler_config(dfn_sampler_kind kind, int n, dfn_net_predictor *p)
+{
+    dfn_net_shape s;
+    int ok = p && p->net && p->net->ops && p->net->cfg &&
+             dfn_net_describe(p->net->ops, p->net->cfg, &s) == DFN_OK;
+    dfn_sampler_config c;
+    ok = ok && s.out_dim == s.dim;                /* a noise network */
+    c = dfn_sampler_config_default(kind, n, ok ? s.dim : 0, dfn_net_predict, p);
+    if (ok) c.prediction = s.prediction;
+    return c;
+}
+
+/* The library's networks, by stored id, with what the model files' API of
+   0.7 keeps for each: where dfn_model_info holds its config, and the views
+   of a loaded model (lm->model or lm->unet) set up from lm->net. */
+typedef struct dfn__builtin_net {
+    const dfn_net_ops *ops;
+    size_t info_config;                      /* offset in dfn_model_info     */
+    void (*views)(dfn_loaded_model *lm);
+} dfn__builtin_net;
+
+static void dfn__mlp_loaded_views(dfn_loaded_model *lm)
+{
+    dfn_mlp_init(&lm->model, &lm->info.mlp, lm->net.params);
+    lm->ema_model = lm->model;
+    lm->ema_model.params = lm->ema_net.params;
+}
+
+static void dfn__unet_loaded_views(dfn_loaded_model *lm)
+{
+    dfn_unet_init(&lm->unet, &lm->info.unet, lm->net.params);
+    lm->ema_unet = lm->unet;
+    lm->ema_unet.params = lm->ema_net.params;
+}
+
+static void dfn__clf_loaded_views(dfn_loaded_model *lm)
+{
+    dfn_classifier_init(&lm->classifier, &lm->info.classifier, lm->net.params);
+}
+
+static const dfn__builtin_net dfn__builtin_nets[] = {
+    { &dfn__mlp_ops, offsetof(dfn_model_info, mlp), dfn__mlp_loaded_views },
+    { &dfn__unet_ops, offsetof(dfn_model_info, unet), dfn__unet_loaded_views },
+    { &dfn__clf_ops, offsetof(dfn_model_info, classifier), dfn__clf_loaded_views }
+};
+
+static const dfn__builtin_net *dfn__builtin(uint32_t kind)
+{
+    size_t i;
+    for (i = 0; i < sizeof dfn__builtin_nets / sizeof dfn__builtin_nets[0]; i++)
+        if (dfn__builtin_nets[i].ops->kind == kind) return &dfn__builtin_nets[i];
+    return NULL;
+}
+
+DFNDEF const dfn_net_ops *dfn_net_ops_find(uint32_t kind)
+{
+    const dfn__builtin_net *b = dfn__builtin(kind);
+    return b ? b->ops : NULL;
 }
 
 #ifndef DFN_NO_TRAINING
@@ -9600,207 +10589,182 @@ static dfn_result dfn__train_check(const dfn_train_config *c)
     return DFN_OK;
 }
 
-/* Everything a training step needs besides the four parameter-shaped blocks. */
-typedef struct dfn__train_bufs {
-    dfn__mlp_acts a;                     /* MLP: activations                     */
-    float *dh, *dpre, *din;              /* MLP: (B, H), (L+1, B, H), (B, in_dim) or NULL */
-    dfn__ubufs u;                        /* U-Net: activations and scratch       */
+/* The step's buffers, at the start of the trainer's memory: laid out once by
+   dfn__trainer_layout (at init), found there by every step. */
+typedef struct dfn__tstate {
+    dfn_net_shape shape;
     float *xt, *eps, *target, *out, *dout, *w;   /* (B, D) each; w: (B)          */
     int   *t, *labels;                   /* (B)                                  */
-} dfn__train_bufs;
+    void  *net_mem;                      /* the network's training memory        */
+} dfn__tstate;
 
-/* What the trainer needs to know of its network (MLP or U-Net). */
-typedef struct dfn__tnet {
-    const dfn_mlp_config  *mc;           /* one of these two is NULL             */
-    const dfn_unet_config *uc;
-    dfn_mlp_layout ml;
-    size_t P;                            /* parameters                           */
-    int D, classes;                      /* values per sample; labels            */
-    dfn_prediction prediction;
-} dfn__tnet;
-
-static void dfn__tnet_of(dfn__tnet *n, const dfn_mlp_config *mc, const dfn_unet_config *uc)
-{
-    DFN_MEMSET(n, 0, sizeof *n);
-    n->mc = mc;
-    n->uc = uc;
-    if (uc) {
-        n->P = dfn_unet_num_params(uc);
-        n->D = dfn_unet_dim(uc);
-        n->classes = uc->num_classes;
-        n->prediction = uc->prediction;
-    } else {
-        dfn__mlp_layout(mc, &n->ml);
-        n->P = n->ml.count;
-        n->D = mc->dim;
-        n->classes = mc->num_classes;
-        n->prediction = mc->prediction;
-    }
-}
-
-static void dfn__tnet_tr(dfn__tnet *n, const dfn_trainer *tr)
-{
-    dfn__tnet_of(n, tr->unet ? NULL : &tr->model->cfg, tr->unet ? &tr->unet->cfg : NULL);
-}
-
-static float *dfn__tr_params(const dfn_trainer *tr)
-{
-    return tr->unet ? tr->unet->params : tr->model->params;
-}
-
-static size_t dfn__trainer_layout(const dfn__tnet *n, const dfn_train_config *c, dfn_trainer *tr,
-                                  dfn__train_bufs *b, void *mem)
+/* Lays out (mem) or measures (mem NULL) a trainer's memory for a described
+   network: the state, the four parameter-shaped blocks, the step's buffers,
+   then the network's own, which it lays out too. 0 when too large. */
+static size_t dfn__trainer_layout(const dfn_net *net, const dfn_net_shape *s, const dfn_train_config *c,
+                                  dfn_trainer *tr, void *mem)
 {
     dfn__arena ar = dfn__arena_begin(mem);
-    size_t P = n->P * sizeof(float), B = (size_t)c->batch;
-    size_t BD = B * (size_t)n->D * sizeof(float);
-    DFN_MEMSET(b, 0, sizeof *b);
+    size_t P = s->params * sizeof(float), B = (size_t)c->batch, nb;
+    size_t BD = B * (size_t)s->dim * sizeof(float);
+    double f = (double)c->batch * 5.0 * s->dim + 4.0 * (double)s->params;
+    dfn__tstate *st;
+    float *xt, *eps, *target, *out, *dout, *w;
+    int *t, *labels;
+    void *net_mem;
+    if (f > 1e9) return 0;
+    nb = net->ops->train_size(net->cfg, c->batch);
+    if (nb == 0 || f * 4.0 + (double)nb > (double)((size_t)-1) / 2.0) return 0;
+    st = (dfn__tstate *)dfn__arena_take(&ar, sizeof(dfn__tstate));
     tr->grads = (float *)dfn__arena_take(&ar, P);
     tr->adam_m = (float *)dfn__arena_take(&ar, P);
     tr->adam_v = (float *)dfn__arena_take(&ar, P);
     tr->ema = c->ema_decay > 0.0f ? (float *)dfn__arena_take(&ar, P) : NULL;
-    if (n->uc) {
-        dfn__uplan pl;
-        dfn__unet_plan(n->uc, &pl);
-        dfn__unet_take(&pl, c->batch, 1, &b->u, &ar);
-        tr->acts = b->u.acts;
-    } else {
-        const dfn_mlp_config *mc = n->mc;
-        size_t H = (size_t)mc->hidden, BH = B * H * sizeof(float), L1 = (size_t)mc->blocks + 1;
-        b->a.x = (float *)dfn__arena_take(&ar, B * n->ml.in_dim * sizeof(float));
-        b->a.pre = (float *)dfn__arena_take(&ar, L1 * BH);
-        b->a.h = (float *)dfn__arena_take(&ar, L1 * BH);
-        b->a.stride = B * H;
-        b->a.work = (float *)dfn__arena_take(&ar, dfn_gemm_work_size());
-        b->dh = (float *)dfn__arena_take(&ar, BH);
-        b->dpre = (float *)dfn__arena_take(&ar, L1 * BH);   /* dpre_j for every layer */
-        b->a.tmp = b->dh;                /* free until the backward pass starts */
-        b->din = mc->num_classes > 0 ? (float *)dfn__arena_take(&ar, B * n->ml.in_dim * sizeof(float)) : NULL;
-        tr->acts = b->a.x;
+    xt = (float *)dfn__arena_take(&ar, BD);
+    eps = (float *)dfn__arena_take(&ar, BD);
+    target = (float *)dfn__arena_take(&ar, BD);
+    out = (float *)dfn__arena_take(&ar, BD);
+    dout = (float *)dfn__arena_take(&ar, BD);
+    w = (float *)dfn__arena_take(&ar, B * sizeof(float));
+    t = (int *)dfn__arena_take(&ar, B * sizeof(int));
+    labels = (int *)dfn__arena_take(&ar, B * sizeof(int));
+    net_mem = dfn__arena_take(&ar, nb);
+    if (st) {
+        st->shape = *s;
+        st->xt = xt; st->eps = eps; st->target = target; st->out = out; st->dout = dout; st->w = w;
+        st->t = t; st->labels = labels; st->net_mem = net_mem;
+        net->ops->train_bind(net->cfg, c->batch, net_mem);
+        tr->state = st;
+        tr->acts = (float *)net_mem;
     }
-    b->xt = (float *)dfn__arena_take(&ar, BD);
-    b->eps = (float *)dfn__arena_take(&ar, BD);
-    b->target = (float *)dfn__arena_take(&ar, BD);
-    b->out = (float *)dfn__arena_take(&ar, BD);
-    b->dout = (float *)dfn__arena_take(&ar, BD);
-    b->w = (float *)dfn__arena_take(&ar, B * sizeof(float));
-    b->t = (int *)dfn__arena_take(&ar, B * sizeof(int));
-    b->labels = (int *)dfn__arena_take(&ar, B * sizeof(int));
     return dfn__arena_size(&ar);
 }
 
-/* Bytes for a checked network and config; 0 when too large to lay out. */
-static size_t dfn__trainer_size(const dfn__tnet *n, const dfn_train_config *cfg)
+/* The shape of a network the trainer can train: DFN_ERR_INVALID_ARG for one
+   without training operations. */
+static dfn_result dfn__trainable(const dfn_net *net, dfn_net_shape *s)
+{
+    dfn_result r;
+    if (!net || !net->ops || !net->cfg) return DFN_ERR_NULL;
+    if ((r = dfn_net_describe(net->ops, net->cfg, s)) != DFN_OK) return r;
+    if (!net->ops->train_size || !net->ops->train_bind || !net->ops->train_forward ||
+        !net->ops->train_backward || s->out_dim != s->dim)
+        return DFN_ERR_INVALID_ARG;
+    return DFN_OK;
+}
+
+DFNDEF size_t dfn_trainer_size_net(const dfn_net *net, const dfn_train_config *cfg)
 {
     dfn_trainer tr;
-    dfn__train_bufs b;
-    double f;
-    if (n->uc) {
-        dfn__uplan pl;
-        dfn__unet_plan(n->uc, &pl);
-        f = dfn__unet_floats(&pl, cfg->batch, 1);
-    } else {
-        f = (double)cfg->batch * ((double)n->ml.in_dim * 2 + ((double)n->mc->blocks + 3) * 2 * n->mc->hidden);
-    }
-    f += (double)cfg->batch * 5.0 * n->D + 4.0 * (double)n->P;
-    if (f > 1e9 || f * 4.0 > (double)((size_t)-1) / 2.0) return 0;
-    return dfn__trainer_layout(n, cfg, &tr, &b, NULL);
+    dfn_net_shape s;
+    if (dfn__trainable(net, &s) != DFN_OK || dfn__train_check(cfg) != DFN_OK) return 0;
+    return dfn__trainer_layout(net, &s, cfg, &tr, NULL);
+}
+
+/* A network of kind ops over cfg, without weights (for sizes). */
+static dfn_net dfn__net_view(const dfn_net_ops *ops, const void *cfg)
+{
+    dfn_net n;
+    n.ops = ops;
+    n.cfg = cfg;
+    n.params = NULL;
+    n.count = 0;
+    return n;
 }
 
 DFNDEF size_t dfn_trainer_size(const dfn_mlp_config *model_cfg, const dfn_train_config *cfg)
 {
-    dfn__tnet n;
-    if (dfn_mlp_config_check(model_cfg) != DFN_OK || dfn__train_check(cfg) != DFN_OK) return 0;
-    dfn__tnet_of(&n, model_cfg, NULL);
-    return dfn__trainer_size(&n, cfg);
+    dfn_net n = dfn__net_view(&dfn__mlp_ops, model_cfg);
+    return dfn_trainer_size_net(&n, cfg);
 }
 
 DFNDEF size_t dfn_trainer_size_unet(const dfn_unet_config *model_cfg, const dfn_train_config *cfg)
 {
-    dfn__tnet n;
-    if (dfn_unet_config_check(model_cfg) != DFN_OK || dfn__train_check(cfg) != DFN_OK) return 0;
-    dfn__tnet_of(&n, NULL, model_cfg);
-    return dfn__trainer_size(&n, cfg);
+    dfn_net n = dfn__net_view(&dfn__unet_ops, model_cfg);
+    return dfn_trainer_size_net(&n, cfg);
 }
 
-/* Shared by both init functions: tr->model or tr->unet is set. */
-static dfn_result dfn__trainer_init(dfn_trainer *tr, const dfn_schedule *s, const dfn_train_config *cfg,
-                                    void *mem, size_t bytes)
+DFNDEF dfn_result dfn_trainer_init_net(dfn_trainer *tr, const dfn_net *net, const dfn_schedule *s,
+                                       const dfn_train_config *cfg, void *mem, size_t bytes)
 {
-    dfn__train_bufs b;
-    dfn__tnet n;
-    size_t need;
-    dfn__tnet_tr(&n, tr);
-    need = dfn__trainer_size(&n, cfg);
+    dfn_net_shape sh;
+    dfn_result r;
+    size_t need, P;
+    if (!tr || !net || !net->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
+    if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
+    if ((r = dfn__trainable(net, &sh)) != DFN_OK) return r;
+    if (net->count != sh.params) return DFN_ERR_INVALID_ARG;
+    DFN_MEMSET(tr, 0, sizeof *tr);
+    need = dfn__trainer_layout(net, &sh, cfg, tr, NULL);
     if (need == 0) return DFN_ERR_INVALID_ARG;               /* too large to lay out */
     if (bytes < need) return DFN_ERR_BUFFER_TOO_SMALL;
     tr->cfg = *cfg;
     tr->schedule = s;
     tr->memory = mem;
-    dfn__trainer_layout(&n, cfg, tr, &b, mem);
-    DFN_MEMSET(tr->grads, 0, n.P * sizeof(float));
-    DFN_MEMSET(tr->adam_m, 0, n.P * sizeof(float));
-    DFN_MEMSET(tr->adam_v, 0, n.P * sizeof(float));
-    if (tr->model) tr->ema_model = *tr->model;
-    if (tr->unet) tr->ema_unet = *tr->unet;
+    tr->net = *net;
+    dfn__trainer_layout(net, &sh, cfg, tr, mem);
+    P = sh.params * sizeof(float);
+    DFN_MEMSET(tr->grads, 0, P);
+    DFN_MEMSET(tr->adam_m, 0, P);
+    DFN_MEMSET(tr->adam_v, 0, P);
+    tr->ema_net = tr->net;
     if (tr->ema) {
-        DFN_MEMCPY(tr->ema, dfn__tr_params(tr), n.P * sizeof(float));
-        tr->ema_model.params = tr->ema;
-        tr->ema_unet.params = tr->ema;
+        DFN_MEMCPY(tr->ema, net->params, P);
+        tr->ema_net.params = tr->ema;
     }
     return DFN_OK;
+}
+
+/* The 0.7 views of a trainer of an MLP or a U-Net. */
+static void dfn__trainer_views(dfn_trainer *tr, dfn_mlp *m, dfn_unet *u)
+{
+    tr->model = m;
+    tr->unet = u;
+    if (m) tr->ema_model = *m;
+    if (u) tr->ema_unet = *u;
+    tr->ema_model.params = tr->ema_net.params;
+    tr->ema_unet.params = tr->ema_net.params;
 }
 
 DFNDEF dfn_result dfn_trainer_init(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                    const dfn_train_config *cfg, void *mem, size_t bytes)
 {
+    dfn_net n = dfn_mlp_net(model);
     dfn_result r;
-    if (!tr || !model || !model->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
-    if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
-    if ((r = dfn_mlp_config_check(&model->cfg)) != DFN_OK) return r;
-    DFN_MEMSET(tr, 0, sizeof *tr);
-    tr->model = model;
-    r = dfn__trainer_init(tr, s, cfg, mem, bytes);
-    if (r != DFN_OK) DFN_MEMSET(tr, 0, sizeof *tr);
+    if (!model) return DFN_ERR_NULL;
+    r = dfn_trainer_init_net(tr, &n, s, cfg, mem, bytes);
+    if (r == DFN_OK) dfn__trainer_views(tr, model, NULL);
     return r;
 }
 
 DFNDEF dfn_result dfn_trainer_init_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
                                         const dfn_train_config *cfg, void *mem, size_t bytes)
 {
+    dfn_net n = dfn_unet_net(model);
     dfn_result r;
-    if (!tr || !model || !model->params || !s || !s->alphabar || !mem) return DFN_ERR_NULL;
-    if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
-    if ((r = dfn_unet_config_check(&model->cfg)) != DFN_OK) return r;
-    if (model->count != dfn_unet_num_params(&model->cfg)) return DFN_ERR_INVALID_ARG;
-    DFN_MEMSET(tr, 0, sizeof *tr);
-    tr->unet = model;
-    r = dfn__trainer_init(tr, s, cfg, mem, bytes);
-    if (r != DFN_OK) DFN_MEMSET(tr, 0, sizeof *tr);
+    if (!model) return DFN_ERR_NULL;
+    r = dfn_trainer_init_net(tr, &n, s, cfg, mem, bytes);
+    if (r == DFN_OK) dfn__trainer_views(tr, NULL, model);
     return r;
 }
 
 #ifndef DFN_NO_MALLOC
-static dfn_result dfn__trainer_alloc(dfn_trainer *tr, dfn_mlp *mlp, dfn_unet *unet, const dfn_schedule *s,
-                                     const dfn_train_config *cfg, void *alloc_ctx)
+DFNDEF dfn_result dfn_trainer_alloc_net(dfn_trainer *tr, const dfn_net *net, const dfn_schedule *s,
+                                        const dfn_train_config *cfg, void *alloc_ctx)
 {
+    dfn_net_shape sh;
     dfn_result r;
     size_t bytes;
     void *mem;
-    if (!tr || (!mlp && !unet)) return DFN_ERR_NULL;
+    if (!tr || !net) return DFN_ERR_NULL;
     DFN_MEMSET(tr, 0, sizeof *tr);
     if ((r = dfn__train_check(cfg)) != DFN_OK) return r;
-    if (mlp) {
-        if ((r = dfn_mlp_config_check(&mlp->cfg)) != DFN_OK) return r;
-        bytes = dfn_trainer_size(&mlp->cfg, cfg);
-    } else {
-        if ((r = dfn_unet_config_check(&unet->cfg)) != DFN_OK) return r;
-        bytes = dfn_trainer_size_unet(&unet->cfg, cfg);
-    }
+    if ((r = dfn__trainable(net, &sh)) != DFN_OK) return r;
+    bytes = dfn_trainer_size_net(net, cfg);
     if (bytes == 0) return DFN_ERR_INVALID_ARG;
     mem = DFN_MALLOC(bytes, alloc_ctx);
     if (!mem) return DFN_ERR_OUT_OF_MEMORY;
-    r = mlp ? dfn_trainer_init(tr, mlp, s, cfg, mem, bytes) : dfn_trainer_init_unet(tr, unet, s, cfg, mem, bytes);
+    r = dfn_trainer_init_net(tr, net, s, cfg, mem, bytes);
     if (r != DFN_OK) {
         DFN_FREE(mem, alloc_ctx);
         DFN_MEMSET(tr, 0, sizeof *tr);
@@ -9811,15 +10775,23 @@ static dfn_result dfn__trainer_alloc(dfn_trainer *tr, dfn_mlp *mlp, dfn_unet *un
 DFNDEF dfn_result dfn_trainer_alloc(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                     const dfn_train_config *cfg, void *alloc_ctx)
 {
+    dfn_net n = dfn_mlp_net(model);
+    dfn_result r;
     if (!model) return DFN_ERR_NULL;
-    return dfn__trainer_alloc(tr, model, NULL, s, cfg, alloc_ctx);
+    r = dfn_trainer_alloc_net(tr, &n, s, cfg, alloc_ctx);
+    if (r == DFN_OK) dfn__trainer_views(tr, model, NULL);
+    return r;
 }
 
 DFNDEF dfn_result dfn_trainer_alloc_unet(dfn_trainer *tr, dfn_unet *model, const dfn_schedule *s,
                                          const dfn_train_config *cfg, void *alloc_ctx)
 {
+    dfn_net n = dfn_unet_net(model);
+    dfn_result r;
     if (!model) return DFN_ERR_NULL;
-    return dfn__trainer_alloc(tr, NULL, model, s, cfg, alloc_ctx);
+    r = dfn_trainer_alloc_net(tr, &n, s, cfg, alloc_ctx);
+    if (r == DFN_OK) dfn__trainer_views(tr, NULL, model);
+    return r;
 }
 
 DFNDEF void dfn_trainer_free(dfn_trainer *tr, void *alloc_ctx)
@@ -9844,198 +10816,25 @@ static float dfn__loss_weight(const dfn_trainer *tr, dfn_prediction pred, int t)
     }
 }
 
-/* The MLP's training pass, split for threads in three parallel-fors whose
-   results do not depend on the split: (1) the forward pass, block of rows by
-   block of rows; (2) the backward pass of the activations, dh and dpre,
-   which is also row by row; (3) the weight gradients dW = dpre^T h and
-   db = sum of the rows of dpre, one block of output rows of one layer per
-   task (each element sums over every row of the batch in the same order,
-   whatever the blocks). */
-typedef struct dfn__mlp_ttask {
-    const dfn_mlp *m;
-    const float *P;
-    float *G;
-    dfn__train_bufs *b;
-    const int *labels;
-    int B, step, tasks;
-} dfn__mlp_ttask;
-
-/* Tasks for B rows of the MLP: one per thread when the batch is worth it. */
-static int dfn__mlp_row_tasks(const dfn_mlp *m, int B)
-{
-    int T = dfn__parallel_workers();
-    return dfn__worth_split((double)B * (double)m->lay.count, T) ? T : 1;
-}
-
-/* Rows [task step, (task + 1) step) of the batch, clipped; 0 when empty. */
-static int dfn__task_rows(int task, int step, int B, int *lo)
-{
-    int hi = (task + 1) * step < B ? (task + 1) * step : B;
-    *lo = task * step;
-    return hi > *lo ? hi - *lo : 0;
-}
-
-static void dfn__mlp_forward_task(void *ctx, int task, int w)
-{
-    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
-    const dfn__train_bufs *b = k->b;
-    size_t H = (size_t)k->m->cfg.hidden, D = (size_t)k->m->cfg.dim, o;
-    dfn__mlp_acts a = b->a;
-    int lo, n = dfn__task_rows(task, k->step, k->B, &lo);
-    if (n == 0) return;
-    o = (size_t)lo;
-    a.x += o * k->m->lay.in_dim;
-    a.pre += o * H;
-    a.h += o * H;
-    a.tmp += o * H;
-    a.work = dfn__worker_work(w, b->a.work);
-    dfn__mlp_forward_batch(k->m, k->P, &a, b->out + o * D, b->xt + o * D, b->t + lo,
-                           k->labels ? k->labels + lo : NULL, n);
-}
-
-/* (2) for rows lo .. lo+n-1: dpre_k (into b->dpre + k stride) for every
-   layer, and din when the net has classes. */
-static void dfn__mlp_backward_task(void *ctx, int task, int w)
-{
-    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
-    const dfn_mlp_config *c = &k->m->cfg;
-    const dfn_mlp_layout *l = &k->m->lay;
-    const dfn__train_bufs *b = k->b;
-    int H = c->hidden, D = c->dim, I = (int)l->in_dim, lo, j, n = dfn__task_rows(task, k->step, k->B, &lo);
-    size_t o = (size_t)lo * H, nH;
-    float *dh = b->dh + o, *work = dfn__worker_work(w, b->a.work);
-    if (n == 0) return;
-    nH = (size_t)n * H;
-    /* out = W_out h_L + b_out:  dh_L = dout W_out */
-    dfn_gemm(0, 0, n, H, D, 1.0f, b->dout + (size_t)lo * D, D, k->P + l->w_out, H, 0.0f, dh, H, work);
-    for (j = c->blocks; j >= 0; j--) {
-        /* h_j = h_{j-1} + act(pre_j) (h_0 = act(pre_0)): dpre_j = dh_j act'(pre_j) */
-        float *dpre = b->dpre + (size_t)j * b->a.stride + o;
-        dfn_act_backward(c->act, nH, b->a.pre + (size_t)j * b->a.stride + o, dh, dpre);
-        if (j > 0)     /* pre_j = W_j h_{j-1} + b_j:  dh_{j-1} = dh_j + dpre_j W_j */
-            dfn_gemm(0, 0, n, H, H, 1.0f, dpre, H, k->P + l->blk + (size_t)(j - 1) * l->blk_stride, H,
-                     1.0f, dh, H, work);
-    }
-    /* pre_0 = W_in in + b_in:  din = dpre_0 W_in */
-    if (b->din)
-        dfn_gemm(0, 0, n, I, H, 1.0f, b->dpre + o, H, k->P + l->w_in, I, 0.0f, b->din + (size_t)lo * I, I, work);
-}
-
-/* (3) Layer j (0: input, 1..L: blocks, L + 1: output) as (O, I) with its
-   gradient, dpre and input h in the caller's views. */
-static void dfn__mlp_layer_grads(const dfn__mlp_ttask *k, int j, int *O, int *I, float **dW, float **db,
-                                 const float **dpre, const float **in)
-{
-    const dfn_mlp_layout *l = &k->m->lay;
-    const dfn__train_bufs *b = k->b;
-    int H = k->m->cfg.hidden, L = k->m->cfg.blocks;
-    if (j == 0) {
-        *O = H; *I = (int)l->in_dim; *dW = k->G + l->w_in; *db = k->G + l->b_in;
-        *dpre = b->dpre; *in = b->a.x;
-    } else if (j <= L) {
-        *O = H; *I = H; *dW = k->G + l->blk + (size_t)(j - 1) * l->blk_stride; *db = *dW + (size_t)H * H;
-        *dpre = b->dpre + (size_t)j * b->a.stride; *in = b->a.h + (size_t)(j - 1) * b->a.stride;
-    } else {
-        *O = k->m->cfg.dim; *I = H; *dW = k->G + l->w_out; *db = k->G + l->b_out;
-        *dpre = b->dout; *in = b->a.h + (size_t)L * b->a.stride;
-    }
-}
-
-/* Output rows of layer j's dW per task: a share per task (at least 16). */
-static int dfn__mlp_grad_rows(const dfn__mlp_ttask *k, int j)
-{
-    int O = j == k->m->cfg.blocks + 1 ? k->m->cfg.dim : k->m->cfg.hidden, r = (O + k->tasks - 1) / k->tasks;
-    return r < 16 ? 16 : r;
-}
-
-static int dfn__mlp_grad_blocks(const dfn__mlp_ttask *k, int j)
-{
-    int O = j == k->m->cfg.blocks + 1 ? k->m->cfg.dim : k->m->cfg.hidden, r = dfn__mlp_grad_rows(k, j);
-    return (O + r - 1) / r;
-}
-
-static void dfn__mlp_grad_task(void *ctx, int task, int w)
-{
-    const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
-    const float *dpre, *in;
-    float *dW, *db;
-    int j = 0, O, I, r0, rows, r, q, q0;
-    while (task >= dfn__mlp_grad_blocks(k, j)) task -= dfn__mlp_grad_blocks(k, j++);
-    dfn__mlp_layer_grads(k, j, &O, &I, &dW, &db, &dpre, &in);
-    rows = dfn__mlp_grad_rows(k, j);
-    r0 = task * rows;
-    rows = O - r0 < rows ? O - r0 : rows;
-    /* dW[r0 .. r0+rows-1] += dpre[:, r0 ..]^T in;  db[r0 ..] += sum over the batch of dpre[:, r0 ..] */
-    dfn_gemm(1, 0, rows, I, k->B, 1.0f, dpre + r0, O, in, I, 1.0f, dW + (size_t)r0 * I, I,
-             dfn__worker_work(w, k->b->a.work));
-    for (q0 = 0; q0 < rows; q0 += 64) {        /* in a local block: vectorized, no aliasing */
-        float acc[64];
-        int qn = rows - q0 < 64 ? rows - q0 : 64;
-        const float *d = dpre + r0 + q0;
-        for (q = 0; q < qn; q++) acc[q] = db[r0 + q0 + q];
-        for (r = 0; r < k->B; r++, d += O)
-            for (q = 0; q < qn; q++) acc[q] += d[q];
-        for (q = 0; q < qn; q++) db[r0 + q0 + q] = acc[q];
-    }
-}
-
-/* The MLP's backward pass after its forward on b->a: gradients into G (zero
-   on entry) given b->dout. */
-static void dfn__mlp_backward_batch(const dfn_mlp *m, const float *P, float *G, dfn__train_bufs *b,
-                                    const int *labels, int B)
-{
-    const dfn_mlp_config *c = &m->cfg;
-    dfn__mlp_ttask k;
-    int i, j, jobs = 0, tasks = dfn__mlp_row_tasks(m, B);
-    k.m = m; k.P = P; k.G = G; k.b = b; k.labels = labels; k.B = B;
-    k.step = (B + tasks - 1) / tasks;
-    k.tasks = tasks;
-    dfn__parallel_for(tasks, dfn__mlp_backward_task, &k);
-    for (j = 0; j <= c->blocks + 1; j++) jobs += dfn__mlp_grad_blocks(&k, j);
-    dfn__parallel_for(jobs, dfn__mlp_grad_task, &k);
-    if (b->din) {
-        /* the class embedding was added to the t-embedding part of in */
-        size_t e_off = (size_t)c->dim + (size_t)c->dim * c->input_emb_dim;
-        for (i = 0; i < B; i++)
-            dfn_vec_axpy((size_t)c->time_dim, 1.0f, b->din + (size_t)i * m->lay.in_dim + e_off,
-                         G + m->lay.cls + (size_t)dfn__mlp_class_row(c, labels, i) * c->time_dim);
-    }
-}
-
-/* Forward, loss and backward on one batch with t and eps given; gradients
-   into tr->grads (overwritten). */
-static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, const float *x0,
+/* Forward, loss and backward on one batch with t and eps given (in b);
+   gradients into tr->grads (overwritten). */
+static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__tstate *b, const float *x0,
                                        const float *cond, const int *labels, float *loss_out)
 {
-    dfn__tnet n;
-    const float *P = dfn__tr_params(tr);
-    float *G = tr->grads;
-    int B = tr->cfg.batch, D, i, j;
+    const dfn_net *net = &tr->net;
+    int B = tr->cfg.batch, D = b->shape.dim, i, j;
     double loss = 0.0;
     dfn_result r;
-    dfn__uplan pl;
 
-    dfn__tnet_tr(&n, tr);
-    D = n.D;
     /* x_t in closed form (section 1) and the target of the parameterization (sections 4, 5). */
     if ((r = dfn_q_sample(tr->schedule, b->xt, x0, b->eps, b->t, B, D)) != DFN_OK) return r;
-    if ((r = dfn_prediction_target(tr->schedule, n.prediction, b->target, x0, b->eps, b->t, B, D)) != DFN_OK)
+    if ((r = dfn_prediction_target(tr->schedule, b->shape.prediction, b->target, x0, b->eps, b->t, B, D)) != DFN_OK)
         return r;
-    if (tr->unet) {
-        dfn__unet_plan(&tr->unet->cfg, &pl);
-        dfn__unet_run(tr->unet, &pl, P, &b->u, B, b->xt, cond, 0, B, b->t, labels, b->out);
-    } else {
-        dfn__mlp_ttask k;
-        int tasks = dfn__mlp_row_tasks(tr->model, B);
-        k.m = tr->model; k.P = P; k.G = G; k.b = b; k.labels = labels; k.B = B;
-        k.step = (B + tasks - 1) / tasks;
-        k.tasks = tasks;
-        dfn__parallel_for(tasks, dfn__mlp_forward_task, &k);
-    }
+    net->ops->train_forward(net, b->net_mem, B, b->out, b->xt, cond, b->t, labels);
 
     /* loss = (1/B) sum_i w_i (1/D) ||out_i - target_i||^2;  dloss/dout = 2 w_i (out - target) / (B D) */
     for (i = 0; i < B; i++) {
-        double w = b->w[i] = dfn__loss_weight(tr, n.prediction, b->t[i]), row = 0.0;
+        double w = b->w[i] = dfn__loss_weight(tr, b->shape.prediction, b->t[i]), row = 0.0;
         for (j = 0; j < D; j++) {
             size_t o = (size_t)i * D + j;
             double d = (double)b->out[o] - b->target[o];
@@ -10049,54 +10848,35 @@ static dfn_result dfn__train_loss_grad(dfn_trainer *tr, dfn__train_bufs *b, cons
     if (!(loss - loss == 0.0)) return DFN_ERR_NOT_FINITE;
 
     /* Backward, layer by layer from the output (each line undoes one line of the forward). */
-    DFN_MEMSET(G, 0, n.P * sizeof(float));
-    if (tr->unet)
-        dfn__unet_backward(tr->unet, &pl, P, G, &b->u, B, labels, b->dout);
-    else
-        dfn__mlp_backward_batch(tr->model, P, G, b, labels, B);
+    DFN_MEMSET(tr->grads, 0, b->shape.params * sizeof(float));
+    net->ops->train_backward(net, b->net_mem, B, tr->grads, b->dout, labels);
     return DFN_OK;
 }
 
-/* Views of the trainer's buffers (the layout is fixed by init). */
-static void dfn__trainer_bufs(dfn_trainer *tr, dfn__train_bufs *b)
-{
-    dfn_trainer tmp = *tr;
-    dfn__tnet n;
-    dfn__tnet_tr(&n, tr);
-    dfn__trainer_layout(&n, &tr->cfg, &tmp, b, tr->memory);
-}
-
-/* t in 1..T is the caller's (or the draw's); labels in -1..C-1; cond when needed. */
-static dfn_result dfn__train_inputs(const dfn_trainer *tr, const int *t, const int *labels,
+/* t in 0..T is the caller's (or the draw's); labels in -1..C-1; cond when needed. */
+static dfn_result dfn__train_inputs(const dfn__tstate *b, const int *t, const int *labels,
                                     const float *cond, int B)
 {
-    if (tr->unet) {
-        if (tr->unet->cfg.cond_channels > 0 && !cond) return DFN_ERR_NULL;
-        return dfn__unet_check_inputs(tr->unet, t, labels, B);
-    }
-    return dfn__mlp_check_inputs(tr->model, t, labels, B);
+    if (b->shape.cond_dim > 0 && !cond) return DFN_ERR_NULL;
+    return dfn__net_check_inputs(&b->shape, t, 0, labels, B);
 }
 
 DFNDEF dfn_result dfn_trainer_loss_grad_cond(dfn_trainer *tr, const float *x0, const float *cond,
                                              const int *labels, const int *t, const float *eps,
                                              float *loss)
 {
-    dfn__train_bufs b;
+    dfn__tstate *b;
     dfn_result r;
     int i, B;
-    if (!tr || (!tr->model && !tr->unet) || !tr->memory || !x0 || !t || !eps) return DFN_ERR_NULL;
+    if (!tr || !tr->state || !tr->memory || !x0 || !t || !eps) return DFN_ERR_NULL;
+    b = (dfn__tstate *)tr->state;
     B = tr->cfg.batch;
     for (i = 0; i < B; i++)
         if (t[i] < 1 || t[i] > tr->schedule->T) return DFN_ERR_INVALID_ARG;
-    if ((r = dfn__train_inputs(tr, t, labels, cond, B)) != DFN_OK) return r;
-    dfn__trainer_bufs(tr, &b);
-    DFN_MEMCPY(b.t, t, (size_t)B * sizeof(int));
-    {
-        dfn__tnet n;
-        dfn__tnet_tr(&n, tr);
-        DFN_MEMCPY(b.eps, eps, (size_t)B * n.D * sizeof(float));
-    }
-    return dfn__train_loss_grad(tr, &b, x0, cond, labels, loss);
+    if ((r = dfn__train_inputs(b, t, labels, cond, B)) != DFN_OK) return r;
+    DFN_MEMCPY(b->t, t, (size_t)B * sizeof(int));
+    DFN_MEMCPY(b->eps, eps, (size_t)B * b->shape.dim * sizeof(float));
+    return dfn__train_loss_grad(tr, b, x0, cond, labels, loss);
 }
 
 DFNDEF dfn_result dfn_trainer_loss_grad(dfn_trainer *tr, const float *x0, const int *labels,
@@ -10139,39 +10919,35 @@ static void dfn__adam_run_task(void *ctx, int task, int w)
 DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const float *cond,
                                       const int *labels, dfn_rng *rng, float *loss)
 {
-    dfn__train_bufs b;
-    dfn__tnet n;
+    dfn__tstate *b;
     dfn_result r;
     const dfn_train_config *c;
     size_t P;
     int B, D, k;
     float lr, clip_scale = 1.0f, norm;
     double bc1, bc2;
-    if (!tr || (!tr->model && !tr->unet) || !tr->memory || !x0 || !rng) return DFN_ERR_NULL;
+    if (!tr || !tr->state || !tr->memory || !x0 || !rng) return DFN_ERR_NULL;
     if (tr->step < 0 || tr->step > 0x7ffffffeL) return DFN_ERR_INVALID_ARG;
     c = &tr->cfg;
+    b = (dfn__tstate *)tr->state;
     B = c->batch;
-    dfn__tnet_tr(&n, tr);
-    D = n.D;
-    P = n.P;
+    D = b->shape.dim;
+    P = b->shape.params;
     if (!dfn__all_finite(x0, (size_t)B * D)) return DFN_ERR_NOT_FINITE;
-    if (tr->unet && tr->unet->cfg.cond_channels > 0) {
+    if (b->shape.cond_dim > 0) {
         if (!cond) return DFN_ERR_NULL;
-        if (!dfn__all_finite(cond, (size_t)B * tr->unet->cfg.height * tr->unet->cfg.width *
-                                       tr->unet->cfg.cond_channels))
-            return DFN_ERR_NOT_FINITE;
+        if (!dfn__all_finite(cond, (size_t)B * b->shape.cond_dim)) return DFN_ERR_NOT_FINITE;
     }
-    dfn__trainer_bufs(tr, &b);
 
     /* t ~ U{1..T}, eps ~ N(0, I) per example; labels dropped to "none" with p_uncond. */
-    for (k = 0; k < B; k++) b.t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
-    dfn_rng_normal_fill(rng, b.eps, (size_t)B * D);
-    if ((r = dfn__train_inputs(tr, b.t, labels, cond, B)) != DFN_OK) return r;
-    if (labels && n.classes > 0) {
-        for (k = 0; k < B; k++) b.labels[k] = dfn_rng_uniform(rng) < c->p_uncond ? -1 : labels[k];
-        labels = b.labels;
+    for (k = 0; k < B; k++) b->t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
+    dfn_rng_normal_fill(rng, b->eps, (size_t)B * D);
+    if ((r = dfn__train_inputs(b, b->t, labels, cond, B)) != DFN_OK) return r;
+    if (labels && b->shape.num_classes > 0) {
+        for (k = 0; k < B; k++) b->labels[k] = dfn_rng_uniform(rng) < c->p_uncond ? -1 : labels[k];
+        labels = b->labels;
     }
-    if ((r = dfn__train_loss_grad(tr, &b, x0, cond, labels, loss)) != DFN_OK) return r;
+    if ((r = dfn__train_loss_grad(tr, b, x0, cond, labels, loss)) != DFN_OK) return r;
 
     norm = DFN_SQRTF(dfn_vec_sum_sq(P, tr->grads));
     tr->last_grad_norm = norm;
@@ -10205,7 +10981,7 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
         {
             dfn__adam_task at;
             int T = dfn__parallel_workers(), tasks = T > 1 && P >= (size_t)16384 * T ? T : 1;
-            at.p = dfn__tr_params(tr); at.m = tr->adam_m; at.v = tr->adam_v; at.g = tr->grads;
+            at.p = tr->net.params; at.m = tr->adam_m; at.v = tr->adam_v; at.g = tr->grads;
             at.ema = tr->ema; at.c = &ac; at.n = P;
             at.step = ((P + (size_t)tasks - 1) / (size_t)tasks + 15) / 16 * 16;
             dfn__parallel_for(tasks, dfn__adam_run_task, &at);
@@ -10226,23 +11002,15 @@ DFNDEF dfn_result dfn_train_step(dfn_trainer *tr, const float *x0, const int *la
 /*  Model files                                                              */
 /* ------------------------------------------------------------------------- */
 
-/* The network a file is written from or read into. */
-typedef struct dfn__mnet {
-    const dfn_mlp  *m;             /* one of these two                        */
-    const dfn_unet *u;
-    const float    *params;
-    size_t          P;
-} dfn__mnet;
+/* The network's stored config: at most DFN_NET_CONFIG_MAX bytes, and a
+   config struct of as many, aligned for any member. */
+typedef union dfn__config_buf {
+    unsigned char bytes[DFN_NET_CONFIG_MAX];
+    double d;
+    void *p;
+    long l;
+} dfn__config_buf;
 
-static dfn__mnet dfn__mnet_of(const dfn_mlp *m, const dfn_unet *u)
-{
-    dfn__mnet n;
-    n.m = m;
-    n.u = u;
-    n.params = m ? m->params : u->params;
-    n.P = m ? m->lay.count : u->count;
-    return n;
-}
 #define DFN__FLAG_EMA 1u
 #define DFN__FLAG_OPT 2u
 
@@ -10263,47 +11031,21 @@ static double dfn__get_f64(dfn__rbuf *r)
     return v;
 }
 
-/* Writes the whole image (w counting only when its p is NULL). */
-static void dfn__model_write(dfn__wbuf *w, const dfn__mnet *n, const dfn_schedule *s,
-                             const dfn_trainer *tr, int with_optimizer)
+/* Writes the whole image (w counting only when its p is NULL); cfgb: the
+   network's config as config_save wrote it. */
+static void dfn__model_write(dfn__wbuf *w, const dfn_net *net, const unsigned char *cfgb, size_t cfg_len,
+                             const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer)
 {
     const dfn_schedule_config *sc = &s->config;
-    size_t P = n->P;
+    size_t P = net->count;
     uint32_t flags = (tr && tr->ema ? DFN__FLAG_EMA : 0u) | (with_optimizer ? DFN__FLAG_OPT : 0u);
-    int t, l;
+    int t;
     dfn__put_bytes(w, "DFNM", 4);
     dfn__put_u32(w, DFN_MODEL_VERSION);
     dfn__put_u32(w, flags);
-    if (n->m) {
-        const dfn_mlp_config *c = &n->m->cfg;
-        dfn__put_u32(w, (uint32_t)DFN_NET_MLP);
-        dfn__put_u32(w, (uint32_t)c->dim);
-        dfn__put_u32(w, (uint32_t)c->hidden);
-        dfn__put_u32(w, (uint32_t)c->blocks);
-        dfn__put_u32(w, (uint32_t)c->time_dim);
-        dfn__put_u32(w, (uint32_t)c->input_emb_dim);
-        dfn__put_f32(w, c->input_scale);
-        dfn__put_u32(w, (uint32_t)c->num_classes);
-        dfn__put_u32(w, (uint32_t)c->act);
-        dfn__put_u32(w, (uint32_t)c->prediction);
-    } else {
-        const dfn_unet_config *c = &n->u->cfg;
-        dfn__put_u32(w, (uint32_t)DFN_NET_UNET);
-        dfn__put_u32(w, (uint32_t)c->height);
-        dfn__put_u32(w, (uint32_t)c->width);
-        dfn__put_u32(w, (uint32_t)c->channels);
-        dfn__put_u32(w, (uint32_t)c->cond_channels);
-        dfn__put_u32(w, (uint32_t)c->base_channels);
-        dfn__put_u32(w, (uint32_t)c->levels);
-        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) dfn__put_u32(w, (uint32_t)c->mult[l]);
-        dfn__put_u32(w, (uint32_t)c->blocks);
-        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) dfn__put_u32(w, (uint32_t)c->attention[l]);
-        dfn__put_u32(w, (uint32_t)c->mid_attention);
-        dfn__put_u32(w, (uint32_t)c->groups);
-        dfn__put_u32(w, (uint32_t)c->time_dim);
-        dfn__put_u32(w, (uint32_t)c->num_classes);
-        dfn__put_u32(w, (uint32_t)c->prediction);
-    }
+    dfn__put_u32(w, net->ops->kind);
+    if (net->ops->config_file_bytes == 0) dfn__put_u32(w, (uint32_t)cfg_len);
+    dfn__put_bytes(w, cfgb, cfg_len);
     dfn__put_u32(w, (uint32_t)sc->kind);
     dfn__put_u32(w, (uint32_t)s->T);
     dfn__put_u32(w, (uint32_t)(sc->zero_terminal_snr != 0));
@@ -10317,7 +11059,7 @@ static void dfn__model_write(dfn__wbuf *w, const dfn__mnet *n, const dfn_schedul
     if (sc->kind == DFN_SCHEDULE_CUSTOM)
         for (t = 1; t <= s->T; t++) dfn__put_f32(w, s->beta[t]);   /* exactly the given betas */
     dfn__put_u32(w, (uint32_t)P);
-    dfn__put_f32s(w, n->params, P);
+    dfn__put_f32s(w, net->params, P);
     if (flags & DFN__FLAG_EMA) dfn__put_f32s(w, tr->ema, P);
     if (flags & DFN__FLAG_OPT) {
         dfn__put_u32(w, (uint32_t)tr->step);      /* 0 .. 2^31 - 2, checked by the caller */
@@ -10333,44 +11075,52 @@ static void dfn__model_write(dfn__wbuf *w, const dfn__mnet *n, const dfn_schedul
     }
 }
 
-static dfn_result dfn__model_save_check(const dfn_mlp *m, const dfn_unet *u, const dfn_schedule *s,
-                                        const dfn_trainer *tr, int with_optimizer)
+/* Checks what a save is given and writes the network's config into cfgb. */
+static dfn_result dfn__model_save_check(const dfn_net *net, const dfn_schedule *s, const dfn_trainer *tr,
+                                        int with_optimizer, dfn__config_buf *cfgb, size_t *cfg_len)
 {
-    if ((m && !m->params) || (u && !u->params) || (!m && !u) || !s || !s->alphabar) return DFN_ERR_NULL;
+    dfn_net_shape sh;
+    dfn_result r;
+    size_t n;
+    if (!net || !net->ops || !net->cfg || !net->params || !s || !s->alphabar) return DFN_ERR_NULL;
     if (with_optimizer && (!tr || tr->step < 0 || tr->step > 0x7ffffffeL)) return DFN_ERR_INVALID_ARG;
-    if (tr && tr->model && (!m || tr->model->lay.count != m->lay.count)) return DFN_ERR_MISMATCH;
-    if (tr && tr->unet && (!u || tr->unet->count != u->count)) return DFN_ERR_MISMATCH;
+    if (tr && (!tr->state || tr->net.ops != net->ops || tr->net.count != net->count)) return DFN_ERR_MISMATCH;
     if (s->config.kind == DFN_SCHEDULE_CUSTOM && s->config.zero_terminal_snr) return DFN_ERR_INVALID_ARG;
-    if (u && u->count != dfn_unet_num_params(&u->cfg)) return DFN_ERR_INVALID_ARG;
-    return m ? dfn_mlp_config_check(&m->cfg) : dfn_unet_config_check(&u->cfg);
+    if ((r = dfn__net_shape(net, &sh)) != DFN_OK) return r;
+    if (!net->ops->config_save) return DFN_ERR_INVALID_ARG;
+    n = net->ops->config_save(net->cfg, NULL);
+    if (n > DFN_NET_CONFIG_MAX || (net->ops->config_file_bytes && n != net->ops->config_file_bytes))
+        return DFN_ERR_INVALID_ARG;
+    if (net->ops->config_save(net->cfg, cfgb->bytes) != n) return DFN_ERR_INVALID_ARG;
+    *cfg_len = n;
+    return DFN_OK;
 }
 
-static size_t dfn__model_save_size(const dfn_mlp *m, const dfn_unet *u, const dfn_schedule *s,
-                                   const dfn_trainer *tr, int with_optimizer)
+DFNDEF size_t dfn_model_save_net_size(const dfn_net *net, const dfn_schedule *s, const dfn_trainer *tr,
+                                      int with_optimizer)
 {
+    dfn__config_buf cb;
     dfn__wbuf w;
-    dfn__mnet n;
-    if (dfn__model_save_check(m, u, s, tr, with_optimizer) != DFN_OK) return 0;
-    n = dfn__mnet_of(m, u);
+    size_t n;
+    if (dfn__model_save_check(net, s, tr, with_optimizer, &cb, &n) != DFN_OK) return 0;
     dfn__wbuf_init(&w, NULL, 0);
-    dfn__model_write(&w, &n, s, tr, with_optimizer);
+    dfn__model_write(&w, net, cb.bytes, n, s, tr, with_optimizer);
     return w.err ? 0 : w.len;
 }
 
-static dfn_result dfn__model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
-                                      const dfn_unet *u, const dfn_schedule *s, const dfn_trainer *tr,
-                                      int with_optimizer)
+DFNDEF dfn_result dfn_model_save_net_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                         const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer)
 {
+    dfn__config_buf cb;
     dfn__wbuf w;
-    dfn__mnet n;
     dfn_result r;
+    size_t n;
     if (written) *written = 0;
     if (!buf) return DFN_ERR_NULL;
-    if ((r = dfn__model_save_check(m, u, s, tr, with_optimizer)) != DFN_OK) return r;
-    if (cap < dfn__model_save_size(m, u, s, tr, with_optimizer)) return DFN_ERR_BUFFER_TOO_SMALL;
-    n = dfn__mnet_of(m, u);
+    if ((r = dfn__model_save_check(net, s, tr, with_optimizer, &cb, &n)) != DFN_OK) return r;
+    if (cap < dfn_model_save_net_size(net, s, tr, with_optimizer)) return DFN_ERR_BUFFER_TOO_SMALL;
     dfn__wbuf_init(&w, buf, cap);
-    dfn__model_write(&w, &n, s, tr, with_optimizer);
+    dfn__model_write(&w, net, cb.bytes, n, s, tr, with_optimizer);
     if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
     if (written) *written = w.len;
     return DFN_OK;
@@ -10379,28 +11129,46 @@ static dfn_result dfn__model_save_mem(void *buf, size_t cap, size_t *written, co
 DFNDEF size_t dfn_model_save_size(const dfn_mlp *m, const dfn_schedule *s, const dfn_trainer *tr,
                                   int with_optimizer)
 {
-    return m ? dfn__model_save_size(m, NULL, s, tr, with_optimizer) : 0;
+    dfn_net n = dfn_mlp_net(m);
+    return m ? dfn_model_save_net_size(&n, s, tr, with_optimizer) : 0;
 }
 
 DFNDEF dfn_result dfn_model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
                                      const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer)
 {
+    dfn_net n = dfn_mlp_net(m);
     if (!m) return DFN_ERR_NULL;
-    return dfn__model_save_mem(buf, cap, written, m, NULL, s, tr, with_optimizer);
+    return dfn_model_save_net_mem(buf, cap, written, &n, s, tr, with_optimizer);
 }
 
 DFNDEF size_t dfn_model_save_unet_size(const dfn_unet *u, const dfn_schedule *s, const dfn_trainer *tr,
                                        int with_optimizer)
 {
-    return u ? dfn__model_save_size(NULL, u, s, tr, with_optimizer) : 0;
+    dfn_net n = dfn_unet_net(u);
+    return u ? dfn_model_save_net_size(&n, s, tr, with_optimizer) : 0;
 }
 
 DFNDEF dfn_result dfn_model_save_unet_mem(void *buf, size_t cap, size_t *written, const dfn_unet *u,
                                           const dfn_schedule *s, const dfn_trainer *tr,
                                           int with_optimizer)
 {
+    dfn_net n = dfn_unet_net(u);
     if (!u) return DFN_ERR_NULL;
-    return dfn__model_save_mem(buf, cap, written, NULL, u, s, tr, with_optimizer);
+    return dfn_model_save_net_mem(buf, cap, written, &n, s, tr, with_optimizer);
+}
+
+/* The stored config of a file of ops's kind, loaded into cb and described:
+   DFN_ERR_FORMAT when the bytes do not make a valid config. */
+static dfn_result dfn__model_config(const dfn_net_ops *ops, const void *buf, const dfn_model_info *info,
+                                    dfn__config_buf *cb, dfn_net_shape *sh)
+{
+    if (!ops->config_load || ops->config_bytes == 0 || ops->config_bytes > DFN_NET_CONFIG_MAX)
+        return DFN_ERR_INVALID_ARG;
+    DFN_MEMSET(cb, 0, sizeof *cb);
+    if (ops->config_load(cb->bytes, (const unsigned char *)buf + info->config_offset, info->config_len) != DFN_OK ||
+        dfn_net_describe(ops, cb->bytes, sh) != DFN_OK)
+        return DFN_ERR_FORMAT;
+    return DFN_OK;
 }
 
 /* Parses and validates the header; r is left just after the parameter count. */
@@ -10409,8 +11177,10 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
 {
     unsigned char magic[4];
     uint32_t kind, stored_crc;
-    dfn_mlp_config *c = &info->mlp;
     dfn_schedule_config *sc = &info->schedule;
+    const dfn__builtin_net *lib;
+    dfn_net_shape sh;
+    size_t cfg_len;
     if (!buf || !info) return DFN_ERR_NULL;
     DFN_MEMSET(info, 0, sizeof *info);
     dfn__rbuf_init(r, buf, len);
@@ -10434,36 +11204,22 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     }
     *flags = dfn__get_u32(r);
     kind = dfn__get_u32(r);
-    if ((kind != DFN_NET_MLP && kind != DFN_NET_UNET) || (*flags & ~(DFN__FLAG_EMA | DFN__FLAG_OPT)))
+    lib = dfn__builtin(kind);
+    if ((!lib && (kind < DFN_NET_USER || kind > DFN_NET_USER_LAST)) || (*flags & ~(DFN__FLAG_EMA | DFN__FLAG_OPT)))
         return DFN_ERR_FORMAT;
     info->net = (dfn_net_kind)kind;
-    if (kind == DFN_NET_MLP) {
-        c->dim = (int)dfn__get_i32(r);
-        c->hidden = (int)dfn__get_i32(r);
-        c->blocks = (int)dfn__get_i32(r);
-        c->time_dim = (int)dfn__get_i32(r);
-        c->input_emb_dim = (int)dfn__get_i32(r);
-        c->input_scale = dfn__get_f32(r);
-        c->num_classes = (int)dfn__get_i32(r);
-        c->act = (dfn_activation)dfn__get_u32(r);
-        c->prediction = (dfn_prediction)dfn__get_u32(r);
-    } else {
-        dfn_unet_config *u = &info->unet;
-        int l;
-        u->height = (int)dfn__get_i32(r);
-        u->width = (int)dfn__get_i32(r);
-        u->channels = (int)dfn__get_i32(r);
-        u->cond_channels = (int)dfn__get_i32(r);
-        u->base_channels = (int)dfn__get_i32(r);
-        u->levels = (int)dfn__get_i32(r);
-        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) u->mult[l] = (int)dfn__get_i32(r);
-        u->blocks = (int)dfn__get_i32(r);
-        for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) u->attention[l] = (int)dfn__get_i32(r);
-        u->mid_attention = (int)dfn__get_i32(r);
-        u->groups = (int)dfn__get_i32(r);
-        u->time_dim = (int)dfn__get_i32(r);
-        u->num_classes = (int)dfn__get_i32(r);
-        u->prediction = (dfn_prediction)dfn__get_u32(r);
+    /* the network's config: the library's are described (and copied into
+       info); a program's own is only located */
+    cfg_len = lib ? lib->ops->config_file_bytes : (size_t)dfn__get_u32(r);
+    if (r->err || cfg_len > DFN_NET_CONFIG_MAX || cfg_len > r->len - r->pos) return DFN_ERR_FORMAT;
+    info->config_offset = r->pos;
+    info->config_len = cfg_len;
+    r->pos += cfg_len;
+    if (lib) {
+        dfn__config_buf cb;
+        dfn_result res = dfn__model_config(lib->ops, buf, info, &cb, &sh);
+        if (res != DFN_OK) return res;
+        DFN_MEMCPY((unsigned char *)info + lib->info_config, cb.bytes, lib->ops->config_bytes);
     }
     *sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1);
     sc->kind = (dfn_schedule_kind)dfn__get_u32(r);
@@ -10479,8 +11235,6 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     if (r->err) return DFN_ERR_FORMAT;
     /* Every value a reader will size memory with is checked before use (a
        negative int from a huge u32 fails these too). */
-    if (kind == DFN_NET_MLP ? dfn_mlp_config_check(c) != DFN_OK : dfn_unet_config_check(&info->unet) != DFN_OK)
-        return DFN_ERR_FORMAT;
     if (sc->T < 1 || sc->T > DFN_MAX_T || (unsigned)sc->kind > (unsigned)DFN_SCHEDULE_CUSTOM ||
         (sc->zero_terminal_snr != 0 && sc->zero_terminal_snr != 1))
         return DFN_ERR_FORMAT;
@@ -10500,15 +11254,12 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     {
         /* the rest must be exactly: P, the blocks, [step], CRC */
         size_t P, blocks, need;
-        if (kind == DFN_NET_MLP) {
-            dfn_mlp_layout l;
-            dfn__mlp_layout(c, &l);
-            P = l.count;
-        } else {
-            P = dfn_unet_num_params(&info->unet);
-        }
-        if (dfn__get_u32(r) != (uint32_t)P || r->err) return DFN_ERR_FORMAT;
+        uint32_t stored = dfn__get_u32(r);
+        if (r->err || (lib && stored != (uint32_t)sh.params) || stored < 1 || stored > 0x7fffffffu)
+            return DFN_ERR_FORMAT;
+        P = info->params = (size_t)stored;
         blocks = 1 + (size_t)info->has_ema + 2 * (size_t)info->has_optimizer;
+        if (P > (r->len - r->pos) / 4 / blocks) return DFN_ERR_FORMAT;
         need = blocks * P * 4 + (info->has_optimizer ? 8 : 0) + 4;
         if (r->len - r->pos != need) return DFN_ERR_FORMAT;
         if (info->has_optimizer) {
@@ -10533,50 +11284,26 @@ DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info
     return dfn__model_header(&r, buf, len, info, &flags);
 }
 
-static int dfn__same_mlp(const dfn_mlp_config *a, const dfn_mlp_config *b)
-{
-    return a->dim == b->dim && a->hidden == b->hidden && a->blocks == b->blocks &&
-           a->time_dim == b->time_dim && a->input_emb_dim == b->input_emb_dim &&
-           (a->input_emb_dim == 0 || a->input_scale == b->input_scale) &&
-           a->num_classes == b->num_classes && a->act == b->act && a->prediction == b->prediction;
-}
-
-static int dfn__same_unet(const dfn_unet_config *a, const dfn_unet_config *b)
-{
-    int l, same = a->height == b->height && a->width == b->width && a->channels == b->channels &&
-                  a->cond_channels == b->cond_channels && a->base_channels == b->base_channels &&
-                  a->levels == b->levels && a->blocks == b->blocks && a->mid_attention == b->mid_attention &&
-                  a->groups == b->groups && a->time_dim == b->time_dim && a->num_classes == b->num_classes &&
-                  a->prediction == b->prediction;
-    for (l = 0; l < a->levels && same; l++)
-        same = a->mult[l] == b->mult[l] && a->attention[l] == b->attention[l];
-    return same;
-}
-
-static dfn_result dfn__model_read(const void *buf, size_t len, dfn_mlp *m, dfn_unet *u, float *ema,
-                                  dfn_trainer *tr, float *betas)
+DFNDEF dfn_result dfn_model_read_net(const void *buf, size_t len, const dfn_net *net, float *ema,
+                                     dfn_trainer *tr, float *betas)
 {
     dfn_model_info info;
+    dfn__config_buf cb;
+    dfn_net_shape sh, fs;
     dfn__rbuf r;
     uint32_t flags;
     size_t P;
     float *params;
     dfn_result res = dfn__model_header(&r, buf, len, &info, &flags);
     if (res != DFN_OK) return res;
-    if (m) {
-        if (!m->params) return DFN_ERR_NULL;
-        if (info.net != DFN_NET_MLP || !dfn__same_mlp(&m->cfg, &info.mlp) || (tr && tr->model != m))
-            return DFN_ERR_MISMATCH;
-        P = m->lay.count;
-        params = m->params;
-    } else {
-        if (!u || !u->params) return DFN_ERR_NULL;
-        if (info.net != DFN_NET_UNET || !dfn__same_unet(&u->cfg, &info.unet) || (tr && tr->unet != u) ||
-            u->count != dfn_unet_num_params(&info.unet))
-            return DFN_ERR_MISMATCH;
-        P = u->count;
-        params = u->params;
-    }
+    if (!net || !net->params || !net->ops || !net->cfg) return DFN_ERR_NULL;
+    if (dfn__net_shape(net, &sh) != DFN_OK || (uint32_t)info.net != net->ops->kind || info.params != sh.params)
+        return DFN_ERR_MISMATCH;
+    if ((res = dfn__model_config(net->ops, buf, &info, &cb, &fs)) != DFN_OK) return res;
+    if (!net->ops->config_same(net->cfg, cb.bytes) || (tr && tr->net.params != net->params))
+        return DFN_ERR_MISMATCH;
+    P = sh.params;
+    params = net->params;
     if (betas && info.schedule.kind == DFN_SCHEDULE_CUSTOM) {
         dfn__rbuf b = r;
         b.pos -= (size_t)info.schedule.T * 4 + 4;        /* the betas precede P */
@@ -10603,42 +11330,50 @@ static dfn_result dfn__model_read(const void *buf, size_t len, dfn_mlp *m, dfn_u
 DFNDEF dfn_result dfn_model_read(const void *buf, size_t len, dfn_mlp *m, float *ema,
                                  dfn_trainer *tr, float *betas)
 {
+    dfn_net n = dfn_mlp_net(m);
     if (!m) {
         dfn_model_info info;
         dfn_result r = dfn_model_info_mem(buf, len, &info);
         return r != DFN_OK ? r : DFN_ERR_NULL;
     }
-    return dfn__model_read(buf, len, m, NULL, ema, tr, betas);
+    return dfn_model_read_net(buf, len, &n, ema, tr, betas);
 }
 
 DFNDEF dfn_result dfn_model_read_unet(const void *buf, size_t len, dfn_unet *u, float *ema,
                                       dfn_trainer *tr, float *betas)
 {
+    dfn_net n = dfn_unet_net(u);
     if (!u) {
         dfn_model_info info;
         dfn_result r = dfn_model_info_mem(buf, len, &info);
         return r != DFN_OK ? r : DFN_ERR_NULL;
     }
-    return dfn__model_read(buf, len, NULL, u, ema, tr, betas);
+    return dfn_model_read_net(buf, len, &n, ema, tr, betas);
 }
 
 #ifndef DFN_NO_MALLOC
-DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ctx,
-                                     dfn_loaded_model *out)
+DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_net_ops *ops,
+                                         void *alloc_ctx, dfn_loaded_model *out)
 {
+    const dfn__builtin_net *lib;
     dfn_model_info info;
     dfn_result r;
     dfn__arena a;
     size_t P, sbytes, bytes;
     float *params, *ema, *betas;
-    void *smem;
+    void *smem, *cfg;
     if (!out) return DFN_ERR_NULL;
     DFN_MEMSET(out, 0, sizeof *out);
     if ((r = dfn_model_info_mem(buf, len, &info)) != DFN_OK) return r;
-    P = info.net == DFN_NET_MLP ? dfn_mlp_num_params(&info.mlp) : dfn_unet_num_params(&info.unet);
+    lib = dfn__builtin((uint32_t)info.net);
+    if (!ops) ops = lib ? lib->ops : NULL;
+    if (!ops || ops->kind != (uint32_t)info.net) return DFN_ERR_MISMATCH;
+    if (ops->config_bytes == 0 || ops->config_bytes > DFN_NET_CONFIG_MAX) return DFN_ERR_INVALID_ARG;
+    P = info.params;
     sbytes = dfn_schedule_size(info.schedule.T);
-    /* one block: params, EMA, custom betas, schedule tables */
+    /* one block: config, params, EMA, custom betas, schedule tables */
     a = dfn__arena_begin(NULL);
+    dfn__arena_take(&a, ops->config_bytes);
     dfn__arena_take(&a, P * sizeof(float));
     if (info.has_ema) dfn__arena_take(&a, P * sizeof(float));
     dfn__arena_take(&a, (size_t)info.schedule.T * sizeof(float));
@@ -10647,17 +11382,16 @@ DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ct
     out->memory = DFN_MALLOC(bytes, alloc_ctx);
     if (!out->memory) return DFN_ERR_OUT_OF_MEMORY;
     a = dfn__arena_begin(out->memory);
+    cfg = dfn__arena_take(&a, ops->config_bytes);
     params = (float *)dfn__arena_take(&a, P * sizeof(float));
     ema = info.has_ema ? (float *)dfn__arena_take(&a, P * sizeof(float)) : NULL;
     betas = (float *)dfn__arena_take(&a, (size_t)info.schedule.T * sizeof(float));
     smem = dfn__arena_take(&a, sbytes);
-    if (info.net == DFN_NET_MLP) {
-        r = dfn_mlp_init(&out->model, &info.mlp, params);
-        if (r == DFN_OK) r = dfn_model_read(buf, len, &out->model, ema, NULL, betas);
-    } else {
-        r = dfn_unet_init(&out->unet, &info.unet, params);
-        if (r == DFN_OK) r = dfn_model_read_unet(buf, len, &out->unet, ema, NULL, betas);
-    }
+    DFN_MEMSET(cfg, 0, ops->config_bytes);
+    r = ops->config_load ? ops->config_load(cfg, (const unsigned char *)buf + info.config_offset, info.config_len)
+                         : DFN_ERR_INVALID_ARG;
+    if (r == DFN_OK) r = dfn_net_init(&out->net, ops, cfg, params);
+    if (r == DFN_OK) r = dfn_model_read_net(buf, len, &out->net, ema, NULL, betas);
     if (r == DFN_OK) {
         if (info.schedule.kind == DFN_SCHEDULE_CUSTOM) info.schedule.betas = betas;
         r = dfn_schedule_init(&out->schedule, &info.schedule, smem, sbytes);
@@ -10670,12 +11404,17 @@ DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ct
     }
     out->info = info;
     out->ema = ema;
-    out->ema_model = out->model;
-    out->ema_unet = out->unet;
-    if (ema && info.net == DFN_NET_MLP) out->ema_model.params = ema;
-    if (ema && info.net == DFN_NET_UNET) out->ema_unet.params = ema;
+    out->ema_net = out->net;
+    if (ema) out->ema_net.params = ema;
     out->step = info.step;
+    if (lib && lib->ops == ops) lib->views(out);
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ctx,
+                                     dfn_loaded_model *out)
+{
+    return dfn_model_load_net_mem(buf, len, NULL, alloc_ctx, out);
 }
 
 DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx)
@@ -10688,7 +11427,8 @@ DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx)
 #endif
 
 #if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
-DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_model *out)
+DFNDEF dfn_result dfn_model_load_net(const char *path, const dfn_net_ops *ops, void *alloc_ctx,
+                                     dfn_loaded_model *out)
 {
     unsigned char *data;
     size_t len;
@@ -10696,24 +11436,31 @@ DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_m
     if (!out) return DFN_ERR_NULL;
     DFN_MEMSET(out, 0, sizeof *out);
     if ((r = dfn_file_read_all(path, alloc_ctx, &data, &len)) != DFN_OK) return r;
-    r = dfn_model_load_mem(data, len, alloc_ctx, out);
+    r = dfn_model_load_net_mem(data, len, ops, alloc_ctx, out);
     dfn_file_free(data, alloc_ctx);
     return r;
 }
 
-/* The file of an MLP (m) or a U-Net (u), written whole from one buffer. */
-static dfn_result dfn__model_save_file(const char *path, const dfn_mlp *m, const dfn_unet *u,
-                                       const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer)
+DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_model *out)
 {
-    size_t bytes, written;
+    return dfn_model_load_net(path, NULL, alloc_ctx, out);
+}
+
+/* The file written whole from one buffer. */
+DFNDEF dfn_result dfn_model_save_net(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                     const dfn_trainer *tr, int with_optimizer)
+{
+    dfn__config_buf cb;
+    size_t bytes, written, n;
     void *buf;
     dfn_result r;
-    if ((r = dfn__model_save_check(m, u, s, tr, with_optimizer)) != DFN_OK) return r;
-    bytes = dfn__model_save_size(m, u, s, tr, with_optimizer);
+    if (!path) return DFN_ERR_NULL;
+    if ((r = dfn__model_save_check(net, s, tr, with_optimizer, &cb, &n)) != DFN_OK) return r;
+    bytes = dfn_model_save_net_size(net, s, tr, with_optimizer);
     if (bytes == 0) return DFN_ERR_INVALID_ARG;
     buf = DFN_MALLOC(bytes, NULL);
     if (!buf) return DFN_ERR_OUT_OF_MEMORY;
-    r = dfn__model_save_mem(buf, bytes, &written, m, u, s, tr, with_optimizer);
+    r = dfn_model_save_net_mem(buf, bytes, &written, net, s, tr, with_optimizer);
     if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
     DFN_FREE(buf, NULL);
     return r;
@@ -10722,15 +11469,17 @@ static dfn_result dfn__model_save_file(const char *path, const dfn_mlp *m, const
 DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_schedule *s,
                                  const dfn_trainer *tr, int with_optimizer)
 {
+    dfn_net n = dfn_mlp_net(m);
     if (!path || !m) return DFN_ERR_NULL;
-    return dfn__model_save_file(path, m, NULL, s, tr, with_optimizer);
+    return dfn_model_save_net(path, &n, s, tr, with_optimizer);
 }
 
 DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const dfn_schedule *s,
                                       const dfn_trainer *tr, int with_optimizer)
 {
+    dfn_net n = dfn_unet_net(u);
     if (!path || !u) return DFN_ERR_NULL;
-    return dfn__model_save_file(path, NULL, u, s, tr, with_optimizer);
+    return dfn_model_save_net(path, &n, s, tr, with_optimizer);
 }
 #endif
 

@@ -12,4 +12,7 @@
     X(net_model_file_rejects_bad_files)         \
     X(compat_070_mlp_file)                      \
     X(compat_070_unet_file)                     \
+    X(netif_third_network_trains_saves_samples) \
+    X(netif_rejects_bad_operations)             \
+    X(netif_classifier_model_file)              \
     X(net_quality_8gaussians_and_moons)

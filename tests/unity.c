@@ -19,4 +19,5 @@
 #include "test_portable.c"
 #include "test_cascade.c"
 #include "test_compat.c"
+#include "test_netif.c"
 #include "main.c"
