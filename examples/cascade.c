@@ -29,6 +29,8 @@
 #  define DFN_PTHREADS              /* the ready thread pool (link with -pthread) */
 #endif
 #include "diffusion.h"
+#define EX_NAME "cascade"
+#include "common.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -131,42 +133,6 @@ static int parse(int argc, char **argv, options *o)
     return 1;
 }
 
-static int check(dfn_result r, const char *what)
-{
-    if (r != DFN_OK) {
-        fprintf(stderr, "cascade: %s: %s\n", what, dfn_result_string(r));
-        return 0;
-    }
-    return 1;
-}
-
-/* Wall-clock seconds. */
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Writes n images (n, h, w) as a PNG grid of `cols` columns; reports the file. */
-static int write_grid(const char *dir, const char *name, const float *img, int n, int h, int w, int cols)
-{
-    char path[1024];
-    int gh, gw;
-    float *grid;
-    dfn_result r;
-    if (dfn_image_grid(NULL, 0, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw) != DFN_OK) return 0;
-    grid = (float *)malloc((size_t)gh * gw * sizeof(float));
-    if (!grid) return 0;
-    r = dfn_image_grid(grid, (size_t)gh * gw, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (r == DFN_OK) r = dfn_png_save(path, grid, gh, gw, 1);
-    free(grid);
-    if (!check(r, path)) return 0;
-    printf("wrote %s (%dx%d)\n", path, gw, gh);
-    return 1;
-}
-
 /* One model of the cascade: its weights, schedule and (when trained here)
    trainer, or the model file it came from. `ema` is what samples. */
 typedef struct stage {
@@ -208,10 +174,10 @@ static int stage_new(stage *s, int size, int base, int attention, int cond, long
     P = dfn_unet_num_params(&uc);
     if (P == 0) { fprintf(stderr, "cascade: invalid %s network configuration\n", s->name); return 0; }
     s->params = (float *)malloc(P * sizeof(float));
-    if (!s->params || !check(dfn_unet_init(&s->net, &uc, s->params), s->name)) return 0;
+    if (!s->params || !ex_check(dfn_unet_init(&s->net, &uc, s->params), s->name)) return 0;
     dfn_rng_seed(&rng, (uint64_t)seed, (uint64_t)(100 + cond));
     dfn_unet_init_weights(&s->net, &rng);
-    if (!check(dfn_schedule_alloc(&s->sched, &sc, NULL), "schedule")) return 0;
+    if (!ex_check(dfn_schedule_alloc(&s->sched, &sc, NULL), "schedule")) return 0;
     s->have_sched = 1;
     s->ema = &s->net;
     printf("%s model: %dx%d, channels %d %d, attention %s, %d conditioning channel%s, %lu parameters\n",
@@ -225,7 +191,7 @@ static int stage_new(stage *s, int size, int base, int attention, int cond, long
 static int stage_load(stage *s, const char *path, int size, int cond, int raw)
 {
     const dfn_unet_config *c;
-    if (!check(dfn_model_load(path, NULL, &s->lm), path)) {
+    if (!ex_check(dfn_model_load(path, NULL, &s->lm), path)) {
         fprintf(stderr, "(train first: make cascade)\n");
         return 0;
     }
@@ -275,10 +241,10 @@ static int stage_train(stage *s, const options *o, long steps, const float *x, c
                                        about 100 steps at the end of these runs */
     printf("training the %s model: %ld steps of %d images, Adam lr %g (warmup %d, cosine), EMA %.3f, %.0f MB\n",
            s->name, steps, B, o->lr, tc.warmup_steps, tc.ema_decay, dfn_trainer_size_unet(&s->net.cfg, &tc) / 1e6);
-    if (!check(dfn_trainer_alloc_unet(&s->tr, &s->net, &s->sched, &tc, NULL), "trainer")) goto done;
+    if (!ex_check(dfn_trainer_alloc_unet(&s->tr, &s->net, &s->sched, &tc, NULL), "trainer")) goto done;
     s->have_tr = 1;
     dfn_rng_seed(&rng, (uint64_t)o->seed, lo ? 2 : 1);
-    t0 = wall();
+    t0 = ex_wall();
     c0 = clock();
     for (step = 0; step < steps; step++) {
         float loss;
@@ -294,19 +260,19 @@ static int stage_train(stage *s, const options *o, long steps, const float *x, c
         } else {
             r = dfn_train_step(&s->tr, batch, NULL, &rng, &loss);
         }
-        if (!check(r, "training step")) goto done;
+        if (!ex_check(r, "training step")) goto done;
         ema_loss = step == 0 ? loss : 0.98 * ema_loss + 0.02 * loss;
         if ((step + 1) % 10 == 0 || step + 1 == steps) {
-            double el = wall() - t0, rate = (step + 1) / (el > 0 ? el : 1e-9);
+            double el = ex_wall() - t0, rate = (step + 1) / (el > 0 ? el : 1e-9);
             printf("\r%s step %5ld/%ld  loss %.4f  %5.2f steps/s  elapsed %4.0fs  ETA %4.0fs ", s->name, step + 1,
                    steps, ema_loss, rate, el, (steps - step - 1) / rate);
             fflush(stdout);
         }
     }
     printf("\ntrained the %s model: %ld steps in %.0f s (%.2f steps/s), %.0f s of CPU time (all threads)\n",
-           s->name, steps, wall() - t0, steps / (wall() - t0 > 0 ? wall() - t0 : 1e-9),
+           s->name, steps, ex_wall() - t0, steps / (ex_wall() - t0 > 0 ? ex_wall() - t0 : 1e-9),
            (double)(clock() - c0) / CLOCKS_PER_SEC);
-    if (!check(dfn_model_save_unet(path, &s->net, &s->sched, &s->tr, 0), path)) goto done;
+    if (!ex_check(dfn_model_save_unet(path, &s->net, &s->sched, &s->tr, 0), path)) goto done;
     printf("saved %s\n", path);
     s->ema = o->raw ? &s->net : &s->tr.ema_unet;
     ok = 1;
@@ -326,7 +292,7 @@ static int sample(const stage *s, const options *o, float *x, const float *x_T, 
     dfn_unet_predictor pred;
     dfn_sampler smp;
     dfn_sampler_config cfg;
-    double t0 = wall();
+    double t0 = ex_wall();
     int ok;
     pred.model = s->ema;
     pred.cond = cond;
@@ -337,11 +303,11 @@ static int sample(const stage *s, const options *o, float *x, const float *x_T, 
     cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, n, &pred);
     cfg.steps = (int)o->ddim_steps;
     cfg.clip_x0 = 1;                                /* pixels live in [-1, 1] */
-    ok = check(dfn_sampler_alloc(&smp, &cfg, stage_schedule(s), NULL), "sampler") &&
-         check(dfn_sampler_run(&smp, x, x_T, rng), "sampling");
+    ok = ex_check(dfn_sampler_alloc(&smp, &cfg, stage_schedule(s), NULL), "sampler") &&
+         ex_check(dfn_sampler_run(&smp, x, x_T, rng), "sampling");
     if (ok) {
         dfn_sampler_free(&smp, NULL);
-        printf("%s model, DDIM-%d: %d samples in %.1f s\n", s->name, cfg.steps, n, wall() - t0);
+        printf("%s model, DDIM-%d: %d samples in %.1f s\n", s->name, cfg.steps, n, ex_wall() - t0);
     }
     free(pred.work);
     return ok;
@@ -400,15 +366,15 @@ int main(int argc, char **argv)
         if (system(cmd) != 0) { fprintf(stderr, "cascade: cannot create %s\n", o.out); return 1; }
     }
 #ifdef DFN_PTHREADS
-    if (o.threads > 1 && !check(dfn_pthreads_start((int)o.threads), "threads")) return 1;
+    if (o.threads > 1 && !ex_check(dfn_pthreads_start((int)o.threads), "threads")) return 1;
 #endif
     printf("diffusion.h %d.%d.%d, kernels: %s, %d thread%s\n", DFN_VERSION_MAJOR, DFN_VERSION_MINOR,
            DFN_VERSION_PATCH, dfn_simd_name(), dfn_parallel_threads(), dfn_parallel_threads() > 1 ? "s" : "");
 
     /* ---- the held-out digits (the SR control), 28x28 and 14x14 ---- */
     snprintf(ipath, sizeof ipath, "%s/t10k-images-idx3-ubyte", o.data);
-    if (!check(dfn_idx_load(&test, ipath, NULL, 1, NULL), ipath) ||
-        !check(dfn_idx_load(&test_lo, ipath, NULL, 2, NULL), ipath)) {
+    if (!ex_check(dfn_idx_load(&test, ipath, NULL, 1, NULL), ipath) ||
+        !ex_check(dfn_idx_load(&test_lo, ipath, NULL, 2, NULL), ipath)) {
         fprintf(stderr, "(run `make mnist-data` first)\n");
         goto out;
     }
@@ -418,8 +384,8 @@ int main(int argc, char **argv)
         if (!stage_load(&base, base_path, LO, 0, o.raw) || !stage_load(&sr, sr_path, HI, 1, o.raw)) goto out;
     } else {
         snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", o.data);
-        if (!check(dfn_idx_load(&train, ipath, NULL, 1, NULL), ipath) ||
-            !check(dfn_idx_load(&train_lo, ipath, NULL, 2, NULL), ipath))
+        if (!ex_check(dfn_idx_load(&train, ipath, NULL, 1, NULL), ipath) ||
+            !ex_check(dfn_idx_load(&train_lo, ipath, NULL, 2, NULL), ipath))
             goto out;
         if (train.h != HI || train.w != HI) { fprintf(stderr, "cascade: the digits must be 28x28\n"); goto out; }
         printf("data: %d digits of 28x28 and their 2x2 averages (14x14) from %s\n", train.n, o.data);
@@ -455,7 +421,7 @@ int main(int argc, char **argv)
         memcpy(pic + (size_t)(2 * i) * DHI, up + (size_t)i * DHI, DHI * sizeof(float));
         memcpy(pic + (size_t)(2 * i + 1) * DHI, hi + (size_t)i * DHI, DHI * sizeof(float));
     }
-    if (!write_grid(o.out, "cascade.png", pic, 2 * n, HI, HI, 8)) goto out;
+    if (!ex_write_grid(o.out, "cascade.png", pic, 2 * n, HI, HI, 8)) goto out;
     printf("cascade samples (%d): MSE(avgpool2(SR output), its 14x14 base sample) = %.4f; "
            "against another sample's 14x14 image: %.4f\n",
            n, pool_mse(hi, lo, pool, n, 0), pool_mse(hi, lo, pool, n, 1));
@@ -474,7 +440,7 @@ int main(int argc, char **argv)
             memcpy(pic + (size_t)(3 * i + 1) * DHI, hi + (size_t)i * DHI, DHI * sizeof(float));
             memcpy(pic + (size_t)(3 * i + 2) * DHI, test.images + (size_t)i * DHI, DHI * sizeof(float));
         }
-        if (!write_grid(o.out, "control.png", pic, 3 * shown, HI, HI, 9)) goto out;
+        if (!ex_write_grid(o.out, "control.png", pic, 3 * shown, HI, HI, 9)) goto out;
     }
     printf("held-out digits (%d), SR model on their real 14x14 versions:\n", m);
     printf("  MSE(avgpool2(SR output), its 14x14 input)        %.4f\n", pool_mse(hi, lo, pool, m, 0));

@@ -15,6 +15,8 @@
 */
 #define DIFFUSION_IMPLEMENTATION
 #include "diffusion.h"
+#define EX_NAME "demo"
+#include "common.h"
 #include "plot.h"
 
 #include <errno.h>
@@ -46,16 +48,6 @@ static void usage(FILE *f)
         "  --help           this text\n");
 }
 
-/* A whole number in [lo, hi], or -1. */
-static long number(const char *s, long lo, long hi)
-{
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    return (errno || end == s || *end || v < lo || v > hi) ? -1 : v;
-}
-
 static int parse(int argc, char **argv, options *o)
 {
     int i;
@@ -79,7 +71,7 @@ static int parse(int argc, char **argv, options *o)
         else if (!strcmp(a, "--ddim-steps")) { num = &o->ddim_steps; hi = 1000; }
         else if (!strcmp(a, "--seed")) { num = &o->seed; lo = 0; hi = 2147483647; }
         else { fprintf(stderr, "demo: unknown option %s\n", a); usage(stderr); return 0; }
-        if (num && (*num = number(v, lo, hi)) < 0) {
+        if (num && (*num = ex_number(v, lo, hi)) < 0) {
             fprintf(stderr, "demo: bad value '%s' for %s\n", v, a);
             return 0;
         }
@@ -89,15 +81,6 @@ static int parse(int argc, char **argv, options *o)
         return 0;
     }
     return 1;
-}
-
-/* Stops the program with a message when r is an error. */
-static void check(dfn_result r, const char *what)
-{
-    if (r != DFN_OK) {
-        fprintf(stderr, "demo: %s: %s\n", what, dfn_result_string(r));
-        exit(1);
-    }
 }
 
 static double seconds(clock_t since) { return (double)(clock() - since) / CLOCKS_PER_SEC; }
@@ -113,7 +96,7 @@ typedef struct data_source {
 static void draw(const data_source *d, dfn_rng *rng, float *xy, int n)
 {
     int i;
-    if (d->have_kind) { check(dfn_data2d_sample(d->kind, rng, xy, n), "data"); return; }
+    if (d->have_kind) { ex_require(dfn_data2d_sample(d->kind, rng, xy, n), "data"); return; }
     for (i = 0; i < n; i++) {              /* rows drawn uniformly, with replacement */
         int r = (int)dfn_rng_below(rng, (uint32_t)d->nrows);
         xy[2 * i] = d->rows[2 * r];
@@ -125,8 +108,8 @@ static void draw(const data_source *d, dfn_rng *rng, float *xy, int n)
 static void report(const char *name, const float *x, const float *y, int n, double secs)
 {
     double ed, mmd;
-    check(dfn_energy_distance(&ed, x, n, y, n, 2), "energy distance");
-    check(dfn_mmd_rbf(&mmd, x, n, y, n, 2, 0.05), "MMD");
+    ex_require(dfn_energy_distance(&ed, x, n, y, n, 2), "energy distance");
+    ex_require(dfn_mmd_rbf(&mmd, x, n, y, n, 2, 0.05), "MMD");
     if (secs >= 0) printf("  %-30s %10.5f %12.6f %8.2fs\n", name, ed, mmd, secs);
     else printf("  %-30s %10.5f %12.6f\n", name, ed, mmd);
 }
@@ -184,23 +167,23 @@ int main(int argc, char **argv)
     sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
     mc = dfn_mlp_config_default(2);
     if (o.load) {
-        check(dfn_model_load(o.load, NULL, &loaded), o.load);
+        ex_require(dfn_model_load(o.load, NULL, &loaded), o.load);
         sched = loaded.schedule;
         model = loaded.ema ? loaded.ema_model : loaded.model;
         printf("loaded %s: %d parameters, T = %d%s\n", o.load, (int)model.lay.count, sched.T,
                loaded.ema ? ", EMA weights" : "");
         params = NULL;
     } else {
-        check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
+        ex_require(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
         params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
         if (!params) return 1;
-        check(dfn_mlp_init(&model, &mc, params), "model");
-        check(dfn_mlp_init_weights(&model, &rng), "weights");
+        ex_require(dfn_mlp_init(&model, &mc, params), "model");
+        ex_require(dfn_mlp_init_weights(&model, &rng), "weights");
         tc = dfn_train_config_default();
         tc.batch = (int)o.batch;
         tc.total_steps = (int)o.steps;       /* cosine decay of the learning rate */
         tc.warmup_steps = o.steps >= 1000 ? 100 : 0;
-        check(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
+        ex_require(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
         printf("model: MLP, %d residual blocks of width %d, %d parameters; %s schedule, T = %d\n",
                mc.blocks, mc.hidden, (int)model.lay.count, "linear", sched.T);
         printf("training: %ld steps, batch %ld, Adam lr %g with cosine decay, EMA %g\n\n",
@@ -212,7 +195,7 @@ int main(int argc, char **argv)
         for (step = 1; step <= o.steps; step++) {
             float loss;
             draw(&src, &rng, batch, (int)o.batch);
-            check(dfn_train_step(&tr, batch, NULL, &rng, &loss), "training step");
+            ex_require(dfn_train_step(&tr, batch, NULL, &rng, &loss), "training step");
             if (step % 100 == 0 || step == o.steps) {
                 double el = seconds(t0), rate = step / (el > 1e-9 ? el : 1e-9);
                 printf("\rstep %6ld/%ld  loss %.4f  %6.0f steps/s  ETA %3.0fs ", step, o.steps,
@@ -223,7 +206,7 @@ int main(int argc, char **argv)
         printf("\ntrained in %.1f s\n\n", seconds(t0));
         free(batch);
         if (o.save) {
-            check(dfn_model_save(o.save, &model, &sched, &tr, 0), o.save);
+            ex_require(dfn_model_save(o.save, &model, &sched, &tr, 0), o.save);
             printf("saved %s\n", o.save);
         }
     }
@@ -247,9 +230,9 @@ int main(int argc, char **argv)
         printf("  %-30s %10s %12s %9s\n", "samples vs fresh data", "ED^2", "MMD^2(0.05)", "time");
         if (do_ddpm) {
             cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDPM, n, &pred);
-            check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler");
+            ex_require(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler");
             t0 = clock();
-            check(dfn_sampler_run(&smp, x_ddpm, NULL, &rng), "DDPM sampling");
+            ex_require(dfn_sampler_run(&smp, x_ddpm, NULL, &rng), "DDPM sampling");
             draw(&src, &rng, ref, n);
             report("DDPM, T steps", x_ddpm, ref, n, seconds(t0));
             dfn_sampler_free(&smp, NULL);
@@ -258,9 +241,9 @@ int main(int argc, char **argv)
             char name[64];
             cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDIM, n, &pred);
             cfg.steps = (int)o.ddim_steps;
-            check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler");
+            ex_require(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler");
             t0 = clock();
-            check(dfn_sampler_run(&smp, x_ddim, NULL, &rng), "DDIM sampling");
+            ex_require(dfn_sampler_run(&smp, x_ddim, NULL, &rng), "DDIM sampling");
             draw(&src, &rng, ref, n);
             sprintf(name, "DDIM, %ld steps, eta 0", o.ddim_steps);
             report(name, x_ddim, ref, n, seconds(t0));

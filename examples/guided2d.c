@@ -19,6 +19,8 @@
 */
 #define DIFFUSION_IMPLEMENTATION
 #include "diffusion.h"
+#define EX_NAME "guided2d"
+#include "common.h"
 #include "plot.h"
 
 #include <errno.h>
@@ -39,23 +41,6 @@ static void usage(FILE *f)
         "  --seed S         random seed (default 1)\n"
         "  --out FILE.svg   the panel of w = 0, 1, 3, 7 (default guided2d.svg)\n"
         "  --help           this text\n");
-}
-
-static long number(const char *s, long lo, long hi)
-{
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    return (errno || end == s || *end || v < lo || v > hi) ? -1 : v;
-}
-
-static void check(dfn_result r, const char *what)
-{
-    if (r != DFN_OK) {
-        fprintf(stderr, "guided2d: %s: %s\n", what, dfn_result_string(r));
-        exit(1);
-    }
 }
 
 /* The data set as a dfn_gmm (section 9): component k at angle k pi/4. */
@@ -113,8 +98,8 @@ static void sample(const dfn_schedule *s, dfn_mlp_predictor *p, const int *label
     cfg.guidance_scale = w;
     cfg.guide = guide;
     cfg.guide_user = guide_user;
-    check(dfn_sampler_alloc(&smp, &cfg, s, NULL), "sampler");
-    check(dfn_sampler_run(&smp, x, NULL, rng), "sampling");
+    ex_require(dfn_sampler_alloc(&smp, &cfg, s, NULL), "sampler");
+    ex_require(dfn_sampler_run(&smp, x, NULL, rng), "sampling");
     dfn_sampler_free(&smp, NULL);
 }
 
@@ -192,11 +177,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--n")) num = &per;
         else if (!strcmp(a, "--seed")) { num = &seed; lo = 0; hi = 2147483647; }
         else { fprintf(stderr, "guided2d: unknown option %s\n", a); usage(stderr); return 1; }
-        if (num && (*num = number(v, lo, hi)) < 0) { fprintf(stderr, "guided2d: bad value '%s' for %s\n", v, a); return 1; }
+        if (num && (*num = ex_number(v, lo, hi)) < 0) { fprintf(stderr, "guided2d: bad value '%s' for %s\n", v, a); return 1; }
     }
     n = (int)per * CLASSES;
     dfn_rng_seed(&rng, (uint64_t)seed, 0);
-    check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
+    ex_require(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
 
     /* 1-2. The class-conditional MLP, trained with label dropout. */
     mc.hidden = 64; mc.blocks = 2; mc.num_classes = CLASSES;
@@ -205,14 +190,14 @@ int main(int argc, char **argv)
     batch = (float *)malloc(sizeof(float) * tc.batch * 2);
     bl = (int *)malloc(sizeof(int) * tc.batch);
     if (!params || !batch || !bl) return 1;
-    check(dfn_mlp_init(&model, &mc, params), "model");
-    check(dfn_mlp_init_weights(&model, &rng), "weights");
-    check(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
+    ex_require(dfn_mlp_init(&model, &mc, params), "model");
+    ex_require(dfn_mlp_init_weights(&model, &rng), "weights");
+    ex_require(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
     printf("training a conditional MLP (%d parameters, 8 classes, p_uncond %.1f) for %ld steps...\n",
            (int)dfn_mlp_num_params(&mc), tc.p_uncond, steps);
     for (k = 0; k < steps; k++) {
-        check(dfn_gmm_sample(&g, &rng, batch, bl, tc.batch), "data");
-        check(dfn_train_step(&tr, batch, bl, &rng, &loss), "training step");
+        ex_require(dfn_gmm_sample(&g, &rng, batch, bl, tc.batch), "data");
+        ex_require(dfn_train_step(&tr, batch, bl, &rng, &loss), "training step");
     }
     printf("  final loss %.4f\n", loss);
     pred.model = tr.ema_model.params ? &tr.ema_model : &model;
@@ -248,12 +233,12 @@ int main(int argc, char **argv)
         cparams = (float *)malloc(sizeof(float) * dfn_classifier_num_params(&cc));
         cmem = malloc(bytes);
         if (!cparams || !cmem) return 1;
-        check(dfn_classifier_init(&clf, &cc, cparams), "classifier");
-        check(dfn_classifier_init_weights(&clf, &rng), "classifier weights");
-        check(dfn_classifier_trainer_init(&ctr, &clf, &sched, 256, 3e-3f, cmem, bytes), "classifier trainer");
+        ex_require(dfn_classifier_init(&clf, &cc, cparams), "classifier");
+        ex_require(dfn_classifier_init_weights(&clf, &rng), "classifier weights");
+        ex_require(dfn_classifier_trainer_init(&ctr, &clf, &sched, 256, 3e-3f, cmem, bytes), "classifier trainer");
         for (k = 0; k < 1500; k++) {
-            check(dfn_gmm_sample(&g, &rng, batch, bl, 256), "data");
-            check(dfn_classifier_train_step(&ctr, batch, bl, &rng, &cl), "classifier step");
+            ex_require(dfn_gmm_sample(&g, &rng, batch, bl, 256), "data");
+            ex_require(dfn_classifier_train_step(&ctr, batch, bl, &rng, &cl), "classifier step");
         }
         printf("\nclassifier guidance on the unconditional model (w = 0): noise-aware classifier, "
                "1500 steps, cross-entropy %.3f\n", cl);

@@ -25,6 +25,8 @@
 */
 #define DIFFUSION_IMPLEMENTATION
 #include "diffusion.h"
+#define EX_NAME "inpaint"
+#include "common.h"
 #include "plot.h"
 
 #include <errno.h>
@@ -47,23 +49,6 @@ static void usage(FILE *f)
         "  --seed S         random seed (default 1)\n"
         "  --out FILE.svg   data and inpainted samples (default inpaint.svg)\n"
         "  --help           this text\n");
-}
-
-static long number(const char *s, long lo, long hi)
-{
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    return (errno || end == s || *end || v < lo || v > hi) ? -1 : v;
-}
-
-static void check(dfn_result r, const char *what)
-{
-    if (r != DFN_OK) {
-        fprintf(stderr, "inpaint: %s: %s\n", what, dfn_result_string(r));
-        exit(1);
-    }
 }
 
 static float means[16], stds[8], weights[8];
@@ -115,8 +100,8 @@ static void inpaint(const dfn_schedule *s, dfn_predict_fn fn, void *user, int n,
     cfg.known_mask = mask;
     cfg.resample_jump = resample > 1 ? jump : 0;
     cfg.resample_count = resample;
-    check(dfn_sampler_alloc(&smp, &cfg, s, NULL), "sampler");
-    check(dfn_sampler_run(&smp, x, NULL, rng), "sampling");
+    ex_require(dfn_sampler_alloc(&smp, &cfg, s, NULL), "sampler");
+    ex_require(dfn_sampler_run(&smp, x, NULL, rng), "sampling");
     dfn_sampler_free(&smp, NULL);
     free(known);
     free(mask);
@@ -140,8 +125,8 @@ static void report(const char *name, const float *x, int n, dfn_rng *rng)
         exact_conditional(rng, vs[j], e1, n);
         exact_conditional(rng, vs[j], e2, n);
         for (i = 0; i < n; i++) eabs += fabs(e1[i]);
-        check(dfn_energy_distance_unbiased(&ed, y, n, e1, n, 1), "energy distance");
-        check(dfn_energy_distance_unbiased(&floor, e2, n, e1, n, 1), "energy distance");
+        ex_require(dfn_energy_distance_unbiased(&ed, y, n, e1, n, 1), "energy distance");
+        ex_require(dfn_energy_distance_unbiased(&floor, e2, n, e1, n, 1), "energy distance");
         printf("    x = %4.2f:  mean |y| %.3f (exact draws %.3f)   ED^2 %8.5f  (floor %8.5f)\n", vs[j], mabs / n,
                eabs / n, ed, floor);
     }
@@ -179,13 +164,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--train")) { num = &train; lo = 0; hi = 10000000; }
         else if (!strcmp(a, "--seed")) { num = &seed; lo = 0; hi = 2147483647; }
         else { fprintf(stderr, "inpaint: unknown option %s\n", a); usage(stderr); return 1; }
-        if (num && (*num = number(v, lo, hi)) < 0) { fprintf(stderr, "inpaint: bad value '%s' for %s\n", v, a); return 1; }
+        if (num && (*num = ex_number(v, lo, hi)) < 0) { fprintf(stderr, "inpaint: bad value '%s' for %s\n", v, a); return 1; }
     }
     dfn_rng_seed(&rng, (uint64_t)seed, 0);
     /* RePaint's setting: T = 250 steps of DDPM */
     T = 250;
     sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, T);
-    check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
+    ex_require(dfn_schedule_alloc(&sched, &sc, NULL), "schedule");
     exact.gmm = &g;
     exact.schedule = &sched;
     if (train > 0) {
@@ -198,13 +183,13 @@ int main(int argc, char **argv)
         params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
         batch = (float *)malloc(sizeof(float) * tc.batch * 2);
         if (!params || !batch) return 1;
-        check(dfn_mlp_init(&model, &mc, params), "model");
-        check(dfn_mlp_init_weights(&model, &rng), "weights");
-        check(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
+        ex_require(dfn_mlp_init(&model, &mc, params), "model");
+        ex_require(dfn_mlp_init_weights(&model, &rng), "weights");
+        ex_require(dfn_trainer_alloc(&tr, &model, &sched, &tc, NULL), "trainer");
         printf("training an MLP on the 8 Gaussians for %ld steps (T = %d)...\n", train, T);
         for (k = 0; k < train; k++) {
-            check(dfn_data2d_sample(DFN_DATA2D_GAUSSIANS8, &rng, batch, tc.batch), "data");
-            check(dfn_train_step(&tr, batch, NULL, &rng, NULL), "training step");
+            ex_require(dfn_data2d_sample(DFN_DATA2D_GAUSSIANS8, &rng, batch, tc.batch), "data");
+            ex_require(dfn_train_step(&tr, batch, NULL, &rng, NULL), "training step");
         }
         mp.model = &tr.ema_model;
         mp.work_bytes = dfn_mlp_forward_size(&mc, 1024);
@@ -229,7 +214,7 @@ int main(int argc, char **argv)
         report(name, x, (int)n, &rng);
     }
 
-    check(dfn_data2d_sample(DFN_DATA2D_GAUSSIANS8, &rng, data, NV * (int)n), "data");
+    ex_require(dfn_data2d_sample(DFN_DATA2D_GAUSSIANS8, &rng, data, NV * (int)n), "data");
     printf("\n");
     plot_density_pair(stdout, "data", data, NV * (int)n, "inpainted (x fixed)", x, NV * (int)n, -2.2f, 2.2f, 44, 22);
     if (plot_svg_scatter(out, "Inpainting: y sampled for fixed x = 0, 0.5, 0.98, 1.39", data, NV * (int)n, "data",

@@ -21,6 +21,8 @@
 #  define DFN_PTHREADS              /* the ready thread pool (link with -pthread) */
 #endif
 #include "diffusion.h"
+#define EX_NAME "mnist"
+#include "common.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -146,42 +148,6 @@ static int parse(int argc, char **argv, options *o)
     return 1;
 }
 
-static int check(dfn_result r, const char *what)
-{
-    if (r != DFN_OK) {
-        fprintf(stderr, "mnist: %s: %s\n", what, dfn_result_string(r));
-        return 0;
-    }
-    return 1;
-}
-
-/* Wall-clock seconds. */
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Writes n images as a PNG grid of `cols` columns; reports the file. */
-static int write_grid(const char *dir, const char *name, const float *img, int n, int h, int w, int cols)
-{
-    char path[1024];
-    int gh, gw;
-    float *grid;
-    dfn_result r;
-    if (dfn_image_grid(NULL, 0, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw) != DFN_OK) return 0;
-    grid = (float *)malloc((size_t)gh * gw * sizeof(float));
-    if (!grid) return 0;
-    r = dfn_image_grid(grid, (size_t)gh * gw, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (r == DFN_OK) r = dfn_png_save(path, grid, gh, gw, 1);
-    free(grid);
-    if (!check(r, path)) return 0;
-    printf("wrote %s (%dx%d)\n", path, gw, gh);
-    return 1;
-}
-
 /* A few digits in the terminal: each pixel as one of " .:-=+*#%@". */
 static void print_digits(const float *img, int n, int h, int w)
 {
@@ -245,7 +211,7 @@ static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sc
     memset(&test, 0, sizeof test);
     snprintf(ipath, sizeof ipath, "%s/t10k-images-idx3-ubyte", o->data);
     snprintf(lpath, sizeof lpath, "%s/t10k-labels-idx1-ubyte", o->data);
-    if (!check(dfn_idx_load(&test, ipath, lpath, H == 14 ? 2 : 1, NULL), ipath)) return 0;
+    if (!ex_check(dfn_idx_load(&test, ipath, lpath, H == 14 ? 2 : 1, NULL), ipath)) return 0;
     known = (float *)malloc((size_t)n * D * sizeof(float));
     x = (float *)malloc((size_t)n * D * sizeof(float));
     rows = (float *)malloc((size_t)10 * (2 + per) * D * sizeof(float));
@@ -275,11 +241,11 @@ static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sc
         cfg.labels = labels;
         cfg.guidance_scale = 1.0f;
     }
-    if (!check(dfn_sampler_alloc(&smp, &cfg, sched, NULL), "inpainting sampler")) return 0;
+    if (!ex_check(dfn_sampler_alloc(&smp, &cfg, sched, NULL), "inpainting sampler")) return 0;
     dfn_rng_seed(&rng, (uint64_t)o->seed, 777);
-    t0 = wall();
-    if (!check(dfn_sampler_run(&smp, x, NULL, &rng), "inpainting")) return 0;
-    printf("inpainting: %d completions (DDIM-100, eta 1, jumps of 10 x 4) in %.1f s\n", n, wall() - t0);
+    t0 = ex_wall();
+    if (!ex_check(dfn_sampler_run(&smp, x, NULL, &rng), "inpainting")) return 0;
+    printf("inpainting: %d completions (DDIM-100, eta 1, jumps of 10 x 4) in %.1f s\n", n, ex_wall() - t0);
     dfn_sampler_free(&smp, NULL);
     for (d = 0; d < 10; d++) {
         float *row = rows + (size_t)d * (2 + per) * D;
@@ -288,7 +254,7 @@ static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sc
         for (k = 0; k < per; k++)
             memcpy(row + (size_t)(2 + k) * D, x + ((size_t)d * per + k) * D, (size_t)D * sizeof(float));
     }
-    k = write_grid(o->out, "inpaint.png", rows, 10 * (2 + per), H, W, 2 + per);
+    k = ex_write_grid(o->out, "inpaint.png", rows, 10 * (2 + per), H, W, 2 + per);
     free(known); free(x); free(rows); free(mask); free(labels);
     dfn_image_set_free(&test, NULL);
     return k;
@@ -323,14 +289,14 @@ int main(int argc, char **argv)
         if (system(cmd) != 0) { fprintf(stderr, "mnist: cannot create %s\n", o.out); return 1; }
     }
 #ifdef DFN_PTHREADS
-    if (o.threads > 1 && !check(dfn_pthreads_start((int)o.threads), "threads")) return 1;
+    if (o.threads > 1 && !ex_check(dfn_pthreads_start((int)o.threads), "threads")) return 1;
 #endif
     printf("diffusion.h %d.%d.%d, kernels: %s, %d thread%s\n", DFN_VERSION_MAJOR, DFN_VERSION_MINOR,
            DFN_VERSION_PATCH, dfn_simd_name(), dfn_parallel_threads(), dfn_parallel_threads() > 1 ? "s" : "");
 
     /* ---- the model: new, or from a checkpoint ---- */
     if (o.resume) {
-        if (!check(dfn_model_load(o.resume, NULL, &lm), o.resume)) return 1;
+        if (!ex_check(dfn_model_load(o.resume, NULL, &lm), o.resume)) return 1;
         have_loaded = 1;
         if (lm.info.net != DFN_NET_UNET) { fprintf(stderr, "mnist: %s is not a U-Net model\n", o.resume); return 1; }
         uc = lm.info.unet;
@@ -355,7 +321,7 @@ int main(int argc, char **argv)
     P = dfn_unet_num_params(&uc);
     if (P == 0) { fprintf(stderr, "mnist: invalid network configuration\n"); return 1; }
     params = (float *)malloc(P * sizeof(float));
-    if (!params || !check(dfn_unet_init(&net, &uc, params), "network")) return 1;
+    if (!params || !ex_check(dfn_unet_init(&net, &uc, params), "network")) return 1;
     if (have_loaded) {
         sc = lm.info.schedule;
         memcpy(params, lm.unet.params, P * sizeof(float));
@@ -364,7 +330,7 @@ int main(int argc, char **argv)
         dfn_rng_seed(&rng, (uint64_t)o.seed, 0);
         dfn_unet_init_weights(&net, &rng);
     }
-    if (!check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule")) return 1;
+    if (!ex_check(dfn_schedule_alloc(&sched, &sc, NULL), "schedule")) return 1;
     printf("U-Net: %dx%d, channels", H, W);
     {
         int l;
@@ -396,15 +362,15 @@ int main(int argc, char **argv)
         tc.p_uncond = (float)o.p_uncond;
         printf("training: %ld steps of %ld images, Adam lr %g (warmup 200, cosine), EMA %.3f, %.0f MB\n",
                o.steps, o.batch, o.lr, tc.ema_decay, dfn_trainer_size_unet(&uc, &tc) / 1e6);
-        if (!check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
+        if (!ex_check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
         have_trainer = 1;
         if (have_loaded) {
             unsigned char *img;
             size_t len;
-            if (!check(dfn_file_read_all(o.resume, NULL, &img, &len), o.resume)) return 1;
+            if (!ex_check(dfn_file_read_all(o.resume, NULL, &img, &len), o.resume)) return 1;
             r = dfn_model_read_unet(img, len, &net, NULL, &tr, NULL);
             dfn_file_free(img, NULL);
-            if (!check(r, o.resume)) return 1;
+            if (!ex_check(r, o.resume)) return 1;
             start = tr.step;
         }
         /* the data order and noise continue from the step count on resume */
@@ -413,7 +379,7 @@ int main(int argc, char **argv)
         idx = (int *)malloc((size_t)tc.batch * sizeof(int));
         if (!batch || !idx) { fprintf(stderr, "mnist: out of memory\n"); return 1; }
         {
-            double t0 = wall(), ema_loss = 0;
+            double t0 = ex_wall(), ema_loss = 0;
             long done = 0;
             for (step = start; step < o.steps; step++) {
                 float loss;
@@ -424,21 +390,21 @@ int main(int argc, char **argv)
                     idx[k] = train.labels[j];
                 }
                 r = dfn_train_step(&tr, batch, uc.num_classes > 0 ? idx : NULL, &rng, &loss);
-                if (!check(r, "training step")) return 1;
+                if (!ex_check(r, "training step")) return 1;
                 done++;
                 ema_loss = done == 1 ? loss : 0.98 * ema_loss + 0.02 * loss;
                 if (done % 10 == 0 || step + 1 == o.steps) {
-                    double el = wall() - t0, rate = done / (el > 0 ? el : 1e-9);
+                    double el = ex_wall() - t0, rate = done / (el > 0 ? el : 1e-9);
                     printf("\rstep %6ld/%ld  loss %.4f  %5.2f steps/s  %5.0f images/s  elapsed %4.0fs  ETA %4.0fs ",
                            step + 1, o.steps, ema_loss, rate, rate * tc.batch, el, (o.steps - step - 1) / rate);
                     fflush(stdout);
                 }
                 if ((o.every > 0 && (step + 1) % o.every == 0) || step + 1 == o.steps) {
                     r = dfn_model_save_unet(ckpt, &net, &sched, &tr, 1);
-                    if (!check(r, ckpt)) return 1;
+                    if (!ex_check(r, ckpt)) return 1;
                 }
             }
-            printf("\ntrained %ld steps in %.0f s; checkpoint %s\n", done, wall() - t0, ckpt);
+            printf("\ntrained %ld steps in %.0f s; checkpoint %s\n", done, ex_wall() - t0, ckpt);
         }
         ema_net = &tr.ema_unet;
     } else if (lm.ema) {
@@ -491,21 +457,21 @@ int main(int argc, char **argv)
         traj.every = cfg.steps / (frames - 1) > 0 ? cfg.steps / (frames - 1) : 1;
         cfg.on_step = on_step;
         cfg.on_step_user = &traj;
-        if (!check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler")) return 1;
+        if (!ex_check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler")) return 1;
         dfn_rng_seed(&rng, (uint64_t)o.seed, 12345);
         dfn_rng_normal_fill(&rng, xT, (size_t)o.n_ddim * D);
         if (o.n_ddim >= keep) keep_frame(&traj, xT);
         else traj.keep = 0;
-        t0 = wall();
-        if (!check(dfn_sampler_run(&smp, x, xT, &rng), "DDIM sampling")) return 1;
-        printf("DDIM-%d: %ld samples in %.1f s (%.1f images/s)\n", cfg.steps, o.n_ddim, wall() - t0,
-               o.n_ddim / (wall() - t0));
+        t0 = ex_wall();
+        if (!ex_check(dfn_sampler_run(&smp, x, xT, &rng), "DDIM sampling")) return 1;
+        printf("DDIM-%d: %ld samples in %.1f s (%.1f images/s)\n", cfg.steps, o.n_ddim, ex_wall() - t0,
+               o.n_ddim / (ex_wall() - t0));
         dfn_sampler_free(&smp, NULL);
         print_digits(x, 8 < o.n_ddim ? 8 : (int)o.n_ddim, H, W);
         cols = conditional && o.cls < 0 ? 10 : 8;
-        if (!write_grid(o.out, "samples_ddim.png", x, (int)o.n_ddim, H, W, cols)) return 1;
+        if (!ex_write_grid(o.out, "samples_ddim.png", x, (int)o.n_ddim, H, W, cols)) return 1;
         if (traj.count > 1 && o.n_ddim >= keep &&
-            !write_grid(o.out, "reverse_ddim.png", traj.frames, keep * traj.count, H, W, traj.count))
+            !ex_write_grid(o.out, "reverse_ddim.png", traj.frames, keep * traj.count, H, W, traj.count))
             return 1;
 
         if (o.n_ddpm > 0) {
@@ -515,12 +481,12 @@ int main(int argc, char **argv)
                 cfg.labels = labels;
                 cfg.guidance_scale = (float)o.guidance;
             }
-            if (!check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler")) return 1;
-            t0 = wall();
-            if (!check(dfn_sampler_run(&smp, x, NULL, &rng), "DDPM sampling")) return 1;
-            printf("DDPM-%d: %ld samples in %.1f s\n", sched.T, o.n_ddpm, wall() - t0);
+            if (!ex_check(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDPM sampler")) return 1;
+            t0 = ex_wall();
+            if (!ex_check(dfn_sampler_run(&smp, x, NULL, &rng), "DDPM sampling")) return 1;
+            printf("DDPM-%d: %ld samples in %.1f s\n", sched.T, o.n_ddpm, ex_wall() - t0);
             dfn_sampler_free(&smp, NULL);
-            if (!write_grid(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, o.n_ddpm < 10 ? (int)o.n_ddpm : 10))
+            if (!ex_write_grid(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, o.n_ddpm < 10 ? (int)o.n_ddpm : 10))
                 return 1;
         }
 
@@ -536,7 +502,7 @@ int main(int argc, char **argv)
                     if (ts[k] == 0) memcpy(strip + ((size_t)j * 11 + k) * D, train.images + (size_t)j * D, (size_t)D * sizeof(float));
                     else dfn_q_sample(&sched, strip + ((size_t)j * 11 + k) * D, train.images + (size_t)j * D, eps, &ts[k], 1, D);
                 }
-            if (!write_grid(o.out, "forward.png", strip, rows * 11, H, W, 11)) return 1;
+            if (!ex_write_grid(o.out, "forward.png", strip, rows * 11, H, W, 11)) return 1;
             free(strip);
             free(eps);
         }

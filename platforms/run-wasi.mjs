@@ -1,5 +1,5 @@
 // Runs a wasm32-wasi program under Node's WASI (preview1):
-//   node tests/run-wasi.mjs prog.wasm [args...]
+//   node platforms/run-wasi.mjs prog.wasm [args...]
 // The program sees the host's /tmp as /tmp (each run gets a fresh directory
 // there) and the current directory as "." (relative paths such as
 // build/x.dfn work as on the host). main()'s return value is the exit code;

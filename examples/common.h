@@ -1,0 +1,86 @@
+/* common.h - the small helpers the examples of diffusion.h share.
+
+   Include after diffusion.h's declarations, with EX_NAME defined as the
+   program's name (for messages). Plain C99 (also compiles as C++); every
+   function is static.
+
+     ex_check(r, what)     1 when r is DFN_OK; else prints "NAME: what: error"
+                           on stderr and returns 0 (the caller cleans up)
+     ex_require(r, what)   the same, but exits with status 1 on an error
+     ex_number(s, lo, hi)  a whole number in [lo, hi] from a string, or -1
+     ex_wall()             wall-clock seconds (with _POSIX_C_SOURCE >= 199309L)
+     ex_write_grid(...)    grey images (n, h, w) in [-1, 1] as a PNG grid
+*/
+#ifndef EX_COMMON_H
+#define EX_COMMON_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#ifndef EX_NAME
+#  define EX_NAME "example"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define EX_FN static __attribute__((unused))
+#else
+#  define EX_FN static
+#endif
+
+EX_FN int ex_check(dfn_result r, const char *what)
+{
+    if (r != DFN_OK) {
+        fprintf(stderr, "%s: %s: %s\n", EX_NAME, what, dfn_result_string(r));
+        return 0;
+    }
+    return 1;
+}
+
+EX_FN void ex_require(dfn_result r, const char *what)
+{
+    if (!ex_check(r, what)) exit(1);
+}
+
+EX_FN long ex_number(const char *s, long lo, long hi)
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    return (errno || end == s || *end || v < lo || v > hi) ? -1 : v;
+}
+
+#ifdef CLOCK_MONOTONIC
+EX_FN double ex_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+#endif
+
+#ifndef DFN_NO_STDIO
+/* Writes n images (n, h, w) as dir/name, a PNG grid of `cols` columns with a
+   2-pixel border; reports the file. 1 on success. */
+EX_FN int ex_write_grid(const char *dir, const char *name, const float *img, int n, int h, int w, int cols)
+{
+    char path[1024];
+    int gh, gw;
+    float *grid;
+    dfn_result r;
+    if (dfn_image_grid(NULL, 0, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw) != DFN_OK) return 0;
+    grid = (float *)malloc((size_t)gh * gw * sizeof(float));
+    if (!grid) return 0;
+    r = dfn_image_grid(grid, (size_t)gh * gw, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (r == DFN_OK) r = dfn_png_save(path, grid, gh, gw, 1);
+    free(grid);
+    if (!ex_check(r, path)) return 0;
+    printf("wrote %s (%dx%d)\n", path, gw, gh);
+    return 1;
+}
+#endif
+
+#endif

@@ -1,0 +1,54 @@
+# The examples (included by the Makefile). Shared helpers: examples/common.h
+# (errors, numbers from the command line, time, PNG grids) and
+# examples/plot.h (2D plots in the terminal and as SVG).
+#
+#   make demo       train on the 8 Gaussians (or --data / --csv), plot the
+#                   samples in the terminal, write build/demo.svg
+#   make mnist      a U-Net on the digits of `make mnist-data` (MNIST_ARGS)
+#   make cascade    train a 14x14 base model and a 28x28 super-resolution
+#                   model conditioned on the upsampled 14x14 image, sample
+#                   them one after the other; writes build/cascade/cascade.png
+#                   and build/cascade/control.png, and the two model files
+#                   build/cascade/base.dfnm, build/cascade/sr.dfnm
+#                   (CASCADE_ARGS=--sample-only samples the saved ones)
+#   make guided2d   classifier-free, classifier and constraint guidance on
+#                   the 8 Gaussians; writes build/guided2d.svg
+#   make inpaint    fix one coordinate, sample the other; build/inpaint.svg;
+#                   then the lower half of test digits completed by the model
+#                   of `make mnist` (build/mnist/mnist.dfnm), when there is one
+#   examples/cortexm/  the Cortex-M firmware (make test-cortexm)
+
+EXAMPLES := $(BUILD)/demo $(BUILD)/guided2d $(BUILD)/inpaint $(BUILD)/mnist-example $(BUILD)/cascade-example
+EX_DEP   := diffusion.h examples/common.h examples/plot.h
+
+.PHONY: demo mnist cascade guided2d inpaint
+
+$(BUILD)/demo: examples/demo.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/demo.c -o $@ -lm
+$(BUILD)/guided2d: examples/guided2d.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/guided2d.c -o $@ -lm
+$(BUILD)/inpaint: examples/inpaint.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/inpaint.c -o $@ -lm
+$(BUILD)/mnist-example: examples/mnist.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -pthread -I. examples/mnist.c -o $@ -lm
+$(BUILD)/cascade-example: examples/cascade.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -pthread -I. examples/cascade.c -o $@ -lm
+
+demo: $(BUILD)/demo
+	./$(BUILD)/demo --out $(BUILD)/demo.svg
+
+mnist: $(BUILD)/mnist-example mnist-data
+	./$(BUILD)/mnist-example $(MNIST_ARGS)
+
+cascade: $(BUILD)/cascade-example mnist-data
+	./$(BUILD)/cascade-example $(CASCADE_ARGS)
+
+guided2d: $(BUILD)/guided2d
+	./$(BUILD)/guided2d --out $(BUILD)/guided2d.svg
+
+inpaint: $(BUILD)/inpaint $(BUILD)/mnist-example
+	./$(BUILD)/inpaint --out $(BUILD)/inpaint.svg
+	@if [ -f $(BUILD)/mnist/mnist.dfnm ] && [ -f data/mnist/t10k-images-idx3-ubyte ]; then \
+	    echo "./$(BUILD)/mnist-example --sample-only $(BUILD)/mnist/mnist.dfnm --inpaint"; \
+	    ./$(BUILD)/mnist-example --sample-only $(BUILD)/mnist/mnist.dfnm --inpaint; \
+	else echo "inpaint: for digits, train a model with 'make mnist' first"; fi

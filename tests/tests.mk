@@ -1,0 +1,156 @@
+# The test suite (included by the Makefile).
+#
+# A test is a function `void test_NAME(void)` at the start of a line in a
+# file tests/test_*.c; the list of tests is made from those files
+# ($(BUILD)/test_list.h), so a new test file is just the file. Runner
+# filters pick tests by name: `./build/test_gcc unet -quality`.
+
+TEST_FILES := $(sort $(wildcard tests/test_*.c))
+TEST_SRC   := tests/main.c tests/impl.c $(TEST_FILES)
+TEST_LIST  := $(BUILD)/test_list.h
+TEST_DEP   := diffusion.h bench/digits.h tests/harness.h tests/unity.c tests/tests.mk \
+              $(wildcard tests/fixtures/*.h) $(TEST_SRC) $(TEST_LIST)
+TEST_INC   := -I. -I$(BUILD)
+
+# Every test function of every test file, in file order (a line that starts
+# like a test but is not one is an error), and the files for the one-unit
+# builds (tests/unity.c).
+$(TEST_LIST): $(TEST_FILES) tests/tests.mk | $(BUILD)
+	@bad=$$(grep -n '^void test_' $(TEST_FILES) | grep -v ':void test_[A-Za-z0-9_]*(void)$$'); \
+	if [ -n "$$bad" ]; then echo "tests: not of the form 'void test_NAME(void)':"; echo "$$bad"; exit 1; fi; \
+	{ echo "/* Made by tests/tests.mk from tests/test_*.c: do not edit. */"; \
+	  echo "#ifndef DFN_TEST_LIST_H"; echo "#define DFN_TEST_LIST_H"; \
+	  echo "#define DFN_TEST_LIST(X) \\"; \
+	  sed -n 's/^void test_\([A-Za-z0-9_]*\)(void)$$/    X(\1) \\/p' $(TEST_FILES); \
+	  echo ""; \
+	  echo "#ifdef DFN_TEST_UNITY"; \
+	  for f in $(TEST_FILES); do echo "#include \"$$f\""; done; \
+	  echo "#endif"; echo "#endif"; } > $@.tmp && mv $@.tmp $@
+
+# Each build of the suite: one binary per compiler / configuration. The
+# x86 SIMD builds are added when this CPU can run them.
+HAVE_AVX2   := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo 1)
+HAVE_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo && \
+                       grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && echo 1)
+TESTS := $(BUILD)/test_gcc $(BUILD)/test_clang $(BUILD)/test_cxx \
+         $(BUILD)/test_static_nosimd $(BUILD)/test_asan $(BUILD)/test_tsan \
+         $(if $(HAVE_AVX2),$(BUILD)/test_avx2) $(if $(HAVE_AVX512),$(BUILD)/test_avx512)
+
+# Which tests each build runs (runner filters: a name part, or -part to skip).
+# The long training-quality test runs in the two optimized multi-file builds.
+ARGS_test_gcc :=
+ARGS_test_clang :=
+ARGS_test_cxx := -quality
+ARGS_test_static_nosimd := -quality
+ARGS_test_asan := -quality
+ARGS_test_tsan := threads
+ARGS_test_avx2 := kernels net -quality
+ARGS_test_avx512 := kernels net -quality
+
+.PHONY: test test-quick test-valgrind fuzz fuzz-images build-cross
+
+# Multi-translation-unit builds: tests/impl.c holds the implementation.
+$(BUILD)/test_gcc: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) $(POOL) $(TEST_INC) $(TEST_SRC) -o $@ -lm
+$(BUILD)/test_clang: $(TEST_DEP) | $(BUILD)
+	$(CLANG) $(STRICT) $(OPT) $(POOL) $(TEST_INC) $(TEST_SRC) -o $@ -lm
+# The whole suite as one C++ translation unit (header and tests as C++).
+$(BUILD)/test_cxx: $(TEST_DEP) | $(BUILD)
+	$(CXX) $(CXXSTRICT) $(OPT) $(POOL) $(TEST_INC) tests/unity.c -o $@ -lm
+# DFN_STATIC (every function static) with the scalar kernels only.
+$(BUILD)/test_static_nosimd: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -DDFN_NO_SIMD $(TEST_INC) tests/unity.c -o $@ -lm
+# AddressSanitizer + UndefinedBehaviorSanitizer; any report fails the run.
+$(BUILD)/test_asan: $(TEST_DEP) | $(BUILD)
+	$(CLANG) $(STRICT) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=all $(POOL) $(TEST_INC) $(TEST_SRC) -o $@ -lm
+# ThreadSanitizer on the thread tests (the pool's polling and sleeping).
+$(BUILD)/test_tsan: $(TEST_DEP) | $(BUILD)
+	$(CLANG) $(STRICT) -O1 -g -fsanitize=thread $(POOL) $(TEST_INC) $(TEST_SRC) -o $@ -lm
+# The x86 SIMD kernels: AVX2 + FMA, and AVX-512.
+$(BUILD)/test_avx2: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) $(POOL) -mavx2 -mfma $(TEST_INC) $(TEST_SRC) -o $@ -lm
+$(BUILD)/test_avx512: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) $(POOL) -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma $(TEST_INC) $(TEST_SRC) -o $@ -lm
+# valgrind 3.19 cannot decode AVX-512: build for AVX2 at most.
+$(BUILD)/test_valgrind: $(TEST_DEP) | $(BUILD)
+	$(GCC) $(STRICT) -O1 -g $(TEST_INC) $(TEST_SRC) -o $@ -lm
+
+# The quick-start program of the header's manual, extracted and built as is.
+$(BUILD)/manual_quickstart.c: diffusion.h | $(BUILD)
+	awk '/1\. Quick start/ {q=1} q && /^      #define DIFFUSION_IMPLEMENTATION/ {p=1} \
+	     p {print} p && /^      }$$/ {exit}' diffusion.h | sed 's/^      //' > $@
+$(BUILD)/manual_quickstart: $(BUILD)/manual_quickstart.c
+	$(GCC) $(STRICT) $(OPT) -I. $< -o $@ -lm
+
+# Runs every build; stops at the first failing one. The last line sums them.
+test: $(TESTS) $(BUILD)/manual_quickstart
+	@echo "== the manual's quick start"; ./$(BUILD)/manual_quickstart
+	@passed=0; failed=0; \
+	for t in $(TESTS); do \
+	    case $$t in \
+	        */test_gcc) args="$(ARGS_test_gcc)";; */test_clang) args="$(ARGS_test_clang)";; \
+	        */test_cxx) args="$(ARGS_test_cxx)";; */test_static_nosimd) args="$(ARGS_test_static_nosimd)";; \
+	        */test_asan) args="$(ARGS_test_asan)";; */test_tsan) args="$(ARGS_test_tsan)";; \
+	        */test_avx2) args="$(ARGS_test_avx2)";; \
+	        */test_avx512) args="$(ARGS_test_avx512)";; *) args="";; esac; \
+	    echo "== $$t $$args"; \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t $$args > $$t.log 2>&1; rc=$$?; \
+	    grep -v '^ok ' $$t.log; \
+	    line=$$(tail -n 1 $$t.log); \
+	    p=$$(echo "$$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$$/\1/p'); \
+	    f=$$(echo "$$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$$/\2/p'); \
+	    if [ $$rc -ne 0 ] || [ -z "$$p" ]; then \
+	        echo "$$t failed (exit $$rc)"; failed=$$((failed + $${f:-1})); passed=$$((passed + $${p:-0})); \
+	        echo "all builds: $$passed passed, $$failed failed"; exit 1; \
+	    fi; \
+	    passed=$$((passed + p)); \
+	done; \
+	echo "all builds: $$passed passed, $$failed failed"
+
+test-quick: $(BUILD)/test_gcc
+	./$(BUILD)/test_gcc
+
+# Under valgrind the long statistical and training tests are left out
+# (ASan + UBSan run them in `make test`); the U-Net still runs a training
+# step, inference and its model files here.
+test-valgrind: $(BUILD)/test_valgrind
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	    ./$(BUILD)/test_valgrind -exact_predictor -moments -closed_form_matches_chain -quality \
+	    -unet_whole_gradients -cascade
+
+# The NEON and WASM SIMD128 kernels (and WASM's scalar path) compiled with
+# the cross compilers, warnings as errors; running them under emulation is
+# the platform targets' job.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+build-cross: $(TEST_DEP) | $(BUILD)
+	$(AARCH64_CC) $(STRICT) $(OPT) $(TEST_INC) $(TEST_SRC) -o $(BUILD)/cross_aarch64 -lm
+	$(CLANG) --target=wasm32-wasi -msimd128 $(STRICT) $(OPT) $(TEST_INC) $(TEST_SRC) -o $(BUILD)/cross_wasm_simd.wasm
+	$(CLANG) --target=wasm32-wasi $(STRICT) $(OPT) $(TEST_INC) $(TEST_SRC) -o $(BUILD)/cross_wasm_scalar.wasm
+
+# libFuzzer on the model loader and the point parser (clang), seeded with
+# small valid files; FUZZ_SECONDS per run.
+FUZZ_SECONDS ?= 30
+$(BUILD)/fuzz_model: tests/fuzz_model.c diffusion.h | $(BUILD)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -I. tests/fuzz_model.c -o $@ -lm
+$(BUILD)/fuzz_seeds: tests/fuzz_model.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) -O1 -DDFN_FUZZ_WRITE_SEEDS -I. tests/fuzz_model.c -o $@ -lm
+fuzz: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds
+	rm -rf $(BUILD)/fuzz_corpus && mkdir -p $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_seeds $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
+	    -print_final_stats=1 $(BUILD)/fuzz_corpus
+
+# libFuzzer on the IDX parsers, the grid and the PNG / PNM encoders
+# (seeded with small valid IDX files), FUZZ_SECONDS per run.
+$(BUILD)/fuzz_idx: tests/fuzz_idx.c diffusion.h | $(BUILD)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -I. tests/fuzz_idx.c -o $@ -lm
+$(BUILD)/fuzz_idx_seeds: tests/fuzz_idx.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) -O1 -DDFN_FUZZ_WRITE_SEEDS -I. tests/fuzz_idx.c -o $@ -lm
+fuzz-images: $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds
+	rm -rf $(BUILD)/fuzz_idx_corpus && mkdir -p $(BUILD)/fuzz_idx_corpus
+	./$(BUILD)/fuzz_idx_seeds $(BUILD)/fuzz_idx_corpus
+	./$(BUILD)/fuzz_idx -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
+	    -print_final_stats=1 $(BUILD)/fuzz_idx_corpus
