@@ -1045,9 +1045,11 @@ typedef struct dfn_net dfn_net;
 /* The operations of one kind of network; cfg always points at the kind's
    configuration struct. The library calls them only with checked arguments
    (a described config, n >= 1, t >= 0, labels in -1..C-1, cond when
-   cond_dim > 0, workspaces of the sizes asked for), so they need not check
-   again. None may allocate. The (training) ones may be NULL for a network
-   that is only run. */
+   cond_dim > 0, training memory of train_size bytes), so they need not
+   check again, except that forward gets the caller's workspace as it is:
+   it answers DFN_ERR_BUFFER_TOO_SMALL when that holds not even one sample.
+   None may allocate. The (training) ones may be NULL for a network that is
+   only run. */
 typedef struct dfn_net_ops {
     uint32_t    kind;         /* the id model files store (dfn_net_kind)         */
     const char *name;         /* for messages ("mlp", "unet", ...)               */

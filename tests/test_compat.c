@@ -42,7 +42,7 @@ void test_compat_070_mlp_file(void)
 
     CHECK(dfn_model_info_mem(fixture_070_mlp, sizeof fixture_070_mlp, &info) == DFN_OK, "info");
     CHECK(info.version == 1 && info.net == DFN_NET_MLP && info.has_ema && info.has_optimizer && info.step == 5,
-          "version %u net %d ema %d opt %d step %ld", info.version, (int)info.net, info.has_ema,
+          "version %u net %d ema %d opt %d step %ld", (unsigned)info.version, (int)info.net, info.has_ema,
           info.has_optimizer, info.step);
     CHECK(info.mlp.dim == 2 && info.mlp.hidden == 8 && info.mlp.blocks == 1 && info.mlp.time_dim == 8 &&
           info.mlp.input_emb_dim == 4 && info.mlp.num_classes == 3 && info.mlp.input_scale == 25.0f &&
