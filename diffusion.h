@@ -1104,8 +1104,9 @@ struct dfn_net {
 
 /* Sets up net over ops, cfg and params (count floats from the shape; the
    values are not touched). Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (ops
-   without describe, forward, forward_size, config_save, config_load or
-   config_same, config_bytes 0 or above DFN_NET_CONFIG_MAX, a bad config). */
+   without describe, init_weights, forward, forward_size, config_save,
+   config_load or config_same, config_bytes 0 or above DFN_NET_CONFIG_MAX,
+   a bad config). */
 DFNDEF dfn_result dfn_net_init(dfn_net *net, const dfn_net_ops *ops, const void *cfg, float *params);
 
 /* The shape of ops over cfg. Errors: DFN_ERR_NULL, those of describe. */

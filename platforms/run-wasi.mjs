@@ -29,7 +29,7 @@ try {
   const module = await WebAssembly.compile(await readFile(file));
   const instance = await WebAssembly.instantiate(module, { wasi_snapshot_preview1: wasi.wasiImport });
   rc = wasi.start(instance);
-  // The last line of a run: make test-wasm reads it (see platforms.mk).
+  // The last line of a run: make test-wasm reads it (see platforms/platforms.mk).
   console.log(`run-wasi: the program returned ${rc}`);
 } catch (e) {
   console.error(`run-wasi: ${e && e.stack ? e.stack : e}`);
