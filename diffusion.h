@@ -584,7 +584,7 @@ DFNDEF dfn_result dfn_prediction_target(const dfn_schedule *s, dfn_prediction ki
                                         const int *t, int n, int dim);
 
 /* ========================================================================= */
-/*  Samplers: DDPM (MATH.md section 6) and DDIM (section 7)                  */
+/*  Samplers: DDPM (section 6), DDIM (7) and the few-step solvers (11)       */
 /* ========================================================================= */
 
 /* The model: write predictions for x_t (n, dim) at per-sample timesteps t and
@@ -607,20 +607,43 @@ typedef struct dfn_step_info {
    (the run then returns DFN_ERR_CANCELLED, x holds x_{t_prev}). */
 typedef int (*dfn_step_fn)(void *user, const dfn_step_info *info);
 
+/* The samplers. Every kind but DDPM runs S steps on a subsequence tau of
+   1..T (cfg.steps, cfg.spacing) and ends at t = 0; NFE is the number of
+   predictor calls (each on n rows, or 2n with guidance). Values are stable:
+   never renumber, only append. */
 typedef enum dfn_sampler_kind {
-    DFN_SAMPLER_DDPM = 0,  /* ancestral, T steps (section 6)                 */
-    DFN_SAMPLER_DDIM = 1   /* S steps on a subsequence, eta >= 0 (section 7) */
+    DFN_SAMPLER_DDPM = 0,  /* ancestral, T steps (section 6); NFE T          */
+    DFN_SAMPLER_DDIM = 1,  /* S steps, eta >= 0 (section 7); NFE S           */
+    DFN_SAMPLER_EULER = 2, /* Euler in sigma = s_t / a_t (section 11, EDM):
+                              DDIM eta = 0 in other arithmetic; NFE S        */
+    DFN_SAMPLER_HEUN = 3,  /* Heun in sigma (section 11, EDM Algorithm 1,
+                              S_churn = 0); second order; NFE 2S - 1         */
+    DFN_SAMPLER_DPMPP_2M = 4, /* DPM-Solver++(2M) (section 11); NFE S        */
+    DFN_SAMPLER_DPMPP_3M = 5, /* DPM-Solver++(3M) (section 11); NFE S        */
+    DFN_SAMPLER_DPMPP_2M_SDE = 6 /* SDE-DPM-Solver++(2M), midpoint (section
+                              11): draws noise every step but the last; NFE S */
 } dfn_sampler_kind;
+#define DFN_SAMPLER_KIND_COUNT 7
 
 typedef enum dfn_variance {
     DFN_VARIANCE_SMALL = 0, /* sigma_t^2 = betatilde_t (true posterior)      */
     DFN_VARIANCE_LARGE = 1  /* sigma_t^2 = beta_t                            */
 } dfn_variance;
 
+/* Timestep spacings (sections 7 and 11). LOGSNR and KARRAS give exactly S
+   distinct timesteps from T down to 1 (S >= 2; S = 1 is T alone): each value
+   is mapped to the integer t nearest in log sigma_t, and where two land on
+   one t (near t = 1, where sigma changes fastest) the larger takes the next
+   free t above, up to T - (S - i) (dfn_timesteps). They need a schedule
+   with alphabar_T > 0. CUSTOM takes cfg.timesteps. */
 typedef enum dfn_spacing {
     DFN_SPACING_LINSPACE = 0, /* tau_i = round(1 + (i-1)(T-1)/(S-1))         */
     DFN_SPACING_LEADING  = 1, /* tau_i = 1 + (i-1) floor(T/S)                */
-    DFN_SPACING_TRAILING = 2  /* tau_i = round(i T / S); starts at T         */
+    DFN_SPACING_TRAILING = 2, /* tau_i = round(i T / S); starts at T         */
+    DFN_SPACING_LOGSNR   = 3, /* lambda = log(a_t / s_t) evenly, T .. 1      */
+    DFN_SPACING_KARRAS   = 4, /* sigma^(1/rho) evenly, T .. 1 (rho default 7) */
+    DFN_SPACING_CUSTOM   = 5  /* cfg.timesteps: S values, strictly decreasing,
+                                 within 1..T, in the order they are visited  */
 } dfn_spacing;
 
 /* What the guidance hook sees at step i (t = tau_i -> t_prev = tau_{i-1}),
@@ -628,7 +651,9 @@ typedef enum dfn_spacing {
    eps_hat and x0_hat (MATH.md section 4) and before clipping and the step. */
 typedef struct dfn_guide_info {
     int i, steps;          /* step index (counts down from steps to 1), S    */
-    int t, t_prev;         /* timesteps of this step                         */
+    int t, t_prev;         /* t of this evaluation; the step's target t_prev */
+    int stage;             /* 0; 1 at Heun's second evaluation (t = t_prev,
+                              x_t = the Euler predictor's point)             */
     int n, dim;
     const dfn_schedule *schedule;
     float sqrt_alphabar;            /* sqrt(alphabar_t)                      */
@@ -652,7 +677,11 @@ typedef struct dfn_guide_info {
    alphabar_t) eps_hat) / sqrt(alphabar_t) (section 4) and both enter the
    step of section 6 or 7 (with clip_x0, after clipping). At a step with
    alphabar_t = 0 (only t = T of a zero-terminal-SNR schedule) x0_hat keeps
-   its value and only DDIM uses the changed eps_hat. */
+   its value and only DDIM uses the changed eps_hat.
+   How the changed prediction enters each solver of section 11: Euler and
+   Heun step with eps_hat (Heun calls the hook at both evaluations, stage 0
+   and 1); the DPM-Solver++ kinds step with x0_hat, which then follows the
+   hook's eps_hat, and keep that x0_hat as the history of the next steps. */
 typedef int (*dfn_guide_fn)(void *user, const dfn_guide_info *info);
 
 /* eps_hat[r] -= scale * sqrt(1 - alphabar_t) * score[r] over the n * dim
@@ -668,9 +697,14 @@ typedef struct dfn_sampler_config {
     dfn_prediction prediction;      /* what predict returns (default eps)     */
     const int     *labels;          /* n class labels, or NULL for all -1     */
     dfn_variance   variance;        /* DDPM: small (default) or large         */
-    int            steps;           /* DDIM: S, 1..T (default 50; set it for T < 50) */
+    int            steps;           /* all but DDPM: S, 1..T (default 50; set it
+                                       for T < 50)                            */
     float          eta;             /* DDIM: >= 0 (default 0, deterministic)  */
-    dfn_spacing    spacing;         /* DDIM: default trailing                 */
+    dfn_spacing    spacing;         /* all but DDPM: default trailing         */
+    float          karras_rho;      /* DFN_SPACING_KARRAS: rho > 0 (default 7)*/
+    const int     *timesteps;       /* DFN_SPACING_CUSTOM: `steps` timesteps,
+                                       strictly decreasing, within 1..T (the
+                                       first is visited first); copied at init */
     int            clip_x0;         /* 1: clamp x0_hat to [clip_min, clip_max]*/
     float          clip_min, clip_max; /* default -1, 1                        */
     dfn_step_fn    on_step;         /* optional per-step callback             */
@@ -716,6 +750,16 @@ typedef struct dfn_sampler {
     int   *labels;                  /* n labels (2n with guidance: then n -1s) */
     float *model_out, *x0_hat, *eps_hat, *z;  /* (n, dim) each (model_out 2n
                                        rows with guidance)                    */
+    /* Section 11's state, allocated at init for the kinds that use it:
+       hist[0], hist[1] the x0_hat of the last two steps (DPM-Solver++;
+       hist_t their timesteps, hist_count how many are valid), used only
+       when the step called next is hist_next (the step after the last
+       one that ran): any other order, a failed step or a RePaint jump
+       starts a new history, as at the first step. Heun's second
+       evaluation: x_mid (its point), eps_mid and x0_mid (its prediction). */
+    float *hist[2];
+    int    hist_t[2], hist_count, hist_next;
+    float *x_mid, *eps_mid, *x0_mid;
     float *x_in;                    /* (2n, dim) predictor input with guidance,
                                        else NULL                               */
     float *known;                   /* (n, dim) copy of cfg.known, or NULL     */
@@ -724,8 +768,8 @@ typedef struct dfn_sampler {
     void  *memory;
 } dfn_sampler;
 
-/* Defaults: DDPM small variance; DDIM 50 steps (must not exceed T), eta 0, trailing;
-   eps-prediction; no clipping (range -1..1 when enabled); no callbacks;
+/* Defaults: DDPM small variance; other kinds 50 steps (must not exceed T), eta 0,
+   trailing, Karras rho 7; eps-prediction; no clipping (range -1..1 when enabled); no callbacks;
    guidance scale 1, no guidance hook, no inpainting, no resampling. */
 DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int n, int dim,
                                                      dfn_predict_fn predict, void *user);
@@ -734,8 +778,12 @@ DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int 
 DFNDEF size_t dfn_sampler_size(const dfn_sampler_config *cfg, const dfn_schedule *s);
 
 /* Validate cfg against the schedule and set up the sampler in mem.
-   Errors: DFN_ERR_NULL (cfg, s, smp, mem, predict), DFN_ERR_INVALID_ARG
-   (n < 1, dim < 1, steps outside 1..T, eta < 0 or NaN, clip range empty,
+   Errors: DFN_ERR_NULL (cfg, s, smp, mem, predict, timesteps of a custom
+   spacing), DFN_ERR_INVALID_ARG (unknown kind or spacing, n < 1, dim < 1,
+   steps outside 1..T, eta < 0 or NaN, custom timesteps not strictly
+   decreasing within 1..T, Karras rho not a finite number > 0, LOGSNR or
+   KARRAS spacing or the EULER or HEUN kinds on a schedule with alphabar_T =
+   0 (sigma_T = s_T / a_T is infinite), clip range empty,
    a label < -1, eps-prediction on a zero-terminal-SNR schedule, a guidance
    scale < 0 or not finite, known without known_mask or not finite,
    resample_jump < 0 or > S, resample_count < 1), DFN_ERR_BUFFER_TOO_SMALL. */
@@ -770,9 +818,33 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
 DFNDEF int dfn_sampler_num_steps(const dfn_sampler *smp);
 DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i);
 
+/* Predictor calls of a whole run (dfn_sampler_run without resampling):
+   T for DDPM, 2S - 1 for Heun, S otherwise; 0 for NULL. */
+DFNDEF int dfn_sampler_nfe(const dfn_sampler *smp);
+
+/* Short names: "ddpm", "ddim", "euler", "heun", "dpm++2m", "dpm++3m",
+   "dpm++2m-sde"; "linspace", "leading", "trailing", "logsnr", "karras",
+   "custom". NULL for an unknown value. The parse functions take the same
+   names and return -1 for an unknown one. */
+DFNDEF const char *dfn_sampler_kind_name(dfn_sampler_kind kind);
+DFNDEF const char *dfn_spacing_name(dfn_spacing spacing);
+DFNDEF int dfn_sampler_kind_parse(const char *name);
+DFNDEF int dfn_spacing_parse(const char *name);
+
+/* Sections 7 and 11: the subsequence of any computed spacing into tau (S + 1
+   ints): tau[0] = 0 and tau[1..S] = tau_1 < ... < tau_S. LOGSNR and KARRAS
+   (rho, ignored by the others) follow the rule of dfn_spacing: nearest t in
+   log sigma_t = log s_t - log a_t from the float tables, computed in double,
+   collisions moved up to the next free t. Errors: DFN_ERR_NULL,
+   DFN_ERR_INVALID_ARG (S < 1, S > T, CUSTOM or an unknown spacing, rho not
+   a finite number > 0 for KARRAS, alphabar_T = 0 for LOGSNR and KARRAS). */
+DFNDEF dfn_result dfn_timesteps(int *tau, const dfn_schedule *s, int S, dfn_spacing spacing,
+                                float rho);
+
 /* Section 7: the DDIM subsequence into tau (S + 1 ints): tau[0] = 0 and
    tau[1..S] = tau_1 < ... < tau_S. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG
-   (T < 1, S < 1, S > T, unknown spacing). */
+   (T < 1, S < 1, S > T, a spacing other than LINSPACE, LEADING, TRAILING:
+   the others need the schedule, see dfn_timesteps). */
 DFNDEF dfn_result dfn_ddim_timesteps(int *tau, int T, int S, dfn_spacing spacing);
 
 /* Section 6: sigma_t of the DDPM step, sqrt(betatilde_t) or sqrt(beta_t);
@@ -859,11 +931,22 @@ DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int 
    h = bandwidth, between x (n, dim) and y (m, dim):
        MMD^2 = mean k(x, x') + mean k(y, y') - 2 mean k(x, y)
    as a V-statistic (every pair, including i = j, like dfn_energy_distance;
-   never negative: rounding is clamped at 0). Computed in double, O((n + m)^2 dim).
+   never negative: rounding is clamped at 0). Computed in double, O((n + m)^2 dim);
+   kernel values below e^-40 count as 0 (MMD^2 moves by less than 2e-17),
+   which skips the exp for most pairs when h is small next to the data.
    Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (n, m, dim < 1; bandwidth not a
    finite number > 0), DFN_ERR_NOT_FINITE (x or y). *mmd2 is 0 on error. */
 DFNDEF dfn_result dfn_mmd_rbf(double *mmd2, const float *x, int n, const float *y, int m,
                               int dim, double bandwidth);
+
+/* The same with the unbiased U-statistic (within each set only the pairs
+   i != j): the V-statistic above carries an offset of about
+   (1 - mean k(x, x'))/n + (1 - mean k(y, y'))/m, 2e-4 at n = m = 10,000 on
+   spread-out data, which hides differences below it; this one has the
+   population MMD^2 as its expectation and can be slightly negative for
+   matching distributions. n, m >= 2. */
+DFNDEF dfn_result dfn_mmd_rbf_unbiased(double *mmd2, const float *x, int n, const float *y, int m,
+                                       int dim, double bandwidth);
 
 /* ######################################################################### */
 /*  PART 2  networks and training                                            */
@@ -3629,6 +3712,106 @@ DFNDEF dfn_result dfn_ddim_timesteps(int *tau, int T, int S, dfn_spacing spacing
     return DFN_OK;
 }
 
+/* Section 11: log sigma_t = log s_t - log a_t from the float tables, in
+   double (nondecreasing in t; finite for t >= 1 when alphabar_T > 0). */
+static double dfn__log_sigma(const dfn_schedule *s, int t)
+{
+    return DFN_LOG((double)s->sqrt_one_minus_alphabar[t]) - DFN_LOG((double)s->sqrt_alphabar[t]);
+}
+
+/* The t in 1..T nearest to log sigma = ls (ties to the smaller t). */
+static int dfn__nearest_t(const dfn_schedule *s, double ls)
+{
+    int lo = 1, hi = s->T;
+    while (lo < hi) {               /* first t with log sigma_t >= ls */
+        int mid = lo + (hi - lo) / 2;
+        if (dfn__log_sigma(s, mid) < ls) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo > 1 && ls - dfn__log_sigma(s, lo - 1) <= dfn__log_sigma(s, lo) - ls) lo--;
+    return lo;
+}
+
+DFNDEF dfn_result dfn_timesteps(int *tau, const dfn_schedule *s, int S, dfn_spacing spacing,
+                                float rho)
+{
+    double ls_T, ls_1, u_T = 0.0, u_1 = 0.0;
+    int i, T;
+    if (!tau || !s || !s->alphabar) return DFN_ERR_NULL;
+    T = s->T;
+    if (spacing == DFN_SPACING_LINSPACE || spacing == DFN_SPACING_LEADING ||
+        spacing == DFN_SPACING_TRAILING)
+        return dfn_ddim_timesteps(tau, T, S, spacing);
+    if (spacing != DFN_SPACING_LOGSNR && spacing != DFN_SPACING_KARRAS) return DFN_ERR_INVALID_ARG;
+    if (S < 1 || S > T) return DFN_ERR_INVALID_ARG;
+    if (spacing == DFN_SPACING_KARRAS && !(rho > 0.0f && dfn__finite(rho))) return DFN_ERR_INVALID_ARG;
+    if (!(s->sqrt_alphabar[T] > 0.0f)) return DFN_ERR_INVALID_ARG;   /* sigma_T infinite */
+    tau[0] = 0;
+    tau[S] = T;
+    if (S == 1) return DFN_OK;
+    ls_T = dfn__log_sigma(s, T);
+    ls_1 = dfn__log_sigma(s, 1);
+    if (spacing == DFN_SPACING_KARRAS) {
+        u_T = DFN_EXP(ls_T / rho);   /* sigma_max^(1/rho) */
+        u_1 = DFN_EXP(ls_1 / rho);   /* sigma_min^(1/rho) */
+    }
+    /* k = S - i = 0..S-1 runs from t = T (k = 0) down to t = 1 (k = S - 1). */
+    for (i = 1; i < S; i++) {
+        double f = (double)(S - i) / (double)(S - 1), ls;
+        if (spacing == DFN_SPACING_LOGSNR)
+            ls = ls_T + f * (ls_1 - ls_T);                  /* lambda = -log sigma evenly */
+        else
+            ls = rho * DFN_LOG(u_T + f * (u_1 - u_T));      /* sigma^(1/rho) evenly */
+        tau[i] = i == 1 ? 1 : dfn__nearest_t(s, ls);
+    }
+    /* S distinct values: a collision takes the next free t above, and no
+       value may pass T - (S - i), which leaves room for the steps above it
+       (tau_S = T). */
+    for (i = 2; i < S; i++) {
+        if (tau[i] <= tau[i - 1]) tau[i] = tau[i - 1] + 1;
+        if (tau[i] > T - (S - i)) tau[i] = T - (S - i);
+    }
+    return DFN_OK;
+}
+
+static const char *const dfn__kind_names[DFN_SAMPLER_KIND_COUNT] = {
+    "ddpm", "ddim", "euler", "heun", "dpm++2m", "dpm++3m", "dpm++2m-sde"
+};
+static const char *const dfn__spacing_names[6] = {
+    "linspace", "leading", "trailing", "logsnr", "karras", "custom"
+};
+
+DFNDEF const char *dfn_sampler_kind_name(dfn_sampler_kind kind)
+{
+    return (int)kind >= 0 && (int)kind < DFN_SAMPLER_KIND_COUNT ? dfn__kind_names[kind] : NULL;
+}
+
+DFNDEF const char *dfn_spacing_name(dfn_spacing spacing)
+{
+    return (int)spacing >= 0 && (int)spacing < 6 ? dfn__spacing_names[spacing] : NULL;
+}
+
+static int dfn__name_index(const char *const *names, int count, const char *name)
+{
+    int i, j;
+    if (!name) return -1;
+    for (i = 0; i < count; i++) {
+        for (j = 0; names[i][j] && names[i][j] == name[j]; j++) {}
+        if (names[i][j] == name[j]) return i;
+    }
+    return -1;
+}
+
+DFNDEF int dfn_sampler_kind_parse(const char *name)
+{
+    return dfn__name_index(dfn__kind_names, DFN_SAMPLER_KIND_COUNT, name);
+}
+
+DFNDEF int dfn_spacing_parse(const char *name)
+{
+    return dfn__name_index(dfn__spacing_names, 6, name);
+}
+
 DFNDEF float dfn_ddpm_sigma(const dfn_schedule *s, int t, dfn_variance variance)
 {
     if (!s || t < 1 || t > s->T) return 0.0f;
@@ -3720,6 +3903,8 @@ DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int 
     c.steps = 50;
     c.eta = 0.0f;
     c.spacing = DFN_SPACING_TRAILING;
+    c.karras_rho = 7.0f;
+    c.timesteps = NULL;
     c.clip_x0 = 0;
     c.clip_min = -1.0f;
     c.clip_max = 1.0f;
@@ -3755,21 +3940,34 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     int S, i;
     if (!c || !s || !s->alphabar) return DFN_ERR_NULL;
     if (!c->predict) return DFN_ERR_NULL;
-    if (c->kind != DFN_SAMPLER_DDPM && c->kind != DFN_SAMPLER_DDIM) return DFN_ERR_INVALID_ARG;
+    if ((int)c->kind < 0 || (int)c->kind >= DFN_SAMPLER_KIND_COUNT) return DFN_ERR_INVALID_ARG;
     if (c->n < 1 || c->dim < 1 || dfn__count(c->n, c->dim) == 0) return DFN_ERR_INVALID_ARG;
     if (c->prediction != DFN_PREDICT_EPS && c->prediction != DFN_PREDICT_V &&
         c->prediction != DFN_PREDICT_X0)
         return DFN_ERR_INVALID_ARG;
     if (c->variance != DFN_VARIANCE_SMALL && c->variance != DFN_VARIANCE_LARGE)
         return DFN_ERR_INVALID_ARG;
-    if (c->kind == DFN_SAMPLER_DDIM) {
-        if (c->spacing != DFN_SPACING_LINSPACE && c->spacing != DFN_SPACING_LEADING &&
-            c->spacing != DFN_SPACING_TRAILING)
-            return DFN_ERR_INVALID_ARG;
-        if (!(c->eta >= 0.0f) || !dfn__finite(c->eta)) return DFN_ERR_INVALID_ARG;
-    }
+    if (c->kind == DFN_SAMPLER_DDIM && (!(c->eta >= 0.0f) || !dfn__finite(c->eta)))
+        return DFN_ERR_INVALID_ARG;
     S = dfn__sampler_steps(c, s);
     if (S < 1 || S > s->T) return DFN_ERR_INVALID_ARG;
+    if (c->kind != DFN_SAMPLER_DDPM) {
+        int zero_snr = !(s->sqrt_alphabar[s->T] > 0.0f);
+        if ((int)c->spacing < 0 || (int)c->spacing > DFN_SPACING_CUSTOM) return DFN_ERR_INVALID_ARG;
+        if (c->spacing == DFN_SPACING_KARRAS && !(c->karras_rho > 0.0f && dfn__finite(c->karras_rho)))
+            return DFN_ERR_INVALID_ARG;
+        /* sigma_T = s_T / a_T is infinite on a zero-terminal-SNR schedule. */
+        if (zero_snr && (c->spacing == DFN_SPACING_LOGSNR || c->spacing == DFN_SPACING_KARRAS ||
+                         c->kind == DFN_SAMPLER_EULER || c->kind == DFN_SAMPLER_HEUN))
+            return DFN_ERR_INVALID_ARG;
+        if (c->spacing == DFN_SPACING_CUSTOM) {
+            if (!c->timesteps) return DFN_ERR_NULL;
+            for (i = 0; i < S; i++)
+                if (c->timesteps[i] < 1 || c->timesteps[i] > s->T ||
+                    (i > 0 && c->timesteps[i] >= c->timesteps[i - 1]))
+                    return DFN_ERR_INVALID_ARG;
+        }
+    }
     if (c->clip_x0 && !(c->clip_min < c->clip_max && dfn__finite(c->clip_min) &&
                         dfn__finite(c->clip_max)))
         return DFN_ERR_INVALID_ARG;
@@ -3783,6 +3981,14 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (c->known && !dfn__all_finite(c->known, (size_t)c->n * (size_t)c->dim)) return DFN_ERR_NOT_FINITE;
     if (c->resample_jump < 0 || c->resample_jump > S || c->resample_count < 1) return DFN_ERR_INVALID_ARG;
     return DFN_OK;
+}
+
+/* The highest order of a DPM-Solver++ kind (the x0 history it keeps is one
+   less); 0 for the other kinds. */
+static int dfn__sampler_order(const dfn_sampler_config *c)
+{
+    return c->kind == DFN_SAMPLER_DPMPP_3M ? 3
+         : c->kind == DFN_SAMPLER_DPMPP_2M || c->kind == DFN_SAMPLER_DPMPP_2M_SDE ? 2 : 0;
 }
 
 static size_t dfn__sampler_layout(dfn_sampler *smp, const dfn_sampler_config *c,
@@ -3801,6 +4007,17 @@ static size_t dfn__sampler_layout(dfn_sampler *smp, const dfn_sampler_config *c,
     smp->x_in = rows == 2 ? (float *)dfn__arena_take(&a, 2 * f) : NULL;
     smp->known = c->known ? (float *)dfn__arena_take(&a, f) : NULL;
     smp->known_mask = c->known ? (unsigned char *)dfn__arena_take(&a, count) : NULL;
+    /* Section 11's state: the x0 history of the multistep solvers, Heun's
+       second evaluation. */
+    smp->hist[0] = dfn__sampler_order(c) >= 2 ? (float *)dfn__arena_take(&a, f) : NULL;
+    smp->hist[1] = dfn__sampler_order(c) >= 3 ? (float *)dfn__arena_take(&a, f) : NULL;
+    if (c->kind == DFN_SAMPLER_HEUN) {
+        smp->x_mid = (float *)dfn__arena_take(&a, f);
+        smp->eps_mid = (float *)dfn__arena_take(&a, f);
+        smp->x0_mid = (float *)dfn__arena_take(&a, f);
+    } else {
+        smp->x_mid = smp->eps_mid = smp->x0_mid = NULL;
+    }
     return dfn__arena_size(&a);
 }
 
@@ -3827,10 +4044,16 @@ DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *c
     dfn__sampler_layout(smp, cfg, s, mem);
     if (cfg->kind == DFN_SAMPLER_DDPM) {
         for (i = 0; i <= smp->steps; i++) smp->tau[i] = i;   /* every t = T..1 */
+    } else if (cfg->spacing == DFN_SPACING_CUSTOM) {
+        smp->tau[0] = 0;                                     /* visited first = tau_S */
+        for (i = 0; i < smp->steps; i++) smp->tau[smp->steps - i] = cfg->timesteps[i];
+        smp->cfg.timesteps = NULL;                           /* not kept */
     } else {
-        r = dfn_ddim_timesteps(smp->tau, s->T, smp->steps, cfg->spacing);
+        r = dfn_timesteps(smp->tau, s, smp->steps, cfg->spacing, cfg->karras_rho);
         DFN_ASSERT(r == DFN_OK);
     }
+    smp->hist_count = 0;
+    smp->hist_next = -1;
     for (i = 0; i < cfg->n; i++) smp->labels[i] = cfg->labels ? cfg->labels[i] : -1;
     for (i = 0; i < cfg->n; i++) smp->labels[cfg->n + i] = -1;   /* the null label of section 8 */
     smp->cfg.labels = smp->labels;
@@ -3886,6 +4109,12 @@ DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i)
     return smp->tau[i];
 }
 
+DFNDEF int dfn_sampler_nfe(const dfn_sampler *smp)
+{
+    if (!smp) return 0;
+    return smp->cfg.kind == DFN_SAMPLER_HEUN ? 2 * smp->steps - 1 : smp->steps;
+}
+
 /* Inpainting (RePaint): the known entries of x become q_sample(known, t)
    (section 1) with fresh noise; at t = 0 the known values themselves. */
 static void dfn__sampler_replace_known(dfn_sampler *smp, float *x, int t, dfn_rng *rng)
@@ -3916,27 +4145,16 @@ DFNDEF void dfn_guide_add_score(const dfn_guide_info *info, const float *score, 
     for (j = 0; j < count; j++) info->eps_hat[j] -= c * score[j];
 }
 
-DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng)
+/* One evaluation at (x, t) into x0 and eps (n, dim): the predictor call
+   with section 8's guidance, section 4's conversion, the guidance hook and
+   clipping. i, p and stage are what the hook is told. */
+static dfn_result dfn__sampler_eval(dfn_sampler *smp, const float *x, int t, int i, int p,
+                                    int stage, float *x0, float *eps)
 {
-    const dfn_schedule *s;
-    const dfn_sampler_config *c;
-    dfn_result r;
-    size_t count, j;
-    int t, p, k, noisy;
-    if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
-    if (i < 1 || i > smp->steps) return DFN_ERR_INVALID_ARG;
-    s = smp->schedule;
-    c = &smp->cfg;
-    count = (size_t)c->n * (size_t)c->dim;
-    t = smp->tau[i];
-    p = smp->tau[i - 1];
-    /* Algorithm 2 draws z only for t > 1; DDIM only when sigma > 0. */
-    noisy = c->kind == DFN_SAMPLER_DDPM ? t > 1 : dfn__ddim_var(s, t, p, c->eta) > 0.0;
-    if (noisy && !rng) return DFN_ERR_NULL;
-
-    if (smp->known && !rng) return DFN_ERR_NULL;
-
-    /* The model's prediction at t, as x0_hat and eps_hat (section 4). */
+    const dfn_schedule *s = smp->schedule;
+    const dfn_sampler_config *c = &smp->cfg;
+    size_t count = (size_t)c->n * (size_t)c->dim, j;
+    int k;
     if (smp->guided == 1) {
         /* Section 8 in one call: rows 0..n-1 with the labels c, rows
            n..2n-1 with the null label; pred = u + w (c - u). */
@@ -3957,7 +4175,7 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
             return DFN_ERR_CALLBACK;
         if (!dfn__all_finite(smp->model_out, count)) return DFN_ERR_NOT_FINITE;
     }
-    dfn__to_x0_eps(s, c->prediction, t, smp->x0_hat, smp->eps_hat, smp->model_out, x, count);
+    dfn__to_x0_eps(s, c->prediction, t, x0, eps, smp->model_out, x, count);
     if (c->guide) {
         /* The hook adjusts eps_hat; x0_hat follows it (section 4). */
         dfn_guide_info g;
@@ -3966,6 +4184,7 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
         g.steps = smp->steps;
         g.t = t;
         g.t_prev = p;
+        g.stage = stage;
         g.n = c->n;
         g.dim = c->dim;
         g.schedule = s;
@@ -3973,29 +4192,208 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
         g.sqrt_one_minus_alphabar = b;
         g.x_t = x;
         g.labels = smp->labels;
-        g.eps_hat = smp->eps_hat;
-        g.x0_hat = smp->x0_hat;
+        g.eps_hat = eps;
+        g.x0_hat = x0;
         if (c->guide(c->guide_user, &g) != 0) return DFN_ERR_CALLBACK;
-        if (!dfn__all_finite(smp->eps_hat, count)) return DFN_ERR_NOT_FINITE;
+        if (!dfn__all_finite(eps, count)) return DFN_ERR_NOT_FINITE;
         if (a > 0.0f)
-            for (j = 0; j < count; j++) smp->x0_hat[j] = (x[j] - b * smp->eps_hat[j]) / a;
+            for (j = 0; j < count; j++) x0[j] = (x[j] - b * eps[j]) / a;
     }
     if (c->clip_x0) {
         /* Clamp x0_hat to the data range, then the eps it implies with x_t. */
         float a = s->sqrt_alphabar[t], b = s->sqrt_one_minus_alphabar[t];
         for (j = 0; j < count; j++) {
-            float v = smp->x0_hat[j];
+            float v = x0[j];
             v = v < c->clip_min ? c->clip_min : v > c->clip_max ? c->clip_max : v;
-            smp->x0_hat[j] = v;
-            smp->eps_hat[j] = (x[j] - a * v) / b;
+            x0[j] = v;
+            eps[j] = (x[j] - a * v) / b;
         }
     }
+    return DFN_OK;
+}
+
+/* expm1(x) = e^x - 1 in double without the cancellation of exp(x) - 1 at
+   small |x| (section 11's coefficients at small h). */
+static double dfn__expm1(double x)
+{
+    if (x > -1e-2 && x < 1e-2)
+        return x * (1.0 + x * (1.0 / 2 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x / 720)))));
+    return DFN_EXP(x) - 1.0;
+}
+
+/* Section 11, lambda_t = log(a_t / s_t) from the float tables, in double;
+   only for t with a_t > 0 and s_t > 0. */
+static double dfn__lambda(const dfn_schedule *s, int t)
+{
+    return DFN_LOG((double)s->sqrt_alphabar[t]) - DFN_LOG((double)s->sqrt_one_minus_alphabar[t]);
+}
+
+/* Section 11, Euler and Heun in sigma = s/a: from t to p with slope eps,
+   x_p = a_p (x / a_t + (sigma_p - sigma_t) eps), i.e. cx x + ce eps. */
+static void dfn__sigma_coefs(const dfn_schedule *s, int t, int p, float *cx, float *ce)
+{
+    double at = s->sqrt_alphabar[t], ap = s->sqrt_alphabar[p];
+    double sig_t = s->sqrt_one_minus_alphabar[t] / at, sig_p = s->sqrt_one_minus_alphabar[p] / ap;
+    *cx = (float)(ap / at);
+    *ce = (float)(ap * (sig_p - sig_t));
+}
+
+/* Section 11, DPM-Solver++ (2M, 3M, and the 2M SDE) from t to p in x, with
+   m0 = x0_hat at t and the history m1, m2 (x0_hat at the two steps before,
+   timesteps t1, t2) as far as `order` asks. z: the SDE's noise. */
+static void dfn__dpmpp_update(const dfn_schedule *s, dfn_sampler_kind kind, int order,
+                              float *x, const float *m0, const float *m1, const float *m2,
+                              const float *z, int t, int p, int t1, int t2, size_t count)
+{
+    double at = s->sqrt_alphabar[t], st = s->sqrt_one_minus_alphabar[t];
+    double ap = s->sqrt_alphabar[p], sp = s->sqrt_one_minus_alphabar[p];
+    double h = 0.0, r0 = 0.0, r1 = 0.0, cx, c0, c1 = 0.0, c2 = 0.0, cz = 0.0;
+    size_t j;
+    if (order >= 2) {                 /* every lambda here is finite */
+        double lt = dfn__lambda(s, t);
+        h = dfn__lambda(s, p) - lt;
+        r0 = (lt - dfn__lambda(s, t1)) / h;
+        if (order >= 3) r1 = (dfn__lambda(s, t1) - dfn__lambda(s, t2)) / h;
+    }
+    if (kind == DFN_SAMPLER_DPMPP_2M_SDE) {
+        /* x_p = (s_p/s_t) e^{-h} x + a_p (1 - e^{-2h}) (D0 + D1/2) + s_p sqrt(1 - e^{-2h}) z
+           with e^{-h} = a_t s_p / (s_t a_p) (0 at a_t = 0; p = 0 is first order: x_0 = D0). */
+        double e = p > 0 ? at * sp / (st * ap) : 0.0, one_m = 1.0 - e * e;
+        if (p > 0 && at > 0.0) one_m = -dfn__expm1(-2.0 * (dfn__lambda(s, p) - dfn__lambda(s, t)));
+        cx = p > 0 ? sp / st * e : 0.0;
+        c0 = ap * one_m;
+        cz = sp * DFN_SQRT(one_m > 0.0 ? one_m : 0.0);
+        if (order >= 2) c1 = 0.5 * c0 / r0;      /* D1 = (m0 - m1) / r0, midpoint */
+        for (j = 0; j < count; j++) {
+            float d = (float)c0 * m0[j];
+            if (order >= 2) d += (float)c1 * (m0[j] - m1[j]);
+            x[j] = (float)cx * x[j] + d + (z ? (float)cz * z[j] : 0.0f);
+        }
+        return;
+    }
+    /* x_p = (s_p/s_t) x - a_p (e^{-h} - 1) D0 + ..., where -a_p (e^{-h} - 1)
+       = a_p - a_t s_p / s_t exactly (so order 1 is DDIM with eta = 0). */
+    cx = sp / st;
+    c0 = ap - at * sp / st;
+    if (order == 2) {
+        /* D = (1 + 1/(2 r)) m0 - 1/(2 r) m1 = m0 + (m0 - m1) / (2 r) */
+        c1 = 0.5 * c0 / r0;
+    } else if (order == 3) {
+        /* Lu et al. 2022 (DPM-Solver++, 3M): D1_0 = (m0 - m1)/r0, D1_1 = (m1 - m2)/r1,
+           D1 = D1_0 + r0/(r0 + r1) (D1_0 - D1_1), D2 = (D1_0 - D1_1)/(r0 + r1),
+           x_p = cx x + c0 m0 + a_p phi_2 D1 - a_p (phi_3 - 1/2) D2 with
+           phi_2 = (e^{-h} - 1)/h + 1, phi_3 = (e^{-h} - 1 + h)/h^2. */
+        double em = dfn__expm1(-h), phi2, phi3;
+        if (h < 1e-3) {
+            phi2 = h * (1.0 / 2 - h * (1.0 / 6 - h * (1.0 / 24 - h / 120)));
+            phi3 = -h * (1.0 / 6 - h * (1.0 / 24 - h * (1.0 / 120 - h / 720)));
+        } else {
+            phi2 = em / h + 1.0;
+            phi3 = (em + h) / (h * h) - 0.5;
+        }
+        c1 = ap * phi2;
+        c2 = -2.0 * ap * phi3;
+        for (j = 0; j < count; j++) {
+            double d10 = ((double)m0[j] - m1[j]) / r0, d11 = ((double)m1[j] - m2[j]) / r1;
+            double d1 = d10 + r0 / (r0 + r1) * (d10 - d11), d2 = (d10 - d11) / (r0 + r1);
+            x[j] = (float)(cx * x[j] + c0 * m0[j] + c1 * d1 + c2 * d2);
+        }
+        return;
+    }
+    for (j = 0; j < count; j++) {
+        float d = (float)c0 * m0[j];
+        if (order == 2) d += (float)c1 * (m0[j] - m1[j]);
+        x[j] = (float)cx * x[j] + d;
+    }
+}
+
+DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng)
+{
+    const dfn_schedule *s;
+    const dfn_sampler_config *c;
+    dfn_result r;
+    size_t count, j;
+    int t, p, noisy, hist;
+    if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
+    if (i < 1 || i > smp->steps) return DFN_ERR_INVALID_ARG;
+    s = smp->schedule;
+    c = &smp->cfg;
+    count = (size_t)c->n * (size_t)c->dim;
+    t = smp->tau[i];
+    p = smp->tau[i - 1];
+    /* Algorithm 2 draws z only for t > 1; DDIM only when sigma > 0; the SDE
+       solver at every step but the one to t = 0. */
+    noisy = c->kind == DFN_SAMPLER_DDPM ? t > 1
+          : c->kind == DFN_SAMPLER_DDIM ? dfn__ddim_var(s, t, p, c->eta) > 0.0
+          : c->kind == DFN_SAMPLER_DPMPP_2M_SDE ? p > 0 : 0;
+    if (noisy && !rng) return DFN_ERR_NULL;
+    if (smp->known && !rng) return DFN_ERR_NULL;
+    /* The multistep history counts only when this step follows the last. */
+    hist = i == smp->hist_next ? smp->hist_count : 0;
+    smp->hist_next = -1;
+
+    /* The model's prediction at t, as x0_hat and eps_hat (section 4). */
+    r = dfn__sampler_eval(smp, x, t, i, p, 0, smp->x0_hat, smp->eps_hat);
+    if (r != DFN_OK) return r;
 
     if (noisy) dfn_rng_normal_fill(rng, smp->z, count);
-    if (c->kind == DFN_SAMPLER_DDPM)
+    switch (c->kind) {
+    case DFN_SAMPLER_DDPM:
         r = dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
-    else
+        break;
+    case DFN_SAMPLER_DDIM:
         r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+        break;
+    case DFN_SAMPLER_EULER: {
+        float cx, ce;
+        dfn__sigma_coefs(s, t, p, &cx, &ce);
+        for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * smp->eps_hat[j];
+        break;
+    }
+    case DFN_SAMPLER_HEUN: {
+        /* Euler predictor to p, then (p > 0) the trapezoid with the slope
+           there: x_p = cx x + ce (d + d') / 2. */
+        float cx, ce;
+        dfn__sigma_coefs(s, t, p, &cx, &ce);
+        for (j = 0; j < count; j++) smp->x_mid[j] = cx * x[j] + ce * smp->eps_hat[j];
+        if (p > 0) {
+            r = dfn__sampler_eval(smp, smp->x_mid, p, i, p, 1, smp->x0_mid, smp->eps_mid);
+            if (r != DFN_OK) return r;
+            for (j = 0; j < count; j++)
+                x[j] = cx * x[j] + ce * (0.5f * (smp->eps_hat[j] + smp->eps_mid[j]));
+        } else {
+            DFN_MEMCPY(x, smp->x_mid, count * sizeof(float));
+        }
+        break;
+    }
+    default: {
+        /* DPM-Solver++: order 1 at the first step (no history), after a
+           history with an infinite lambda (a_t = 0 at T), and at the step
+           to t = 0; 3M is second order at the step before that. */
+        int order = dfn__sampler_order(c), k;
+        for (k = 0; k < hist; k++)
+            if (!(s->sqrt_alphabar[smp->hist_t[k]] > 0.0f)) break;
+        if (!(s->sqrt_alphabar[t] > 0.0f)) k = 0;
+        if (order > k + 1) order = k + 1;
+        if (p == 0) order = 1;
+        else if (i == 2 && order > 2) order = 2;
+        dfn__dpmpp_update(s, c->kind, order, x, smp->x0_hat, smp->hist[0], smp->hist[1],
+                          noisy ? smp->z : NULL, t, p, smp->hist_t[0], smp->hist_t[1], count);
+        /* The history: x0_hat at t becomes m1, m1 becomes m2. */
+        if (smp->hist[1]) {
+            float *old = smp->hist[1];
+            smp->hist[1] = smp->hist[0];
+            smp->hist[0] = old;
+            smp->hist_t[1] = smp->hist_t[0];
+        }
+        DFN_MEMCPY(smp->hist[0], smp->x0_hat, count * sizeof(float));
+        smp->hist_t[0] = t;
+        k = dfn__sampler_order(c) - 1;   /* entries the history holds */
+        smp->hist_count = hist + 1 < k ? hist + 1 : k;
+        smp->hist_next = i - 1;
+        break;
+    }
+    }
     if (r == DFN_OK && smp->known) dfn__sampler_replace_known(smp, x, p, rng);
     return r;
 }
@@ -4231,30 +4629,40 @@ DFNDEF dfn_result dfn_energy_distance_unbiased(double *ed2, const float *x, int 
 /*  Maximum mean discrepancy with an RBF kernel                              */
 /* ------------------------------------------------------------------------- */
 
-/* Mean of exp(-g ||a_i - b_j||^2) over all pairs (g may be +infinity). */
-static double dfn__mean_rbf(const float *a, int na, const float *b, int nb, int dim, double g)
+/* Mean of exp(-g ||a_i - b_j||^2) over all pairs (g may be +infinity);
+   b = NULL: the pairs of a with itself, each unordered pair summed once and
+   counted twice, with the n pairs (i, i) when `diagonal` (the V-statistic)
+   or without them (the U-statistic). Kernel values below e^-40 (g d^2 >
+   40) count as 0: the mean moves by less than 4.3e-18, and the exp is
+   skipped for the far pairs, most of them at the bandwidths used on
+   standardized data. */
+static double dfn__mean_rbf(const float *a, int na, const float *b, int nb, int dim, double g,
+                            int diagonal)
 {
     double sum = 0.0;
-    int i, j, k;
+    int i, j, k, self = b == NULL;
+    if (self) { b = a; nb = na; }
     for (i = 0; i < na; i++) {
         const float *ai = a + (size_t)i * (size_t)dim;
         double row = 0.0;
-        for (j = 0; j < nb; j++) {
+        for (j = self ? i + 1 : 0; j < nb; j++) {
             const float *bj = b + (size_t)j * (size_t)dim;
-            double d2 = 0.0;
+            double d2 = 0.0, e;
             for (k = 0; k < dim; k++) {
                 double d = (double)ai[k] - (double)bj[k];
                 d2 += d * d;
             }
-            row += d2 > 0.0 ? DFN_EXP(-d2 * g) : 1.0;
+            e = d2 * g;
+            if (e < 40.0) row += d2 > 0.0 ? DFN_EXP(-e) : 1.0;
         }
-        sum += row;
+        sum += self ? 2.0 * row + (diagonal ? 1.0 : 0.0) : row;   /* (i, i) is exp(0) */
     }
+    if (self && !diagonal) return sum / ((double)na * (double)(na - 1));
     return sum / ((double)na * (double)nb);
 }
 
-DFNDEF dfn_result dfn_mmd_rbf(double *mmd2, const float *x, int n, const float *y, int m,
-                              int dim, double bandwidth)
+static dfn_result dfn__mmd_rbf(double *mmd2, const float *x, int n, const float *y, int m,
+                               int dim, double bandwidth, int unbiased)
 {
     double g;
     if (!mmd2) return DFN_ERR_NULL;
@@ -4262,14 +4670,27 @@ DFNDEF dfn_result dfn_mmd_rbf(double *mmd2, const float *x, int n, const float *
     if (!x || !y) return DFN_ERR_NULL;
     if (n < 1 || m < 1 || dim < 1 || dfn__count(n, dim) == 0 || dfn__count(m, dim) == 0)
         return DFN_ERR_INVALID_ARG;
+    if (unbiased && (n < 2 || m < 2)) return DFN_ERR_INVALID_ARG;
     if (!(bandwidth > 0.0) || !(bandwidth < HUGE_VAL)) return DFN_ERR_INVALID_ARG;
     if (!dfn__all_finite(x, (size_t)n * (size_t)dim) || !dfn__all_finite(y, (size_t)m * (size_t)dim))
         return DFN_ERR_NOT_FINITE;
     g = 0.5 / (bandwidth * bandwidth);               /* +inf for a tiny h: fine */
-    *mmd2 = dfn__mean_rbf(x, n, x, n, dim, g) + dfn__mean_rbf(y, m, y, m, dim, g)
-          - 2.0 * dfn__mean_rbf(x, n, y, m, dim, g);
-    if (*mmd2 < 0.0) *mmd2 = 0.0;                    /* rounding only: V-statistic >= 0 */
+    *mmd2 = dfn__mean_rbf(x, n, NULL, n, dim, g, !unbiased) + dfn__mean_rbf(y, m, NULL, m, dim, g, !unbiased)
+          - 2.0 * dfn__mean_rbf(x, n, y, m, dim, g, 1);
+    if (!unbiased && *mmd2 < 0.0) *mmd2 = 0.0;       /* rounding only: V-statistic >= 0 */
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_mmd_rbf(double *mmd2, const float *x, int n, const float *y, int m,
+                              int dim, double bandwidth)
+{
+    return dfn__mmd_rbf(mmd2, x, n, y, m, dim, bandwidth, 0);
+}
+
+DFNDEF dfn_result dfn_mmd_rbf_unbiased(double *mmd2, const float *x, int n, const float *y, int m,
+                                       int dim, double bandwidth)
+{
+    return dfn__mmd_rbf(mmd2, x, n, y, m, dim, bandwidth, 1);
 }
 
 /* ######################################################################### */

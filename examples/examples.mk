@@ -16,15 +16,22 @@
 #   make inpaint    fix one coordinate, sample the other; build/inpaint.svg;
 #                   then the lower half of test digits completed by the model
 #                   of `make mnist` (build/mnist/mnist.dfnm), when there is one
+#   make samplers   sample quality per network evaluation: every sampler and
+#                   spacing with the exact predictor of two mixtures and with
+#                   the demo's MLP trained on each built-in set (MATH.md
+#                   section 11); writes build/samplers.md and build/samplers.png
+#                   (SAMPLERS_ARGS, e.g. --part exact or --n 2000)
 #   examples/cortexm/  the Cortex-M firmware (make test-cortexm)
 
-EXAMPLES := $(BUILD)/demo $(BUILD)/guided2d $(BUILD)/inpaint $(BUILD)/mnist-example $(BUILD)/cascade-example
+EXAMPLES := $(BUILD)/demo $(BUILD)/samplers $(BUILD)/guided2d $(BUILD)/inpaint $(BUILD)/mnist-example $(BUILD)/cascade-example
 EX_DEP   := diffusion.h examples/common.h examples/plot.h
 
-.PHONY: demo mnist cascade guided2d inpaint
+.PHONY: demo samplers mnist cascade guided2d inpaint
 
 $(BUILD)/demo: examples/demo.c $(EX_DEP) | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/demo.c -o $@ -lm
+$(BUILD)/samplers: examples/samplers.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/samplers.c -o $@ -lm
 $(BUILD)/guided2d: examples/guided2d.c $(EX_DEP) | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/guided2d.c -o $@ -lm
 $(BUILD)/inpaint: examples/inpaint.c $(EX_DEP) | $(BUILD)
@@ -36,6 +43,10 @@ $(BUILD)/cascade-example: examples/cascade.c $(EX_DEP) | $(BUILD)
 
 demo: $(BUILD)/demo
 	./$(BUILD)/demo --out $(BUILD)/demo.svg
+
+SAMPLERS_ARGS ?=
+samplers: $(BUILD)/samplers
+	./$(BUILD)/samplers --markdown $(BUILD)/samplers.md --png $(BUILD)/samplers.png $(SAMPLERS_ARGS)
 
 mnist: $(BUILD)/mnist-example mnist-data
 	./$(BUILD)/mnist-example $(MNIST_ARGS)

@@ -876,6 +876,74 @@ static double td_mmd_direct(const float *x, int n, const float *y, int m, int di
     return kxx / ((double)n * n) + kyy / ((double)m * m) - 2.0 * kxy / ((double)n * m);
 }
 
+/* The U-statistic, term by term: the pairs i != j within each set. */
+static double td_mmd_direct_unbiased(const float *x, int n, const float *y, int m, int dim, double h)
+{
+    double kxx = 0.0, kyy = 0.0, kxy = 0.0;
+    int i, j, d;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < n; j++) {
+            double s = 0.0;
+            if (i == j) continue;
+            for (d = 0; d < dim; d++) s += ((double)x[i * dim + d] - x[j * dim + d]) * ((double)x[i * dim + d] - x[j * dim + d]);
+            kxx += exp(-s / (2.0 * h * h));
+        }
+    for (i = 0; i < m; i++)
+        for (j = 0; j < m; j++) {
+            double s = 0.0;
+            if (i == j) continue;
+            for (d = 0; d < dim; d++) s += ((double)y[i * dim + d] - y[j * dim + d]) * ((double)y[i * dim + d] - y[j * dim + d]);
+            kyy += exp(-s / (2.0 * h * h));
+        }
+    for (i = 0; i < n; i++)
+        for (j = 0; j < m; j++) {
+            double s = 0.0;
+            for (d = 0; d < dim; d++) s += ((double)x[i * dim + d] - y[j * dim + d]) * ((double)x[i * dim + d] - y[j * dim + d]);
+            kxy += exp(-s / (2.0 * h * h));
+        }
+    return kxx / ((double)n * (n - 1)) + kyy / ((double)m * (m - 1)) - 2.0 * kxy / ((double)n * m);
+}
+
+void test_data_mmd_rbf_unbiased_reference(void)
+{
+    /* Against the definition; then its mean over draws of two sets from one
+       distribution is 0 (within 4 standard errors), where the V-statistic's
+       sits near its offset (1 - E k)(1/n + 1/m). */
+    static const int sizes[][3] = { {2, 2, 1}, {3, 7, 2}, {17, 5, 3}, {64, 80, 2} };
+    static const double bw[] = { 0.05, 0.3, 1.0, 4.0 };
+    static float x[80 * 3], y[80 * 3];
+    dfn_rng rng;
+    int s, b, i, r;
+    double sum = 0.0, sq = 0.0, vsum = 0.0, got;
+    dfn_rng_seed(&rng, 13, 1);
+    for (s = 0; s < 4; s++) {
+        int n = sizes[s][0], m = sizes[s][1], dim = sizes[s][2];
+        for (i = 0; i < n * dim; i++) x[i] = dfn_rng_normal(&rng);
+        for (i = 0; i < m * dim; i++) y[i] = 0.5f + 1.3f * dfn_rng_normal(&rng);
+        for (b = 0; b < 4; b++) {
+            double want = td_mmd_direct_unbiased(x, n, y, m, dim, bw[b]);
+            got = HUGE_VAL;
+            CHECK(dfn_mmd_rbf_unbiased(&got, x, n, y, m, dim, bw[b]) == DFN_OK, "n %d m %d dim %d", n, m, dim);
+            CHECK(fabs(got - want) <= 1e-12 + 1e-10 * fabs(want), "n %d m %d dim %d h %g: %.15g, direct %.15g",
+                  n, m, dim, bw[b], got, want);
+        }
+    }
+    CHECK(dfn_mmd_rbf_unbiased(&got, x, 1, y, 5, 2, 1.0) == DFN_ERR_INVALID_ARG, "n = 1");
+    for (r = 0; r < 200; r++) {
+        double v;
+        for (i = 0; i < 2 * 40; i++) x[i] = dfn_rng_normal(&rng);
+        for (i = 0; i < 2 * 40; i++) y[i] = dfn_rng_normal(&rng);
+        dfn_mmd_rbf_unbiased(&got, x, 40, y, 40, 2, 1.0);
+        dfn_mmd_rbf(&v, x, 40, y, 40, 2, 1.0);
+        sum += got; sq += got * got; vsum += v;
+    }
+    {
+        double mean = sum / 200, se = sqrt((sq / 200 - mean * mean) / 199);
+        CHECK(fabs(mean) < 4 * se, "U-statistic mean %.3g over same-distribution draws (se %.3g)", mean, se);
+        CHECK(vsum / 200 > mean + 10 * se, "V-statistic mean %.3g should carry its offset", vsum / 200);
+    }
+}
+
 void test_data_mmd_rbf_reference(void)
 {
     static const int sizes[][3] = { {1, 1, 1}, {3, 7, 2}, {17, 5, 3}, {64, 80, 2}, {40, 40, 5} };
