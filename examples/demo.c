@@ -4,8 +4,10 @@
       points from a CSV file.
    2. Training (MATH.md section 5): an MLP learns to predict the noise eps
       in x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps.
-   3. Sampling: DDPM (section 6, T steps) and DDIM (section 7, few steps)
-      run the noising backwards from N(0, I), using the EMA of the weights.
+   3. Sampling: DDPM (section 6, T steps) and a few-step solver (default
+      DPM-Solver++(2M) with logSNR-uniform steps, section 11; DDIM of section
+      7 and the others by flag) run the noising backwards from N(0, I),
+      using the EMA of the weights.
    4. Measuring (section 10): energy distance and RBF MMD^2 between samples
       and fresh data, each next to its noise floor (fresh data against fresh
       data) and the trivial baseline N(0, I).
@@ -26,7 +28,7 @@
 #include <time.h>
 
 typedef struct options {
-    const char *data, *csv, *out, *save, *load, *sampler;
+    const char *data, *csv, *out, *save, *load, *sampler, *spacing, *samples_out;
     long steps, batch, n, ddim_steps, seed;
 } options;
 
@@ -38,8 +40,12 @@ static void usage(FILE *f)
         "  --csv FILE       train on the 2D points of a CSV / whitespace file instead\n"
         "  --steps N        training steps (default 6000)\n"
         "  --batch B        examples per step (default 256)\n"
-        "  --sampler S      ddpm, ddim or both (default both)\n"
-        "  --ddim-steps S   DDIM steps (default 50)\n"
+        "  --sampler S      ddpm, or a few-step sampler: ddim, euler, heun, dpm++2m, dpm++3m,\n"
+        "                   dpm++2m-sde; or both (ddpm and dpm++2m; the default)\n"
+        "  --spacing S      trailing, logsnr, karras, linspace, leading (default logsnr)\n"
+        "  --nfe S          steps of the few-step sampler (default 20; Heun evaluates 2S - 1 times)\n"
+        "  --ddim-steps S   the same as --nfe (the name of 0.8 and before)\n"
+        "  --samples-out F  write the few-step samples (or DDPM's) to F, one point per line\n"
         "  --n N            samples to draw and compare (default 2000)\n"
         "  --seed S         random seed (default 1)\n"
         "  --out FILE.svg   picture of data and samples (default demo.svg)\n"
@@ -52,7 +58,8 @@ static int parse(int argc, char **argv, options *o)
 {
     int i;
     o->data = "8gaussians"; o->csv = NULL; o->out = "demo.svg"; o->save = NULL; o->load = NULL;
-    o->sampler = "both"; o->steps = 6000; o->batch = 256; o->n = 2000; o->ddim_steps = 50; o->seed = 1;
+    o->sampler = "both"; o->spacing = "logsnr"; o->samples_out = NULL;
+    o->steps = 6000; o->batch = 256; o->n = 2000; o->ddim_steps = 20; o->seed = 1;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long *num = NULL, lo = 1, hi = 10000000;
@@ -65,6 +72,9 @@ static int parse(int argc, char **argv, options *o)
         else if (!strcmp(a, "--save")) o->save = v;
         else if (!strcmp(a, "--load")) o->load = v;
         else if (!strcmp(a, "--sampler")) o->sampler = v;
+        else if (!strcmp(a, "--spacing")) o->spacing = v;
+        else if (!strcmp(a, "--samples-out")) o->samples_out = v;
+        else if (!strcmp(a, "--nfe")) { num = &o->ddim_steps; hi = 1000; }
         else if (!strcmp(a, "--steps")) { num = &o->steps; lo = 0; }
         else if (!strcmp(a, "--batch")) { num = &o->batch; hi = 65536; }
         else if (!strcmp(a, "--n")) { num = &o->n; hi = 100000; }
@@ -76,9 +86,16 @@ static int parse(int argc, char **argv, options *o)
             return 0;
         }
     }
-    if (strcmp(o->sampler, "ddpm") && strcmp(o->sampler, "ddim") && strcmp(o->sampler, "both")) {
-        fprintf(stderr, "demo: --sampler must be ddpm, ddim or both\n");
+    if (strcmp(o->sampler, "both") && dfn_sampler_kind_parse(o->sampler) < 0) {
+        fprintf(stderr, "demo: unknown --sampler '%s' (see --help)\n", o->sampler);
         return 0;
+    }
+    {
+        int sp = dfn_spacing_parse(o->spacing);
+        if (sp < 0 || sp == DFN_SPACING_CUSTOM) {
+            fprintf(stderr, "demo: unknown --spacing '%s' (see --help)\n", o->spacing);
+            return 0;
+        }
     }
     return 1;
 }
@@ -128,6 +145,7 @@ int main(int argc, char **argv)
     dfn_rng rng;
     float *params, *batch, *ref, *ref2, *noise, *x_ddpm = NULL, *x_ddim = NULL, *shown;
     int n, do_ddpm, do_ddim, rows = 0, line = 0;
+    dfn_sampler_kind few;
     long step;
     clock_t t0;
 
@@ -135,8 +153,10 @@ int main(int argc, char **argv)
     n = (int)o.n;
     memset(&src, 0, sizeof src);
     dfn_rng_seed(&rng, (uint64_t)o.seed, 0);
-    do_ddpm = strcmp(o.sampler, "ddim") != 0;
+    /* "both": DDPM and the default few-step solver; else the one named. */
+    do_ddpm = !strcmp(o.sampler, "both") || !strcmp(o.sampler, "ddpm");
     do_ddim = strcmp(o.sampler, "ddpm") != 0;
+    few = strcmp(o.sampler, "both") ? (dfn_sampler_kind)dfn_sampler_kind_parse(o.sampler) : DFN_SAMPLER_DPMPP_2M;
 
     /* 1. The data. */
     if (o.csv) {
@@ -239,13 +259,15 @@ int main(int argc, char **argv)
         }
         if (do_ddim) {
             char name[64];
-            cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDIM, n, &pred);
+            cfg = dfn_mlp_sampler_config(few, n, &pred);
             cfg.steps = (int)o.ddim_steps;
-            ex_require(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "DDIM sampler");
+            cfg.spacing = (dfn_spacing)dfn_spacing_parse(o.spacing);
+            ex_require(dfn_sampler_alloc(&smp, &cfg, &sched, NULL), "few-step sampler");
             t0 = clock();
-            ex_require(dfn_sampler_run(&smp, x_ddim, NULL, &rng), "DDIM sampling");
+            ex_require(dfn_sampler_run(&smp, x_ddim, NULL, &rng), "sampling");
             draw(&src, &rng, ref, n);
-            sprintf(name, "DDIM, %ld steps, eta 0", o.ddim_steps);
+            snprintf(name, sizeof name, "%s, %s, %d NFE", dfn_sampler_kind_name(few), o.spacing,
+                     dfn_sampler_nfe(&smp));
             report(name, x_ddim, ref, n, seconds(t0));
             dfn_sampler_free(&smp, NULL);
         }
@@ -260,19 +282,29 @@ int main(int argc, char **argv)
     /* 5. Pictures. */
     printf("\n");
     shown = do_ddpm ? x_ddpm : x_ddim;
-    plot_density_pair(stdout, "data", ref, n, do_ddpm ? "DDPM samples" : "DDIM samples", shown, n,
+    plot_density_pair(stdout, "data", ref, n, do_ddpm ? "DDPM samples" : dfn_sampler_kind_name(few), shown, n,
                       -3.0f, 3.0f, 36, 18);
     if (do_ddpm && do_ddim) {
         printf("\n");
-        plot_density_pair(stdout, "data", ref, n, "DDIM samples", x_ddim, n, -3.0f, 3.0f, 36, 18);
+        plot_density_pair(stdout, "data", ref, n, dfn_sampler_kind_name(few), x_ddim, n, -3.0f, 3.0f, 36, 18);
     }
     if (plot_svg_scatter(o.out, "diffusion.h: data (blue) and samples (red)", ref, n, "data",
-                         do_ddim ? x_ddim : x_ddpm, n, do_ddim ? "DDIM samples" : "DDPM samples",
+                         do_ddim ? x_ddim : x_ddpm, n, do_ddim ? dfn_sampler_kind_name(few) : "DDPM samples",
                          -3.0f, 3.0f) != 0) {
         fprintf(stderr, "demo: cannot write %s\n", o.out);
         return 1;
     }
     printf("\nwrote %s\n", o.out);
+    if (o.samples_out) {
+        /* One point per line, "x y": the format dfn_points_load reads. */
+        const float *p = do_ddim ? x_ddim : x_ddpm;
+        FILE *f = fopen(o.samples_out, "w");
+        int i, bad = !f;
+        for (i = 0; f && i < n; i++) bad |= fprintf(f, "%.9g %.9g\n", p[2 * i], p[2 * i + 1]) < 0;
+        if (f) bad |= fclose(f) != 0;
+        if (bad) { fprintf(stderr, "demo: cannot write %s\n", o.samples_out); return 1; }
+        printf("wrote %d samples to %s\n", n, o.samples_out);
+    }
 
     if (o.load) dfn_model_free(&loaded, NULL);
     else {

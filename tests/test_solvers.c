@@ -77,7 +77,15 @@ static int sv_predict(void *user, const float *x_t, const int *t, const int *lab
         for (j = 0; j < D; j++) x[j] = x_t[i * D + j];
         sv_eps(p->mix, x, a, s, labels ? labels[i] : -1, e);
         for (j = 0; j < D; j++) {
-            double x0 = (x[j] - s * e[j]) / a, v = a * e[j] - s * x0;
+            double x0 = (x[j] - s * e[j]) / a, v;
+            if (a == 0.0) {            /* zero terminal SNR at T: E[x0 | x_T] is the data's mean */
+                double wsum = 0.0;
+                int k;
+                x0 = 0.0;
+                for (k = 0; k < p->mix->k; k++) { x0 += p->mix->w[k] * p->mix->mu[k * D + j]; wsum += p->mix->w[k]; }
+                x0 /= wsum;
+            }
+            v = a * e[j] - s * x0;
             out[i * D + j] = (float)(p->kind == DFN_PREDICT_EPS ? e[j] : p->kind == DFN_PREDICT_V ? v : x0);
         }
     }
@@ -400,4 +408,423 @@ void test_solvers_order_of_accuracy(void)
         }
     }
     dfn_schedule_free(&sch, NULL);
+}
+
+/* ------------------------------------------------------------------------- */
+/*  Spacings                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/* The rule of dfn_spacing written out again: targets in log sigma, the
+   nearest t by a linear scan (ties to the smaller t), collisions moved up. */
+static void sv_spacing_reference(const dfn_schedule *s, int S, dfn_spacing sp, double rho, int *tau)
+{
+    int T = s->T, i, t;
+    double lT = log((double)s->sqrt_one_minus_alphabar[T]) - log((double)s->sqrt_alphabar[T]);
+    double l1 = log((double)s->sqrt_one_minus_alphabar[1]) - log((double)s->sqrt_alphabar[1]);
+    tau[0] = 0;
+    tau[S] = T;
+    if (S == 1) return;
+    tau[1] = 1;
+    for (i = 2; i < S; i++) {
+        double f = (double)(S - i) / (S - 1), target, best = HUGE_VAL;
+        if (sp == DFN_SPACING_LOGSNR) target = lT + f * (l1 - lT);
+        else target = rho * log(exp(lT / rho) + f * (exp(l1 / rho) - exp(lT / rho)));
+        for (t = 1; t <= T; t++) {
+            double l = log((double)s->sqrt_one_minus_alphabar[t]) - log((double)s->sqrt_alphabar[t]);
+            if (fabs(l - target) < best) { best = fabs(l - target); tau[i] = t; }
+        }
+    }
+    for (i = 2; i < S; i++) {
+        if (tau[i] <= tau[i - 1]) tau[i] = tau[i - 1] + 1;
+        if (tau[i] > T - (S - i)) tau[i] = T - (S - i);
+    }
+}
+
+void test_solvers_spacings(void)
+{
+    static const int Ss[] = { 1, 2, 3, 5, 10, 20, 50, 100, 250, 500, 999, 1000 };
+    dfn_schedule sch[2], zt;
+    dfn_schedule_config lc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    dfn_schedule_config cc = dfn_schedule_config_default(DFN_SCHEDULE_COSINE, 1000);
+    dfn_schedule_config zc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    static int tau[1001], ref[1001];
+    int c, k, sp, i, moved = 0;
+    CHECK(dfn_schedule_alloc(&sch[0], &lc, NULL) == DFN_OK, "schedule");
+    CHECK(dfn_schedule_alloc(&sch[1], &cc, NULL) == DFN_OK, "schedule");
+    for (c = 0; c < 2; c++)
+        for (sp = 0; sp < 3; sp++)
+            for (k = 0; k < (int)(sizeof Ss / sizeof Ss[0]); k++) {
+                int S = Ss[k], ok = 1;
+                dfn_spacing spacing = sp == 0 ? DFN_SPACING_LOGSNR : DFN_SPACING_KARRAS;
+                double rho = sp == 2 ? 3.0 : 7.0;
+                CHECK(dfn_timesteps(tau, &sch[c], S, spacing, (float)rho) == DFN_OK, "S = %d", S);
+                sv_spacing_reference(&sch[c], S, spacing, rho, ref);
+                for (i = 0; i <= S; i++) ok &= tau[i] == ref[i];
+                for (i = 1; i <= S; i++) ok &= tau[i] > tau[i - 1];
+                ok &= tau[0] == 0 && tau[S] == 1000 && (S == 1 || tau[1] == 1);
+                CHECK(ok, "schedule %d spacing %d rho %g S %d: not S distinct steps from T to 1 by the rule",
+                      c, spacing, rho, S);
+                if (S == 50) for (i = 2; i < S; i++) moved += ref[i] != tau[i];
+            }
+    CHECK(moved == 0, "reference disagrees");
+    /* logSNR: evenly spaced lambda where t is dense enough not to round
+       much: S = 10 on the linear schedule, each step within 3% of the mean. */
+    {
+        double l0, lT, step;
+        dfn_timesteps(tau, &sch[0], 10, DFN_SPACING_LOGSNR, 7.0f);
+        l0 = sv_lambda(&sch[0], 1); lT = sv_lambda(&sch[0], 1000); step = (l0 - lT) / 9;
+        for (i = 2; i <= 10; i++) {
+            double d = sv_lambda(&sch[0], tau[i - 1]) - sv_lambda(&sch[0], tau[i]);
+            CHECK(fabs(d / step - 1) < 0.03 || i == 2, "lambda step %d: %g of %g", i, d, step);
+        }
+    }
+    /* Errors. */
+    CHECK(dfn_timesteps(tau, &sch[0], 0, DFN_SPACING_LOGSNR, 7.0f) == DFN_ERR_INVALID_ARG, "S = 0");
+    CHECK(dfn_timesteps(tau, &sch[0], 1001, DFN_SPACING_LOGSNR, 7.0f) == DFN_ERR_INVALID_ARG, "S > T");
+    CHECK(dfn_timesteps(tau, &sch[0], 10, DFN_SPACING_KARRAS, 0.0f) == DFN_ERR_INVALID_ARG, "rho 0");
+    CHECK(dfn_timesteps(tau, &sch[0], 10, DFN_SPACING_KARRAS, (float)HUGE_VAL) == DFN_ERR_INVALID_ARG, "rho inf");
+    CHECK(dfn_timesteps(tau, &sch[0], 10, DFN_SPACING_CUSTOM, 7.0f) == DFN_ERR_INVALID_ARG, "custom");
+    CHECK(dfn_timesteps(tau, &sch[0], 10, (dfn_spacing)99, 7.0f) == DFN_ERR_INVALID_ARG, "unknown");
+    CHECK(dfn_timesteps(NULL, &sch[0], 10, DFN_SPACING_LOGSNR, 7.0f) == DFN_ERR_NULL, "NULL");
+    CHECK(dfn_ddim_timesteps(tau, 1000, 10, DFN_SPACING_LOGSNR) == DFN_ERR_INVALID_ARG, "ddim_timesteps logsnr");
+    CHECK(dfn_timesteps(tau, &sch[0], 10, DFN_SPACING_TRAILING, 7.0f) == DFN_OK && tau[10] == 1000 && tau[1] == 100,
+          "trailing through dfn_timesteps");
+    zc.zero_terminal_snr = 1;
+    CHECK(dfn_schedule_alloc(&zt, &zc, NULL) == DFN_OK, "zero terminal SNR schedule");
+    CHECK(dfn_timesteps(tau, &zt, 10, DFN_SPACING_LOGSNR, 7.0f) == DFN_ERR_INVALID_ARG, "logsnr, zero SNR");
+    CHECK(dfn_timesteps(tau, &zt, 10, DFN_SPACING_KARRAS, 7.0f) == DFN_ERR_INVALID_ARG, "karras, zero SNR");
+    /* Names. */
+    for (k = 0; k < DFN_SAMPLER_KIND_COUNT; k++)
+        CHECK(dfn_sampler_kind_parse(dfn_sampler_kind_name((dfn_sampler_kind)k)) == k, "kind name %d", k);
+    for (k = 0; k <= DFN_SPACING_CUSTOM; k++)
+        CHECK(dfn_spacing_parse(dfn_spacing_name((dfn_spacing)k)) == k, "spacing name %d", k);
+    CHECK(dfn_sampler_kind_parse("dpm++") == -1 && dfn_sampler_kind_parse(NULL) == -1 &&
+          dfn_sampler_kind_name((dfn_sampler_kind)7) == NULL && dfn_spacing_parse("karras7") == -1, "unknown names");
+    dfn_schedule_free(&zt, NULL);
+    dfn_schedule_free(&sch[0], NULL);
+    dfn_schedule_free(&sch[1], NULL);
+}
+
+/* ------------------------------------------------------------------------- */
+/*  The sampler object with the new kinds                                    */
+/* ------------------------------------------------------------------------- */
+
+typedef struct { int calls, stop_after; } sv_count;
+
+static int sv_on_step(void *user, const dfn_step_info *info)
+{
+    sv_count *c = (sv_count *)user;
+    (void)info;
+    return ++c->calls == c->stop_after;
+}
+
+void test_solvers_sampler_object(void)
+{
+    enum { N = 8 };
+    sv_mix mix = sv_smooth_mix();
+    dfn_schedule sch, zt;
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    dfn_schedule_config zc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    sv_pred pp;
+    dfn_sampler_config cfg;
+    dfn_sampler smp;
+    dfn_rng rng, r2;
+    float xT[N * 3], a[N * 3], b[N * 3];
+    int k, i, same;
+    CHECK(dfn_schedule_alloc(&sch, &sc, NULL) == DFN_OK, "schedule");
+    pp.mix = &mix; pp.s = &sch; pp.kind = DFN_PREDICT_EPS; pp.calls = 0;
+    dfn_rng_seed(&rng, 4, 4);
+    dfn_rng_normal_fill(&rng, xT, N * 3);
+    for (k = 1; k < DFN_SAMPLER_KIND_COUNT; k++) {
+        sv_count cb = { 0, 0 };
+        cfg = dfn_sampler_config_default((dfn_sampler_kind)k, N, 3, sv_predict, &pp);
+        cfg.steps = 9;
+        cfg.spacing = DFN_SPACING_LOGSNR;
+        cfg.on_step = sv_on_step;
+        cfg.on_step_user = &cb;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_OK, "kind %d", k);
+        /* The predictor calls of a run are dfn_sampler_nfe. */
+        pp.calls = 0;
+        dfn_rng_seed(&r2, 9, 9);
+        CHECK(dfn_sampler_run(&smp, a, xT, &r2) == DFN_OK, "run %d", k);
+        CHECK(pp.calls == dfn_sampler_nfe(&smp) && pp.calls == (k == DFN_SAMPLER_HEUN ? 17 : 9),
+              "%s: %d calls, nfe %d", dfn_sampler_kind_name((dfn_sampler_kind)k), pp.calls, dfn_sampler_nfe(&smp));
+        CHECK(cb.calls == 9, "%s: %d callbacks", dfn_sampler_kind_name((dfn_sampler_kind)k), cb.calls);
+        /* The run again, bit for bit, and as single steps. */
+        dfn_rng_seed(&r2, 9, 9);
+        memcpy(b, xT, sizeof b);
+        for (i = 9; i >= 1; i--) CHECK(dfn_sampler_step(&smp, i, b, &r2) == DFN_OK, "step %d", i);
+        CHECK(memcmp(a, b, sizeof a) == 0, "%s: steps differ from the run", dfn_sampler_kind_name((dfn_sampler_kind)k));
+        /* Out of order, a multistep solver starts a new history: step 8
+           after a fresh step 9 equals step 8 of the run; step 8 called
+           twice gives the first-order step the second time. */
+        if (k >= DFN_SAMPLER_DPMPP_2M) {
+            float c1[N * 3], c2[N * 3];
+            dfn_rng_seed(&r2, 9, 9);
+            memcpy(c1, xT, sizeof c1);
+            dfn_sampler_step(&smp, 9, c1, &r2);
+            memcpy(c2, c1, sizeof c2);
+            dfn_sampler_step(&smp, 8, c1, &r2);      /* second order: history of step 9 */
+            dfn_sampler_step(&smp, 8, c2, &r2);      /* not after step 9: first order    */
+            for (i = 0, same = 1; i < N * 3 && k != DFN_SAMPLER_DPMPP_2M_SDE; i++) same &= c1[i] == c2[i];
+            CHECK(k == DFN_SAMPLER_DPMPP_2M_SDE || !same, "%s: a repeated step reused the history",
+                  dfn_sampler_kind_name((dfn_sampler_kind)k));
+        }
+        /* Cancellation after step 4. */
+        cb.calls = 0; cb.stop_after = 4;
+        dfn_rng_seed(&r2, 9, 9);
+        CHECK(dfn_sampler_run(&smp, a, xT, &r2) == DFN_ERR_CANCELLED && cb.calls == 4, "%s: cancel",
+              dfn_sampler_kind_name((dfn_sampler_kind)k));
+        dfn_sampler_free(&smp, NULL);
+    }
+    /* Heun calls the hook at both evaluations (stage 0 and 1). */
+    {
+        sv_hook hk;
+        memset(&hk, 0, sizeof hk);
+        cfg = dfn_sampler_config_default(DFN_SAMPLER_HEUN, N, 3, sv_predict, &pp);
+        cfg.steps = 5;
+        cfg.guide = sv_guide;
+        cfg.guide_user = &hk;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_OK, "heun");
+        CHECK(dfn_sampler_run(&smp, a, xT, NULL) == DFN_OK, "heun run");
+        CHECK(hk.stage_count[0] == 5 && hk.stage_count[1] == 4, "stages %d %d", hk.stage_count[0], hk.stage_count[1]);
+        dfn_sampler_free(&smp, NULL);
+    }
+    /* Custom timesteps: used as given, validated. */
+    {
+        int ts[4] = { 1000, 600, 77, 3 }, bad1[3] = { 500, 500, 1 }, bad2[2] = { 1001, 5 }, bad3[2] = { 5, 0 };
+        cfg = dfn_sampler_config_default(DFN_SAMPLER_DPMPP_2M, N, 3, sv_predict, &pp);
+        cfg.spacing = DFN_SPACING_CUSTOM;
+        cfg.steps = 4;
+        cfg.timesteps = ts;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_OK, "custom");
+        CHECK(dfn_sampler_timestep(&smp, 4) == 1000 && dfn_sampler_timestep(&smp, 3) == 600 &&
+              dfn_sampler_timestep(&smp, 1) == 3 && dfn_sampler_timestep(&smp, 0) == 0, "custom tau");
+        dfn_sampler_free(&smp, NULL);
+        cfg.timesteps = bad1; cfg.steps = 3;
+        CHECK(dfn_sampler_size(&cfg, &sch) == 0, "not strictly decreasing");
+        cfg.timesteps = bad2; cfg.steps = 2;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "above T");
+        cfg.timesteps = bad3;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "t = 0");
+        cfg.timesteps = NULL;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_NULL, "NULL timesteps");
+        cfg = dfn_sampler_config_default((dfn_sampler_kind)DFN_SAMPLER_KIND_COUNT, N, 3, sv_predict, &pp);
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "unknown kind");
+        cfg = dfn_sampler_config_default(DFN_SAMPLER_DPMPP_2M, N, 3, sv_predict, &pp);
+        cfg.spacing = (dfn_spacing)6;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "unknown spacing");
+        cfg.spacing = DFN_SPACING_KARRAS;
+        cfg.karras_rho = -1.0f;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "rho < 0");
+    }
+    /* Zero terminal SNR (v-prediction): DPM-Solver++ runs (its first step
+       has a_T = 0), Euler, Heun and the sigma spacings are refused. */
+    zc.zero_terminal_snr = 1;
+    CHECK(dfn_schedule_alloc(&zt, &zc, NULL) == DFN_OK, "zero terminal SNR");
+    pp.s = &zt; pp.kind = DFN_PREDICT_V;
+    for (k = 1; k < DFN_SAMPLER_KIND_COUNT; k++) {
+        dfn_result want = k == DFN_SAMPLER_EULER || k == DFN_SAMPLER_HEUN ? DFN_ERR_INVALID_ARG : DFN_OK;
+        dfn_result got;
+        cfg = dfn_sampler_config_default((dfn_sampler_kind)k, N, 3, sv_predict, &pp);
+        cfg.prediction = DFN_PREDICT_V;
+        cfg.steps = 12;
+        got = dfn_sampler_alloc(&smp, &cfg, &zt, NULL);
+        CHECK(got == want, "%s on zero SNR: %s", dfn_sampler_kind_name((dfn_sampler_kind)k), dfn_result_string(got));
+        if (got == DFN_OK) {
+            dfn_rng_seed(&r2, 1, 1);
+            CHECK(dfn_sampler_run(&smp, a, xT, &r2) == DFN_OK, "zero SNR run");
+            for (i = 0, same = 1; i < N * 3; i++) same &= isfinite(a[i]) && fabs(a[i]) < 5;
+            CHECK(same, "%s on zero SNR: samples not finite or far out", dfn_sampler_kind_name((dfn_sampler_kind)k));
+            dfn_sampler_free(&smp, NULL);
+        }
+        cfg.spacing = DFN_SPACING_LOGSNR;
+        CHECK(dfn_sampler_alloc(&smp, &cfg, &zt, NULL) == DFN_ERR_INVALID_ARG, "logsnr on zero SNR");
+    }
+    dfn_schedule_free(&zt, NULL);
+    dfn_schedule_free(&sch, NULL);
+}
+
+/* The exact eps of N(0, C), C = [[1, rho], [rho, 1]], rho = 0.8:
+   eps = s C_t^{-1} x, C_t = a^2 C + s^2 I. user: the schedule. */
+static int sv_gauss2_predict(void *user, const float *x_t, const int *t, const int *labels, int n, float *out)
+{
+    const dfn_schedule *s = (const dfn_schedule *)user;
+    int i;
+    (void)labels;
+    for (i = 0; i < n; i++) {
+        double a = s->sqrt_alphabar[t[i]], sd = s->sqrt_one_minus_alphabar[t[i]];
+        double c11 = a * a + sd * sd, c12 = a * a * 0.8, det = c11 * c11 - c12 * c12;
+        double x1 = x_t[2 * i], x2 = x_t[2 * i + 1];
+        out[2 * i] = (float)(sd * (c11 * x1 - c12 * x2) / det);
+        out[2 * i + 1] = (float)(sd * (-c12 * x1 + c11 * x2) / det);
+    }
+    return 0;
+}
+
+/* Inpainting with every solver: known entries exact at the end; the
+   conditional distribution of the unknown one right (a correlated 2D
+   Gaussian: x2 | x1 = N(rho x1, 1 - rho^2)). RePaint resampling runs. */
+void test_solvers_inpainting(void)
+{
+    enum { N = 6000 };
+    const double rho = 0.8;
+    dfn_schedule sch;
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    float *x = (float *)malloc(sizeof(float) * N * 2), *known = (float *)malloc(sizeof(float) * N * 2);
+    unsigned char *mask = (unsigned char *)malloc(N * 2);
+    int k, i, v = sv_verbose();
+    CHECK(dfn_schedule_alloc(&sch, &sc, NULL) == DFN_OK, "schedule");
+    for (i = 0; i < N; i++) {
+        known[2 * i] = 1.0f; known[2 * i + 1] = 0.0f;
+        mask[2 * i] = 1; mask[2 * i + 1] = 0;
+    }
+    for (k = 1; k < DFN_SAMPLER_KIND_COUNT; k++) {
+        int rep;
+        for (rep = 0; rep < 2; rep++) {
+            dfn_sampler_config cfg;
+            dfn_sampler smp;
+            dfn_rng rng;
+            double m = 0, var = 0;
+            int exact = 1;
+            cfg = dfn_sampler_config_default((dfn_sampler_kind)k, N, 2, sv_gauss2_predict, &sch);
+            cfg.steps = 50;
+            cfg.spacing = DFN_SPACING_LOGSNR;
+            cfg.known = known;
+            cfg.known_mask = mask;
+            if (rep) { cfg.resample_jump = 5; cfg.resample_count = 10; }
+            CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_OK, "inpaint %d", k);
+            dfn_rng_seed(&rng, 31, (uint64_t)k);
+            CHECK(dfn_sampler_run(&smp, x, NULL, &rng) == DFN_OK, "inpaint run %d", k);
+            for (i = 0; i < N; i++) {
+                exact &= x[2 * i] == 1.0f;
+                m += x[2 * i + 1];
+            }
+            m /= N;
+            for (i = 0; i < N; i++) var += (x[2 * i + 1] - m) * (x[2 * i + 1] - m);
+            var /= N - 1;
+            if (v) printf("    %-12s %s: x2 | x1 = 1: mean %.3f (%.3f), var %.3f (%.3f)\n",
+                          dfn_sampler_kind_name((dfn_sampler_kind)k), rep ? "RePaint" : "plain  ", m, rho,
+                          var, 1 - rho * rho);
+            CHECK(exact, "%s: known entries changed", dfn_sampler_kind_name((dfn_sampler_kind)k));
+            /* As test_control_inpaint_moments_correlated_gaussian finds for
+               DDPM: plain replacement is biased for correlated data (the
+               mean falls short by more than 25%: measured 0.33-0.52 of
+               0.8); RePaint resampling (50 steps, jump 5, 10 resamplings)
+               brings the mean within 15% of rho (measured 0.70-0.76; DDPM
+               with T = 250 lands 6.6% short) and the variance within 15%
+               of 1 - rho^2 (standard errors: 0.008 and 1.8%). */
+            if (rep)
+                CHECK(fabs(m - rho) < 0.15 * rho && fabs(var / (1 - rho * rho) - 1) < 0.15,
+                      "%s (RePaint): mean %g var %g", dfn_sampler_kind_name((dfn_sampler_kind)k), m, var);
+            else
+                CHECK(m < 0.75 * rho, "%s: plain replacement meets the mean: %g",
+                      dfn_sampler_kind_name((dfn_sampler_kind)k), m);
+            dfn_sampler_free(&smp, NULL);
+        }
+    }
+    dfn_schedule_free(&sch, NULL);
+    free(x); free(known); free(mask);
+}
+
+/* ------------------------------------------------------------------------- */
+/*  Sample quality with the exact predictor (sections 9, 10)                 */
+/* ------------------------------------------------------------------------- */
+
+/* Unbiased MMD^2(0.05) against y of a run of `kind` (S steps) from x_T. */
+static double sv_quality(const dfn_gmm *model, const dfn_schedule *s, dfn_sampler_kind kind, dfn_spacing sp,
+                         int S, const float *x_T, const float *y, int n)
+{
+    dfn_gmm_predictor gp;
+    dfn_sampler_config cfg;
+    dfn_sampler smp;
+    dfn_rng rng;
+    double mmd = HUGE_VAL;
+    float *x = (float *)malloc(sizeof(float) * 2 * n);
+    gp.gmm = model;
+    gp.schedule = s;
+    cfg = dfn_sampler_config_default(kind, n, 2, dfn_gmm_predict, &gp);
+    cfg.steps = S;
+    cfg.spacing = sp;
+    dfn_rng_seed(&rng, 8, 8);
+    if (dfn_sampler_alloc(&smp, &cfg, s, NULL) == DFN_OK) {
+        if (dfn_sampler_run(&smp, x, x_T, &rng) == DFN_OK) dfn_mmd_rbf_unbiased(&mmd, x, n, y, n, 2, 0.05);
+        dfn_sampler_free(&smp, NULL);
+    }
+    free(x);
+    return mmd;
+}
+
+static void sv_quality_suite(const char *name, const dfn_gmm *g, const dfn_gmm *wrong, int check_floor)
+{
+    enum { N = 6000 };
+    dfn_schedule s;
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    float *y = (float *)malloc(sizeof(float) * 2 * N), *x_T = (float *)malloc(sizeof(float) * 2 * N);
+    float *f = (float *)malloc(sizeof(float) * 2 * N);
+    double fl[4], fm = 0, fsd = 0, ddim50, ddim10, best20, best50, bad, tol;
+    dfn_rng rng;
+    int i, v = sv_verbose();
+    CHECK(dfn_schedule_alloc(&s, &sc, NULL) == DFN_OK, "schedule");
+    dfn_rng_seed(&rng, 2024, 1);
+    dfn_gmm_sample(g, &rng, y, NULL, N);
+    dfn_rng_normal_fill(&rng, x_T, 2 * N);
+    /* The floor's spread: fresh data against y, four times. */
+    for (i = 0; i < 4; i++) {
+        dfn_gmm_sample(g, &rng, f, NULL, N);
+        dfn_mmd_rbf_unbiased(&fl[i], f, N, y, N, 2, 0.05);
+        fm += fl[i] / 4;
+    }
+    for (i = 0; i < 4; i++) fsd += (fl[i] - fm) * (fl[i] - fm) / 3;
+    fsd = sqrt(fsd);
+    tol = fm + 4 * fsd + 1e-6;
+    ddim50 = sv_quality(g, &s, DFN_SAMPLER_DDIM, DFN_SPACING_TRAILING, 50, x_T, y, N);
+    ddim10 = sv_quality(g, &s, DFN_SAMPLER_DDIM, DFN_SPACING_TRAILING, 10, x_T, y, N);
+    best20 = sv_quality(g, &s, DFN_SAMPLER_DPMPP_2M, DFN_SPACING_LOGSNR, 20, x_T, y, N);
+    best50 = sv_quality(g, &s, DFN_SAMPLER_DPMPP_2M, DFN_SPACING_LOGSNR, 50, x_T, y, N);
+    bad = sv_quality(wrong, &s, DFN_SAMPLER_DPMPP_2M, DFN_SPACING_LOGSNR, 50, x_T, y, N);
+    if (v) printf("    %s: floor %.2e +- %.2e; DDIM-50 trailing %.2e, DDIM-10 %.2e; DPM++(2M) logSNR 20: %.2e, "
+                  "50: %.2e; wrong mixture %.2e\n", name, fm, fsd, ddim50, ddim10, best20, best50, bad);
+    /* The target: at 20 NFE at most half of DDIM-50 trailing. */
+    CHECK(best20 <= 0.5 * ddim50, "%s: DPM++(2M) logSNR 20 NFE %.3g, DDIM-50 trailing %.3g", name, best20, ddim50);
+    if (check_floor) {
+        /* At 50 NFE within the floor's spread; the negative controls not. */
+        CHECK(best50 < tol, "%s: DPM++(2M) logSNR 50 NFE %.3g above the floor %.3g + 4 x %.3g", name, best50, fm, fsd);
+        CHECK(ddim10 >= tol, "%s: DDIM-10 trailing %.3g passes the floor rule", name, ddim10);
+        CHECK(bad >= tol, "%s: the wrong mixture's predictor %.3g passes the floor rule", name, bad);
+    } else {
+        /* The sharp mixture: sigma_1 = 0.01 of the last integer step is a
+           third of the components' std, so no sampler on 1..T reaches the
+           floor reliably (at 10,000 samples DPM++(2M) logSNR 50 measured
+           3e-4 against a floor of 2e-5); the solver still beats DDIM-50 by
+           far at 50 NFE, and the wrong predictor fails the floor rule. */
+        CHECK(best50 < 0.1 * ddim50, "%s: DPM++(2M) 50 NFE %.3g vs DDIM-50 %.3g", name, best50, ddim50);
+        CHECK(bad >= tol, "%s: the wrong mixture's predictor %.3g passes the floor rule", name, bad);
+    }
+    dfn_schedule_free(&s, NULL);
+    free(y); free(x_T); free(f);
+}
+
+void test_solvers_exact_quality(void)
+{
+    const float R = DFN_DATA2D_GAUSSIANS8_RADIUS, D = DFN_DATA2D_GAUSSIANS8_DIAGONAL;
+    const float mu8[16] = { R, 0, D, D, 0, R, -D, D, -R, 0, -D, -D, 0, -R, D, -D };
+    float w8[8], sd8[8], sdw[8], ws[6], mus[12], sds[6], sdsw[6];
+    dfn_gmm g, gw;
+    int k;
+    for (k = 0; k < 8; k++) { w8[k] = 1; sd8[k] = DFN_DATA2D_GAUSSIANS8_STD; sdw[k] = 1.2f * sd8[k]; }
+    g.k = 8; g.dim = 2; g.weights = w8; g.means = mu8; g.stds = sd8;
+    gw = g; gw.stds = sdw;
+    sv_quality_suite("8 Gaussians", &g, &gw, 1);
+    /* 6 components of std 0.03, 1.5 apart (50 std), weights 1:2 alternating. */
+    for (k = 0; k < 6; k++) {
+        ws[k] = (float)(1 + k % 2);
+        mus[2 * k] = (float)(1.5 * cos(k * SV_PI / 3));
+        mus[2 * k + 1] = (float)(1.5 * sin(k * SV_PI / 3));
+        sds[k] = 0.03f;
+        sdsw[k] = 0.036f;
+    }
+    g.k = 6; g.weights = ws; g.means = mus; g.stds = sds;
+    gw = g; gw.stds = sdsw;
+    sv_quality_suite("sharp mixture", &g, &gw, 0);
 }

@@ -29,6 +29,8 @@
   let playing = false;
   let points = [];          // drawn points (data "draw")
   let pointsDirty = false;
+  // dfn_sampler_kind values, as in the sampler picker
+  const KIND_NAMES = ['DDPM', 'DDIM', 'Euler', 'Heun', 'DPM-Solver++(2M)', 'DPM-Solver++(3M)', 'DPM-Solver++(2M) SDE'];
   let autoQueue = [];       // autotest / auto-sample: samplers still to run
   let refData = null;       // data shown on the canvases
   let maxFrameMs = 0;       // longest work slice of one frame (responsiveness),
@@ -100,7 +102,7 @@
     if (!shown) { $('frame-label').textContent = 'press "sample" (or wait for training to finish)'; return; }
     const k = Math.min(+$('step').value, shown.frames.length - 1), S = shown.taus.length - 1;
     drawPoints(ctx, c, shown.frames[k], shown.n, shown.kind ? 'rgba(200,60,20,0.6)' : 'rgba(20,90,200,0.6)', 2.5);
-    $('frame-label').textContent = (shown.kind ? 'DDIM' : 'DDPM') + ', step ' + k + ' of ' + S +
+    $('frame-label').textContent = KIND_NAMES[shown.kind] + ', step ' + k + ' of ' + S +
       ': t = ' + shown.taus[S - k] + (k === 0 ? ' (x_T ~ N(0, I))' : k === S ? ' (x_0)' : '');
   }
   function drawLoss() {
@@ -158,7 +160,7 @@
     ready = true;
     refData = floats(wasm.dfn_web_data(NREF, SEED + 1000), 2 * wasm.dfn_web_ref_count()).slice();
     $('params').textContent = wasm.dfn_web_num_params();
-    autoQueue = AUTOTEST ? [1, 0] : [];
+    autoQueue = AUTOTEST ? [+$('sampler').value, 0] : [];
     drawAll();
   }
   function drawAll() { drawData(); drawFrame(); drawLoss(); }
@@ -167,13 +169,14 @@
   function startSampling(kind) {
     if (!ready) return;
     const n = Math.max(16, Math.min(4096, +$('nsamples').value || 500));
-    const S = check(wasm.dfn_web_sample_begin(kind, n, Math.max(1, Math.min(T, +$('ddim-steps').value || 50)), SEED + 17), 'sampler');
+    const steps = Math.max(1, Math.min(T, +$('ddim-steps').value || 20));
+    const S = check(wasm.dfn_web_sample_begin(kind, n, steps, SEED + 17, +$('spacing').value), 'sampler');
     const taus = [];
     for (let i = 0; i <= S; i++) taus.push(wasm.dfn_web_sample_timestep(i));
     job = { kind, n, S, i: S, frames: [floats(wasm.dfn_web_x(), 2 * n).slice()], taus };
     shown = job;
     $('step').max = S; $('step').value = 0;
-    $('status').textContent = (kind ? 'DDIM' : 'DDPM') + ' sampling';
+    $('status').textContent = KIND_NAMES[kind] + ' sampling';
   }
   function finishSampling() {
     const j = job;
@@ -184,7 +187,7 @@
     const el = $(j.kind ? 'ed-ddim' : 'ed-ddpm');
     el.textContent = ed.toFixed(4); el.dataset.value = String(ed);
     $('ed-baseline').textContent = base.toFixed(4); $('ed-baseline').dataset.value = String(base);
-    $('status').textContent = (j.kind ? 'DDIM' : 'DDPM') + ' done';
+    $('status').textContent = KIND_NAMES[j.kind] + ' done';
     if (autoQueue.length) startSampling(autoQueue.shift());
     else if (AUTOTEST) { document.body.dataset.done = '1'; $('status').textContent = 'autotest done'; }
   }
@@ -221,7 +224,7 @@
         drawLoss();
         if (wasm.dfn_web_steps() >= TARGET_STEPS) {
           $('status').textContent = 'trained';
-          if (!AUTOTEST) autoQueue = [1];
+          if (!AUTOTEST) autoQueue = [+$('sampler').value || 4];
           if (autoQueue.length) startSampling(autoQueue.shift());
         }
       } else if (playing && shown) {

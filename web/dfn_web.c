@@ -174,10 +174,12 @@ WEB_EXPORT(dfn_web_data) float *dfn_web_data(int n, int seed)
 }
 WEB_EXPORT(dfn_web_ref_count) int dfn_web_ref_count(void) { return g_nref; }
 
-/* Start the reverse process of n samples with the EMA weights: kind 0 DDPM
-   (T steps), 1 DDIM (ddim_steps steps, eta 0). Draws x_T ~ N(0, I) into
-   dfn_web_x(). Returns the number of steps S (> 0), or a dfn_result < 0. */
-WEB_EXPORT(dfn_web_sample_begin) int dfn_web_sample_begin(int kind, int n, int ddim_steps, int seed)
+/* Start the reverse process of n samples with the EMA weights: kind a
+   dfn_sampler_kind (0 DDPM with T steps; 1 DDIM, eta 0; 2 Euler, 3 Heun,
+   4 DPM-Solver++(2M), 5 (3M), 6 the 2M SDE) with `steps` steps on a
+   dfn_spacing (ignored by DDPM). Draws x_T ~ N(0, I) into dfn_web_x().
+   Returns the number of steps S (> 0), or a dfn_result < 0. */
+WEB_EXPORT(dfn_web_sample_begin) int dfn_web_sample_begin(int kind, int n, int steps, int seed, int spacing)
 {
     dfn_sampler_config cfg;
     size_t bytes;
@@ -185,10 +187,14 @@ WEB_EXPORT(dfn_web_sample_begin) int dfn_web_sample_begin(int kind, int n, int d
     dfn_result r;
     g_sampling = 0;
     if (!g_ready) return DFN_ERR_INVALID_ARG;
-    if ((kind != 0 && kind != 1) || n < 1 || n > WEB_MAX_POINTS) return DFN_ERR_INVALID_ARG;
+    if (kind < 0 || kind >= DFN_SAMPLER_KIND_COUNT || n < 1 || n > WEB_MAX_POINTS) return DFN_ERR_INVALID_ARG;
+    if (spacing < 0 || spacing >= DFN_SPACING_CUSTOM) return DFN_ERR_INVALID_ARG;
     g_used = g_mark;
-    cfg = dfn_mlp_sampler_config(kind ? DFN_SAMPLER_DDIM : DFN_SAMPLER_DDPM, n, &g_pred);
-    if (kind) cfg.steps = ddim_steps;
+    cfg = dfn_mlp_sampler_config((dfn_sampler_kind)kind, n, &g_pred);
+    if (kind != DFN_SAMPLER_DDPM) {
+        cfg.steps = steps;
+        cfg.spacing = (dfn_spacing)spacing;
+    }
     bytes = dfn_sampler_size(&cfg, &g_sched);
     if (!bytes) return DFN_ERR_INVALID_ARG;
     if (!(mem = web_take(bytes))) return DFN_ERR_BUFFER_TOO_SMALL;
