@@ -146,7 +146,7 @@ fs.writeFileSync(path.join(dir, 'screenshot.png'), Buffer.from(shot.data, 'base6
 
 console.log(`test-web: ${v.steps} steps of an MLP with ${v.params} parameters, ${v.simd}, ` +
             `${v.rate.toFixed(1)} training steps/s in the page; work per busy frame ${v.frameMs} ms`);
-console.log(`test-web: energy distance DDIM ${v.ddim.toFixed(5)}, DDPM ${v.ddpm.toFixed(5)}, ` +
+console.log(`test-web: energy distance few-step (the picker's default, DPM-Solver++(2M)) ${v.ddim.toFixed(5)}, DDPM ${v.ddpm.toFixed(5)}, ` +
             `N(0, I) baseline ${v.base.toFixed(5)}`);
 console.log(`test-web: screenshot ${path.join(dir, 'screenshot.png')}; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 if (v.error) errors.push('page: ' + v.error);
