@@ -7,7 +7,8 @@
    firmware's (make test-cortexm: bit for bit with DFN_PORTABLE_MATH).
 
      MODEL_HEADER   the model2c header (default "model.h"); its NAME is MODEL
-     FW_N           samples (default 8), FW_STEPS DDIM steps (default 20)
+     FW_N           samples (default 8), FW_STEPS steps of DPM-Solver++(2M)
+                    with logSNR-uniform spacing (default 20; MATH.md section 11)
      FW_MEMORY      bytes of the static buffer (default 96 KB)
    GEMM blocking for a small RAM: KC stays at the library's default (256),
    so the rounding is that of a desktop build; MC and NC shrink the packing
@@ -111,8 +112,9 @@ int main(void)
     pred.model = &model;
     pred.work_bytes = dfn_mlp_forward_size(&mc, FW_N);
     pred.work = fw_take(pred.work_bytes);
-    cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DDIM, FW_N, &pred);
+    cfg = dfn_mlp_sampler_config(DFN_SAMPLER_DPMPP_2M, FW_N, &pred);
     cfg.steps = FW_STEPS;
+    cfg.spacing = DFN_SPACING_LOGSNR;
     bytes = dfn_sampler_size(&cfg, &sched);
     if (!pred.work || !(mem = fw_take(bytes)) || dfn_sampler_init(&smp, &cfg, &sched, mem, bytes) != DFN_OK) {
         fw_puts("sampler failed\n");
