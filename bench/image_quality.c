@@ -32,7 +32,7 @@
 #include <time.h>
 
 typedef struct options {
-    const char *model, *data, *grid, *train_out;
+    const char *model, *data, *grid, *train_out, *sampler, *spacing;
     long n, steps, seed, epochs, train_steps;
     double guidance;       /* < 0: the sampler's default */
     int strict, no_clip, train_classes;
@@ -52,7 +52,9 @@ static void usage(FILE *f)
             "  --model FILE        U-Net model file (default build/mnist/mnist.dfnm; make mnist)\n"
             "  --data DIR          MNIST IDX files (default data/mnist; make mnist-data)\n"
             "  --n N               samples, and real digits per set (default 500)\n"
-            "  --steps S           DDIM steps (default 50)\n"
+            "  --steps S           sampler steps (default 50)\n"
+            "  --sampler K         ddim (default), euler, heun, dpm++2m, dpm++3m, dpm++2m-sde\n"
+            "  --spacing P         trailing (default), logsnr, karras, linspace, leading\n"
             "  --seed N            sampling, noise and subset seed (default 1)\n"
             "  --epochs E          classifier training epochs (default 5)\n"
             "  --grid FILE.png     also write the first 100 samples as a PNG grid\n"
@@ -74,6 +76,8 @@ static int parse(int argc, char **argv, options *o)
     o->data = "data/mnist";
     o->n = 500;
     o->steps = 50;
+    o->sampler = "ddim";
+    o->spacing = "trailing";
     o->seed = 1;
     o->epochs = 5;
     o->train_steps = 300;
@@ -92,6 +96,17 @@ static int parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--grid")) o->grid = v;
+        else if (!strcmp(a, "--sampler")) {
+            o->sampler = v;
+            if (dfn_sampler_kind_parse(v) < 1) { fprintf(stderr, "image_quality: bad --sampler %s\n", v); return 0; }
+        }
+        else if (!strcmp(a, "--spacing")) {
+            o->spacing = v;
+            if (dfn_spacing_parse(v) < 0 || dfn_spacing_parse(v) == DFN_SPACING_CUSTOM) {
+                fprintf(stderr, "image_quality: bad --spacing %s\n", v);
+                return 0;
+            }
+        }
         else if (!strcmp(a, "--train-model")) o->train_out = v;
         else if (!strcmp(a, "--guidance")) {
             errno = 0;
@@ -238,8 +253,9 @@ static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options
     pred.work_bytes = dfn_unet_forward_size(&net->cfg, chunk);
     pred.work = malloc(pred.work_bytes);
     if (!pred.work) { fprintf(stderr, "image_quality: out of memory\n"); return 0; }
-    cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, n, &pred);
+    cfg = dfn_unet_sampler_config((dfn_sampler_kind)dfn_sampler_kind_parse(o->sampler), n, &pred);
     cfg.steps = (int)o->steps;
+    cfg.spacing = (dfn_spacing)dfn_spacing_parse(o->spacing);
     cfg.clip_x0 = !o->no_clip;
     cfg.labels = labels;
 #ifdef IQ_GUIDANCE
@@ -254,8 +270,8 @@ static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options
         ok = check(dfn_sampler_run(&smp, x, NULL, &rng), "sampling");
         dfn_sampler_free(&smp, NULL);
     }
-    if (ok) printf("  %d samples, DDIM-%ld%s, in %.1f s (%.1f images/s)\n", n, o->steps,
-                   o->no_clip ? "" : " (x0 clipped)", wall() - t0, n / (wall() - t0 + 1e-9));
+    if (ok) printf("  %d samples, %s %s, %ld steps%s, in %.1f s (%.1f images/s)\n", n, o->sampler,
+                   o->spacing, o->steps, o->no_clip ? "" : " (x0 clipped)", wall() - t0, n / (wall() - t0 + 1e-9));
     free(pred.work);
     return ok;
 }
