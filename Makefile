@@ -11,7 +11,7 @@
 #   make test-valgrind  the tests under valgrind (AVX2 at most; slow tests skipped)
 #   make fuzz, make fuzz-images   libFuzzer on the loaders and parsers
 #   make bench, make bench-images speed against PyTorch; image quality
-#   make mnist, cascade, guided2d, inpaint   the examples (examples/examples.mk)
+#   make samplers, mnist, cascade, guided2d, inpaint   the examples (examples/examples.mk)
 #   make test-wasm, test-arm, test-portable, test-cortexm, test-embed
 #                   other platforms (platforms/platforms.mk)
 #   make web, test-web   the browser page (web/web.mk)
