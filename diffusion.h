@@ -4236,11 +4236,11 @@ static double dfn__expm1(double x)
     return DFN_EXP(x) - 1.0;
 }
 
-/* Section 11, lambda_t = log(a_t / s_t) from the float tables, in double;
-   only for t with a_t > 0 and s_t > 0. */
+/* Section 11, lambda_t = log(a_t / s_t) = -log sigma_t (the same bits:
+   negation is exact); only for t with a_t > 0 and s_t > 0. */
 static double dfn__lambda(const dfn_schedule *s, int t)
 {
-    return DFN_LOG((double)s->sqrt_alphabar[t]) - DFN_LOG((double)s->sqrt_one_minus_alphabar[t]);
+    return -dfn__log_sigma(s, t);
 }
 
 /* Section 11, Euler and Heun in sigma = s/a: from t to p with slope eps,

@@ -850,20 +850,24 @@ void test_data_points_load_file(void)
 /*  RBF MMD^2                                                                */
 /* ------------------------------------------------------------------------- */
 
-/* The definition, term by term in double. */
-static double td_mmd_direct(const float *x, int n, const float *y, int m, int dim, double h)
+/* The definition, term by term in double; unbiased: the U-statistic, the
+   pairs i != j within each set. */
+static double td_mmd_direct_u(const float *x, int n, const float *y, int m, int dim, double h,
+                              int unbiased)
 {
     double kxx = 0.0, kyy = 0.0, kxy = 0.0;
     int i, j, d;
     for (i = 0; i < n; i++)
         for (j = 0; j < n; j++) {
             double s = 0.0;
+            if (unbiased && i == j) continue;
             for (d = 0; d < dim; d++) s += ((double)x[i * dim + d] - x[j * dim + d]) * ((double)x[i * dim + d] - x[j * dim + d]);
             kxx += exp(-s / (2.0 * h * h));
         }
     for (i = 0; i < m; i++)
         for (j = 0; j < m; j++) {
             double s = 0.0;
+            if (unbiased && i == j) continue;
             for (d = 0; d < dim; d++) s += ((double)y[i * dim + d] - y[j * dim + d]) * ((double)y[i * dim + d] - y[j * dim + d]);
             kyy += exp(-s / (2.0 * h * h));
         }
@@ -873,35 +877,18 @@ static double td_mmd_direct(const float *x, int n, const float *y, int m, int di
             for (d = 0; d < dim; d++) s += ((double)x[i * dim + d] - y[j * dim + d]) * ((double)x[i * dim + d] - y[j * dim + d]);
             kxy += exp(-s / (2.0 * h * h));
         }
+    if (unbiased) return kxx / ((double)n * (n - 1)) + kyy / ((double)m * (m - 1)) - 2.0 * kxy / ((double)n * m);
     return kxx / ((double)n * n) + kyy / ((double)m * m) - 2.0 * kxy / ((double)n * m);
 }
 
-/* The U-statistic, term by term: the pairs i != j within each set. */
+static double td_mmd_direct(const float *x, int n, const float *y, int m, int dim, double h)
+{
+    return td_mmd_direct_u(x, n, y, m, dim, h, 0);
+}
+
 static double td_mmd_direct_unbiased(const float *x, int n, const float *y, int m, int dim, double h)
 {
-    double kxx = 0.0, kyy = 0.0, kxy = 0.0;
-    int i, j, d;
-    for (i = 0; i < n; i++)
-        for (j = 0; j < n; j++) {
-            double s = 0.0;
-            if (i == j) continue;
-            for (d = 0; d < dim; d++) s += ((double)x[i * dim + d] - x[j * dim + d]) * ((double)x[i * dim + d] - x[j * dim + d]);
-            kxx += exp(-s / (2.0 * h * h));
-        }
-    for (i = 0; i < m; i++)
-        for (j = 0; j < m; j++) {
-            double s = 0.0;
-            if (i == j) continue;
-            for (d = 0; d < dim; d++) s += ((double)y[i * dim + d] - y[j * dim + d]) * ((double)y[i * dim + d] - y[j * dim + d]);
-            kyy += exp(-s / (2.0 * h * h));
-        }
-    for (i = 0; i < n; i++)
-        for (j = 0; j < m; j++) {
-            double s = 0.0;
-            for (d = 0; d < dim; d++) s += ((double)x[i * dim + d] - y[j * dim + d]) * ((double)x[i * dim + d] - y[j * dim + d]);
-            kxy += exp(-s / (2.0 * h * h));
-        }
-    return kxx / ((double)n * (n - 1)) + kyy / ((double)m * (m - 1)) - 2.0 * kxy / ((double)n * m);
+    return td_mmd_direct_u(x, n, y, m, dim, h, 1);
 }
 
 void test_data_mmd_rbf_unbiased_reference(void)
