@@ -10,6 +10,7 @@
 #   make test-quick one gcc build of the tests
 #   make test-valgrind  the tests under valgrind (AVX2 at most; slow tests skipped)
 #   make fuzz, make fuzz-images   libFuzzer on the loaders and parsers
+#   make fuzz-long  every fuzz target for FUZZ_LONG_SECONDS each (default 600)
 #   make bench, make bench-images speed against PyTorch; image quality
 #   make samplers, mnist, cascade, guided2d, inpaint   the examples (examples/examples.mk)
 #   make test-wasm, test-arm, test-portable, test-cortexm, test-embed

@@ -1,4 +1,4 @@
-/* diffusion.h - v0.9.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.10.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -242,7 +242,7 @@
      DFN_GEMM_MC, DFN_GEMM_KC, DFN_GEMM_NC
                          GEMM cache blocking (default 144, 256, 1024);
                          dfn_gemm_work_size() is about 4 KC (MC + NC) bytes
-     DFN_POINTS_MAX_LINE longest line dfn_points_load reads (4096)
+     DFN_POINTS_MAX_LINE longest line the points readers take (4096)
      DFN_PTHREADS        compile the ready POSIX-threads pool
                          (dfn_pthreads_start; link with -pthread)
      DFN_POOL_SPIN       pauses the pool's threads poll before sleeping
@@ -264,15 +264,22 @@
    5. Randomness and determinism
    -----------------------------
    Every stochastic function takes an explicit dfn_rng (PCG32, O'Neill 2014).
-   The one piece of process-wide state is the parallel-for that
-   dfn_set_parallel installs (section 3; with DFN_PTHREADS, the pool that
-   dfn_pthreads_start runs): every call that splits work uses it. Without
-   one installed, the library writes nothing outside the objects it is
-   given, so threads may call it at once on different objects; objects
-   that are only read (a schedule, a network's weights in inference, a
-   loaded model) may be shared, and an object that changes (a trainer, a
-   sampler, an rng, a workspace) belongs to one thread at a time. With one
-   installed, call the library from one thread at a time. dfn_rng_normal is computed with integer
+   Process-wide state, all of it: the parallel-for that dfn_set_parallel
+   installs (its function, context, thread count and worker scratch;
+   section 3), a flag saying that a parallel-for is running, and with
+   DFN_PTHREADS the pool of dfn_pthreads_start / _stop. Install or remove
+   the hook only while no other thread is in the library. Otherwise the
+   library writes nothing outside the objects it is given, so threads may
+   call it at once on different objects; objects that are only read (a
+   schedule, a network's weights in inference, a loaded model) may be
+   shared, and an object that changes (a trainer, a sampler, an rng, a
+   workspace) belongs to one thread at a time. The hook runs one
+   parallel-for at a time: a call that finds it running (another thread's)
+   runs its tasks on its own thread, with the same bits, so concurrent
+   callers are safe but only one of them is parallel. That claim is atomic
+   where the compiler has a lock-free atomic int (gcc, clang on x86-64,
+   AArch64, ARMv7, wasm); elsewhere, call a library with a hook installed
+   from one thread at a time. dfn_rng_normal is computed with integer
    arithmetic only (a fixed-point Box-Muller transform; no logf, cosf or
    floating-point rounding choices involved), so for the same seed and
    stream the uniform and normal streams are the same bits on every
@@ -328,7 +335,17 @@
    A training step whose loss or gradient is not finite returns
    DFN_ERR_NOT_FINITE and leaves the weights unchanged. A truncated,
    corrupt, newer or mismatched model file gives DFN_ERR_FORMAT,
-   DFN_ERR_CHECKSUM, DFN_ERR_VERSION or DFN_ERR_MISMATCH. The layers and
+   DFN_ERR_CHECKSUM, DFN_ERR_VERSION or DFN_ERR_MISMATCH.
+   Files from strangers: a valid file can still ask for much more memory
+   than it holds (T = 2^24 schedule steps in a 152-byte model file). The
+   loaders that allocate (dfn_model_load*, dfn_idx_load) check every file
+   against a dfn_limits before allocating: largest T (default 100,000),
+   parameters (2^26), image height and width (1,024 pixels) and bytes held
+   at once, the file included (1 GiB); over a limit is DFN_ERR_LIMIT. The
+   _ex loaders take other limits, tighter or looser. The points readers
+   allocate nothing (lines of at most DFN_POINTS_MAX_LINE bytes, rows of
+   the caller's buffer), and dfn_model_info_mem only describes (check its
+   info with dfn_model_check_limits before sizing memory from it). The layers and
    kernels (dfn_gemm, dfn_linear_*, dfn_act_*) trust their dimensions: they
    are the hot path; the objects built on them validate once.
    The library never prints, exits or aborts. *_size queries return 0 for
@@ -408,7 +425,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 9
+#define DFN_VERSION_MINOR 10
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -452,11 +469,45 @@ typedef enum dfn_result {
     DFN_ERR_FORMAT           = -9, /* malformed input: bad magic, truncated, bad line */
     DFN_ERR_VERSION          = -10, /* a file format version this build cannot read   */
     DFN_ERR_CHECKSUM         = -11, /* the file's checksum does not match its bytes    */
-    DFN_ERR_MISMATCH         = -12  /* a file or object does not match the config    */
+    DFN_ERR_MISMATCH         = -12, /* a file or object does not match the config    */
+    DFN_ERR_LIMIT            = -13  /* an input over a dfn_limits bound (section 6)  */
 } dfn_result;
 
 /* A short English name for a result code ("DFN_ERR_NULL: ..."). Never NULL. */
 DFNDEF const char *dfn_result_string(dfn_result r);
+
+/* Limits for files from strangers (manual section 6). A valid file may still
+   ask for more memory than its size suggests (a schedule of 2^24 steps is a
+   few bytes of header and 670 MB of tables), so every loader that
+   allocates checks the file against these before allocating anything
+   beyond the file itself, and answers DFN_ERR_LIMIT (nothing allocated,
+   nothing written). The loaders without a limits argument use
+   dfn_limits_default(); the _ex ones take a dfn_limits (NULL: the
+   defaults) to tighten or raise them. The defaults come from these macros
+   (override before the implementation include): */
+#ifndef DFN_LIMIT_MAX_T
+#define DFN_LIMIT_MAX_T 100000             /* schedule steps (the examples use 1000)  */
+#endif
+#ifndef DFN_LIMIT_MAX_PARAMS
+#define DFN_LIMIT_MAX_PARAMS 67108864      /* 2^26 parameters: 256 MiB a block      */
+#endif
+#ifndef DFN_LIMIT_MAX_SIDE
+#define DFN_LIMIT_MAX_SIDE 1024            /* image height and width, in pixels     */
+#endif
+#ifndef DFN_LIMIT_MAX_BYTES
+#define DFN_LIMIT_MAX_BYTES ((size_t)1 << 30)  /* 1 GiB in all                      */
+#endif
+
+typedef struct dfn_limits {
+    int    max_T;       /* largest T of a stored schedule                          */
+    size_t max_params;  /* most parameters P of a stored network                   */
+    int    max_side;    /* largest height or width of an image (U-Net, IDX files)  */
+    size_t max_bytes;   /* most bytes one load holds at once: the file read whole,
+                           and everything allocated from it                      */
+} dfn_limits;
+
+/* The limits of the macros above. */
+DFNDEF dfn_limits dfn_limits_default(void);
 
 /* ========================================================================= */
 /*  Random numbers: PCG32 with a portable, integer-exact normal generator    */
@@ -798,7 +849,8 @@ DFNDEF size_t dfn_sampler_size(const dfn_sampler_config *cfg, const dfn_schedule
    decreasing within 1..T, Karras rho not a finite number > 0, LOGSNR or
    KARRAS spacing or the EULER or HEUN kinds on a schedule with alphabar_T =
    0 (sigma_T = s_T / a_T is infinite), clip range empty,
-   a label < -1, eps-prediction on a zero-terminal-SNR schedule, a guidance
+   a label < -1, n > INT_MAX / 2 with labels (guidance evaluates 2n rows),
+   eps-prediction on a zero-terminal-SNR schedule, a guidance
    scale < 0 or not finite, known without known_mask or not finite,
    resample_jump < 0 or > S, resample_count < 1), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *cfg,
@@ -826,7 +878,8 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
    for bit (with inpainting: after the run's replacement at x_T). Errors:
    DFN_ERR_NULL (rng needed for a noisy step or inpainting), i out of range,
    DFN_ERR_CALLBACK (predictor or guidance hook), DFN_ERR_NOT_FINITE
-   (prediction, or eps_hat after the hook, not finite). */
+   (prediction, or eps_hat after the hook, or the new x not finite: a finite
+   prediction can still overflow the update; x is then unspecified). */
 DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *rng);
 
 /* S, and the timestep tau_i (i = 0..S; tau_0 = 0). */
@@ -1768,8 +1821,11 @@ DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
    and "infinity" (any case, with a sign) are numbers, but not finite.
    Errors, with the 1-based line number in *error_line:
      DFN_ERR_FORMAT           a field that is not a number ("1.5x", "0x10",
-                              "1,,2"), or a line with fewer or more than
-                              cols numbers
+                              "1,,2"), a line with fewer or more than
+                              cols numbers, or a line of more than
+                              DFN_POINTS_MAX_LINE - 1 bytes before its
+                              '\n' (or the end: the same limit for the
+                              last line; a '\r' counts)
      DFN_ERR_NOT_FINITE       NaN, infinity, or a value beyond the float range
      DFN_ERR_BUFFER_TOO_SMALL a data line after max_rows rows were stored */
 
@@ -1785,8 +1841,11 @@ DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
 DFNDEF dfn_result dfn_points_parse(const char *text, size_t len, int cols, float *out,
                                    int max_rows, int *rows, int *error_line);
 
-/* Longest line dfn_points_load accepts, line end included (override before
-   the implementation include); it is also the bytes of its stack buffer. */
+/* Longest line dfn_points_parse and dfn_points_load accept, its '\n'
+   included: a line holds at most DFN_POINTS_MAX_LINE - 1 bytes before the
+   '\n', the last line too, with or without one (override before the
+   implementation include); it is also the bytes of dfn_points_load's stack
+   buffer. */
 #ifndef DFN_POINTS_MAX_LINE
 #define DFN_POINTS_MAX_LINE 4096
 #endif
@@ -1794,8 +1853,8 @@ DFNDEF dfn_result dfn_points_parse(const char *text, size_t len, int cols, float
 #ifndef DFN_NO_STDIO
 /* dfn_points_parse on the contents of the file at path, read in chunks
    through a DFN_POINTS_MAX_LINE-byte stack buffer (no allocation): the same
-   results and error lines as parsing the whole file in memory, except that
-   a longer line is DFN_ERR_FORMAT. Errors: those of dfn_points_parse,
+   results and error lines as parsing the whole file in memory (a line
+   over the limit is DFN_ERR_FORMAT in both). Errors: those of dfn_points_parse,
    DFN_ERR_NULL (path), DFN_ERR_IO (cannot open or read). */
 DFNDEF dfn_result dfn_points_load(const char *path, int cols, float *out, int max_rows,
                                   int *rows, int *error_line);
@@ -2003,6 +2062,14 @@ typedef struct dfn_image_set {
 DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
                                const char *labels_path, int downsample, void *alloc_ctx);
 
+/* dfn_idx_load with limits (NULL: dfn_limits_default(), which dfn_idx_load
+   uses): DFN_ERR_LIMIT, before the allocation it concerns, for a file
+   longer than max_bytes, an image height or width above max_side, or more
+   than max_bytes held at once (a file being read and the floats and labels
+   made from it). */
+DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, const char *labels_path,
+                                  int downsample, const dfn_limits *limits, void *alloc_ctx);
+
 /* Release the memory of dfn_idx_load and zero *set (NULL or a zeroed set
    is fine). */
 DFNDEF void dfn_image_set_free(dfn_image_set *set, void *alloc_ctx);
@@ -2144,8 +2211,19 @@ typedef struct dfn_model_info {
    far as the file goes: its config is only located (config_offset, _len);
    dfn_model_read_net checks it. Errors: DFN_ERR_NULL, DFN_ERR_FORMAT (not a
    model file, truncated, trailing bytes, sizes that do not add up, an
-   invalid config, an unknown kind), DFN_ERR_VERSION, DFN_ERR_CHECKSUM. */
+   invalid config, an unknown kind), DFN_ERR_VERSION, DFN_ERR_CHECKSUM,
+   DFN_ERR_NOT_FINITE (a NaN or infinity among the stored floats: weights,
+   EMA, Adam moments; such a file never loads). It allocates nothing and applies no dfn_limits: a program that sizes
+   memory from the info (for dfn_model_read) checks it first with
+   dfn_model_check_limits. */
 DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info *info);
+
+/* DFN_OK when the model info asks for no more than limits (NULL: the
+   defaults) allow: schedule T <= max_T, P <= max_params, a U-Net's height
+   and width <= max_side, and the bytes dfn_model_load_mem would allocate
+   for it <= max_bytes (the file's own bytes are the caller's to count).
+   Errors: DFN_ERR_NULL (info), DFN_ERR_LIMIT. */
+DFNDEF dfn_result dfn_model_check_limits(const dfn_model_info *info, const dfn_limits *limits);
 
 /* Reads the file image into objects the caller set up from its info:
    m (dfn_mlp_init with info.mlp) gets the weights; ema (P floats, or NULL)
@@ -2217,6 +2295,12 @@ DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ct
                                      dfn_loaded_model *out);
 DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_net_ops *ops,
                                          void *alloc_ctx, dfn_loaded_model *out);
+/* dfn_model_load_net_mem with limits (NULL: dfn_limits_default(), which the
+   two above use): DFN_ERR_LIMIT, before any allocation, for a file over
+   them (dfn_model_check_limits). */
+DFNDEF dfn_result dfn_model_load_net_mem_ex(const void *buf, size_t len, const dfn_net_ops *ops,
+                                            const dfn_limits *limits, void *alloc_ctx,
+                                            dfn_loaded_model *out);
 DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx);
 #endif
 
@@ -2232,6 +2316,11 @@ DFNDEF dfn_result dfn_model_load_net(const char *path, const dfn_net_ops *ops, v
                                      dfn_loaded_model *out);
 DFNDEF dfn_result dfn_model_save_net(const char *path, const dfn_net *net, const dfn_schedule *s,
                                      const dfn_trainer *tr, int with_optimizer);
+/* dfn_model_load_net with limits (NULL: the defaults, which the two loaders
+   above use): a file longer than max_bytes is DFN_ERR_LIMIT before it is
+   read, and the file plus the model's memory must fit in max_bytes. */
+DFNDEF dfn_result dfn_model_load_net_ex(const char *path, const dfn_net_ops *ops, const dfn_limits *limits,
+                                        void *alloc_ctx, dfn_loaded_model *out);
 #endif
 
 /* ######################################################################### */
@@ -2343,9 +2432,12 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
 
    The workers' GEMM scratch is caller memory: scratch_bytes >=
    dfn_parallel_scratch_size(threads) (worker 0 uses the `work` given to
-   dfn_gemm). Installing is process-wide and not synchronized: do it before
-   starting work, and while it is installed call the library from one
-   thread at a time (the ready pool below runs jobs one at a time).
+   dfn_gemm). Installing is process-wide and not synchronized: do it while
+   no other thread is in the library. The hook runs one parallel-for at a
+   time: a call that finds it running (on another thread) runs its own
+   tasks itself, as worker 0, with the same bits (an atomic claim with gcc
+   and clang; without lock-free atomics, call from one thread at a time;
+   manual section 5).
    dfn_set_parallel(NULL, NULL, 1, NULL, 0) goes back to one thread.
    Errors: DFN_ERR_INVALID_ARG (threads < 1 or > DFN_MAX_THREADS, run NULL
    with threads > 1), DFN_ERR_BUFFER_TOO_SMALL. */
@@ -3055,8 +3147,19 @@ DFNDEF const char *dfn_result_string(dfn_result r)
     case DFN_ERR_VERSION:          return "DFN_ERR_VERSION: unsupported file format version";
     case DFN_ERR_CHECKSUM:         return "DFN_ERR_CHECKSUM: checksum mismatch, the file is corrupt";
     case DFN_ERR_MISMATCH:         return "DFN_ERR_MISMATCH: the file or object does not match the configuration";
+    case DFN_ERR_LIMIT:            return "DFN_ERR_LIMIT: the input asks for more than the dfn_limits allow";
     }
     return "unknown dfn_result";
+}
+
+DFNDEF dfn_limits dfn_limits_default(void)
+{
+    dfn_limits l;
+    l.max_T = DFN_LIMIT_MAX_T;
+    l.max_params = DFN_LIMIT_MAX_PARAMS;
+    l.max_side = DFN_LIMIT_MAX_SIDE;
+    l.max_bytes = DFN_LIMIT_MAX_BYTES;
+    return l;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -3988,6 +4091,8 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
         return DFN_ERR_INVALID_ARG;
     /* x0_hat from an eps prediction divides by sqrt(alphabar_t). */
     if (c->prediction == DFN_PREDICT_EPS && s->alphabar[s->T] == 0.0f) return DFN_ERR_INVALID_ARG;
+    /* guidance calls the predictor on 2n rows (an int) */
+    if (c->labels && c->n > DFN__INT_MAX / 2) return DFN_ERR_INVALID_ARG;
     if (c->labels)
         for (i = 0; i < c->n; i++)
             if (c->labels[i] < -1) return DFN_ERR_INVALID_ARG;
@@ -4410,6 +4515,9 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
     }
     }
     if (r == DFN_OK && smp->known) dfn__sampler_replace_known(smp, x, p, rng);
+    /* Finite predictions can still overflow the update (a huge eps over a
+       small a_t): the new state is checked too. */
+    if (r == DFN_OK && !dfn__all_finite(x, count)) r = DFN_ERR_NOT_FINITE;
     return r;
 }
 
@@ -7709,6 +7817,10 @@ typedef struct dfn__tstate {
     float *xt, *eps, *target, *out, *dout, *w;   /* (B, D) each; w: (B)          */
     int   *t, *labels;                   /* (B)                                  */
     void  *net_mem;                      /* the network's training memory        */
+    void  *cfg;                          /* the network's config, copied at init:
+                                            the layout above follows it, so a
+                                            later change to the model's config
+                                            cannot reach the steps            */
 } dfn__tstate;
 
 /* Lays out (mem) or measures (mem NULL) a trainer's memory for a described
@@ -7724,8 +7836,8 @@ static size_t dfn__trainer_layout(const dfn_net *net, const dfn_net_shape *s, co
     dfn__tstate *st;
     float *xt, *eps, *target, *out, *dout, *w;
     int *t, *labels;
-    void *net_mem;
-    if (f > 1e9) return 0;
+    void *net_mem, *cfg;
+    if (f > 1e9 || net->ops->config_bytes == 0 || net->ops->config_bytes > DFN_NET_CONFIG_MAX) return 0;
     nb = net->ops->train_size(net->cfg, c->batch);
     if (nb == 0 || f * 4.0 + (double)nb > (double)((size_t)-1) / 2.0) return 0;
     st = (dfn__tstate *)dfn__arena_take(&ar, sizeof(dfn__tstate));
@@ -7742,10 +7854,12 @@ static size_t dfn__trainer_layout(const dfn_net *net, const dfn_net_shape *s, co
     t = (int *)dfn__arena_take(&ar, B * sizeof(int));
     labels = (int *)dfn__arena_take(&ar, B * sizeof(int));
     net_mem = dfn__arena_take(&ar, nb);
+    cfg = dfn__arena_take(&ar, net->ops->config_bytes);
     if (st) {
         st->shape = *s;
         st->xt = xt; st->eps = eps; st->target = target; st->out = out; st->dout = dout; st->w = w;
-        st->t = t; st->labels = labels; st->net_mem = net_mem;
+        st->t = t; st->labels = labels; st->net_mem = net_mem; st->cfg = cfg;
+        DFN_MEMCPY(cfg, net->cfg, net->ops->config_bytes);
         net->ops->train_bind(net->cfg, c->batch, net_mem);
         tr->state = st;
         tr->acts = (float *)net_mem;
@@ -7816,6 +7930,7 @@ DFNDEF dfn_result dfn_trainer_init_net(dfn_trainer *tr, const dfn_net *net, cons
     tr->memory = mem;
     tr->net = *net;
     dfn__trainer_layout(net, &sh, cfg, tr, mem);
+    tr->net.cfg = ((dfn__tstate *)tr->state)->cfg;   /* the trainer's own copy */
     P = sh.params * sizeof(float);
     DFN_MEMSET(tr->grads, 0, P);
     DFN_MEMSET(tr->adam_m, 0, P);
@@ -8327,6 +8442,11 @@ DFNDEF dfn_result dfn_points_parse(const char *text, size_t len, int cols, float
     if (len > 0) {
         for (p = text, end = text + len; p < end; p = nl + 1) {
             for (nl = p; nl < end && *nl != '\n'; nl++) {}
+            if ((size_t)(nl - p) > (size_t)DFN_POINTS_MAX_LINE - 1) {   /* as dfn_points_load */
+                if (st.line < DFN__INT_MAX) st.line++;
+                r = DFN_ERR_FORMAT;
+                break;
+            }
             if ((r = dfn__points_line(&st, p, nl)) != DFN_OK) break;
             if (nl == end) break;
         }
@@ -8573,8 +8693,10 @@ DFNDEF dfn_result dfn_points_load(const char *path, int cols, float *out, int ma
 }
 
 #ifndef DFN_NO_MALLOC
-DFNDEF dfn_result dfn_file_read_all(const char *path, void *alloc_ctx, unsigned char **data,
-                                    size_t *len)
+/* dfn_file_read_all for files of at most max bytes; a longer one is `over`
+   (before anything is allocated). */
+static dfn_result dfn__file_read(const char *path, size_t max, dfn_result over, void *alloc_ctx,
+                                 unsigned char **data, size_t *len)
 {
     FILE *f;
     long size;
@@ -8592,9 +8714,9 @@ DFNDEF dfn_result dfn_file_read_all(const char *path, void *alloc_ctx, unsigned 
         fclose(f);
         return DFN_ERR_IO;
     }
-    if ((unsigned long)size > (unsigned long)DFN_FILE_MAX_BYTES) {
+    if ((unsigned long)size > (unsigned long)DFN_FILE_MAX_BYTES || (unsigned long)size > max) {
         fclose(f);
-        return DFN_ERR_INVALID_ARG;
+        return (unsigned long)size > (unsigned long)DFN_FILE_MAX_BYTES ? DFN_ERR_INVALID_ARG : over;
     }
     buf = (unsigned char *)DFN_MALLOC((size_t)size + 1, alloc_ctx);
     if (!buf) {
@@ -8613,6 +8735,12 @@ DFNDEF dfn_result dfn_file_read_all(const char *path, void *alloc_ctx, unsigned 
     *data = buf;
     *len = (size_t)size;
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_file_read_all(const char *path, void *alloc_ctx, unsigned char **data,
+                                    size_t *len)
+{
+    return dfn__file_read(path, DFN_FILE_MAX_BYTES, DFN_ERR_INVALID_ARG, alloc_ctx, data, len);
 }
 
 DFNDEF void dfn_file_free(void *data, void *alloc_ctx)
@@ -8794,32 +8922,42 @@ DFNDEF void dfn_image_set_free(dfn_image_set *set, void *alloc_ctx)
     DFN_MEMSET(set, 0, sizeof *set);
 }
 
-DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
-                               const char *labels_path, int downsample, void *alloc_ctx)
+DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, const char *labels_path,
+                                  int downsample, const dfn_limits *limits, void *alloc_ctx)
 {
+    dfn_limits d = dfn_limits_default();
     dfn_image_set s;
     unsigned char *buf = NULL;
-    size_t len = 0, total;
+    size_t len = 0, total = 0, held;
     int nl = 0;
     dfn_result r;
     if (set) DFN_MEMSET(set, 0, sizeof *set);
     if (!set || !images_path) return DFN_ERR_NULL;
+    if (!limits) limits = &d;
     DFN_MEMSET(&s, 0, sizeof s);
-    if ((r = dfn_file_read_all(images_path, alloc_ctx, &buf, &len)) != DFN_OK) return r;
+    if ((r = dfn__file_read(images_path, limits->max_bytes, DFN_ERR_LIMIT, alloc_ctx, &buf, &len)) != DFN_OK)
+        return r;
     r = dfn_idx_images_mem(buf, len, downsample, NULL, 0, &s.n, &s.h, &s.w);
     if (r == DFN_OK) {
         total = (size_t)s.n * (size_t)s.h * (size_t)s.w;   /* at most len */
-        if (total > ((size_t)-1) / sizeof(float)) r = DFN_ERR_OUT_OF_MEMORY;
+        /* the file's own sides, and the floats beside the file */
+        if ((size_t)s.h * (size_t)downsample > (size_t)limits->max_side ||
+            (size_t)s.w * (size_t)downsample > (size_t)limits->max_side ||
+            total > (limits->max_bytes - len) / sizeof(float))
+            r = DFN_ERR_LIMIT;
         else if (!(s.images = (float *)DFN_MALLOC(total ? total * sizeof(float) : 1, alloc_ctx)))
             r = DFN_ERR_OUT_OF_MEMORY;
         else r = dfn_idx_images_mem(buf, len, downsample, s.images, total, NULL, NULL, NULL);
     }
     dfn_file_free(buf, alloc_ctx);
     buf = NULL;
+    held = total * sizeof(float);
     if (r == DFN_OK && labels_path) {
-        if ((r = dfn_file_read_all(labels_path, alloc_ctx, &buf, &len)) == DFN_OK &&
+        if ((r = dfn__file_read(labels_path, limits->max_bytes - held, DFN_ERR_LIMIT, alloc_ctx, &buf, &len)) ==
+                DFN_OK &&
             (r = dfn_idx_labels_mem(buf, len, NULL, 0, &nl)) == DFN_OK) {
             if (nl != s.n) r = DFN_ERR_MISMATCH;
+            else if ((size_t)nl > (limits->max_bytes - held - len) / sizeof(int)) r = DFN_ERR_LIMIT;
             else if ((size_t)nl > ((size_t)-1) / sizeof(int) ||
                      !(s.labels = (int *)DFN_MALLOC(nl ? (size_t)nl * sizeof(int) : 1, alloc_ctx)))
                 r = DFN_ERR_OUT_OF_MEMORY;
@@ -8834,6 +8972,12 @@ DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
     s.c = 1;
     *set = s;
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
+                               const char *labels_path, int downsample, void *alloc_ctx)
+{
+    return dfn_idx_load_ex(set, images_path, labels_path, downsample, NULL, alloc_ctx);
 }
 #endif
 
@@ -9330,11 +9474,12 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
 {
     unsigned char magic[4];
     uint32_t kind, stored_crc;
-    dfn_schedule_config *sc = &info->schedule;
+    dfn_schedule_config *sc;
     const dfn__builtin_net *lib;
     dfn_net_shape sh;
     size_t cfg_len;
     if (!buf || !info) return DFN_ERR_NULL;
+    sc = &info->schedule;                 /* after the check: &NULL->member is undefined */
     DFN_MEMSET(info, 0, sizeof *info);
     dfn__rbuf_init(r, buf, len);
     dfn__get_bytes(r, magic, 4);
@@ -9415,6 +9560,17 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
         if (P > (r->len - r->pos) / 4 / blocks) return DFN_ERR_FORMAT;
         need = blocks * P * 4 + (info->has_optimizer ? 8 : 0) + 4;
         if (r->len - r->pos != need) return DFN_ERR_FORMAT;
+        {
+            /* every stored float finite (the weights, EMA and Adam moments:
+               the step count between them is skipped): a file with NaN or
+               infinity in it never loads */
+            const unsigned char *f = r->p + r->pos;
+            size_t k, n = blocks * P, skip = (1 + (size_t)info->has_ema) * P;
+            for (k = 0; k < n; k++) {
+                const unsigned char *q = f + 4 * k + (k >= skip && info->has_optimizer ? 8 : 0);
+                if ((q[3] & 0x7f) == 0x7f && (q[2] & 0x80)) return DFN_ERR_NOT_FINITE;   /* exponent all ones */
+            }
+        }
         if (info->has_optimizer) {
             /* the step count, after the weights and the EMA: 0 .. 2^31 - 2, so
                that it fits any long and the next step too */
@@ -9504,15 +9660,60 @@ DFNDEF dfn_result dfn_model_read_unet(const void *buf, size_t len, dfn_unet *u, 
     return dfn_model_read_net(buf, len, &n, ema, tr, betas);
 }
 
+/* The one block dfn_model_load_net_mem allocates for a file of info (with
+   config_bytes of config), laid out in mem or (mem NULL) measured: config,
+   params, EMA, custom betas (only for a custom schedule), schedule tables.
+   0 when the sizes do not fit a size_t. */
+static size_t dfn__model_load_layout(const dfn_model_info *info, size_t config_bytes, void *mem,
+                                     void **cfg, float **params, float **ema, float **betas, void **smem)
+{
+    dfn__arena a = dfn__arena_begin(mem);
+    size_t P = info->params, T = (size_t)info->schedule.T, sbytes = dfn_schedule_size(info->schedule.T);
+    if (sbytes == 0 || P > ((size_t)-1) / 16 || T > ((size_t)-1) / 16) return 0;
+    *cfg = dfn__arena_take(&a, config_bytes);
+    *params = (float *)dfn__arena_take(&a, P * sizeof(float));
+    *ema = info->has_ema ? (float *)dfn__arena_take(&a, P * sizeof(float)) : NULL;
+    *betas = info->schedule.kind == DFN_SCHEDULE_CUSTOM ? (float *)dfn__arena_take(&a, T * sizeof(float)) : NULL;
+    *smem = dfn__arena_take(&a, sbytes);
+    return dfn__arena_size(&a);
+}
+
+/* The limits of a file of info loaded with config_bytes of config, and
+   `extra` bytes held besides (the file itself, when read by the loader). */
+static dfn_result dfn__model_limits(const dfn_model_info *info, const dfn_limits *limits,
+                                    size_t config_bytes, size_t extra)
+{
+    dfn_limits d = dfn_limits_default();
+    const dfn_limits *l = limits ? limits : &d;
+    void *c, *sm;
+    float *p, *e, *b;
+    size_t bytes;
+    if (info->schedule.T > l->max_T || info->params > l->max_params) return DFN_ERR_LIMIT;
+    if (info->net == DFN_NET_UNET && (info->unet.height > l->max_side || info->unet.width > l->max_side))
+        return DFN_ERR_LIMIT;
+    bytes = dfn__model_load_layout(info, config_bytes, NULL, &c, &p, &e, &b, &sm);
+    if (bytes == 0 || bytes > l->max_bytes || extra > l->max_bytes - bytes) return DFN_ERR_LIMIT;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_model_check_limits(const dfn_model_info *info, const dfn_limits *limits)
+{
+    const dfn__builtin_net *lib;
+    if (!info) return DFN_ERR_NULL;
+    lib = dfn__builtin((uint32_t)info->net);
+    return dfn__model_limits(info, limits, lib ? lib->ops->config_bytes : DFN_NET_CONFIG_MAX, 0);
+}
+
 #ifndef DFN_NO_MALLOC
-DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_net_ops *ops,
-                                         void *alloc_ctx, dfn_loaded_model *out)
+/* The loader, with `extra` bytes held by the caller counted in the limits. */
+static dfn_result dfn__model_load(const void *buf, size_t len, const dfn_net_ops *ops,
+                                  const dfn_limits *limits, size_t extra, void *alloc_ctx,
+                                  dfn_loaded_model *out)
 {
     const dfn__builtin_net *lib;
     dfn_model_info info;
     dfn_result r;
-    dfn__arena a;
-    size_t P, sbytes, bytes;
+    size_t sbytes, bytes;
     float *params, *ema, *betas;
     void *smem, *cfg;
     if (!out) return DFN_ERR_NULL;
@@ -9522,24 +9723,12 @@ DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_
     if (!ops) ops = lib ? lib->ops : NULL;
     if (!ops || ops->kind != (uint32_t)info.net) return DFN_ERR_MISMATCH;
     if (ops->config_bytes == 0 || ops->config_bytes > DFN_NET_CONFIG_MAX) return DFN_ERR_INVALID_ARG;
-    P = info.params;
+    if ((r = dfn__model_limits(&info, limits, ops->config_bytes, extra)) != DFN_OK) return r;
     sbytes = dfn_schedule_size(info.schedule.T);
-    /* one block: config, params, EMA, custom betas, schedule tables */
-    a = dfn__arena_begin(NULL);
-    dfn__arena_take(&a, ops->config_bytes);
-    dfn__arena_take(&a, P * sizeof(float));
-    if (info.has_ema) dfn__arena_take(&a, P * sizeof(float));
-    dfn__arena_take(&a, (size_t)info.schedule.T * sizeof(float));
-    dfn__arena_take(&a, sbytes);
-    bytes = dfn__arena_size(&a);
+    bytes = dfn__model_load_layout(&info, ops->config_bytes, NULL, &cfg, &params, &ema, &betas, &smem);
     out->memory = DFN_MALLOC(bytes, alloc_ctx);
     if (!out->memory) return DFN_ERR_OUT_OF_MEMORY;
-    a = dfn__arena_begin(out->memory);
-    cfg = dfn__arena_take(&a, ops->config_bytes);
-    params = (float *)dfn__arena_take(&a, P * sizeof(float));
-    ema = info.has_ema ? (float *)dfn__arena_take(&a, P * sizeof(float)) : NULL;
-    betas = (float *)dfn__arena_take(&a, (size_t)info.schedule.T * sizeof(float));
-    smem = dfn__arena_take(&a, sbytes);
+    dfn__model_load_layout(&info, ops->config_bytes, out->memory, &cfg, &params, &ema, &betas, &smem);
     DFN_MEMSET(cfg, 0, ops->config_bytes);
     r = ops->config_load ? ops->config_load(cfg, (const unsigned char *)buf + info.config_offset, info.config_len)
                          : DFN_ERR_INVALID_ARG;
@@ -9564,10 +9753,23 @@ DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_
     return DFN_OK;
 }
 
+DFNDEF dfn_result dfn_model_load_net_mem_ex(const void *buf, size_t len, const dfn_net_ops *ops,
+                                            const dfn_limits *limits, void *alloc_ctx,
+                                            dfn_loaded_model *out)
+{
+    return dfn__model_load(buf, len, ops, limits, 0, alloc_ctx, out);
+}
+
+DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_net_ops *ops,
+                                         void *alloc_ctx, dfn_loaded_model *out)
+{
+    return dfn__model_load(buf, len, ops, NULL, 0, alloc_ctx, out);
+}
+
 DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ctx,
                                      dfn_loaded_model *out)
 {
-    return dfn_model_load_net_mem(buf, len, NULL, alloc_ctx, out);
+    return dfn__model_load(buf, len, NULL, NULL, 0, alloc_ctx, out);
 }
 
 DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx)
@@ -9580,18 +9782,26 @@ DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx)
 #endif
 
 #if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
-DFNDEF dfn_result dfn_model_load_net(const char *path, const dfn_net_ops *ops, void *alloc_ctx,
-                                     dfn_loaded_model *out)
+DFNDEF dfn_result dfn_model_load_net_ex(const char *path, const dfn_net_ops *ops, const dfn_limits *limits,
+                                        void *alloc_ctx, dfn_loaded_model *out)
 {
+    dfn_limits d = dfn_limits_default();
     unsigned char *data;
     size_t len;
     dfn_result r;
     if (!out) return DFN_ERR_NULL;
     DFN_MEMSET(out, 0, sizeof *out);
-    if ((r = dfn_file_read_all(path, alloc_ctx, &data, &len)) != DFN_OK) return r;
-    r = dfn_model_load_net_mem(data, len, ops, alloc_ctx, out);
+    if (!limits) limits = &d;
+    if ((r = dfn__file_read(path, limits->max_bytes, DFN_ERR_LIMIT, alloc_ctx, &data, &len)) != DFN_OK) return r;
+    r = dfn__model_load(data, len, ops, limits, len, alloc_ctx, out);
     dfn_file_free(data, alloc_ctx);
     return r;
+}
+
+DFNDEF dfn_result dfn_model_load_net(const char *path, const dfn_net_ops *ops, void *alloc_ctx,
+                                     dfn_loaded_model *out)
+{
+    return dfn_model_load_net_ex(path, ops, NULL, alloc_ctx, out);
 }
 
 DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_model *out)
@@ -11706,8 +11916,35 @@ static struct {
     void *user;
     int threads;
     unsigned char *scratch;       /* threads - 1 GEMM work areas */
-    int busy;                     /* a parallel-for is running */
+    int busy;                     /* a parallel-for is running (dfn__par_claim) */
 } dfn__par = { NULL, NULL, 1, NULL, 0 };
+
+/* The hook runs one parallel-for at a time. A caller claims it by turning
+   busy from 0 to 1 atomically; one that cannot (a task of the running job,
+   or another thread's call meanwhile) runs its tasks itself, in order: the
+   same bits, since no result depends on the split. With compilers that
+   have no lock-free atomic int here (and on targets without threads) the
+   claim is a plain test and set, and the manual's one calling thread at a
+   time is the rule. */
+#if defined(__GNUC__) && defined(__ATOMIC_ACQUIRE) && defined(__GCC_ATOMIC_INT_LOCK_FREE) && \
+    __GCC_ATOMIC_INT_LOCK_FREE == 2
+static int dfn__par_claim(void)
+{
+    int expected = 0;
+    return __atomic_compare_exchange_n(&dfn__par.busy, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+static void dfn__par_release(void) { __atomic_store_n(&dfn__par.busy, 0, __ATOMIC_RELEASE); }
+static int dfn__par_busy(void) { return __atomic_load_n(&dfn__par.busy, __ATOMIC_RELAXED); }
+#else
+static int dfn__par_claim(void)
+{
+    if (dfn__par.busy) return 0;
+    dfn__par.busy = 1;
+    return 1;
+}
+static void dfn__par_release(void) { dfn__par.busy = 0; }
+static int dfn__par_busy(void) { return dfn__par.busy; }
+#endif
 
 DFNDEF size_t dfn_parallel_scratch_size(int threads)
 {
@@ -11737,7 +11974,7 @@ DFNDEF int dfn_parallel_threads(void)
    again) or without a hook. */
 static int dfn__parallel_workers(void)
 {
-    return dfn__par.busy ? 1 : dfn__par.threads;
+    return dfn__par_busy() ? 1 : dfn__par.threads;
 }
 
 /* GEMM scratch of worker w: the caller's for worker 0 (the calling thread). */
@@ -11751,10 +11988,9 @@ static float *dfn__worker_work(int w, float *work0)
 static void dfn__parallel_for(int ntasks, dfn_task_fn task, void *ctx)
 {
     int i;
-    if (ntasks > 1 && dfn__parallel_workers() > 1) {
-        dfn__par.busy = 1;
+    if (ntasks > 1 && dfn__par.threads > 1 && dfn__par_claim()) {
         dfn__par.run(dfn__par.user, ntasks, task, ctx);
-        dfn__par.busy = 0;
+        dfn__par_release();
         return;
     }
     for (i = 0; i < ntasks; i++) task(ctx, i, 0);
@@ -12083,6 +12319,17 @@ DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float 
 /*
    REVISION HISTORY
    ================
+   0.10.0 (2026-12-02) hardening: dfn_limits (largest T, parameters, image
+          side, bytes held) checked by every allocating loader before it
+          allocates, DFN_ERR_LIMIT, the _ex loaders and
+          dfn_model_check_limits; model files with non-finite floats refused;
+          a sampler step whose new state overflows returns
+          DFN_ERR_NOT_FINITE; guidance's 2n rows checked to fit an int; the
+          points parser takes the file reader's line limit; a concurrent
+          caller of the parallel-for runs its tasks itself (an atomic
+          claim); a trainer steps on its own copy of the network's config;
+          no member address taken before a NULL check; no custom-beta space
+          for other schedules; make fuzz-long.
    0.9.0  (2026-12-02) few-step sampling (MATH.md section 11): sampler kinds
           Euler and Heun in sigma, DPM-Solver++(2M), (3M) with the x0''
           term weighted as its Taylor expansion needs, and the 2M SDE, their

@@ -829,12 +829,13 @@ void test_data_points_load_file(void)
         CHECK(dfn_points_load(path, 2, NULL, 0, &rb, &lb) == DFN_ERR_FORMAT && rb == 29997, "count: %d rows", rb);
         CHECK(dfn_points_load(path, 2, vb, 100, &rb, &lb) == DFN_ERR_BUFFER_TOO_SMALL && rb == 100 && lb == 103,
               "100 rows: %d rows, line %d", rb, lb);
-        /* A line longer than the buffer. */
+        /* A line longer than the buffer: refused by both readers. */
         len = (size_t)sprintf(text, "1 2\n3 4\n");
         for (i = 0; i < DFN_POINTS_MAX_LINE; i++) text[len++] = ' ';
         len += (size_t)sprintf(text + len, "5 6\n");
         CHECK(td_write_text(path, text, len), "cannot write %s", path);
-        CHECK(dfn_points_parse(text, len, 2, va, 8, &ra, &la) == DFN_OK && ra == 3, "the long line parses in memory");
+        CHECK(dfn_points_parse(text, len, 2, va, 8, &ra, &la) == DFN_ERR_FORMAT && ra == 2 && la == 3,
+              "in memory, the same limit: rows %d line %d", ra, la);
         CHECK(dfn_points_load(path, 2, vb, 8, &rb, &lb) == DFN_ERR_FORMAT && rb == 2 && lb == 3,
               "a line of %d bytes: rows %d line %d", DFN_POINTS_MAX_LINE + 4, rb, lb);
         free(text); free(va); free(vb);

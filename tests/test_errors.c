@@ -185,7 +185,7 @@ void test_errors_forward_and_samplers(void)
 void test_errors_result_strings(void)
 {
     int r, j, distinct = 1;
-    for (r = 0; r >= -12; r--) {
+    for (r = 0; r >= DFN_ERR_LIMIT; r--) {
         const char *a = dfn_result_string((dfn_result)r);
         CHECK(a != NULL && strlen(a) > 10, "code %d has no name", r);
         for (j = r + 1; j <= 0; j++) distinct &= strcmp(a, dfn_result_string((dfn_result)j)) != 0;

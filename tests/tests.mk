@@ -129,8 +129,12 @@ build-cross: $(TEST_DEP) | $(BUILD)
 	$(CLANG) --target=wasm32-wasi $(STRICT) $(OPT) $(TEST_INC) $(TEST_SRC) -o $(BUILD)/cross_wasm_scalar.wasm
 
 # libFuzzer on the model loader and the point parser (clang), seeded with
-# small valid files; FUZZ_SECONDS per run.
+# small valid files; FUZZ_SECONDS per run. No single allocation may pass
+# FUZZ_MALLOC_MB (an input of a few kB asking for more is a finding: the
+# loaders' limits should have refused it).
 FUZZ_SECONDS ?= 30
+FUZZ_MALLOC_MB ?= 256
+FUZZ_FLAGS = -rss_limit_mb=4096 -malloc_limit_mb=$(FUZZ_MALLOC_MB) -timeout=20 -print_final_stats=1
 $(BUILD)/fuzz_model: tests/fuzz_model.c diffusion.h | $(BUILD)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -I. tests/fuzz_model.c -o $@ -lm
@@ -139,8 +143,7 @@ $(BUILD)/fuzz_seeds: tests/fuzz_model.c diffusion.h | $(BUILD)
 fuzz: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds
 	rm -rf $(BUILD)/fuzz_corpus && mkdir -p $(BUILD)/fuzz_corpus
 	./$(BUILD)/fuzz_seeds $(BUILD)/fuzz_corpus
-	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
-	    -print_final_stats=1 $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(BUILD)/fuzz_corpus
 
 # libFuzzer on the IDX parsers, the grid and the PNG / PNM encoders
 # (seeded with small valid IDX files), FUZZ_SECONDS per run.
@@ -152,5 +155,28 @@ $(BUILD)/fuzz_idx_seeds: tests/fuzz_idx.c diffusion.h | $(BUILD)
 fuzz-images: $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds
 	rm -rf $(BUILD)/fuzz_idx_corpus && mkdir -p $(BUILD)/fuzz_idx_corpus
 	./$(BUILD)/fuzz_idx_seeds $(BUILD)/fuzz_idx_corpus
-	./$(BUILD)/fuzz_idx -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=20 \
-	    -print_final_stats=1 $(BUILD)/fuzz_idx_corpus
+	./$(BUILD)/fuzz_idx -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(BUILD)/fuzz_idx_corpus
+
+# Every fuzz target for FUZZ_LONG_SECONDS each (default 10 minutes), on
+# corpora kept between runs (build/fuzz_long/), then one line per target:
+# executions, corpus size and peak memory. A crash stops it, with the input
+# saved as build/fuzz_long/crash-*.
+FUZZ_LONG_SECONDS ?= 600
+FUZZ_LONG := $(BUILD)/fuzz_long
+.PHONY: fuzz-long
+fuzz-long: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds
+	@mkdir -p $(FUZZ_LONG)/model $(FUZZ_LONG)/idx
+	./$(BUILD)/fuzz_seeds $(FUZZ_LONG)/model
+	./$(BUILD)/fuzz_idx_seeds $(FUZZ_LONG)/idx
+	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_LONG)/ \
+	    $(FUZZ_LONG)/model 2>&1 | tee $(FUZZ_LONG)/model.log | grep -v '^#' || true
+	@grep -q 'stat::number_of_executed_units' $(FUZZ_LONG)/model.log || { echo "fuzz-long: fuzz_model stopped early"; exit 1; }
+	./$(BUILD)/fuzz_idx -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_LONG)/ \
+	    $(FUZZ_LONG)/idx 2>&1 | tee $(FUZZ_LONG)/idx.log | grep -v '^#' || true
+	@grep -q 'stat::number_of_executed_units' $(FUZZ_LONG)/idx.log || { echo "fuzz-long: fuzz_idx stopped early"; exit 1; }
+	@for t in model idx; do \
+	    printf 'fuzz-long %-6s %s s: %s executions, corpus %s files, peak RSS %s MB\n' $$t $(FUZZ_LONG_SECONDS) \
+	        "$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_LONG)/$$t.log)" \
+	        "$$(ls $(FUZZ_LONG)/$$t | wc -l)" \
+	        "$$(sed -n 's/^stat::peak_rss_mb: *//p' $(FUZZ_LONG)/$$t.log)"; \
+	done
