@@ -35,7 +35,7 @@ typedef struct options {
     const char *model, *data, *grid, *train_out, *sampler, *spacing;
     long n, steps, seed, epochs, train_steps;
     double guidance;       /* < 0: the sampler's default */
-    int strict, no_clip, train_classes;
+    int strict, no_clip, train_classes, cond_only;
 } options;
 
 static double wall(void)
@@ -53,7 +53,8 @@ static void usage(FILE *f)
             "  --data DIR          MNIST IDX files (default data/mnist; make mnist-data)\n"
             "  --n N               samples, and real digits per set (default 500)\n"
             "  --steps S           sampler steps (default 50)\n"
-            "  --sampler K         ddim (default), euler, heun, dpm++2m, dpm++3m, dpm++2m-sde\n"
+            "  --sampler K         ddim (default), euler, heun, dpm++2m, dpm++3m, dpm++2m-sde,\n"
+            "                      ddpm (all T steps; --steps and --spacing unused)\n"
             "  --spacing P         trailing (default), logsnr, karras, linspace, leading\n"
             "  --seed N            sampling, noise and subset seed (default 1)\n"
             "  --epochs E          classifier training epochs (default 5)\n"
@@ -63,6 +64,8 @@ static void usage(FILE *f)
             "                      samples (default: the sampler's default; needs a\n"
             "                      diffusion.h whose sampler config has guidance_scale)\n"
             "  --strict            exit 1 when a target is missed\n"
+            "  --conditional-only  a class-conditional model: only the samples with labels\n"
+            "                      (half the time; for slow samplers such as ddpm)\n"
             "  --train-model OUT   instead: train a small 14x14 U-Net (--train-steps,\n"
             "                      default 300) and save it to OUT; --train-classes makes\n"
             "                      it class-conditional (labels 0..9)\n");
@@ -90,6 +93,7 @@ static int parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--strict")) { o->strict = 1; continue; }
         if (!strcmp(a, "--no-clip")) { o->no_clip = 1; continue; }
         if (!strcmp(a, "--train-classes")) { o->train_classes = 1; continue; }
+        if (!strcmp(a, "--conditional-only")) { o->cond_only = 1; continue; }
         v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "image_quality: %s needs a value (see --help)\n", a); return 0; }
         i++;
@@ -98,7 +102,7 @@ static int parse(int argc, char **argv, options *o)
         else if (!strcmp(a, "--grid")) o->grid = v;
         else if (!strcmp(a, "--sampler")) {
             o->sampler = v;
-            if (dfn_sampler_kind_parse(v) < 1) { fprintf(stderr, "image_quality: bad --sampler %s\n", v); return 0; }
+            if (dfn_sampler_kind_parse(v) < 0) { fprintf(stderr, "image_quality: bad --sampler %s\n", v); return 0; }
         }
         else if (!strcmp(a, "--spacing")) {
             o->spacing = v;
@@ -246,7 +250,7 @@ static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options
     dfn_rng rng;
     const int chunk = 50;
     double t0 = wall();
-    int ok;
+    int ok, nfe = 0;
     fflush(stdout);
     memset(&pred, 0, sizeof pred);
     pred.model = net;
@@ -266,12 +270,14 @@ static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options
     cfg.on_step_user = &t0;
     ok = check(dfn_sampler_alloc(&smp, &cfg, &lm->schedule, NULL), "sampler");
     if (ok) {
+        nfe = dfn_sampler_nfe(&smp);
         dfn_rng_seed(&rng, (uint64_t)o->seed, stream);
         ok = check(dfn_sampler_run(&smp, x, NULL, &rng), "sampling");
         dfn_sampler_free(&smp, NULL);
     }
-    if (ok) printf("  %d samples, %s %s, %ld steps%s, in %.1f s (%.1f images/s)\n", n, o->sampler,
-                   o->spacing, o->steps, o->no_clip ? "" : " (x0 clipped)", wall() - t0, n / (wall() - t0 + 1e-9));
+    if (ok) printf("  %d samples, %s%s%s, %d NFE per sample%s, in %.1f s (%.1f images/s)\n", n, o->sampler,
+                   cfg.kind == DFN_SAMPLER_DDPM ? "" : " ", cfg.kind == DFN_SAMPLER_DDPM ? "" : o->spacing, nfe,
+                   o->no_clip ? "" : " (x0 clipped)", wall() - t0, n / (wall() - t0 + 1e-9));
     free(pred.work);
     return ok;
 }
@@ -359,9 +365,18 @@ int main(int argc, char **argv)
     feat_t = feat_s + (size_t)N * cc.hidden;
     feat_r = feat_t + (size_t)N * cc.hidden;
     feat_n = feat_r + (size_t)N * cc.hidden;
-    printf("sampling%s:\n", lm.info.unet.num_classes ? " (no class: label -1)" : "");
-    if (!sample(&lm, net, &o, N, NULL, 0, x)) return 2;
-    if (o.grid) {
+    if (o.cond_only && lm.info.unet.num_classes != DG_CLASSES) {
+        fprintf(stderr, "image_quality: --conditional-only needs a model of %d classes\n", DG_CLASSES);
+        return 2;
+    }
+    if (o.cond_only) {
+        printf("unconditional samples skipped (--conditional-only)\n");
+        for (i = 0; i < N * D; i++) x[i] = -1.0f;          /* a placeholder, not scored */
+    } else {
+        printf("sampling%s:\n", lm.info.unet.num_classes ? " (no class: label -1)" : "");
+        if (!sample(&lm, net, &o, N, NULL, 0, x)) return 2;
+    }
+    if (o.grid && !o.cond_only) {
         int cols = 10, n = N < 100 ? N : 100, gh, gw;
         float *g;
         dfn_image_grid(NULL, 0, x, n, H, H, 1, cols, 1, 1.0f, &gh, &gw);
@@ -411,16 +426,20 @@ int main(int argc, char **argv)
     pass_b = 1;
     for (k = 0; k < DG_CLASSES; k++) pass_b &= hist[k] >= 0.05 * N && hist[k] <= 0.15 * N;
     pass_c = fd_s < 0.25 * fd_n;
-    printf("\n(a) confident (p >= 0.9):   %5.1f%% of %d samples          target >= 80%%   %s\n",
+    if (o.cond_only) pass_a = pass_b = pass_c = 1;
+    else printf("\n(a) confident (p >= 0.9):   %5.1f%% of %d samples          target >= 80%%   %s\n",
            100.0 * confident / N, N, verdict(pass_a));
     printf("                            %5.1f%% of %d real test digits (reference)\n", 100.0 * real_confident / M, M);
-    printf("(b) class histogram:       ");
-    for (k = 0; k < DG_CLASSES; k++) printf(" %d:%.1f%%", k, 100.0 * hist[k] / N);
-    printf("\n                            every class 5-15%%                       %s\n",
-           verdict(pass_b));
+    if (!o.cond_only) {
+        printf("(b) class histogram:       ");
+        for (k = 0; k < DG_CLASSES; k++) printf(" %d:%.1f%%", k, 100.0 * hist[k] / N);
+        printf("\n                            every class 5-15%%                       %s\n",
+               verdict(pass_b));
+    }
     printf("(c) Frechet distance (%d penultimate features, vs %d test digits):\n", cc.hidden, M);
-    printf("      samples  vs real     %10.3f                target < %.3f   %s\n", fd_s,
-           0.25 * fd_n, verdict(pass_c));
+    if (!o.cond_only)
+        printf("      samples  vs real     %10.3f                target < %.3f   %s\n", fd_s,
+               0.25 * fd_n, verdict(pass_c));
     printf("      real     vs real     %10.3f   (floor: %d training digits)\n", fd_r, N);
     printf("      noise    vs real     %10.3f   (N(0, I) clipped to [-1, 1])\n", fd_n);
 
@@ -475,7 +494,7 @@ int main(int argc, char **argv)
     }
 
     printf("\nquality targets, unconditional samples (label -1 for a class-conditional model): %s\n",
-           pass_a && pass_b && pass_c ? "PASS" : "FAIL");
+           o.cond_only ? "skipped" : pass_a && pass_b && pass_c ? "PASS" : "FAIL");
     free(x); free(noise); free(realsub); free(cls); free(conf); free(feat_s); free(labels);
     dg_net_free(&clf);
     dfn_image_set_free(&train, NULL);
