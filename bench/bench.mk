@@ -99,7 +99,8 @@ bench: $(BUILD)/bench_dfn
 #   make bench-images MODEL=path/to/file.dfnm another U-Net model file
 #   make bench-images IMAGES_N=1000 IMAGES_STEPS=100 IMAGES_SEED=2
 #   make bench-images IMAGES_ARGS="--strict --grid build/quality.png"
-#   make bench-images IMAGES_STEPS=20 IMAGES_ARGS="--sampler dpm++2m --spacing logsnr"
+#   make bench-images IMAGES_STEPS=20 IMAGES_ARGS="--sampler dpm++3m --spacing logsnr"
+#   make bench-images IMAGES_ARGS="--sampler ddpm --conditional-only"   (DDPM-1000: about 30 minutes)
 #
 # ./build/image_quality --train-model OUT trains a small 14x14 U-Net for a
 # few hundred steps: enough to run the measure end to end (poor digits).

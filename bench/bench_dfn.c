@@ -44,7 +44,10 @@
      --threads N     N workers (default 1)
      --quick         fewer repetitions, DDPM-1000 on 2,000 points
      --only NAME     one measurement (mlp_train_b256, mlp_train_b1024,
-                     mlp_ddim50, mlp_ddpm1000, unet_train_b64, unet_ddim50),
+                     mlp_ddim50, mlp_ddpm1000, unet_train_b64, unet_ddim50,
+                     mlp_euler50, mlp_dpmpp2m50, mlp_dpmpp3m50,
+                     mlp_dpmpp2m_sde50: the solvers at 50 steps, whose step
+                     cost over DDIM-50's the full run prints),
                      for profiling: perf record bench_dfn --only unet_train_b64
      --peak          measure only the FMA peak
      --split         short runs on 1 thread through a parallel-for that runs
@@ -728,7 +731,19 @@ static long max_rss_kb(void)
 }
 
 static const char *KEYS[] = {"mlp_train_b256", "mlp_train_b1024", "mlp_ddim50", "mlp_ddpm1000",
-                             "unet_train_b64", "unet_ddim50"};
+                             "unet_train_b64", "unet_ddim50", "mlp_euler50", "mlp_dpmpp2m50",
+                             "mlp_dpmpp3m50", "mlp_dpmpp2m_sde50"};
+
+/* The few-step solvers (MATH.md section 11) at 50 steps on the DDIM-50
+   points: their step cost next to DDIM's (the network's evaluations being
+   the same, what differs is each solver's own arithmetic). */
+static const struct {
+    const char *key, *name;
+    dfn_sampler_kind kind;
+} SOLVERS[] = {{"mlp_euler50", "Euler-50", DFN_SAMPLER_EULER},
+               {"mlp_dpmpp2m50", "DPM-Solver++(2M)-50", DFN_SAMPLER_DPMPP_2M},
+               {"mlp_dpmpp3m50", "DPM-Solver++(3M)-50", DFN_SAMPLER_DPMPP_3M},
+               {"mlp_dpmpp2m_sde50", "SDE-DPM-Solver++(2M)-50", DFN_SAMPLER_DPMPP_2M_SDE}};
 
 static int wanted(const char *only, const char *key) { return !only || !strcmp(only, key); }
 
@@ -743,7 +758,7 @@ int main(int argc, char **argv)
     dfn_unet u;
     dfn_rng rng;
     dfn_result r;
-    result res[8];
+    result res[16];
     unet_count cnt;
     const char *json = NULL, *check_mlp = NULL, *check_unet = NULL, *only = NULL;
     float *params, *uparams;
@@ -855,6 +870,10 @@ int main(int argc, char **argv)
     if (wanted(only, "mlp_ddim50"))
         bench_mlp_sample(&res[nres++], "mlp_ddim50", "DDIM-50", &m, &s, DFN_SAMPLER_DDIM, 50, N_SAMPLES,
                          quick || split ? 1 : 3, !split);
+    for (i = 0; i < (int)(sizeof SOLVERS / sizeof SOLVERS[0]); i++)
+        if (!split && wanted(only, SOLVERS[i].key))
+            bench_mlp_sample(&res[nres++], SOLVERS[i].key, SOLVERS[i].name, &m, &s, SOLVERS[i].kind, 50, N_SAMPLES,
+                             quick ? 1 : 3, 1);
     if (wanted(only, "mlp_ddpm1000"))
         bench_mlp_sample(&res[nres++], "mlp_ddpm1000", "DDPM-1000", &m, &s, DFN_SAMPLER_DDPM, 1000, ddpm_n,
                          1, 0);
@@ -873,6 +892,17 @@ int main(int argc, char **argv)
             printf("; split work %.0f%% of the time: 2 threads at most %.2fx", 100.0 * res[i].split,
                    1.0 / ((1.0 - res[i].split) + res[i].split / 2.0));
         printf("\n");
+    }
+    {
+        /* a solver step over a DDIM step: the rates' ratio, same run */
+        double ddim = 0.0;
+        int j;
+        for (i = 0; i < nres; i++)
+            if (!strcmp(res[i].key, "mlp_ddim50")) ddim = res[i].rate;
+        for (i = 0; i < nres && ddim > 0.0; i++)
+            for (j = 0; j < (int)(sizeof SOLVERS / sizeof SOLVERS[0]); j++)
+                if (!strcmp(res[i].key, SOLVERS[j].key))
+                    printf("step cost of %s over DDIM-50's: %.3fx\n", SOLVERS[j].name, ddim / res[i].rate);
     }
 
     /* The library's blocks: trainer (parameters, gradients, Adam moments,
