@@ -478,10 +478,12 @@ DFNDEF const char *dfn_result_string(dfn_result r);
 
 /* Limits for files from strangers (manual section 6). A valid file may still
    ask for more memory than its size suggests (a schedule of 2^24 steps is a
-   few bytes of header and 670 MB of tables), so every loader that
+   few bytes of header and 604 MB of tables), so every loader that
    allocates checks the file against these before allocating anything
    beyond the file itself, and answers DFN_ERR_LIMIT (nothing allocated,
-   nothing written). The loaders without a limits argument use
+   nothing written). Files are read whole into a buffer of their size + 1
+   bytes, which max_bytes counts; a file above DFN_FILE_MAX_BYTES (1 GiB)
+   is refused whatever the limits (DFN_ERR_INVALID_ARG). The loaders without a limits argument use
    dfn_limits_default(); the _ex ones take a dfn_limits (NULL: the
    defaults) to tighten or raise them. The defaults come from these macros
    (override before the implementation include): */
@@ -2053,12 +2055,13 @@ typedef struct dfn_image_set {
 /* Read an IDX image file (and, when labels_path is not NULL, its IDX label
    file) into memory from DFN_MALLOC(..., alloc_ctx), downsampled by
    `downsample` as in dfn_idx_images_mem; c is 1. Each file is read whole
-   with dfn_file_read_all and released before returning. On error every
+   (as by dfn_file_read_all, within the default dfn_limits: see
+   dfn_idx_load_ex) and released before returning. On error every
    field of *set is 0 and nothing stays allocated. Release with
    dfn_image_set_free. Errors: DFN_ERR_NULL (set, images_path), those of
    dfn_file_read_all, dfn_idx_images_mem and dfn_idx_labels_mem,
    DFN_ERR_MISMATCH (the label file does not hold one label per image),
-   DFN_ERR_OUT_OF_MEMORY. */
+   DFN_ERR_LIMIT (over the default dfn_limits), DFN_ERR_OUT_OF_MEMORY. */
 DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
                                const char *labels_path, int downsample, void *alloc_ctx);
 
@@ -2251,7 +2254,9 @@ DFNDEF size_t dfn_model_save_size(const dfn_mlp *m, const dfn_schedule *s, const
 /* Writes the file image into buf (cap bytes; *written gets the size).
    tr may be NULL (weights only). Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG
    (with_optimizer without tr; a custom schedule with zero terminal SNR,
-   whose original betas are not kept), DFN_ERR_BUFFER_TOO_SMALL. */
+   whose original betas are not kept), DFN_ERR_NOT_FINITE (a NaN or
+   infinity in the weights, the EMA or the Adam moments to be written: no
+   reader would load it), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_model_save_mem(void *buf, size_t cap, size_t *written, const dfn_mlp *m,
                                      const dfn_schedule *s, const dfn_trainer *tr, int with_optimizer);
 
@@ -2290,7 +2295,10 @@ typedef struct dfn_loaded_model {
 /* dfn_model_info_mem + dfn_model_read into memory from DFN_MALLOC, for the
    library's networks (an MLP or a U-Net file). dfn_model_load_net_mem takes
    the operations of the network the file must hold (NULL: the library's own
-   for the file's kind); DFN_ERR_MISMATCH when the file holds another kind. */
+   for the file's kind); DFN_ERR_MISMATCH when the file holds another kind.
+   Errors: those of dfn_model_info_mem and dfn_model_read_net,
+   DFN_ERR_MISMATCH, DFN_ERR_LIMIT (over dfn_limits_default(), checked
+   before allocating), DFN_ERR_OUT_OF_MEMORY. */
 DFNDEF dfn_result dfn_model_load_mem(const void *buf, size_t len, void *alloc_ctx,
                                      dfn_loaded_model *out);
 DFNDEF dfn_result dfn_model_load_net_mem(const void *buf, size_t len, const dfn_net_ops *ops,
@@ -2305,8 +2313,10 @@ DFNDEF void dfn_model_free(dfn_loaded_model *lm, void *alloc_ctx);
 #endif
 
 #if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
-/* The same from and to files (dfn_file_read_all / dfn_file_write_all; a
-   failed save leaves an existing file untouched). Errors add DFN_ERR_IO. */
+/* The same from and to files (read whole as by dfn_file_read_all, the
+   file's buffer counted in the limits; written by dfn_file_write_all: a
+   failed save leaves an existing file untouched). Errors add DFN_ERR_IO
+   and, for a load, DFN_ERR_LIMIT for a file over the default max_bytes. */
 DFNDEF dfn_result dfn_model_load(const char *path, void *alloc_ctx, dfn_loaded_model *out);
 DFNDEF dfn_result dfn_model_save(const char *path, const dfn_mlp *m, const dfn_schedule *s,
                                  const dfn_trainer *tr, int with_optimizer);
@@ -8693,8 +8703,9 @@ DFNDEF dfn_result dfn_points_load(const char *path, int cols, float *out, int ma
 }
 
 #ifndef DFN_NO_MALLOC
-/* dfn_file_read_all for files of at most max bytes; a longer one is `over`
-   (before anything is allocated). */
+/* dfn_file_read_all for files whose buffer (size + 1 bytes, the NUL
+   included) fits in max bytes; a longer one is `over` (before anything is
+   allocated). Files above DFN_FILE_MAX_BYTES stay DFN_ERR_INVALID_ARG. */
 static dfn_result dfn__file_read(const char *path, size_t max, dfn_result over, void *alloc_ctx,
                                  unsigned char **data, size_t *len)
 {
@@ -8714,9 +8725,9 @@ static dfn_result dfn__file_read(const char *path, size_t max, dfn_result over, 
         fclose(f);
         return DFN_ERR_IO;
     }
-    if ((unsigned long)size > (unsigned long)DFN_FILE_MAX_BYTES || (unsigned long)size > max) {
+    if ((unsigned long)size >= max || (unsigned long)size > (unsigned long)DFN_FILE_MAX_BYTES) {
         fclose(f);
-        return (unsigned long)size > (unsigned long)DFN_FILE_MAX_BYTES ? DFN_ERR_INVALID_ARG : over;
+        return (unsigned long)size >= max ? over : DFN_ERR_INVALID_ARG;
     }
     buf = (unsigned char *)DFN_MALLOC((size_t)size + 1, alloc_ctx);
     if (!buf) {
@@ -8740,7 +8751,7 @@ static dfn_result dfn__file_read(const char *path, size_t max, dfn_result over, 
 DFNDEF dfn_result dfn_file_read_all(const char *path, void *alloc_ctx, unsigned char **data,
                                     size_t *len)
 {
-    return dfn__file_read(path, DFN_FILE_MAX_BYTES, DFN_ERR_INVALID_ARG, alloc_ctx, data, len);
+    return dfn__file_read(path, DFN_FILE_MAX_BYTES + 1, DFN_ERR_INVALID_ARG, alloc_ctx, data, len);
 }
 
 DFNDEF void dfn_file_free(void *data, void *alloc_ctx)
@@ -8943,7 +8954,7 @@ DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, c
         /* the file's own sides, and the floats beside the file */
         if ((size_t)s.h * (size_t)downsample > (size_t)limits->max_side ||
             (size_t)s.w * (size_t)downsample > (size_t)limits->max_side ||
-            total > (limits->max_bytes - len) / sizeof(float))
+            total > (limits->max_bytes - len - 1) / sizeof(float))        /* len + 1 < max_bytes */
             r = DFN_ERR_LIMIT;
         else if (!(s.images = (float *)DFN_MALLOC(total ? total * sizeof(float) : 1, alloc_ctx)))
             r = DFN_ERR_OUT_OF_MEMORY;
@@ -8957,7 +8968,7 @@ DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, c
                 DFN_OK &&
             (r = dfn_idx_labels_mem(buf, len, NULL, 0, &nl)) == DFN_OK) {
             if (nl != s.n) r = DFN_ERR_MISMATCH;
-            else if ((size_t)nl > (limits->max_bytes - held - len) / sizeof(int)) r = DFN_ERR_LIMIT;
+            else if ((size_t)nl > (limits->max_bytes - held - len - 1) / sizeof(int)) r = DFN_ERR_LIMIT;
             else if ((size_t)nl > ((size_t)-1) / sizeof(int) ||
                      !(s.labels = (int *)DFN_MALLOC(nl ? (size_t)nl * sizeof(int) : 1, alloc_ctx)))
                 r = DFN_ERR_OUT_OF_MEMORY;
@@ -9384,6 +9395,10 @@ static dfn_result dfn__model_save_check(const dfn_net *net, const dfn_schedule *
     if (tr && (!tr->state || tr->net.ops != net->ops || tr->net.count != net->count)) return DFN_ERR_MISMATCH;
     if (s->config.kind == DFN_SCHEDULE_CUSTOM && s->config.zero_terminal_snr) return DFN_ERR_INVALID_ARG;
     if ((r = dfn__net_shape(net, &sh)) != DFN_OK) return r;
+    /* the readers refuse non-finite floats (dfn_model_info_mem): never write one */
+    if (!dfn__all_finite(net->params, sh.params) || (tr && tr->ema && !dfn__all_finite(tr->ema, sh.params)) ||
+        (with_optimizer && (!dfn__all_finite(tr->adam_m, sh.params) || !dfn__all_finite(tr->adam_v, sh.params))))
+        return DFN_ERR_NOT_FINITE;
     if (!net->ops->config_save) return DFN_ERR_INVALID_ARG;
     n = net->ops->config_save(net->cfg, NULL);
     if (n > DFN_NET_CONFIG_MAX || (net->ops->config_file_bytes && n != net->ops->config_file_bytes))
@@ -9793,7 +9808,7 @@ DFNDEF dfn_result dfn_model_load_net_ex(const char *path, const dfn_net_ops *ops
     DFN_MEMSET(out, 0, sizeof *out);
     if (!limits) limits = &d;
     if ((r = dfn__file_read(path, limits->max_bytes, DFN_ERR_LIMIT, alloc_ctx, &data, &len)) != DFN_OK) return r;
-    r = dfn__model_load(data, len, ops, limits, len, alloc_ctx, out);
+    r = dfn__model_load(data, len, ops, limits, len + 1, alloc_ctx, out);     /* the file's buffer */
     dfn_file_free(data, alloc_ctx);
     return r;
 }

@@ -173,7 +173,7 @@ void test_hardening_model_limits(void)
             lim = dfn_limits_default();
             CHECK(dfn_model_load_net_ex(path, NULL, &lim, NULL, &lm) == DFN_OK, "file within the defaults");
             dfn_model_free(&lm, NULL);
-            lim.max_bytes = len - 1;
+            lim.max_bytes = len;      /* the buffer is len + 1 bytes */
             CHECK(dfn_model_load_net_ex(path, NULL, &lim, NULL, &lm) == DFN_ERR_LIMIT, "file over max_bytes");
             remove(path);
         }
@@ -205,7 +205,8 @@ void test_hardening_idx_limits(void)
     lim.max_side = H - 1;
     CHECK(dfn_idx_load_ex(&set, path, NULL, 1, &lim, NULL) == DFN_ERR_LIMIT && set.images == NULL, "side over max_side");
     lim = dfn_limits_default();
-    lim.max_bytes = 16 + sizeof body + N * H * W * sizeof(float) - 1;
+    /* held at once: the file's buffer (its bytes and a NUL) and the floats */
+    lim.max_bytes = 16 + sizeof body + 1 + N * H * W * sizeof(float) - 1;
     CHECK(dfn_idx_load_ex(&set, path, NULL, 1, &lim, NULL) == DFN_ERR_LIMIT, "file and floats over max_bytes");
     lim.max_bytes += 1;
     CHECK(dfn_idx_load_ex(&set, path, NULL, 1, &lim, NULL) == DFN_OK, "file and floats at max_bytes");
@@ -414,4 +415,62 @@ void test_hardening_model_nonfinite_weights(void)
     CHECK(dfn_model_load_mem(img, len, NULL, &lm) == DFN_OK, "FLT_MAX weight refused");
     dfn_model_free(&lm, NULL);
     free(img);
+    {
+        /* with EMA and optimizer state: params[P] ema[P] step(8) m[P] v[P]
+           CRC. A step count whose bits read as a NaN is not a float; a NaN
+           in the first EMA value, the first Adam m or the last Adam v is. */
+        dfn_mlp_config mc = dfn_mlp_config_default(2);
+        dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 100);
+        dfn_train_config tc = dfn_train_config_default();
+        dfn_schedule s;
+        dfn_mlp m;
+        dfn_trainer tr;
+        dfn_rng rng;
+        float *params, nan = 0.0f;
+        size_t cap, got = 0, at[3];
+        int k;
+        mc.hidden = 8; mc.blocks = 1; mc.time_dim = 8;
+        tc.batch = 2;
+        P = dfn_mlp_num_params(&mc);
+        params = (float *)malloc(P * sizeof(float));
+        dfn_rng_seed(&rng, 4, 0);
+        CHECK(dfn_mlp_init(&m, &mc, params) == DFN_OK && dfn_mlp_init_weights(&m, &rng) == DFN_OK, "mlp");
+        CHECK(dfn_schedule_alloc(&s, &sc, NULL) == DFN_OK && dfn_trainer_alloc(&tr, &m, &s, &tc, NULL) == DFN_OK,
+              "trainer");
+        CHECK(tr.ema != NULL, "the trainer keeps an EMA");
+        tr.step = 0x7fc00000L;
+        cap = dfn_model_save_size(&m, &s, &tr, 1);
+        img = (unsigned char *)malloc(cap);
+        CHECK(dfn_model_save_mem(img, cap, &got, &m, &s, &tr, 1) == DFN_OK && got == cap, "save with state");
+        CHECK(dfn_model_load_mem(img, got, NULL, &lm) == DFN_OK && lm.step == 0x7fc00000L, "a NaN-like step count");
+        dfn_model_free(&lm, NULL);
+        at[0] = got - 4 - 8 * P - 8 - 4 * P;     /* the first EMA value */
+        at[1] = got - 4 - 8 * P;                 /* the first Adam m    */
+        at[2] = got - 8;                         /* the last Adam v     */
+        for (k = 0; k < 3; k++) {
+            unsigned char keep[4];
+            memcpy(keep, img + at[k], 4);
+            hd_put_u32(img + at[k], 0x7fc00000u);
+            hd_put_u32(img + got - 4, dfn_crc32(0, img, got - 4));
+            CHECK(dfn_model_load_mem(img, got, NULL, &lm) == DFN_ERR_NOT_FINITE, "a NaN at byte %lu loaded",
+                  (unsigned long)at[k]);
+            memcpy(img + at[k], keep, 4);
+        }
+        /* and the savers never write one */
+        {
+            uint32_t bits = 0x7fc00000u;
+            memcpy(&nan, &bits, 4);
+        }
+        params[P / 3] = nan;
+        CHECK(dfn_model_save_mem(img, cap, &got, &m, &s, NULL, 0) == DFN_ERR_NOT_FINITE, "a NaN weight saved");
+        CHECK(dfn_model_save_size(&m, &s, NULL, 0) == 0, "a NaN weight sized");
+        params[P / 3] = 0.5f;
+        tr.adam_v[P - 1] = nan;
+        CHECK(dfn_model_save_mem(img, cap, &got, &m, &s, &tr, 1) == DFN_ERR_NOT_FINITE, "a NaN Adam v saved");
+        CHECK(dfn_model_save_mem(img, cap, &got, &m, &s, &tr, 0) == DFN_OK, "without the optimizer state");
+        dfn_trainer_free(&tr, NULL);
+        dfn_schedule_free(&s, NULL);
+        free(params);
+        free(img);
+    }
 }

@@ -168,12 +168,13 @@ fuzz-long: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_idx $(BUILD)/fu
 	@mkdir -p $(FUZZ_LONG)/model $(FUZZ_LONG)/idx
 	./$(BUILD)/fuzz_seeds $(FUZZ_LONG)/model
 	./$(BUILD)/fuzz_idx_seeds $(FUZZ_LONG)/idx
-	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_LONG)/ \
-	    $(FUZZ_LONG)/model 2>&1 | tee $(FUZZ_LONG)/model.log | grep -v '^#' || true
-	@grep -q 'stat::number_of_executed_units' $(FUZZ_LONG)/model.log || { echo "fuzz-long: fuzz_model stopped early"; exit 1; }
-	./$(BUILD)/fuzz_idx -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_LONG)/ \
-	    $(FUZZ_LONG)/idx 2>&1 | tee $(FUZZ_LONG)/idx.log | grep -v '^#' || true
-	@grep -q 'stat::number_of_executed_units' $(FUZZ_LONG)/idx.log || { echo "fuzz-long: fuzz_idx stopped early"; exit 1; }
+	@for t in model idx; do \
+	    echo "./$(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) $(FUZZ_LONG)/$$t"; \
+	    ./$(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_LONG)/ \
+	        $(FUZZ_LONG)/$$t > $(FUZZ_LONG)/$$t.log 2>&1; rc=$$?; \
+	    grep -v '^#' $(FUZZ_LONG)/$$t.log | tail -40; \
+	    if [ $$rc -ne 0 ]; then echo "fuzz-long: fuzz_$$t failed (exit $$rc; the input is in $(FUZZ_LONG)/)"; exit 1; fi; \
+	done
 	@for t in model idx; do \
 	    printf 'fuzz-long %-6s %s s: %s executions, corpus %s files, peak RSS %s MB\n' $$t $(FUZZ_LONG_SECONDS) \
 	        "$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_LONG)/$$t.log)" \
