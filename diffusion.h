@@ -343,11 +343,12 @@
    parameters (2^26), image height and width (1,024 pixels) and bytes held
    at once, the file included (1 GiB); over a limit is DFN_ERR_LIMIT. The
    _ex loaders take other limits, tighter or looser. The points readers
-   allocate nothing (lines of at most DFN_POINTS_MAX_LINE bytes, rows of
-   the caller's buffer), and dfn_model_info_mem only describes (check its
-   info with dfn_model_check_limits before sizing memory from it). The layers and
-   kernels (dfn_gemm, dfn_linear_*, dfn_act_*) trust their dimensions: they
-   are the hot path; the objects built on them validate once.
+   allocate nothing (lines of at most DFN_POINTS_MAX_LINE - 1 bytes before
+   the newline, rows of the caller's buffer), and dfn_model_info_mem only
+   describes (check its info with dfn_model_check_limits before sizing
+   memory from it). The layers and kernels (dfn_gemm, dfn_linear_*,
+   dfn_act_*) trust their dimensions: they are the hot path; the objects
+   built on them validate once.
    The library never prints, exits or aborts. *_size queries return 0 for
    a configuration they cannot serve.
 
@@ -483,9 +484,9 @@ DFNDEF const char *dfn_result_string(dfn_result r);
    beyond the file itself, and answers DFN_ERR_LIMIT (nothing allocated,
    nothing written). Files are read whole into a buffer of their size + 1
    bytes, which max_bytes counts; a file above DFN_FILE_MAX_BYTES (1 GiB)
-   is refused whatever the limits (DFN_ERR_INVALID_ARG). The loaders without a limits argument use
-   dfn_limits_default(); the _ex ones take a dfn_limits (NULL: the
-   defaults) to tighten or raise them. The defaults come from these macros
+   is refused whatever the limits (DFN_ERR_INVALID_ARG). The loaders
+   without a limits argument use dfn_limits_default(); the _ex ones take a
+   dfn_limits (NULL: the defaults) to tighten or raise them. The defaults come from these macros
    (override before the implementation include): */
 #ifndef DFN_LIMIT_MAX_T
 #define DFN_LIMIT_MAX_T 100000             /* schedule steps (the examples use 1000)  */
@@ -2067,7 +2068,8 @@ DFNDEF dfn_result dfn_idx_load(dfn_image_set *set, const char *images_path,
 
 /* dfn_idx_load with limits (NULL: dfn_limits_default(), which dfn_idx_load
    uses): DFN_ERR_LIMIT, before the allocation it concerns, for a file
-   longer than max_bytes, an image height or width above max_side, or more
+   whose buffer (size + 1) passes max_bytes, an image height or width above
+   max_side, or more
    than max_bytes held at once (a file being read and the floats and labels
    made from it). */
 DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, const char *labels_path,
@@ -2216,9 +2218,9 @@ typedef struct dfn_model_info {
    model file, truncated, trailing bytes, sizes that do not add up, an
    invalid config, an unknown kind), DFN_ERR_VERSION, DFN_ERR_CHECKSUM,
    DFN_ERR_NOT_FINITE (a NaN or infinity among the stored floats: weights,
-   EMA, Adam moments; such a file never loads). It allocates nothing and applies no dfn_limits: a program that sizes
-   memory from the info (for dfn_model_read) checks it first with
-   dfn_model_check_limits. */
+   EMA, Adam moments; such a file never loads). It allocates nothing and
+   applies no dfn_limits: a program that sizes memory from the info (for
+   dfn_model_read) checks it first with dfn_model_check_limits. */
 DFNDEF dfn_result dfn_model_info_mem(const void *buf, size_t len, dfn_model_info *info);
 
 /* DFN_OK when the model info asks for no more than limits (NULL: the
@@ -2327,8 +2329,9 @@ DFNDEF dfn_result dfn_model_load_net(const char *path, const dfn_net_ops *ops, v
 DFNDEF dfn_result dfn_model_save_net(const char *path, const dfn_net *net, const dfn_schedule *s,
                                      const dfn_trainer *tr, int with_optimizer);
 /* dfn_model_load_net with limits (NULL: the defaults, which the two loaders
-   above use): a file longer than max_bytes is DFN_ERR_LIMIT before it is
-   read, and the file plus the model's memory must fit in max_bytes. */
+   above use): a file whose buffer (size + 1) passes max_bytes is
+   DFN_ERR_LIMIT before it is read, and that buffer plus the model's memory
+   must fit in max_bytes. */
 DFNDEF dfn_result dfn_model_load_net_ex(const char *path, const dfn_net_ops *ops, const dfn_limits *limits,
                                         void *alloc_ctx, dfn_loaded_model *out);
 #endif
@@ -8403,6 +8406,14 @@ static void dfn__points_begin(dfn__points_state *st, int cols, float *out, int m
 }
 
 /* One line [p, e), without its '\n'. */
+/* A line over DFN_POINTS_MAX_LINE - 1 bytes (both readers): counted, and
+   malformed. */
+static dfn_result dfn__points_too_long(dfn__points_state *st)
+{
+    if (st->line < DFN__INT_MAX) st->line++;
+    return DFN_ERR_FORMAT;
+}
+
 static dfn_result dfn__points_line(dfn__points_state *st, const char *p, const char *e)
 {
     const char *q, *fs, *fe;
@@ -8453,8 +8464,7 @@ DFNDEF dfn_result dfn_points_parse(const char *text, size_t len, int cols, float
         for (p = text, end = text + len; p < end; p = nl + 1) {
             for (nl = p; nl < end && *nl != '\n'; nl++) {}
             if ((size_t)(nl - p) > (size_t)DFN_POINTS_MAX_LINE - 1) {   /* as dfn_points_load */
-                if (st.line < DFN__INT_MAX) st.line++;
-                r = DFN_ERR_FORMAT;
+                r = dfn__points_too_long(&st);
                 break;
             }
             if ((r = dfn__points_line(&st, p, nl)) != DFN_OK) break;
@@ -8691,10 +8701,7 @@ DFNDEF dfn_result dfn_points_load(const char *path, int cols, float *out, int ma
         have -= start;
         scanned = have;
         if (eof && have > 0) r = dfn__points_line(&st, buf, buf + have);   /* no final '\n' */
-        else if (!eof && have == sizeof buf) {
-            if (st.line < DFN__INT_MAX) st.line++;
-            r = DFN_ERR_FORMAT;                                      /* line too long */
-        }
+        else if (!eof && have == sizeof buf) r = dfn__points_too_long(&st);
     }
     fclose(f);
     *rows = st.rows;
