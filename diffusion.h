@@ -554,8 +554,21 @@ typedef enum dfn_schedule_kind {
     DFN_SCHEDULE_LINEAR  = 0, /* Ho et al. 2020, ends scaled by 1000/T          */
     DFN_SCHEDULE_COSINE  = 1, /* Nichol & Dhariwal 2021                         */
     DFN_SCHEDULE_SIGMOID = 2, /* Jabri et al. 2022                              */
-    DFN_SCHEDULE_CUSTOM  = 3  /* betas supplied by the caller                   */
+    DFN_SCHEDULE_CUSTOM  = 3, /* betas supplied by the caller                   */
+    DFN_SCHEDULE_FLOW    = 4  /* rectified flow (section 12): a_t = 1 - u_t,
+                                 s_t = u_t, u_t = t/T (shifted by flow_shift)   */
 } dfn_schedule_kind;
+
+/* The two families of forward processes x_t = a_t x_0 + s_t eps (MATH.md
+   sections 1 and 12). Every sampler, conversion and predictor of the
+   library is written in (a_t, s_t): the tables sqrt_alphabar and
+   sqrt_one_minus_alphabar hold a_t and s_t for both. */
+typedef enum dfn_process {
+    DFN_PROCESS_VP   = 0,     /* variance-preserving: a^2 + s^2 = 1 (every
+                                 beta schedule: linear, cosine, sigmoid, custom) */
+    DFN_PROCESS_FLOW = 1      /* rectified flow: a + s = 1, a_T = 0 (zero
+                                 terminal SNR by construction)                  */
+} dfn_process;
 
 typedef struct dfn_schedule_config {
     dfn_schedule_kind kind;
@@ -571,14 +584,24 @@ typedef struct dfn_schedule_config {
     double max_beta;          /* cosine, sigmoid: betas clipped here (0.999)    */
     const float *betas;       /* custom: T values beta_1..beta_T in (0, 1)      */
     int    zero_terminal_snr; /* 1: rescale so alphabar_T = 0 (Lin et al. 2023);
-                                 sample with v- or x0-prediction then           */
+                                 sample with v- or x0-prediction then. Flow:
+                                 ignored (a_T = 0 always)                       */
+    double flow_shift;        /* flow: SD3's shift k > 0 (default 1 = none):
+                                 u_t = k (t/T) / (1 + (k - 1) t/T)              */
 } dfn_schedule_config;
 
 /* Every table has T + 1 entries indexed by t = 0..T. Row 0 is the clean data:
    beta 0, alpha 1, alphabar 1, snr +infinity, posterior coefficients (1, 0)
-   so that "x_0 = x0_hat". Computed in double, stored as float. */
+   so that "x_0 = x0_hat". Computed in double, stored as float.
+   For a flow schedule (section 12) the same tables describe x_t = a_t x_0 +
+   s_t eps with a_t = 1 - u_t, s_t = u_t: sqrt_alphabar = a_t,
+   sqrt_one_minus_alphabar = s_t, alphabar = a_t^2, snr = a_t^2 / s_t^2,
+   alpha_t = (a_t / a_{t-1})^2, beta_t = s_t^2 - alpha_t s_{t-1}^2 (the
+   variance of q(x_t | x_{t-1})) and the posterior of section 3 for that
+   Gaussian chain (section 12 in docs/MATH.md). */
 typedef struct dfn_schedule {
     int    T;
+    dfn_process process;             /* from config.kind                        */
     dfn_schedule_config config;      /* as given (config.betas is set to NULL)  */
     float *beta;                     /* beta_t                       section 1  */
     float *alpha;                    /* alpha_t = 1 - beta_t         section 1  */
@@ -602,7 +625,8 @@ DFNDEF size_t dfn_schedule_size(int T);
 /* Compute every table into mem (bytes >= dfn_schedule_size(cfg->T)).
    Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (T < 1 or > DFN_MAX_T, a
    parameter or a resulting beta outside (0, 1), NaN), DFN_ERR_BUFFER_TOO_SMALL.
-   With zero_terminal_snr, beta_T = 1 exactly and alphabar_T = 0. */
+   With zero_terminal_snr, beta_T = 1 exactly and alphabar_T = 0. A flow
+   schedule needs T >= 2 and a finite flow_shift > 0. */
 DFNDEF dfn_result dfn_schedule_init(dfn_schedule *s, const dfn_schedule_config *cfg,
                                     void *mem, size_t bytes);
 
@@ -624,7 +648,10 @@ DFNDEF void dfn_schedule_free(dfn_schedule *s, void *alloc_ctx);
 typedef enum dfn_prediction {
     DFN_PREDICT_EPS = 0,   /* the network predicts the noise eps            */
     DFN_PREDICT_V   = 1,   /* v = sqrt(alphabar) eps - sqrt(1 - alphabar) x0 */
-    DFN_PREDICT_X0  = 2    /* the network predicts the clean data x0         */
+    DFN_PREDICT_X0  = 2,   /* the network predicts the clean data x0         */
+    DFN_PREDICT_FLOW = 3   /* the velocity w = eps - x0 (section 12; flow
+                              matching's target, valid for any process:
+                              x0 = (x_t - s w)/(a + s), eps = (x_t + a w)/(a + s)) */
 } dfn_prediction;
 
 /* Section 1: xt = sqrt(alphabar_t) x0 + sqrt(1 - alphabar_t) eps. */
@@ -646,7 +673,8 @@ DFNDEF dfn_result dfn_prediction_to_x0_eps(const dfn_schedule *s, dfn_prediction
                                            const float *pred, const float *xt,
                                            const int *t, int n, int dim);
 
-/* Sections 4, 5: the training target of a parameterization: eps, v or x0. */
+/* Sections 4, 5, 12: the training target of a parameterization: eps, v, x0
+   or the velocity eps - x0. */
 DFNDEF dfn_result dfn_prediction_target(const dfn_schedule *s, dfn_prediction kind,
                                         float *target, const float *x0, const float *eps,
                                         const int *t, int n, int dim);
@@ -682,16 +710,25 @@ typedef int (*dfn_step_fn)(void *user, const dfn_step_info *info);
 typedef enum dfn_sampler_kind {
     DFN_SAMPLER_DDPM = 0,  /* ancestral, T steps (section 6); NFE T          */
     DFN_SAMPLER_DDIM = 1,  /* S steps, eta >= 0 (section 7); NFE S           */
-    DFN_SAMPLER_EULER = 2, /* Euler in sigma = s_t / a_t (section 11, EDM):
-                              DDIM eta = 0 in other arithmetic; NFE S        */
+    DFN_SAMPLER_EULER = 2, /* Euler in sigma = s_t / a_t (section 11, EDM);
+                              on a flow schedule Euler in u (section 12):
+                              either is DDIM eta = 0 in other arithmetic; NFE S */
     DFN_SAMPLER_HEUN = 3,  /* Heun in sigma (section 11, EDM Algorithm 1,
-                              S_churn = 0); second order; NFE 2S - 1         */
+                              S_churn = 0), in u on a flow schedule; second
+                              order; the step to t = 0 is Euler; NFE 2S - 1  */
     DFN_SAMPLER_DPMPP_2M = 4, /* DPM-Solver++(2M) (section 11); NFE S        */
     DFN_SAMPLER_DPMPP_3M = 5, /* DPM-Solver++(3M) (section 11); NFE S        */
-    DFN_SAMPLER_DPMPP_2M_SDE = 6 /* SDE-DPM-Solver++(2M), midpoint (section
+    DFN_SAMPLER_DPMPP_2M_SDE = 6, /* SDE-DPM-Solver++(2M), midpoint (section
                               11): draws noise every step but the last; NFE S */
+    DFN_SAMPLER_MIDPOINT = 7 /* explicit midpoint (second-order Runge-Kutta)
+                              in sigma, in u on a flow schedule (section
+                              12): a half step to t_m = ceil((t + p) / 2)
+                              and the step with the slope there (the
+                              general RK2 weights when t_m is not the exact
+                              middle; Heun's when t - p = 1 and p > 0; Euler
+                              from t = 1 to 0); NFE about 2S             */
 } dfn_sampler_kind;
-#define DFN_SAMPLER_KIND_COUNT 7
+#define DFN_SAMPLER_KIND_COUNT 8
 
 typedef enum dfn_variance {
     DFN_VARIANCE_SMALL = 0, /* sigma_t^2 = betatilde_t (true posterior)      */
@@ -710,9 +747,15 @@ typedef enum dfn_spacing {
     DFN_SPACING_TRAILING = 2, /* tau_i = round(i T / S); starts at T         */
     DFN_SPACING_LOGSNR   = 3, /* lambda = log(a_t / s_t) evenly, T .. 1      */
     DFN_SPACING_KARRAS   = 4, /* sigma^(1/rho) evenly, T .. 1 (rho default 7) */
-    DFN_SPACING_CUSTOM   = 5  /* cfg.timesteps: S values, strictly decreasing,
+    DFN_SPACING_CUSTOM   = 5, /* cfg.timesteps: S values, strictly decreasing,
                                  within 1..T, in the order they are visited  */
+    DFN_SPACING_SHIFTED  = 6  /* SD3's shift of trailing (section 12):
+                                 tau_i = round(T k f / (1 + (k - 1) f)),
+                                 f = i / S, k = cfg.shift (default 3); k > 1
+                                 spends more steps at high noise. Any
+                                 schedule; collisions as for LOGSNR        */
 } dfn_spacing;
+#define DFN_SPACING_COUNT 7
 
 /* What the guidance hook sees at step i (t = tau_i -> t_prev = tau_{i-1}),
    after the prediction (and classifier-free guidance) was converted to
@@ -720,8 +763,9 @@ typedef enum dfn_spacing {
 typedef struct dfn_guide_info {
     int i, steps;          /* step index (counts down from steps to 1), S    */
     int t, t_prev;         /* t of this evaluation; the step's target t_prev */
-    int stage;             /* 0; 1 at Heun's second evaluation (t = t_prev,
-                              x_t = the Euler predictor's point)             */
+    int stage;             /* 0; 1 at the second evaluation of Heun (t =
+                              t_prev, x_t = the Euler predictor's point) and
+                              of the midpoint rule (t = t_m)                 */
     int n, dim;
     const dfn_schedule *schedule;
     float sqrt_alphabar;            /* sqrt(alphabar_t)                      */
@@ -770,6 +814,7 @@ typedef struct dfn_sampler_config {
     float          eta;             /* DDIM: >= 0 (default 0, deterministic)  */
     dfn_spacing    spacing;         /* all but DDPM: default trailing         */
     float          karras_rho;      /* DFN_SPACING_KARRAS: rho > 0 (default 7)*/
+    float          shift;           /* DFN_SPACING_SHIFTED: k > 0 (default 3) */
     const int     *timesteps;       /* DFN_SPACING_CUSTOM: `steps` timesteps,
                                        strictly decreasing, within 1..T (the
                                        first is visited first); copied at init */
@@ -849,11 +894,13 @@ DFNDEF size_t dfn_sampler_size(const dfn_sampler_config *cfg, const dfn_schedule
    Errors: DFN_ERR_NULL (cfg, s, smp, mem, predict, timesteps of a custom
    spacing), DFN_ERR_INVALID_ARG (unknown kind or spacing, n < 1, dim < 1,
    steps outside 1..T, eta < 0 or NaN, custom timesteps not strictly
-   decreasing within 1..T, Karras rho not a finite number > 0, LOGSNR or
-   KARRAS spacing or the EULER or HEUN kinds on a schedule with alphabar_T =
-   0 (sigma_T = s_T / a_T is infinite), clip range empty,
+   decreasing within 1..T, Karras rho or the shift not a finite number > 0,
+   LOGSNR or KARRAS spacing on a schedule with alphabar_T = 0 (a flow
+   schedule too: sigma_T = s_T / a_T is infinite), the EULER, HEUN or
+   MIDPOINT kinds on a zero-terminal-SNR VP schedule (they step in sigma;
+   on a flow schedule they step in u), clip range empty,
    a label < -1, n > INT_MAX / 2 with labels (guidance evaluates 2n rows),
-   eps-prediction on a zero-terminal-SNR schedule, a guidance
+   eps-prediction on a schedule with alphabar_T = 0 (flow too), a guidance
    scale < 0 or not finite, known without known_mask or not finite,
    resample_jump < 0 or > S, resample_count < 1), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *cfg,
@@ -890,27 +937,30 @@ DFNDEF int dfn_sampler_num_steps(const dfn_sampler *smp);
 DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i);
 
 /* Predictor calls of a whole run (dfn_sampler_run without resampling):
-   T for DDPM, 2S - 1 for Heun, S otherwise; 0 for NULL. */
+   T for DDPM, 2S - 1 for Heun, 2S for the midpoint rule (2S - 1 when
+   tau_1 = 1), S otherwise; 0 for NULL. */
 DFNDEF int dfn_sampler_nfe(const dfn_sampler *smp);
 
 /* Short names: "ddpm", "ddim", "euler", "heun", "dpm++2m", "dpm++3m",
-   "dpm++2m-sde"; "linspace", "leading", "trailing", "logsnr", "karras",
-   "custom". NULL for an unknown value. The parse functions take the same
+   "dpm++2m-sde", "midpoint"; "linspace", "leading", "trailing", "logsnr",
+   "karras", "custom", "shifted". NULL for an unknown value. The parse functions take the same
    names and return -1 for an unknown one. */
 DFNDEF const char *dfn_sampler_kind_name(dfn_sampler_kind kind);
 DFNDEF const char *dfn_spacing_name(dfn_spacing spacing);
 DFNDEF int dfn_sampler_kind_parse(const char *name);
 DFNDEF int dfn_spacing_parse(const char *name);
 
-/* Sections 7 and 11: the subsequence of any computed spacing into tau (S + 1
-   ints): tau[0] = 0 and tau[1..S] = tau_1 < ... < tau_S. LOGSNR and KARRAS
-   (rho, ignored by the others) follow the rule of dfn_spacing: nearest t in
-   log sigma_t = log s_t - log a_t from the float tables, computed in double,
-   collisions moved up to the next free t. Errors: DFN_ERR_NULL,
-   DFN_ERR_INVALID_ARG (S < 1, S > T, CUSTOM or an unknown spacing, rho not
-   a finite number > 0 for KARRAS, alphabar_T = 0 for LOGSNR and KARRAS). */
+/* Sections 7, 11 and 12: the subsequence of any computed spacing into tau
+   (S + 1 ints): tau[0] = 0 and tau[1..S] = tau_1 < ... < tau_S. param is
+   KARRAS' rho or SHIFTED's k (ignored by the others). LOGSNR and KARRAS
+   follow the rule of dfn_spacing: nearest t in log sigma_t = log s_t - log
+   a_t from the float tables, computed in double; for them and SHIFTED,
+   collisions move up to the next free t. Errors: DFN_ERR_NULL,
+   DFN_ERR_INVALID_ARG (S < 1, S > T, CUSTOM or an unknown spacing, param
+   not a finite number > 0 for KARRAS and SHIFTED, alphabar_T = 0 for
+   LOGSNR and KARRAS). */
 DFNDEF dfn_result dfn_timesteps(int *tau, const dfn_schedule *s, int S, dfn_spacing spacing,
-                                float rho);
+                                float param);
 
 /* Section 7: the DDIM subsequence into tau (S + 1 ints): tau[0] = 0 and
    tau[1..S] = tau_1 < ... < tau_S. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG
@@ -975,6 +1025,25 @@ typedef struct dfn_gmm_predictor {
 } dfn_gmm_predictor;
 DFNDEF int dfn_gmm_predict(void *user, const float *x_t, const int *t,
                            const int *labels, int n, float *out);
+
+/* The Bayes-optimal prediction of any parameterization (sections 9 and 12),
+   for either process: eps* as dfn_gmm_eps (the same bits) and the
+   posterior mean x0* = sum_k r_k (mu_k + (a s_k^2 / v_k)(x_t - a mu_k)),
+   v_k = a^2 s_k^2 + s^2, combined into v = a eps* - s x0* or the velocity
+   w = eps* - x0*. x0* stays finite at a_t = 0 (the mixture's mean), so the
+   x0, v and flow kinds serve zero-terminal-SNR and flow schedules. */
+DFNDEF dfn_result dfn_gmm_predict_as(const dfn_gmm *g, const dfn_schedule *s, dfn_prediction kind,
+                                     float *out, const float *xt, const int *t, const int *labels, int n);
+
+/* Adapter for samplers: user points at a dfn_gmm_kind_predictor (set every
+   field; the sampler's cfg.prediction must equal prediction). */
+typedef struct dfn_gmm_kind_predictor {
+    const dfn_gmm      *gmm;
+    const dfn_schedule *schedule;
+    dfn_prediction      prediction;
+} dfn_gmm_kind_predictor;
+DFNDEF int dfn_gmm_kind_predict(void *user, const float *x_t, const int *t,
+                                const int *labels, int n, float *out);
 
 /* ========================================================================= */
 /*  Sample quality (MATH.md section 10)                                      */
@@ -1697,6 +1766,14 @@ typedef enum dfn_loss_weighting {
                                  x0 min(SNR, g)                                  */
 } dfn_loss_weighting;
 
+/* How the trainer draws t (section 5; section 12 for the logit-normal). */
+typedef enum dfn_time_sampling {
+    DFN_TIME_UNIFORM = 0,     /* t ~ U{1..T}                                    */
+    DFN_TIME_LOGIT_NORMAL = 1 /* SD3: u = sigmoid(m + s n), n ~ N(0, 1),
+                                 t = ceil(u T) clamped to 1..T (flow's default
+                                 in the examples; any schedule)                 */
+} dfn_time_sampling;
+
 typedef struct dfn_train_config {
     int   batch;             /* B, examples per step (default 256)               */
     float lr;                /* peak learning rate (default 1e-3)                */
@@ -1712,6 +1789,8 @@ typedef struct dfn_train_config {
     float min_snr_gamma;     /* (default 5)                                      */
     float p_uncond;          /* class-conditional nets: label dropped to -1 with
                                 this probability (default 0.1)                   */
+    dfn_time_sampling time_sampling; /* (default uniform)                        */
+    float logit_mean, logit_std;     /* logit-normal m and s > 0 (default 0, 1)  */
 } dfn_train_config;
 
 typedef struct dfn_trainer {
@@ -1742,7 +1821,8 @@ DFNDEF size_t dfn_trainer_size(const dfn_mlp_config *model_cfg, const dfn_train_
    first) on schedule s. The EMA starts as a copy of the weights, the Adam
    moments at 0. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (batch < 1, lr <= 0,
    betas outside [0, 1), eps <= 0, negative decay / clip / warmup, ema_decay
-   outside [0, 1), p_uncond outside [0, 1], gamma <= 0), DFN_ERR_BUFFER_TOO_SMALL. */
+   outside [0, 1), p_uncond outside [0, 1], gamma <= 0, an unknown time
+   sampling, logit_std <= 0 or a non-finite logit_mean), DFN_ERR_BUFFER_TOO_SMALL. */
 DFNDEF dfn_result dfn_trainer_init(dfn_trainer *tr, dfn_mlp *model, const dfn_schedule *s,
                                    const dfn_train_config *cfg, void *mem, size_t bytes);
 
@@ -2174,7 +2254,9 @@ DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int 
 /* ========================================================================= */
 /*  Model files                                                              */
 /* ========================================================================= */
-/* One little-endian file (format version 1):
+/* One little-endian file (format version 2, written only for a flow
+   schedule; every other model is written as version 1, byte for byte as
+   since 0.7.0, so older readers still read it):
        "DFNM"  u32 version  u32 flags (1: EMA weights, 2: optimizer state)
        u32 net kind (dfn_net_kind: 1 = MLP, 2 = U-Net; never renumbered)
        the network's config (dfn_net_ops config_save):
@@ -2186,7 +2268,8 @@ DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int 
          a program's own (DFN_NET_USER and up): u32 length, then that many
                  bytes
        schedule:   u32 kind, T, zero_terminal_snr; f64 beta_start, beta_end,
-                   cosine_s, sigmoid_start, sigmoid_end, sigmoid_tau, max_beta;
+                   cosine_s, sigmoid_start, sigmoid_end, sigmoid_tau, max_beta,
+                   flow_shift (version 2 only; kind 4 = flow needs it);
                    custom kind only: f32 betas[T]
        u32 P (parameter count)  f32 params[P]  [f32 ema[P]]
        [u32 step_lo, step_hi  f32 adam_m[P]  f32 adam_v[P]]
@@ -2194,7 +2277,7 @@ DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int 
    The schedule is stored as its configuration, so a loaded model rebuilds
    the very same tables and samples bit for bit as before saving. */
 
-#define DFN_MODEL_VERSION 1
+#define DFN_MODEL_VERSION 2
 
 /* What a model file holds (from dfn_model_info; no weights). */
 typedef struct dfn_model_info {
@@ -2866,6 +2949,12 @@ static void DFN__BEST(dfn__act_forward)(dfn_activation act, size_t n, const floa
 /*  Small helpers                                                            */
 /* ------------------------------------------------------------------------- */
 
+/* A dfn_prediction the library knows (eps, v, x0, flow velocity). */
+static int dfn__prediction_valid(dfn_prediction p)
+{
+    return p == DFN_PREDICT_EPS || p == DFN_PREDICT_V || p == DFN_PREDICT_X0 || p == DFN_PREDICT_FLOW;
+}
+
 /* Finite test on the bit pattern: correct even under -ffinite-math-only. */
 static int dfn__finite(float x)
 {
@@ -3482,6 +3571,7 @@ DFNDEF dfn_schedule_config dfn_schedule_config_default(dfn_schedule_kind kind, i
     c.max_beta = 0.999;
     c.betas = NULL;
     c.zero_terminal_snr = 0;
+    c.flow_shift = 1.0;
     return c;
 }
 
@@ -3575,8 +3665,47 @@ static dfn_result dfn__schedule_check(const dfn_schedule_config *c)
     case DFN_SCHEDULE_CUSTOM:
         if (!c->betas) return DFN_ERR_NULL;
         break;
+    case DFN_SCHEDULE_FLOW:
+        if (c->T < 2 || !(c->flow_shift > 0.0 && c->flow_shift < 1e6)) return DFN_ERR_INVALID_ARG;
+        break;
     default:
         return DFN_ERR_INVALID_ARG;
+    }
+    return DFN_OK;
+}
+
+/* Section 12: u_t = k (t/T) / (1 + (k - 1) t/T), in double (u_0 = 0, u_T = 1). */
+static double dfn__flow_u(const dfn_schedule_config *c, int t)
+{
+    double f = (double)t / (double)c->T, k = c->flow_shift;
+    return t >= c->T ? 1.0 : k * f / (1.0 + (k - 1.0) * f);
+}
+
+/* The tables of a flow schedule (section 12): a = 1 - u, s = u, and the
+   Gaussian chain they imply, q(x_t | x_{t-1}) = N(r x_{t-1}, (s_t^2 -
+   r^2 s_{t-1}^2) I) with r = a_t / a_{t-1}, whose posterior is section 3's
+   with these coefficients. Row 0 is set by the caller. */
+static dfn_result dfn__flow_tables(dfn_schedule *s, const dfn_schedule_config *c)
+{
+    int t;
+    double a_prev = 1.0, s_prev = 0.0;
+    for (t = 1; t <= c->T; t++) {
+        double u = dfn__flow_u(c, t), a = 1.0 - u, sd = u;
+        double r = a / a_prev, var = sd * sd - r * r * s_prev * s_prev;   /* beta_t */
+        s->beta[t] = (float)var;
+        s->alpha[t] = (float)(r * r);
+        s->alphabar[t] = (float)(a * a);
+        s->sqrt_alphabar[t] = (float)a;
+        s->sqrt_one_minus_alphabar[t] = (float)sd;
+        s->snr[t] = (float)(a * a / (sd * sd));
+        s->posterior_variance[t] = (float)(var * s_prev * s_prev / (sd * sd));
+        s->posterior_coef_x0[t] = (float)(a_prev * var / (sd * sd));
+        s->posterior_coef_xt[t] = (float)(r * s_prev * s_prev / (sd * sd));
+        if (!(var > 0.0) || !(sd > 0.0) || !(u > s_prev) || !dfn__finite(s->snr[t]) ||
+            !(s->sqrt_one_minus_alphabar[t] > 0.0f))
+            return DFN_ERR_INVALID_ARG;            /* a degenerate shift */
+        a_prev = a;
+        s_prev = sd;
     }
     return DFN_OK;
 }
@@ -3591,6 +3720,25 @@ DFNDEF dfn_result dfn_schedule_init(dfn_schedule *s, const dfn_schedule_config *
     if ((r = dfn__schedule_check(cfg)) != DFN_OK) return r;
     T = cfg->T;
     if (bytes < dfn_schedule_size(T)) return DFN_ERR_BUFFER_TOO_SMALL;
+    if (cfg->kind == DFN_SCHEDULE_FLOW) {
+        DFN_MEMSET(s, 0, sizeof *s);
+        s->T = T;
+        s->process = DFN_PROCESS_FLOW;
+        s->config = *cfg;
+        s->config.betas = NULL;
+        s->config.zero_terminal_snr = 0;
+        s->memory = mem;
+        dfn__schedule_layout(s, T, mem);
+        s->beta[0] = 0.0f;            s->alpha[0] = 1.0f;
+        s->alphabar[0] = 1.0f;        s->sqrt_alphabar[0] = 1.0f;
+        s->sqrt_one_minus_alphabar[0] = 0.0f;
+        s->posterior_variance[0] = 0.0f;
+        s->posterior_coef_x0[0] = 1.0f;  s->posterior_coef_xt[0] = 0.0f;
+        s->snr[0] = (float)HUGE_VAL;
+        r = dfn__flow_tables(s, cfg);
+        if (r != DFN_OK) DFN_MEMSET(s, 0, sizeof *s);
+        return r;
+    }
     /* Validate every beta before writing anything; alphabar_1 < 1 in double
        too (a beta below ~1e-16 would leave 1 - alphabar_1 = 0 and divide by it). */
     for (t = 1; t <= T; t++)
@@ -3758,6 +3906,11 @@ static void dfn__to_x0_eps(const dfn_schedule *s, dfn_prediction kind, int t,
             x0 = a * x - b * p;
             eps = b * x + a * p;
             break;
+        case DFN_PREDICT_FLOW: /* section 12, w = eps - x0: x0 = (x_t - s w)/(a + s),
+                                  eps = (x_t + a w)/(a + s); a + s = 1 for flow */
+            x0 = (x - b * p) / (a + b);
+            eps = (x + a * p) / (a + b);
+            break;
         default:               /* x0-prediction; eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab) */
             x0 = p;
             eps = (x - a * x0) / b;
@@ -3776,7 +3929,7 @@ DFNDEF dfn_result dfn_prediction_to_x0_eps(const dfn_schedule *s, dfn_prediction
     int i;
     dfn_result r = dfn__check_batch(s, t, n, dim);
     if (r != DFN_OK) return r;
-    if (kind != DFN_PREDICT_EPS && kind != DFN_PREDICT_V && kind != DFN_PREDICT_X0)
+    if (!dfn__prediction_valid(kind))
         return DFN_ERR_INVALID_ARG;
     if (n > 0 && (!pred || !xt)) return DFN_ERR_NULL;
     for (i = 0; i < n; i++)
@@ -3796,7 +3949,7 @@ DFNDEF dfn_result dfn_prediction_target(const dfn_schedule *s, dfn_prediction ki
     int i, j;
     dfn_result r = dfn__check_batch(s, t, n, dim);
     if (r != DFN_OK) return r;
-    if (kind != DFN_PREDICT_EPS && kind != DFN_PREDICT_V && kind != DFN_PREDICT_X0)
+    if (!dfn__prediction_valid(kind))
         return DFN_ERR_INVALID_ARG;
     if (n > 0 && (!target || !x0 || !eps)) return DFN_ERR_NULL;
     for (i = 0; i < n; i++) {
@@ -3804,8 +3957,10 @@ DFNDEF dfn_result dfn_prediction_target(const dfn_schedule *s, dfn_prediction ki
         size_t o = (size_t)i * dim;
         for (j = 0; j < dim; j++) {
             float e = eps[o + j], x = x0[o + j];
-            /* Section 5: the target is eps itself, v = sqrt(ab) eps - sqrt(1 - ab) x0, or x0 */
-            target[o + j] = kind == DFN_PREDICT_EPS ? e : kind == DFN_PREDICT_V ? a * e - b * x : x;
+            /* Section 5: the target is eps itself, v = sqrt(ab) eps - sqrt(1 - ab) x0, or x0;
+               section 12: the velocity w = eps - x0 */
+            target[o + j] = kind == DFN_PREDICT_EPS ? e : kind == DFN_PREDICT_V ? a * e - b * x
+                          : kind == DFN_PREDICT_FLOW ? e - x : x;
         }
     }
     return DFN_OK;
@@ -3863,16 +4018,44 @@ static int dfn__nearest_t(const dfn_schedule *s, double ls)
     return lo;
 }
 
-DFNDEF dfn_result dfn_timesteps(int *tau, const dfn_schedule *s, int S, dfn_spacing spacing,
-                                float rho)
+/* S distinct values: a collision takes the next free t above, and no value
+   may pass T - (S - i), which leaves room for the steps above it (tau_S = T). */
+static void dfn__timesteps_distinct(int *tau, int S, int T)
 {
-    double ls_T, ls_1, u_T = 0.0, u_1 = 0.0;
+    int i;
+    for (i = 2; i < S; i++) {
+        if (tau[i] <= tau[i - 1]) tau[i] = tau[i - 1] + 1;
+        if (tau[i] > T - (S - i)) tau[i] = T - (S - i);
+    }
+}
+
+DFNDEF dfn_result dfn_timesteps(int *tau, const dfn_schedule *s, int S, dfn_spacing spacing,
+                                float param)
+{
+    double ls_T, ls_1, u_T = 0.0, u_1 = 0.0, rho = param;
     int i, T;
     if (!tau || !s || !s->alphabar) return DFN_ERR_NULL;
     T = s->T;
     if (spacing == DFN_SPACING_LINSPACE || spacing == DFN_SPACING_LEADING ||
         spacing == DFN_SPACING_TRAILING)
         return dfn_ddim_timesteps(tau, T, S, spacing);
+    if (spacing == DFN_SPACING_SHIFTED) {
+        /* Section 12: tau_i = round(T k f / (1 + (k - 1) f)), f = i / S, at
+           least 1; tau_S = T. */
+        double k = param;
+        if (S < 1 || S > T) return DFN_ERR_INVALID_ARG;
+        if (!(param > 0.0f && dfn__finite(param))) return DFN_ERR_INVALID_ARG;
+        tau[0] = 0;
+        for (i = 1; i < S; i++) {
+            double f = (double)i / (double)S, v = T * k * f / (1.0 + (k - 1.0) * f);
+            int q = (int)(v + 0.5);              /* v >= 0 */
+            tau[i] = q < 1 ? 1 : q > T ? T : q;
+        }
+        tau[S] = T;
+        if (S >= 2 && tau[1] > T - (S - 1)) tau[1] = T - (S - 1);
+        dfn__timesteps_distinct(tau, S, T);
+        return DFN_OK;
+    }
     if (spacing != DFN_SPACING_LOGSNR && spacing != DFN_SPACING_KARRAS) return DFN_ERR_INVALID_ARG;
     if (S < 1 || S > T) return DFN_ERR_INVALID_ARG;
     if (spacing == DFN_SPACING_KARRAS && !(rho > 0.0f && dfn__finite(rho))) return DFN_ERR_INVALID_ARG;
@@ -3895,21 +4078,15 @@ DFNDEF dfn_result dfn_timesteps(int *tau, const dfn_schedule *s, int S, dfn_spac
             ls = rho * DFN_LOG(u_T + f * (u_1 - u_T));      /* sigma^(1/rho) evenly */
         tau[i] = i == 1 ? 1 : dfn__nearest_t(s, ls);
     }
-    /* S distinct values: a collision takes the next free t above, and no
-       value may pass T - (S - i), which leaves room for the steps above it
-       (tau_S = T). */
-    for (i = 2; i < S; i++) {
-        if (tau[i] <= tau[i - 1]) tau[i] = tau[i - 1] + 1;
-        if (tau[i] > T - (S - i)) tau[i] = T - (S - i);
-    }
+    dfn__timesteps_distinct(tau, S, T);
     return DFN_OK;
 }
 
 static const char *const dfn__kind_names[DFN_SAMPLER_KIND_COUNT] = {
-    "ddpm", "ddim", "euler", "heun", "dpm++2m", "dpm++3m", "dpm++2m-sde"
+    "ddpm", "ddim", "euler", "heun", "dpm++2m", "dpm++3m", "dpm++2m-sde", "midpoint"
 };
-static const char *const dfn__spacing_names[6] = {
-    "linspace", "leading", "trailing", "logsnr", "karras", "custom"
+static const char *const dfn__spacing_names[DFN_SPACING_COUNT] = {
+    "linspace", "leading", "trailing", "logsnr", "karras", "custom", "shifted"
 };
 
 DFNDEF const char *dfn_sampler_kind_name(dfn_sampler_kind kind)
@@ -3919,7 +4096,7 @@ DFNDEF const char *dfn_sampler_kind_name(dfn_sampler_kind kind)
 
 DFNDEF const char *dfn_spacing_name(dfn_spacing spacing)
 {
-    return (int)spacing >= 0 && (int)spacing < 6 ? dfn__spacing_names[spacing] : NULL;
+    return (int)spacing >= 0 && (int)spacing < DFN_SPACING_COUNT ? dfn__spacing_names[spacing] : NULL;
 }
 
 static int dfn__name_index(const char *const *names, int count, const char *name)
@@ -3940,7 +4117,7 @@ DFNDEF int dfn_sampler_kind_parse(const char *name)
 
 DFNDEF int dfn_spacing_parse(const char *name)
 {
-    return dfn__name_index(dfn__spacing_names, 6, name);
+    return dfn__name_index(dfn__spacing_names, DFN_SPACING_COUNT, name);
 }
 
 DFNDEF float dfn_ddpm_sigma(const dfn_schedule *s, int t, dfn_variance variance)
@@ -3953,8 +4130,18 @@ DFNDEF float dfn_ddpm_sigma(const dfn_schedule *s, int t, dfn_variance variance)
 /* sigma^2 of section 7 in double: eta^2 (1 - ab_p)/(1 - ab_t) (1 - ab_t/ab_p). */
 static double dfn__ddim_var(const dfn_schedule *s, int t, int p, double eta)
 {
-    double ab_t = s->alphabar[t], ab_p = s->alphabar[p];
-    double v = eta * eta * ((1.0 - ab_p) / (1.0 - ab_t)) * (1.0 - ab_t / ab_p);
+    double ab_t = s->alphabar[t], ab_p = s->alphabar[p], v;
+    if (s->process == DFN_PROCESS_FLOW) {
+        /* The same in (a, s) (section 12): eta^2 s_p^2 (1 - (a_t s_p / (s_t a_p))^2),
+           which for a^2 + s^2 = 1 is the line below; 0 at p = 0. */
+        double at = s->sqrt_alphabar[t], st = s->sqrt_one_minus_alphabar[t];
+        double ap = s->sqrt_alphabar[p], sp = s->sqrt_one_minus_alphabar[p], e;
+        if (p == 0 || eta == 0.0) return 0.0;
+        e = at * sp / (st * ap);
+        v = eta * eta * sp * sp * (1.0 - e * e);
+        return v > 0.0 ? v : 0.0;
+    }
+    v = eta * eta * ((1.0 - ab_p) / (1.0 - ab_t)) * (1.0 - ab_t / ab_p);
     return v > 0.0 ? v : 0.0;
 }
 
@@ -4002,7 +4189,12 @@ DFNDEF dfn_result dfn_ddim_step(const dfn_schedule *s, float *x_prev, const floa
     if (count > 0 && (!x_prev || !x0_hat || !eps_hat)) return DFN_ERR_NULL;
     /* Section 7: x_p = sqrt(ab_p) x0_hat + sqrt(1 - ab_p - sigma^2) eps_hat + sigma z */
     var = dfn__ddim_var(s, t, t_prev, eta);
-    dir = 1.0 - (double)s->alphabar[t_prev] - var;
+    if (s->process == DFN_PROCESS_FLOW) {   /* s_p^2 - sigma^2 */
+        double sp = s->sqrt_one_minus_alphabar[t_prev];
+        dir = sp * sp - var;
+    } else {
+        dir = 1.0 - (double)s->alphabar[t_prev] - var;
+    }
     a = s->sqrt_alphabar[t_prev];
     d = (float)DFN_SQRT(dir > 0.0 ? dir : 0.0);
     sigma = (float)DFN_SQRT(var);
@@ -4035,6 +4227,7 @@ DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int 
     c.eta = 0.0f;
     c.spacing = DFN_SPACING_TRAILING;
     c.karras_rho = 7.0f;
+    c.shift = 3.0f;
     c.timesteps = NULL;
     c.clip_x0 = 0;
     c.clip_min = -1.0f;
@@ -4073,8 +4266,7 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (!c->predict) return DFN_ERR_NULL;
     if ((int)c->kind < 0 || (int)c->kind >= DFN_SAMPLER_KIND_COUNT) return DFN_ERR_INVALID_ARG;
     if (c->n < 1 || c->dim < 1 || dfn__count(c->n, c->dim) == 0) return DFN_ERR_INVALID_ARG;
-    if (c->prediction != DFN_PREDICT_EPS && c->prediction != DFN_PREDICT_V &&
-        c->prediction != DFN_PREDICT_X0)
+    if (!dfn__prediction_valid(c->prediction))
         return DFN_ERR_INVALID_ARG;
     if (c->variance != DFN_VARIANCE_SMALL && c->variance != DFN_VARIANCE_LARGE)
         return DFN_ERR_INVALID_ARG;
@@ -4084,12 +4276,17 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (S < 1 || S > s->T) return DFN_ERR_INVALID_ARG;
     if (c->kind != DFN_SAMPLER_DDPM) {
         int zero_snr = !(s->sqrt_alphabar[s->T] > 0.0f);
-        if ((int)c->spacing < 0 || (int)c->spacing > DFN_SPACING_CUSTOM) return DFN_ERR_INVALID_ARG;
+        int in_sigma = s->process == DFN_PROCESS_VP &&
+                       (c->kind == DFN_SAMPLER_EULER || c->kind == DFN_SAMPLER_HEUN ||
+                        c->kind == DFN_SAMPLER_MIDPOINT);
+        if ((int)c->spacing < 0 || (int)c->spacing >= DFN_SPACING_COUNT) return DFN_ERR_INVALID_ARG;
         if (c->spacing == DFN_SPACING_KARRAS && !(c->karras_rho > 0.0f && dfn__finite(c->karras_rho)))
             return DFN_ERR_INVALID_ARG;
-        /* sigma_T = s_T / a_T is infinite on a zero-terminal-SNR schedule. */
-        if (zero_snr && (c->spacing == DFN_SPACING_LOGSNR || c->spacing == DFN_SPACING_KARRAS ||
-                         c->kind == DFN_SAMPLER_EULER || c->kind == DFN_SAMPLER_HEUN))
+        if (c->spacing == DFN_SPACING_SHIFTED && !(c->shift > 0.0f && dfn__finite(c->shift)))
+            return DFN_ERR_INVALID_ARG;
+        /* sigma_T = s_T / a_T is infinite on a zero-terminal-SNR schedule
+           (and on a flow one, whose Euler, Heun and midpoint step in u). */
+        if (zero_snr && (c->spacing == DFN_SPACING_LOGSNR || c->spacing == DFN_SPACING_KARRAS || in_sigma))
             return DFN_ERR_INVALID_ARG;
         if (c->spacing == DFN_SPACING_CUSTOM) {
             if (!c->timesteps) return DFN_ERR_NULL;
@@ -4144,7 +4341,7 @@ static size_t dfn__sampler_layout(dfn_sampler *smp, const dfn_sampler_config *c,
        second evaluation. */
     smp->hist[0] = dfn__sampler_order(c) >= 2 ? (float *)dfn__arena_take(&a, f) : NULL;
     smp->hist[1] = dfn__sampler_order(c) >= 3 ? (float *)dfn__arena_take(&a, f) : NULL;
-    if (c->kind == DFN_SAMPLER_HEUN) {
+    if (c->kind == DFN_SAMPLER_HEUN || c->kind == DFN_SAMPLER_MIDPOINT) {
         smp->x_mid = (float *)dfn__arena_take(&a, f);
         smp->eps_mid = (float *)dfn__arena_take(&a, f);
         smp->x0_mid = (float *)dfn__arena_take(&a, f);
@@ -4182,7 +4379,8 @@ DFNDEF dfn_result dfn_sampler_init(dfn_sampler *smp, const dfn_sampler_config *c
         for (i = 0; i < smp->steps; i++) smp->tau[smp->steps - i] = cfg->timesteps[i];
         smp->cfg.timesteps = NULL;                           /* not kept */
     } else {
-        r = dfn_timesteps(smp->tau, s, smp->steps, cfg->spacing, cfg->karras_rho);
+        r = dfn_timesteps(smp->tau, s, smp->steps, cfg->spacing,
+                          cfg->spacing == DFN_SPACING_SHIFTED ? cfg->shift : cfg->karras_rho);
         DFN_ASSERT(r == DFN_OK);
     }
     smp->hist_count = 0;
@@ -4245,6 +4443,7 @@ DFNDEF int dfn_sampler_timestep(const dfn_sampler *smp, int i)
 DFNDEF int dfn_sampler_nfe(const dfn_sampler *smp)
 {
     if (!smp) return 0;
+    if (smp->cfg.kind == DFN_SAMPLER_MIDPOINT) return 2 * smp->steps - (smp->tau[1] == 1);
     return smp->cfg.kind == DFN_SAMPLER_HEUN ? 2 * smp->steps - 1 : smp->steps;
 }
 
@@ -4361,14 +4560,41 @@ static double dfn__lambda(const dfn_schedule *s, int t)
     return -dfn__log_sigma(s, t);
 }
 
-/* Section 11, Euler and Heun in sigma = s/a: from t to p with slope eps,
-   x_p = a_p (x / a_t + (sigma_p - sigma_t) eps), i.e. cx x + ce eps. */
+/* Section 11, Euler, Heun and the midpoint rule in sigma = s/a: from t to
+   p with slope eps, x_p = a_p (x / a_t + (sigma_p - sigma_t) eps), i.e.
+   cx x + ce eps. Section 12, on a flow schedule in u = s: the slope is the
+   velocity w = eps - x0 (dfn__ode_slope) and x_p = x + (u_p - u_t) w. */
 static void dfn__sigma_coefs(const dfn_schedule *s, int t, int p, float *cx, float *ce)
 {
-    double at = s->sqrt_alphabar[t], ap = s->sqrt_alphabar[p];
-    double sig_t = s->sqrt_one_minus_alphabar[t] / at, sig_p = s->sqrt_one_minus_alphabar[p] / ap;
+    double at = s->sqrt_alphabar[t], ap = s->sqrt_alphabar[p], sig_t, sig_p;
+    if (s->process == DFN_PROCESS_FLOW) {
+        *cx = 1.0f;
+        *ce = (float)((double)s->sqrt_one_minus_alphabar[p] - s->sqrt_one_minus_alphabar[t]);
+        return;
+    }
+    sig_t = s->sqrt_one_minus_alphabar[t] / at;
+    sig_p = s->sqrt_one_minus_alphabar[p] / ap;
     *cx = (float)(ap / at);
     *ce = (float)(ap * (sig_p - sig_t));
+}
+
+/* The ODE's time variable at t: sigma_t (VP) or u_t = s_t (flow), in double. */
+static double dfn__ode_time(const dfn_schedule *s, int t)
+{
+    if (s->process == DFN_PROCESS_FLOW) return s->sqrt_one_minus_alphabar[t];
+    return (double)s->sqrt_one_minus_alphabar[t] / s->sqrt_alphabar[t];
+}
+
+/* The slope of that ODE from the evaluation's eps_hat and x0_hat: eps_hat in
+   sigma (of x / a), the velocity eps_hat - x0_hat in u. Into d (count). */
+static void dfn__ode_slope(const dfn_schedule *s, float *d, const float *eps, const float *x0, size_t count)
+{
+    size_t j;
+    if (s->process == DFN_PROCESS_FLOW) {
+        for (j = 0; j < count; j++) d[j] = eps[j] - x0[j];
+    } else {
+        for (j = 0; j < count; j++) d[j] = eps[j];
+    }
 }
 
 /* Section 11, DPM-Solver++ (2M, 3M, and the 2M SDE) from t to p in x, with
@@ -4478,25 +4704,59 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
         r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
         break;
     case DFN_SAMPLER_EULER: {
+        /* the slope d (eps_hat in sigma; w = eps_hat - x0_hat in u, in place) */
         float cx, ce;
+        float *d = smp->eps_hat;
+        dfn__ode_slope(s, d, smp->eps_hat, smp->x0_hat, count);
         dfn__sigma_coefs(s, t, p, &cx, &ce);
-        for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * smp->eps_hat[j];
+        for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * d[j];
         break;
     }
     case DFN_SAMPLER_HEUN: {
         /* Euler predictor to p, then (p > 0) the trapezoid with the slope
            there: x_p = cx x + ce (d + d') / 2. */
         float cx, ce;
+        float *d = smp->eps_hat, *d2 = smp->eps_mid;
+        dfn__ode_slope(s, d, smp->eps_hat, smp->x0_hat, count);
         dfn__sigma_coefs(s, t, p, &cx, &ce);
-        for (j = 0; j < count; j++) smp->x_mid[j] = cx * x[j] + ce * smp->eps_hat[j];
+        for (j = 0; j < count; j++) smp->x_mid[j] = cx * x[j] + ce * d[j];
         if (p > 0) {
             r = dfn__sampler_eval(smp, smp->x_mid, p, i, p, 1, smp->x0_mid, smp->eps_mid);
             if (r != DFN_OK) return r;
+            dfn__ode_slope(s, d2, smp->eps_mid, smp->x0_mid, count);
             for (j = 0; j < count; j++)
-                x[j] = cx * x[j] + ce * (0.5f * (smp->eps_hat[j] + smp->eps_mid[j]));
+                x[j] = cx * x[j] + ce * (0.5f * (d[j] + d2[j]));
         } else {
             DFN_MEMCPY(x, smp->x_mid, count * sizeof(float));
         }
+        break;
+    }
+    case DFN_SAMPLER_MIDPOINT: {
+        /* Second-order Runge-Kutta (sections 11, 12): a step of alpha H to
+           t_m with the slope d at t, the slope d' there, and x_p = cx x +
+           ce ((1 - 1/(2 alpha)) d + 1/(2 alpha) d'), H = v_p - v_t and
+           alpha = (v_m - v_t) / H in the ODE's time v (sigma or u): the
+           midpoint rule at alpha = 1/2, Heun's at alpha = 1 (t_m = p). */
+        float cx, ce, cxm, cem, w1, w2;
+        float *d = smp->eps_hat, *d2 = smp->eps_mid;
+        int m = (t + p + 1) / 2;
+        double alpha;
+        dfn__ode_slope(s, d, smp->eps_hat, smp->x0_hat, count);
+        dfn__sigma_coefs(s, t, p, &cx, &ce);
+        if (m >= t) m = p;                 /* t - p = 1: no timestep between */
+        if (m == 0) {                      /* t = 1 to 0: Euler */
+            for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * d[j];
+            break;
+        }
+        dfn__sigma_coefs(s, t, m, &cxm, &cem);
+        for (j = 0; j < count; j++) smp->x_mid[j] = cxm * x[j] + cem * d[j];
+        r = dfn__sampler_eval(smp, smp->x_mid, m, i, p, 1, smp->x0_mid, smp->eps_mid);
+        if (r != DFN_OK) return r;
+        dfn__ode_slope(s, d2, smp->eps_mid, smp->x0_mid, count);
+        alpha = (dfn__ode_time(s, m) - dfn__ode_time(s, t)) / (dfn__ode_time(s, p) - dfn__ode_time(s, t));
+        w2 = (float)(0.5 / alpha);
+        w1 = (float)(1.0 - 0.5 / alpha);
+        for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * (w1 * d[j] + w2 * d2[j]);
         break;
     }
     default: {
@@ -4574,9 +4834,18 @@ DFNDEF dfn_result dfn_sampler_run(dfn_sampler *smp, float *x, const float *x_T, 
             if (i - 1 != jump_level) { jump_level = i - 1; jumps_left = smp->cfg.resample_count - 1; }
             if (jumps_left > 0) {
                 int from = smp->tau[i - 1], to = smp->tau[i - 1 + jump];
-                double ratio = (double)smp->schedule->alphabar[to] / (double)smp->schedule->alphabar[from];
+                const dfn_schedule *sch = smp->schedule;
+                double ratio = (double)sch->alphabar[to] / (double)sch->alphabar[from];
                 float a = (float)DFN_SQRT(ratio), b = (float)DFN_SQRT(ratio < 1.0 ? 1.0 - ratio : 0.0);
                 size_t j;
+                if (sch->process == DFN_PROCESS_FLOW) {
+                    /* q(x_to | x_from) = N(r x, (s_to^2 - r^2 s_from^2) I), r = a_to / a_from */
+                    double r = (double)sch->sqrt_alphabar[to] / sch->sqrt_alphabar[from];
+                    double st = sch->sqrt_one_minus_alphabar[to], sf = sch->sqrt_one_minus_alphabar[from];
+                    double v = st * st - r * r * sf * sf;
+                    a = (float)r;
+                    b = (float)DFN_SQRT(v > 0.0 ? v : 0.0);
+                }
                 /* q(x_to | x_from) = N(sqrt(ab_to / ab_from) x, (1 - ab_to / ab_from) I) */
                 dfn_rng_normal_fill(rng, smp->z, count);
                 for (j = 0; j < count; j++) x[j] = a * x[j] + b * smp->z[j];
@@ -4633,8 +4902,10 @@ DFNDEF dfn_result dfn_gmm_sample(const dfn_gmm *g, dfn_rng *rng, float *x, int *
     return DFN_OK;
 }
 
-DFNDEF dfn_result dfn_gmm_eps(const dfn_gmm *g, const dfn_schedule *s, float *eps,
-                              const float *xt, const int *t, const int *labels, int n)
+/* Sections 9 and 12: the Bayes-optimal prediction of the given kind at n
+   points into out (eps: the bits of dfn_gmm_eps). */
+static dfn_result dfn__gmm_predict(const dfn_gmm *g, const dfn_schedule *s, dfn_prediction kind,
+                                   float *eps, const float *xt, const int *t, const int *labels, int n)
 {
     double var[DFN_GMM_MAX_K], logc[DFN_GMM_MAX_K], w[DFN_GMM_MAX_K];
     double total = 0.0;
@@ -4682,13 +4953,45 @@ DFNDEF dfn_result dfn_gmm_eps(const dfn_gmm *g, const dfn_schedule *s, float *ep
         }
         /* eps = -sqrt(1 - ab) score, score = sum_k r_k (-(x - sqrt(ab) mu_k) / v_k) */
         for (j = 0; j < g->dim; j++) {
-            double acc = 0.0;
+            double acc = 0.0, x0 = 0.0, ej;
             for (k = k0; k < k1; k++)
                 acc += w[k] * (x[j] - sab * g->means[(size_t)k * g->dim + j]) / var[k];
-            e[j] = (float)(s1m * acc / norm);
+            if (kind == DFN_PREDICT_EPS) {
+                e[j] = (float)(s1m * acc / norm);
+                continue;
+            }
+            /* x0* = E[x_0 | x_t] = sum_k r_k (mu_k + (a s_k^2 / v_k)(x - a mu_k)) */
+            for (k = k0; k < k1; k++) {
+                double mu = g->means[(size_t)k * g->dim + j], sk = g->stds[k];
+                x0 += w[k] * (mu + sab * sk * sk / var[k] * (x[j] - sab * mu));
+            }
+            x0 /= norm;
+            ej = s1m * acc / norm;
+            e[j] = (float)(kind == DFN_PREDICT_X0 ? x0 : kind == DFN_PREDICT_V ? sab * ej - s1m * x0 : ej - x0);
         }
     }
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_gmm_eps(const dfn_gmm *g, const dfn_schedule *s, float *eps,
+                              const float *xt, const int *t, const int *labels, int n)
+{
+    return dfn__gmm_predict(g, s, DFN_PREDICT_EPS, eps, xt, t, labels, n);
+}
+
+DFNDEF dfn_result dfn_gmm_predict_as(const dfn_gmm *g, const dfn_schedule *s, dfn_prediction kind,
+                                     float *out, const float *xt, const int *t, const int *labels, int n)
+{
+    if (!dfn__prediction_valid(kind)) return DFN_ERR_INVALID_ARG;
+    return dfn__gmm_predict(g, s, kind, out, xt, t, labels, n);
+}
+
+DFNDEF int dfn_gmm_kind_predict(void *user, const float *x_t, const int *t,
+                                const int *labels, int n, float *out)
+{
+    const dfn_gmm_kind_predictor *p = (const dfn_gmm_kind_predictor *)user;
+    if (!p) return (int)DFN_ERR_NULL;
+    return (int)dfn_gmm_predict_as(p->gmm, p->schedule, p->prediction, out, x_t, t, labels, n);
 }
 
 DFNDEF int dfn_gmm_predict(void *user, const float *x_t, const int *t,
@@ -5462,7 +5765,7 @@ DFNDEF dfn_result dfn_net_describe(const dfn_net_ops *ops, const void *cfg, dfn_
     if (s.out_dim == 0) s.out_dim = s.dim;
     if (s.params == 0 || s.params > 0x7fffffffu || s.dim < 1 || s.out_dim < 1 || s.cond_dim < 0 ||
         s.num_classes < 0 ||
-        (s.prediction != DFN_PREDICT_EPS && s.prediction != DFN_PREDICT_V && s.prediction != DFN_PREDICT_X0))
+        !dfn__prediction_valid(s.prediction))
         return DFN_ERR_INVALID_ARG;
     *shape = s;
     return DFN_OK;
@@ -5618,8 +5921,7 @@ DFNDEF dfn_result dfn_mlp_config_check(const dfn_mlp_config *c)
     if (c->act != DFN_ACT_IDENTITY && c->act != DFN_ACT_RELU && c->act != DFN_ACT_SILU &&
         c->act != DFN_ACT_GELU)
         return DFN_ERR_INVALID_ARG;
-    if (c->prediction != DFN_PREDICT_EPS && c->prediction != DFN_PREDICT_V &&
-        c->prediction != DFN_PREDICT_X0)
+    if (!dfn__prediction_valid(c->prediction))
         return DFN_ERR_INVALID_ARG;
     if (!dfn__mlp_layout(c, &l)) return DFN_ERR_INVALID_ARG;
     return DFN_OK;
@@ -6574,8 +6876,7 @@ DFNDEF dfn_result dfn_unet_config_check(const dfn_unet_config *c)
         c->base_channels % 2 || c->base_channels > 1024 || c->groups < 1 || c->time_dim < 1 ||
         c->time_dim > 4096 || c->num_classes < 0 || c->num_classes > 1000000)
         return DFN_ERR_INVALID_ARG;
-    if (c->prediction != DFN_PREDICT_EPS && c->prediction != DFN_PREDICT_V &&
-        c->prediction != DFN_PREDICT_X0)
+    if (!dfn__prediction_valid(c->prediction))
         return DFN_ERR_INVALID_ARG;
     div = 1 << (c->levels - 1);
     if (c->height < 1 || c->width < 1 || c->height > 256 || c->width > 256 ||
@@ -7720,7 +8021,7 @@ DFNDEF int dfn_classifier_guide(void *user, const dfn_guide_info *info)
 DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info)
 {
     const dfn_halfspace_guidance *h = (const dfn_halfspace_guidance *)user;
-    double a2 = 0.0, ab, coef;
+    double a2 = 0.0, ab, coef, s2;
     int i, j, D;
     if (!h || !h->a || !info || !info->eps_hat || !info->x0_hat) return (int)DFN_ERR_NULL;
     D = info->dim;
@@ -7729,8 +8030,11 @@ DFNDEF int dfn_halfspace_guide(void *user, const dfn_guide_info *info)
     ab = (double)info->sqrt_alphabar * info->sqrt_alphabar;
     if (ab <= 0.0 || ab >= 1.0) return 0;
     /* grad P(x0_hat) = max(0, a . x0_hat - b) a / |a|^2;
-       g = -(sqrt(ab) / (1 - ab)) strength grad P;  eps_hat -= sqrt(1 - ab) g */
-    coef = (double)h->strength * info->sqrt_alphabar * info->sqrt_one_minus_alphabar / (1.0 - ab) / a2;
+       g = -(sqrt(ab) / (1 - ab)) strength grad P;  eps_hat -= sqrt(1 - ab) g
+       (in (a, s): g = -(a / s^2) strength grad P, eps_hat -= s g) */
+    s2 = info->schedule && info->schedule->process == DFN_PROCESS_FLOW
+       ? (double)info->sqrt_one_minus_alphabar * info->sqrt_one_minus_alphabar : 1.0 - ab;
+    coef = (double)h->strength * info->sqrt_alphabar * info->sqrt_one_minus_alphabar / s2 / a2;
     for (i = 0; i < info->n; i++) {
         const float *x0 = info->x0_hat + (size_t)i * D;
         float *e = info->eps_hat + (size_t)i * D;
@@ -7801,6 +8105,9 @@ DFNDEF dfn_train_config dfn_train_config_default(void)
     c.weighting = DFN_WEIGHT_UNIFORM;
     c.min_snr_gamma = 5.0f;
     c.p_uncond = 0.1f;
+    c.time_sampling = DFN_TIME_UNIFORM;
+    c.logit_mean = 0.0f;
+    c.logit_std = 1.0f;
     return c;
 }
 
@@ -7820,6 +8127,11 @@ static dfn_result dfn__train_check(const dfn_train_config *c)
     if (c->weighting != DFN_WEIGHT_UNIFORM && c->weighting != DFN_WEIGHT_MIN_SNR) return DFN_ERR_INVALID_ARG;
     if (!(c->min_snr_gamma > 0.0f) || !dfn__finite(c->min_snr_gamma)) return DFN_ERR_INVALID_ARG;
     if (!(c->p_uncond >= 0.0f && c->p_uncond <= 1.0f)) return DFN_ERR_INVALID_ARG;
+    if (c->time_sampling != DFN_TIME_UNIFORM && c->time_sampling != DFN_TIME_LOGIT_NORMAL)
+        return DFN_ERR_INVALID_ARG;
+    if (c->time_sampling == DFN_TIME_LOGIT_NORMAL &&
+        (!(c->logit_std > 0.0f) || !dfn__finite(c->logit_std) || !dfn__finite(c->logit_mean)))
+        return DFN_ERR_INVALID_ARG;
     return DFN_OK;
 }
 
@@ -8053,8 +8365,25 @@ static float dfn__loss_weight(const dfn_trainer *tr, dfn_prediction pred, int t)
     switch (pred) {
     case DFN_PREDICT_EPS: return snr > 0.0 ? (float)(m / snr) : 1.0f;   /* limit at SNR -> 0 */
     case DFN_PREDICT_V:   return (float)(m / (snr + 1.0));
+    case DFN_PREDICT_FLOW: {
+        /* the x0 weight m times |dx0/dw|^2 = s^2 / (a + s)^2 (section 12) */
+        double a = tr->schedule->sqrt_alphabar[t], s = tr->schedule->sqrt_one_minus_alphabar[t];
+        return (float)(m * s * s / ((a + s) * (a + s)));
+    }
     default:              return (float)m;
     }
+}
+
+/* Section 5 (uniform) or section 12 (logit-normal): one training timestep. */
+static int dfn__train_time(const dfn_train_config *c, int T, dfn_rng *rng)
+{
+    double u;
+    int t;
+    if (c->time_sampling == DFN_TIME_UNIFORM) return 1 + (int)dfn_rng_below(rng, (uint32_t)T);
+    u = 1.0 / (1.0 + DFN_EXP(-((double)c->logit_mean + (double)c->logit_std * dfn_rng_normal(rng))));
+    t = (int)(u * T);                          /* ceil(u T) for u T not whole */
+    if ((double)t < u * T) t++;
+    return t < 1 ? 1 : t > T ? T : t;
 }
 
 /* Forward, loss and backward on one batch with t and eps given (in b);
@@ -8180,8 +8509,9 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
         if (!dfn__all_finite(cond, (size_t)B * b->shape.cond_dim)) return DFN_ERR_NOT_FINITE;
     }
 
-    /* t ~ U{1..T}, eps ~ N(0, I) per example; labels dropped to "none" with p_uncond. */
-    for (k = 0; k < B; k++) b->t[k] = 1 + (int)dfn_rng_below(rng, (uint32_t)tr->schedule->T);
+    /* t ~ U{1..T} (or logit-normal), eps ~ N(0, I) per example; labels
+       dropped to "none" with p_uncond. */
+    for (k = 0; k < B; k++) b->t[k] = dfn__train_time(c, tr->schedule->T, rng);
     dfn_rng_normal_fill(rng, b->eps, (size_t)B * D);
     if ((r = dfn__train_inputs(b, b->t, labels, cond, B)) != DFN_OK) return r;
     if (labels && b->shape.num_classes > 0) {
@@ -9355,8 +9685,11 @@ static void dfn__model_write(dfn__wbuf *w, const dfn_net *net, const unsigned ch
     size_t P = net->count;
     uint32_t flags = (tr && tr->ema ? DFN__FLAG_EMA : 0u) | (with_optimizer ? DFN__FLAG_OPT : 0u);
     int t;
+    /* the oldest version that holds the model: 1 (the bytes of 0.7.0 on)
+       unless the schedule is a flow one */
+    uint32_t version = sc->kind == DFN_SCHEDULE_FLOW ? 2u : 1u;
     dfn__put_bytes(w, "DFNM", 4);
-    dfn__put_u32(w, DFN_MODEL_VERSION);
+    dfn__put_u32(w, version);
     dfn__put_u32(w, flags);
     dfn__put_u32(w, net->ops->kind);
     if (net->ops->config_file_bytes == 0) dfn__put_u32(w, (uint32_t)cfg_len);
@@ -9371,6 +9704,7 @@ static void dfn__model_write(dfn__wbuf *w, const dfn_net *net, const unsigned ch
     dfn__put_f64(w, sc->sigmoid_end);
     dfn__put_f64(w, sc->sigmoid_tau);
     dfn__put_f64(w, sc->max_beta);
+    if (version >= 2) dfn__put_f64(w, sc->flow_shift);
     if (sc->kind == DFN_SCHEDULE_CUSTOM)
         for (t = 1; t <= s->T; t++) dfn__put_f32(w, s->beta[t]);   /* exactly the given betas */
     dfn__put_u32(w, (uint32_t)P);
@@ -9509,7 +9843,7 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
         return DFN_ERR_FORMAT;
     info->version = dfn__get_u32(r);
     if (r->err) return DFN_ERR_FORMAT;
-    if (info->version != DFN_MODEL_VERSION) return DFN_ERR_VERSION;
+    if (info->version != 1 && info->version != DFN_MODEL_VERSION) return DFN_ERR_VERSION;
     if (len < 12) return DFN_ERR_FORMAT;
     {
         /* the checksum covers every byte before the last four */
@@ -9552,10 +9886,12 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     sc->sigmoid_end = dfn__get_f64(r);
     sc->sigmoid_tau = dfn__get_f64(r);
     sc->max_beta = dfn__get_f64(r);
+    if (info->version >= 2) sc->flow_shift = dfn__get_f64(r);   /* version 1: 1 (no flow) */
     if (r->err) return DFN_ERR_FORMAT;
     /* Every value a reader will size memory with is checked before use (a
        negative int from a huge u32 fails these too). */
-    if (sc->T < 1 || sc->T > DFN_MAX_T || (unsigned)sc->kind > (unsigned)DFN_SCHEDULE_CUSTOM ||
+    if (sc->T < 1 || sc->T > DFN_MAX_T ||
+        (unsigned)sc->kind > (unsigned)(info->version >= 2 ? DFN_SCHEDULE_FLOW : DFN_SCHEDULE_CUSTOM) ||
         (sc->zero_terminal_snr != 0 && sc->zero_terminal_snr != 1))
         return DFN_ERR_FORMAT;
     {

@@ -592,9 +592,9 @@ void test_net_model_file_rejects_bad_files(void)
     bad[0] = 'X';
     CHECK(dfn_model_info_mem(bad, len, &info) == DFN_ERR_FORMAT, "wrong magic");
     memcpy(bad, img, len);
-    bad[4] = 2;
+    bad[4] = 3;
     fix_crc(bad, len);
-    CHECK(dfn_model_info_mem(bad, len, &info) == DFN_ERR_VERSION, "version 2");
+    CHECK(dfn_model_info_mem(bad, len, &info) == DFN_ERR_VERSION, "version 3");
     memcpy(bad, img, len);
     bad[4 + 4 + 4 + 4 + 4] = 0xff; bad[4 + 4 + 4 + 4 + 5] = 0xff; bad[4 + 4 + 4 + 4 + 6] = 0xff; bad[4 + 4 + 4 + 4 + 7] = 0x7f;
     fix_crc(bad, len);                                    /* hidden = 2^31 - 1, checksum valid */

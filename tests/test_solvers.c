@@ -499,7 +499,7 @@ void test_solvers_spacings(void)
     for (k = 0; k <= DFN_SPACING_CUSTOM; k++)
         CHECK(dfn_spacing_parse(dfn_spacing_name((dfn_spacing)k)) == k, "spacing name %d", k);
     CHECK(dfn_sampler_kind_parse("dpm++") == -1 && dfn_sampler_kind_parse(NULL) == -1 &&
-          dfn_sampler_kind_name((dfn_sampler_kind)7) == NULL && dfn_spacing_parse("karras7") == -1, "unknown names");
+          dfn_sampler_kind_name((dfn_sampler_kind)8) == NULL && dfn_spacing_parse("karras7") == -1, "unknown names");
     dfn_schedule_free(&zt, NULL);
     dfn_schedule_free(&sch[0], NULL);
     dfn_schedule_free(&sch[1], NULL);
@@ -547,7 +547,7 @@ void test_solvers_sampler_object(void)
         pp.calls = 0;
         dfn_rng_seed(&r2, 9, 9);
         CHECK(dfn_sampler_run(&smp, a, xT, &r2) == DFN_OK, "run %d", k);
-        CHECK(pp.calls == dfn_sampler_nfe(&smp) && pp.calls == (k == DFN_SAMPLER_HEUN ? 17 : 9),
+        CHECK(pp.calls == dfn_sampler_nfe(&smp) && pp.calls == (k == DFN_SAMPLER_HEUN || k == DFN_SAMPLER_MIDPOINT ? 17 : 9),
               "%s: %d calls, nfe %d", dfn_sampler_kind_name((dfn_sampler_kind)k), pp.calls, dfn_sampler_nfe(&smp));
         CHECK(cb.calls == 9, "%s: %d callbacks", dfn_sampler_kind_name((dfn_sampler_kind)k), cb.calls);
         /* The run again, bit for bit, and as single steps. */
@@ -558,7 +558,7 @@ void test_solvers_sampler_object(void)
         /* Out of order, a multistep solver starts a new history: step 8
            after a fresh step 9 equals step 8 of the run; step 8 called
            twice gives the first-order step the second time. */
-        if (k >= DFN_SAMPLER_DPMPP_2M) {
+        if (k >= DFN_SAMPLER_DPMPP_2M && k <= DFN_SAMPLER_DPMPP_2M_SDE) {
             float c1[N * 3], c2[N * 3];
             dfn_rng_seed(&r2, 9, 9);
             memcpy(c1, xT, sizeof c1);
@@ -612,7 +612,7 @@ void test_solvers_sampler_object(void)
         cfg = dfn_sampler_config_default((dfn_sampler_kind)DFN_SAMPLER_KIND_COUNT, N, 3, sv_predict, &pp);
         CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "unknown kind");
         cfg = dfn_sampler_config_default(DFN_SAMPLER_DPMPP_2M, N, 3, sv_predict, &pp);
-        cfg.spacing = (dfn_spacing)6;
+        cfg.spacing = (dfn_spacing)DFN_SPACING_COUNT;
         CHECK(dfn_sampler_alloc(&smp, &cfg, &sch, NULL) == DFN_ERR_INVALID_ARG, "unknown spacing");
         cfg.spacing = DFN_SPACING_KARRAS;
         cfg.karras_rho = -1.0f;
@@ -624,7 +624,8 @@ void test_solvers_sampler_object(void)
     CHECK(dfn_schedule_alloc(&zt, &zc, NULL) == DFN_OK, "zero terminal SNR");
     pp.s = &zt; pp.kind = DFN_PREDICT_V;
     for (k = 1; k < DFN_SAMPLER_KIND_COUNT; k++) {
-        dfn_result want = k == DFN_SAMPLER_EULER || k == DFN_SAMPLER_HEUN ? DFN_ERR_INVALID_ARG : DFN_OK;
+        dfn_result want = k == DFN_SAMPLER_EULER || k == DFN_SAMPLER_HEUN || k == DFN_SAMPLER_MIDPOINT
+                        ? DFN_ERR_INVALID_ARG : DFN_OK;
         dfn_result got;
         cfg = dfn_sampler_config_default((dfn_sampler_kind)k, N, 3, sv_predict, &pp);
         cfg.prediction = DFN_PREDICT_V;

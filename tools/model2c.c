@@ -49,7 +49,8 @@ static int write_header(const char *path, const char *name, const dfn_mlp_config
     fprintf(f, "    c.sigmoid_start = %.17g;\n    c.sigmoid_end = %.17g;\n", sc->sigmoid_start,
             sc->sigmoid_end);
     fprintf(f, "    c.sigmoid_tau = %.17g;\n    c.max_beta = %.17g;\n", sc->sigmoid_tau, sc->max_beta);
-    fprintf(f, "    c.zero_terminal_snr = %d;\n    return c;\n}\n\n", sc->zero_terminal_snr);
+    fprintf(f, "    c.zero_terminal_snr = %d;\n    c.flow_shift = %.17g;\n    return c;\n}\n\n",
+            sc->zero_terminal_snr, sc->flow_shift);
     fprintf(f, "static const float %s_params[%lu] = {\n", name, (unsigned long)P);
     for (i = 0; i < P; i++)
         fprintf(f, "%s%s,%s", i % 6 == 0 ? "    " : " ", flit(w[i], b), i % 6 == 5 || i + 1 == P ? "\n" : "");
