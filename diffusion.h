@@ -3674,6 +3674,17 @@ static dfn_result dfn__schedule_check(const dfn_schedule_config *c)
     return DFN_OK;
 }
 
+/* Row 0 of every table: the clean data (a = 1, s = 0). */
+static void dfn__schedule_row0(dfn_schedule *s)
+{
+    s->beta[0] = 0.0f;            s->alpha[0] = 1.0f;
+    s->alphabar[0] = 1.0f;        s->sqrt_alphabar[0] = 1.0f;
+    s->sqrt_one_minus_alphabar[0] = 0.0f;
+    s->posterior_variance[0] = 0.0f;
+    s->posterior_coef_x0[0] = 1.0f;  s->posterior_coef_xt[0] = 0.0f;
+    s->snr[0] = (float)HUGE_VAL;
+}
+
 /* Section 12: u_t = k (t/T) / (1 + (k - 1) t/T), in double (u_0 = 0, u_T = 1). */
 static double dfn__flow_u(const dfn_schedule_config *c, int t)
 {
@@ -3729,12 +3740,7 @@ DFNDEF dfn_result dfn_schedule_init(dfn_schedule *s, const dfn_schedule_config *
         s->config.zero_terminal_snr = 0;
         s->memory = mem;
         dfn__schedule_layout(s, T, mem);
-        s->beta[0] = 0.0f;            s->alpha[0] = 1.0f;
-        s->alphabar[0] = 1.0f;        s->sqrt_alphabar[0] = 1.0f;
-        s->sqrt_one_minus_alphabar[0] = 0.0f;
-        s->posterior_variance[0] = 0.0f;
-        s->posterior_coef_x0[0] = 1.0f;  s->posterior_coef_xt[0] = 0.0f;
-        s->snr[0] = (float)HUGE_VAL;
+        dfn__schedule_row0(s);
         r = dfn__flow_tables(s, cfg);
         if (r != DFN_OK) DFN_MEMSET(s, 0, sizeof *s);
         return r;
@@ -3765,13 +3771,7 @@ DFNDEF dfn_result dfn_schedule_init(dfn_schedule *s, const dfn_schedule_config *
     s->memory = mem;
     dfn__schedule_layout(s, T, mem);
 
-    /* Row 0: the clean data. */
-    s->beta[0] = 0.0f;            s->alpha[0] = 1.0f;
-    s->alphabar[0] = 1.0f;        s->sqrt_alphabar[0] = 1.0f;
-    s->sqrt_one_minus_alphabar[0] = 0.0f;
-    s->posterior_variance[0] = 0.0f;
-    s->posterior_coef_x0[0] = 1.0f;  s->posterior_coef_xt[0] = 0.0f;
-    s->snr[0] = (float)HUGE_VAL;
+    dfn__schedule_row0(s);
 
     ab = 1.0;                       /* alphabar_{t-1} of the raw schedule      */
     ab_prev = 1.0;                  /* alphabar_{t-1} of the final schedule    */
