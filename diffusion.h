@@ -647,7 +647,9 @@ DFNDEF void dfn_schedule_free(dfn_schedule *s, void *alloc_ctx);
 /* Values are stored in model files: never renumbered. */
 typedef enum dfn_prediction {
     DFN_PREDICT_EPS = 0,   /* the network predicts the noise eps            */
-    DFN_PREDICT_V   = 1,   /* v = sqrt(alphabar) eps - sqrt(1 - alphabar) x0 */
+    DFN_PREDICT_V   = 1,   /* v = sqrt(alphabar) eps - sqrt(1 - alphabar) x0
+                              (a eps - s x0 on a flow schedule, where x0 =
+                              (a x_t - s v)/(a^2 + s^2))                    */
     DFN_PREDICT_X0  = 2,   /* the network predicts the clean data x0         */
     DFN_PREDICT_FLOW = 3   /* the velocity w = eps - x0 (section 12; flow
                               matching's target, valid for any process:
@@ -1876,6 +1878,13 @@ DFNDEF dfn_result dfn_trainer_loss_grad_cond(dfn_trainer *tr, const float *x0, c
 
 /* The learning rate of step `step` under cfg (warmup, cosine decay). */
 DFNDEF float dfn_train_lr(const dfn_train_config *cfg, long step);
+
+/* One training timestep in 1..T drawn from rng as dfn_train_step draws it:
+   uniform (section 5) or SD3's logit-normal (section 12, cfg->time_sampling;
+   P(t = k) = Phi((logit(k/T) - m)/s) - Phi((logit((k-1)/T) - m)/s)).
+   Returns 0 when cfg or rng is NULL, T is outside 1..DFN_MAX_T or the
+   time sampling is unknown. */
+DFNDEF int dfn_train_time(const dfn_train_config *cfg, int T, dfn_rng *rng);
 #endif /* DFN_NO_TRAINING */
 
 /* ######################################################################### */
@@ -3894,6 +3903,8 @@ static void dfn__to_x0_eps(const dfn_schedule *s, dfn_prediction kind, int t,
                            const float *pred, const float *xt, size_t count)
 {
     float a = s->sqrt_alphabar[t], b = s->sqrt_one_minus_alphabar[t];
+    float n2 = (float)((double)a * a + (double)b * b);
+    int flow = s->process == DFN_PROCESS_FLOW;
     size_t j;
     for (j = 0; j < count; j++) {
         float p = pred[j], x = xt[j], x0, eps;
@@ -3902,9 +3913,11 @@ static void dfn__to_x0_eps(const dfn_schedule *s, dfn_prediction kind, int t,
             eps = p;
             x0 = (x - b * eps) / a;
             break;
-        case DFN_PREDICT_V:    /* x0 = sqrt(ab) x_t - sqrt(1 - ab) v; eps = sqrt(1 - ab) x_t + sqrt(ab) v */
+        case DFN_PREDICT_V:    /* x0 = sqrt(ab) x_t - sqrt(1 - ab) v; eps = sqrt(1 - ab) x_t + sqrt(ab) v;
+                                  in (a, s) both over a^2 + s^2, which is 1 but for flow */
             x0 = a * x - b * p;
             eps = b * x + a * p;
+            if (flow) { x0 /= n2; eps /= n2; }
             break;
         case DFN_PREDICT_FLOW: /* section 12, w = eps - x0: x0 = (x_t - s w)/(a + s),
                                   eps = (x_t + a w)/(a + s); a + s = 1 for flow */
@@ -8375,10 +8388,12 @@ static float dfn__loss_weight(const dfn_trainer *tr, dfn_prediction pred, int t)
 }
 
 /* Section 5 (uniform) or section 12 (logit-normal): one training timestep. */
-static int dfn__train_time(const dfn_train_config *c, int T, dfn_rng *rng)
+DFNDEF int dfn_train_time(const dfn_train_config *c, int T, dfn_rng *rng)
 {
     double u;
     int t;
+    if (!c || !rng || T < 1 || T > DFN_MAX_T) return 0;
+    if (c->time_sampling != DFN_TIME_UNIFORM && c->time_sampling != DFN_TIME_LOGIT_NORMAL) return 0;
     if (c->time_sampling == DFN_TIME_UNIFORM) return 1 + (int)dfn_rng_below(rng, (uint32_t)T);
     u = 1.0 / (1.0 + DFN_EXP(-((double)c->logit_mean + (double)c->logit_std * dfn_rng_normal(rng))));
     t = (int)(u * T);                          /* ceil(u T) for u T not whole */
@@ -8511,7 +8526,7 @@ DFNDEF dfn_result dfn_train_step_cond(dfn_trainer *tr, const float *x0, const fl
 
     /* t ~ U{1..T} (or logit-normal), eps ~ N(0, I) per example; labels
        dropped to "none" with p_uncond. */
-    for (k = 0; k < B; k++) b->t[k] = dfn__train_time(c, tr->schedule->T, rng);
+    for (k = 0; k < B; k++) b->t[k] = dfn_train_time(c, tr->schedule->T, rng);
     dfn_rng_normal_fill(rng, b->eps, (size_t)B * D);
     if ((r = dfn__train_inputs(b, b->t, labels, cond, B)) != DFN_OK) return r;
     if (labels && b->shape.num_classes > 0) {
