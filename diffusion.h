@@ -1,4 +1,4 @@
-/* diffusion.h - v0.10.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.11.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -154,6 +154,24 @@
    clipping, callbacks, inpainting and RePaint resampling of the DDIM
    sampler (with ODE solvers plain replacement inpainting is biased, as it
    is for DDPM: use resampling).
+
+   Flow matching (MATH.md section 12). Both processes are x_t = a_t x_0 +
+   s_t eps: VP has a = sqrt(alphabar), s = sqrt(1 - alphabar); rectified
+   flow has a = 1 - u, s = u (u = t/T, or SD3's shift). The schedule's
+   tables hold a and s for both, so every conversion, sampler and the exact
+   predictor serve both. To train flow matching, change three lines:
+
+       sc = dfn_schedule_config_default(DFN_SCHEDULE_FLOW, 1000);
+       mc.prediction = DFN_PREDICT_FLOW;          // the velocity eps - x_0
+       tc.time_sampling = DFN_TIME_UNIFORM;       // or DFN_TIME_LOGIT_NORMAL
+
+   and sample with DFN_SAMPLER_EULER (DDIM on flow), HEUN or MIDPOINT (they
+   step in u there) on trailing (uniform) or DFN_SPACING_SHIFTED steps;
+   DDIM, DPM-Solver++ and DDPM (the Gaussian chain with the flow's
+   marginals) run too. LOGSNR and KARRAS spacings need a finite sigma_T and
+   eps-prediction a_T > 0: flow refuses them. dfn_gmm_predict_as is the
+   exact predictor of any parameterization; make flow trains both processes
+   on the same network and prints quality per network evaluation.
 
    Guidance and inpainting (section 8). A network with num_classes > 0 is
    trained with its label dropped to -1 ("none") with probability p_uncond,
@@ -426,7 +444,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 10
+#define DFN_VERSION_MINOR 11
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -12692,6 +12710,16 @@ DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float 
 /*
    REVISION HISTORY
    ================
+   0.11.0 (2026-12-06) flow matching (MATH.md section 12): the flow schedule
+          kind (a = 1 - u, s = u, SD3 shift) with the tables of its
+          Gaussian chain, dfn_process; velocity prediction; Euler, Heun and
+          the new midpoint rule step in u on flow; the shifted spacing;
+          DDIM with eta > 0, DDPM and RePaint's jump in (a, s);
+          v-prediction converted with a^2 + s^2 on flow;
+          dfn_gmm_predict_as (the exact predictor of every kind);
+          logit-normal training times and dfn_train_time; model file
+          version 2 for flow schedules only (VP files keep their bytes);
+          make flow.
    0.10.0 (2026-12-02) hardening: dfn_limits (largest T, parameters, image
           side, bytes held) checked by every allocating loader before it
           allocates, DFN_ERR_LIMIT, the _ex loaders and

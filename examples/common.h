@@ -8,6 +8,9 @@
                            on stderr and returns 0 (the caller cleans up)
      ex_require(r, what)   the same, but exits with status 1 on an error
      ex_number(s, lo, hi)  a whole number in [lo, hi] from a string, or -1
+     ex_number_list(s, out, max, lo, hi)
+                           comma-separated whole numbers in [lo, hi] into
+                           out (at most max); how many, or 0 on an error
      ex_wall()             wall-clock seconds (with _POSIX_C_SOURCE >= 199309L)
      ex_write_grid(...)    grey images (n, h, w) in [-1, 1] as a PNG grid
 */
@@ -50,6 +53,21 @@ EX_FN long ex_number(const char *s, long lo, long hi)
     errno = 0;
     v = strtol(s, &end, 10);
     return (errno || end == s || *end || v < lo || v > hi) ? -1 : v;
+}
+
+EX_FN int ex_number_list(const char *s, int *out, int max, long lo, long hi)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (errno || end == s || v < lo || v > hi || n == max || (*end && *end != ',')) return 0;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
 }
 
 #ifdef CLOCK_MONOTONIC

@@ -21,17 +21,23 @@
 #                   the demo's MLP trained on each built-in set (MATH.md
 #                   section 11); writes build/samplers.md and build/samplers.png
 #                   (SAMPLERS_ARGS, e.g. --part exact or --n 2000)
+#   make flow       flow matching and DDPM side by side on the same MLP:
+#                   quality per NFE on every built-in set, and the sample
+#                   paths of both ODEs; writes build/flow.md, build/flow.png
+#                   (FLOW_ARGS, e.g. --data moons or --time-sampling logit-normal)
 #   examples/cortexm/  the Cortex-M firmware (make test-cortexm)
 
-EXAMPLES := $(BUILD)/demo $(BUILD)/samplers $(BUILD)/guided2d $(BUILD)/inpaint $(BUILD)/mnist-example $(BUILD)/cascade-example
+EXAMPLES := $(BUILD)/demo $(BUILD)/samplers $(BUILD)/flow $(BUILD)/guided2d $(BUILD)/inpaint $(BUILD)/mnist-example $(BUILD)/cascade-example
 EX_DEP   := diffusion.h examples/common.h examples/plot.h
 
-.PHONY: demo samplers mnist cascade guided2d inpaint
+.PHONY: demo samplers flow mnist cascade guided2d inpaint
 
 $(BUILD)/demo: examples/demo.c $(EX_DEP) | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/demo.c -o $@ -lm
 $(BUILD)/samplers: examples/samplers.c $(EX_DEP) | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/samplers.c -o $@ -lm
+$(BUILD)/flow: examples/flow.c $(EX_DEP) | $(BUILD)
+	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/flow.c -o $@ -lm
 $(BUILD)/guided2d: examples/guided2d.c $(EX_DEP) | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/guided2d.c -o $@ -lm
 $(BUILD)/inpaint: examples/inpaint.c $(EX_DEP) | $(BUILD)
@@ -47,6 +53,10 @@ demo: $(BUILD)/demo
 SAMPLERS_ARGS ?=
 samplers: $(BUILD)/samplers
 	./$(BUILD)/samplers --markdown $(BUILD)/samplers.md --png $(BUILD)/samplers.png $(SAMPLERS_ARGS)
+
+FLOW_ARGS ?=
+flow: $(BUILD)/flow
+	./$(BUILD)/flow --markdown $(BUILD)/flow.md --png $(BUILD)/flow.png $(FLOW_ARGS)
 
 mnist: $(BUILD)/mnist-example mnist-data
 	./$(BUILD)/mnist-example $(MNIST_ARGS)

@@ -63,16 +63,7 @@ static void usage(FILE *f)
 
 static int parse_nfe(const char *s, options *o)
 {
-    o->n_nfe = 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 1000 || o->n_nfe == MAX_NFE) return 0;
-        o->nfe[o->n_nfe++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return 0;
-    }
-    return o->n_nfe > 0;
+    return (o->n_nfe = ex_number_list(s, o->nfe, MAX_NFE, 1, 1000)) > 0;
 }
 
 static int parse(int argc, char **argv, options *o)

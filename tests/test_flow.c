@@ -650,10 +650,11 @@ static int fl_mixture_moments(dfn_sampler_kind kind, int S, dfn_spacing sp, doub
     dfn_sampler smp;
     dfn_rng rng;
     float *x = (float *)malloc(sizeof(float) * 2 * N);
+    int *comp = (int *)malloc(sizeof(int) * N);
     double cnt[3] = { 0 }, sum[3][2] = { { 0 } }, sq[3] = { 0 };
     int i, j, k, ok = 1;
     *worst = HUGE_VAL;
-    if (!x || !fl_schedule(&s, 1000, 1.0)) { free(x); return 0; }
+    if (!x || !comp || !fl_schedule(&s, 1000, 1.0)) { free(x); free(comp); return 0; }
     pp.mix = &mix; pp.s = &s; pp.kind = DFN_PREDICT_FLOW; pp.calls = 0;
     cfg = dfn_sampler_config_default(kind, N, 2, fl_predict, &pp);
     cfg.prediction = DFN_PREDICT_FLOW;
@@ -665,28 +666,20 @@ static int fl_mixture_moments(dfn_sampler_kind kind, int S, dfn_spacing sp, doub
         ok = dfn_sampler_run(&smp, x, NULL, &rng) == DFN_OK;
         dfn_sampler_free(&smp, NULL);
     }
-    for (i = 0; ok && i < N; i++) {
-        int best = 0;
+    for (i = 0; ok && i < N; i++) {           /* the nearest mean: component of sample i */
         double bd = HUGE_VAL;
         for (k = 0; k < 3; k++) {
             double d0 = x[2 * i] - mix.mu[2 * k], d1 = x[2 * i + 1] - mix.mu[2 * k + 1], d = d0 * d0 + d1 * d1;
-            if (d < bd) { bd = d; best = k; }
+            if (d < bd) { bd = d; comp[i] = k; }
         }
-        cnt[best] += 1.0;
-        for (j = 0; j < 2; j++) sum[best][j] += x[2 * i + j];
+        cnt[comp[i]] += 1.0;
+        for (j = 0; j < 2; j++) sum[comp[i]][j] += x[2 * i + j];
     }
-    for (i = 0; ok && i < N; i++) {
-        int best = 0;
-        double bd = HUGE_VAL;
-        for (k = 0; k < 3; k++) {
-            double d0 = x[2 * i] - mix.mu[2 * k], d1 = x[2 * i + 1] - mix.mu[2 * k + 1], d = d0 * d0 + d1 * d1;
-            if (d < bd) { bd = d; best = k; }
-        }
+    for (i = 0; ok && i < N; i++)
         for (j = 0; j < 2; j++) {
-            double d = x[2 * i + j] - sum[best][j] / cnt[best];
-            sq[best] += d * d;
+            double d = x[2 * i + j] - sum[comp[i]][j] / cnt[comp[i]];
+            sq[comp[i]] += d * d;
         }
-    }
     if (ok) {
         *worst = 0.0;
         for (k = 0; k < 3; k++) {
@@ -707,6 +700,7 @@ static int fl_mixture_moments(dfn_sampler_kind kind, int S, dfn_spacing sp, doub
         }
     }
     free(x);
+    free(comp);
     dfn_schedule_free(&s, NULL);
     return ok;
 }
