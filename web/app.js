@@ -2,10 +2,18 @@
 // steps per animation frame, then samples it with DDPM / DDIM one reverse
 // step at a time, keeping every x_t so the slider can scrub x_T -> x_0.
 //
-// URL parameters: data=NAME (a data set name or "draw"), steps=N (training
-// steps before sampling starts by itself, default 3000), seed=S, simd=0
-// (force the scalar build), autotest=1 (train, sample DDIM then DDPM,
-// measure, and set <body data-done="1">; used by make test-web).
+// The process switch picks the forward process: VP (DDPM; x_t = a x0 + s eps
+// with a = sqrt(alphabar), s = sqrt(1 - alphabar), eps-prediction) or flow
+// matching (rectified flow, MATH.md section 12: a = 1 - u, s = u, velocity
+// eps - x0 prediction). Switching re-initializes schedule and model,
+// restarts training and offers only the samplers and spacings valid for
+// that process (each offered pair is checked with dfn_web_sampler_check).
+//
+// URL parameters: data=NAME (a data set name or "draw"), process=vp|flow,
+// steps=N (training steps before sampling starts by itself, default 3000),
+// seed=S, simd=0 (force the scalar build), autotest=1 (train, sample with
+// the picked sampler then DDPM, measure, and set <body data-done="1">,
+// again after every reset or process switch; used by make test-web).
 'use strict';
 (function () {
   const params = new URLSearchParams(location.search);
@@ -30,7 +38,26 @@
   let points = [];          // drawn points (data "draw")
   let pointsDirty = false;
   // dfn_sampler_kind values, as in the sampler picker
-  const KIND_NAMES = ['DDPM', 'DDIM', 'Euler', 'Heun', 'DPM-Solver++(2M)', 'DPM-Solver++(3M)', 'DPM-Solver++(2M) SDE'];
+  const KIND_NAMES = ['DDPM', 'DDIM', 'Euler', 'Heun', 'DPM-Solver++(2M)', 'DPM-Solver++(3M)', 'DPM-Solver++(2M) SDE',
+                      'midpoint'];
+  // Per process (0 VP, 1 flow): the samplers [dfn_sampler_kind, label] and
+  // spacings [dfn_spacing, label] the pickers offer, and their defaults.
+  // Flow has a_T = 0 (sigma_T infinite): no logSNR or Karras spacing; there
+  // Euler, Heun and the midpoint rule step in u, DDIM (eta 0) is Euler in u,
+  // and DDPM is ancestral sampling of the Gaussian chain with the flow's
+  // marginals (MATH.md section 12).
+  const PROCESSES = [
+    { name: 'VP (DDPM)',
+      samplers: [[4, 'DPM-Solver++(2M)'], [5, 'DPM-Solver++(3M)'], [6, 'DPM-Solver++(2M) SDE'], [3, 'Heun'],
+                 [7, 'midpoint'], [2, 'Euler'], [1, 'DDIM'], [0, 'DDPM (T steps)']],
+      spacings: [[3, 'logSNR'], [4, 'Karras'], [2, 'trailing']],
+      sampler: 4, spacing: 3, steps: 20, loss: [0.05, 2, [0.1, 0.2, 0.5, 1]] },
+    { name: 'Flow matching',
+      samplers: [[7, 'midpoint'], [2, 'Euler'], [3, 'Heun'], [1, 'DDIM (= Euler)'], [4, 'DPM-Solver++(2M)'],
+                 [5, 'DPM-Solver++(3M)'], [6, 'DPM-Solver++(2M) SDE'], [0, 'DDPM (T steps)']],
+      spacings: [[2, 'uniform (trailing)'], [6, 'shifted (k = 3)']],
+      sampler: 7, spacing: 2, steps: 8, loss: [0.3, 4, [0.5, 1, 2]] },
+  ];
   let autoQueue = [];       // autotest / auto-sample: samplers still to run
   let refData = null;       // data shown on the canvases
   let maxFrameMs = 0;       // longest work slice of one frame (responsiveness),
@@ -102,19 +129,22 @@
     if (!shown) { $('frame-label').textContent = 'press "sample" (or wait for training to finish)'; return; }
     const k = Math.min(+$('step').value, shown.frames.length - 1), S = shown.taus.length - 1;
     drawPoints(ctx, c, shown.frames[k], shown.n, shown.kind ? 'rgba(200,60,20,0.6)' : 'rgba(20,90,200,0.6)', 2.5);
+    const t = shown.taus[S - k];
     $('frame-label').textContent = KIND_NAMES[shown.kind] + ', step ' + k + ' of ' + S +
-      ': t = ' + shown.taus[S - k] + (k === 0 ? ' (x_T ~ N(0, I))' : k === S ? ' (x_0)' : '');
+      ': t = ' + t + (shown.process === 1 ? ', u = ' + +(t / shown.T).toFixed(3) : '') +
+      (k === 0 ? ' (x_T ~ N(0, I))' : k === S ? ' (x_0)' : '');
   }
   function drawLoss() {
     const c = $('loss-canvas'), ctx = c.getContext('2d');
     ctx.clearRect(0, 0, c.width, c.height);
     if (losses.length < 2) return;
-    const lo = Math.log(0.05), hi = Math.log(2), W = c.width, H = c.height;
+    const [vlo, vhi, grid] = PROCESSES[proc()].loss;
+    const lo = Math.log(vlo), hi = Math.log(vhi), W = c.width, H = c.height;
     const y = (v) => H - (Math.log(Math.max(v, 1e-6)) - lo) / (hi - lo) * H;
     ctx.strokeStyle = '#eee';
     ctx.fillStyle = '#999';
     ctx.font = '10px sans-serif';
-    for (const v of [0.1, 0.2, 0.5, 1]) {
+    for (const v of grid) {
       ctx.beginPath(); ctx.moveTo(0, y(v)); ctx.lineTo(W, y(v)); ctx.stroke();
       ctx.fillText(String(v), 2, y(v) - 2);
     }
@@ -136,12 +166,42 @@
 
   // ---- model -----------------------------------------------------------
   function isDraw() { return $('dataset').value === 'draw'; }
+  function proc() { return +$('process').value; }
+
+  // The pickers for the chosen process, at its defaults.
+  function fillPickers() {
+    const P = PROCESSES[proc()];
+    for (const [id, list, def] of [['sampler', P.samplers, P.sampler], ['spacing', P.spacings, P.spacing]]) {
+      const sel = $(id);
+      sel.textContent = '';
+      for (const [v, label] of list) {
+        const o = document.createElement('option');
+        o.value = String(v); o.textContent = label;
+        sel.appendChild(o);
+      }
+      sel.value = String(def);
+    }
+    $('ddim-steps').value = String(P.steps);
+    for (const el of document.querySelectorAll('#process-note [data-process]'))
+      el.className = +el.dataset.process === proc() ? 'on' : 'off';
+  }
+  // Every sampler and spacing offered must be valid for the model (a
+  // mistake in PROCESSES shows up as a page error, not as a later failure).
+  function checkPickers() {
+    const steps = Math.max(1, Math.min(T, +$('ddim-steps').value || 20));
+    for (const k of $('sampler').options)
+      for (const sp of $('spacing').options)
+        check(wasm.dfn_web_sampler_check(+k.value, steps, +sp.value),
+              'sampler ' + k.textContent + ' with spacing ' + sp.textContent);
+  }
   function dataKind() { return isDraw() ? -1 : +$('dataset').value; }
 
   function reset() {
     ready = false; losses = []; smooth = 0; computeMs = 0; computeSteps = 0;
+    delete document.body.dataset.done;
     job = null; runs = {}; shown = null; playing = false; refData = null;
     $('step').max = 0; $('step').value = 0;
+    $('ed-ddim-name').textContent = 'few-step samples';
     for (const id of ['ed-ddim', 'ed-ddpm', 'ed-baseline', 'loss', 'rate']) {
       $(id).textContent = '-'; delete $(id).dataset.value;
     }
@@ -156,8 +216,9 @@
       check(wasm.dfn_web_set_points(points.length), 'points');
       pointsDirty = false;
     }
-    check(wasm.dfn_web_init(dataKind(), SEED, 0, 0, BATCH, TARGET_STEPS, T), 'init');
+    check(wasm.dfn_web_init_process(proc(), dataKind(), SEED, 0, 0, BATCH, TARGET_STEPS, T), 'init');
     ready = true;
+    checkPickers();
     refData = floats(wasm.dfn_web_data(NREF, SEED + 1000), 2 * wasm.dfn_web_ref_count()).slice();
     $('params').textContent = wasm.dfn_web_num_params();
     autoQueue = AUTOTEST ? [+$('sampler').value, 0] : [];
@@ -173,7 +234,8 @@
     const S = check(wasm.dfn_web_sample_begin(kind, n, steps, SEED + 17, +$('spacing').value), 'sampler');
     const taus = [];
     for (let i = 0; i <= S; i++) taus.push(wasm.dfn_web_sample_timestep(i));
-    job = { kind, n, S, i: S, frames: [floats(wasm.dfn_web_x(), 2 * n).slice()], taus };
+    job = { kind, n, S, i: S, frames: [floats(wasm.dfn_web_x(), 2 * n).slice()], taus,
+            nfe: wasm.dfn_web_sample_nfe(), process: wasm.dfn_web_process(), T: wasm.dfn_web_T() };
     shown = job;
     $('step').max = S; $('step').value = 0;
     $('status').textContent = KIND_NAMES[kind] + ' sampling';
@@ -185,9 +247,10 @@
     check(wasm.dfn_web_energy(NREF, SEED + 1000), 'energy distance');
     const ed = wasm.dfn_web_ed(), base = wasm.dfn_web_ed_baseline();
     const el = $(j.kind ? 'ed-ddim' : 'ed-ddpm');
+    if (j.kind) $('ed-ddim-name').textContent = KIND_NAMES[j.kind] + ', ' + j.nfe + ' NFE';
     el.textContent = ed.toFixed(4); el.dataset.value = String(ed);
     $('ed-baseline').textContent = base.toFixed(4); $('ed-baseline').dataset.value = String(base);
-    $('status').textContent = KIND_NAMES[j.kind] + ' done';
+    $('status').textContent = KIND_NAMES[j.kind] + ' done (' + j.nfe + ' NFE)';
     if (autoQueue.length) startSampling(autoQueue.shift());
     else if (AUTOTEST) { document.body.dataset.done = '1'; $('status').textContent = 'autotest done'; }
   }
@@ -224,7 +287,7 @@
         drawLoss();
         if (wasm.dfn_web_steps() >= TARGET_STEPS) {
           $('status').textContent = 'trained';
-          if (!AUTOTEST) autoQueue = [+$('sampler').value || 4];
+          if (!AUTOTEST) autoQueue = [+$('sampler').value || PROCESSES[proc()].sampler];
           if (autoQueue.length) startSampling(autoQueue.shift());
         }
       } else if (playing && shown) {
@@ -269,6 +332,14 @@
       updateTrainButton();
     });
     $('reset').addEventListener('click', () => { reset(); });
+    const want_p = (params.get('process') || 'vp').toLowerCase();
+    $('process').value = want_p === 'flow' || want_p === '1' ? '1' : '0';
+    fillPickers();
+    $('process').addEventListener('change', () => {
+      fillPickers();
+      training = !isDraw() || points.length > 0; updateTrainButton();
+      reset();
+    });
     $('clear').addEventListener('click', () => { points = []; pointsDirty = true; training = false; updateTrainButton(); reset(); });
     $('sample').addEventListener('click', () => { autoQueue = []; startSampling(+$('sampler').value); });
     $('step').addEventListener('input', () => { playing = false; drawFrame(); });

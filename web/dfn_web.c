@@ -83,12 +83,17 @@ WEB_EXPORT(dfn_web_set_points) int dfn_web_set_points(int n)
     return DFN_OK;
 }
 
-/* A fresh model and trainer. data: a dfn_data2d kind, or -1 for the drawn
-   points. hidden, blocks: the MLP's width and depth (0: the defaults).
-   batch: examples per step. total_steps > 0: cosine learning-rate decay to
-   that step. T: the diffusion steps of the linear schedule. */
-WEB_EXPORT(dfn_web_init)
-int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int total_steps, int T)
+/* A fresh schedule, model and trainer. process: 0 the VP (DDPM) process
+   on the linear beta schedule with an eps-predicting network, 1 flow
+   matching (rectified flow, MATH.md section 12: a = 1 - u, s = u) with a
+   velocity-predicting one (w = eps - x0); both draw t uniformly. data: a
+   dfn_data2d kind, or -1 for the drawn points. hidden, blocks: the MLP's
+   width and depth (0: the defaults). batch: examples per step.
+   total_steps > 0: cosine learning-rate decay to that step. T: the
+   diffusion steps of the schedule (2..DFN_MAX_T for flow). */
+WEB_EXPORT(dfn_web_init_process)
+int dfn_web_init_process(int process, int data, int seed, int hidden, int blocks, int batch,
+                         int total_steps, int T)
 {
     dfn_schedule_config sc;
     dfn_mlp_config mc;
@@ -98,6 +103,7 @@ int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int tota
     dfn_result r;
 
     g_ready = 0; g_sampling = 0; g_used = 0; g_loss = 0.0f;
+    if (process != DFN_PROCESS_VP && process != DFN_PROCESS_FLOW) return DFN_ERR_INVALID_ARG;
     if (data < -1 || data >= DFN_DATA2D_COUNT || (data == -1 && g_npoints < 1)) return DFN_ERR_INVALID_ARG;
     if (batch < 1 || batch > WEB_MAX_POINTS || hidden < 0 || blocks < 0 || total_steps < 0)
         return DFN_ERR_INVALID_ARG;
@@ -105,7 +111,8 @@ int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int tota
     g_batch_n = batch;
     dfn_rng_seed(&g_rng, (uint64_t)(uint32_t)seed, 1);
 
-    sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, T);
+    sc = dfn_schedule_config_default(process == DFN_PROCESS_FLOW ? DFN_SCHEDULE_FLOW
+                                                                 : DFN_SCHEDULE_LINEAR, T);
     bytes = dfn_schedule_size(T);
     if (!(mem = web_take(bytes))) return bytes ? DFN_ERR_BUFFER_TOO_SMALL : DFN_ERR_INVALID_ARG;
     if ((r = dfn_schedule_init(&g_sched, &sc, mem, bytes)) != DFN_OK) return r;
@@ -113,8 +120,14 @@ int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int tota
     mc = dfn_mlp_config_default(2);
     if (hidden > 0) mc.hidden = hidden;
     if (blocks > 0) mc.blocks = blocks;
-    bytes = dfn_mlp_num_params(&mc) * sizeof(float);
-    if (!(mem = web_take(bytes))) return bytes ? DFN_ERR_BUFFER_TOO_SMALL : DFN_ERR_INVALID_ARG;
+    mc.prediction = process == DFN_PROCESS_FLOW ? DFN_PREDICT_FLOW : DFN_PREDICT_EPS;
+    bytes = dfn_mlp_num_params(&mc);
+    if (!bytes) return DFN_ERR_INVALID_ARG;
+    /* size_t has 32 bits here: no byte count may wrap (nor the trainer's,
+       a few times this) */
+    if (bytes > WEB_ARENA_BYTES / sizeof(float)) return DFN_ERR_BUFFER_TOO_SMALL;
+    bytes *= sizeof(float);
+    if (!(mem = web_take(bytes))) return DFN_ERR_BUFFER_TOO_SMALL;
     if ((r = dfn_mlp_init(&g_model, &mc, (float *)mem)) != DFN_OK) return r;
     if ((r = dfn_mlp_init_weights(&g_model, &g_rng)) != DFN_OK) return r;
 
@@ -122,6 +135,7 @@ int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int tota
     tc.batch = batch;
     tc.total_steps = total_steps;
     tc.warmup_steps = total_steps >= 1000 ? 100 : 0;
+    tc.time_sampling = DFN_TIME_UNIFORM;   /* logit-normal measured no better on this 2D data */
     bytes = dfn_trainer_size(&mc, &tc);
     if (!(mem = web_take(bytes))) return bytes ? DFN_ERR_BUFFER_TOO_SMALL : DFN_ERR_INVALID_ARG;
     if ((r = dfn_trainer_init(&g_tr, &g_model, &g_sched, &tc, mem, bytes)) != DFN_OK) return r;
@@ -135,6 +149,19 @@ int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int tota
     g_ready = 1;
     return DFN_OK;
 }
+
+/* The VP process (dfn_web_init_process with process 0), as before. */
+WEB_EXPORT(dfn_web_init)
+int dfn_web_init(int data, int seed, int hidden, int blocks, int batch, int total_steps, int T)
+{
+    return dfn_web_init_process(DFN_PROCESS_VP, data, seed, hidden, blocks, batch, total_steps, T);
+}
+
+/* The process of the current model: 0 VP, 1 flow; -1 when there is none. */
+WEB_EXPORT(dfn_web_process) int dfn_web_process(void) { return g_ready ? (int)g_sched.process : -1; }
+
+/* T of the current schedule; 0 when there is none. */
+WEB_EXPORT(dfn_web_T) int dfn_web_T(void) { return g_ready ? g_sched.T : 0; }
 
 /* steps training steps; the loss of the last one is dfn_web_loss(). */
 WEB_EXPORT(dfn_web_train) int dfn_web_train(int steps)
@@ -174,11 +201,33 @@ WEB_EXPORT(dfn_web_data) float *dfn_web_data(int n, int seed)
 }
 WEB_EXPORT(dfn_web_ref_count) int dfn_web_ref_count(void) { return g_nref; }
 
+/* The sampler configuration of dfn_web_sample_begin (see there) into cfg,
+   validated against the current schedule: DFN_ERR_INVALID_ARG without a
+   model, for an unknown kind or spacing, CUSTOM, n outside 1..WEB_MAX_POINTS
+   or anything dfn_sampler_init refuses (steps outside 1..T, logSNR or
+   Karras on a flow schedule). */
+static dfn_result web_sampler_config(dfn_sampler_config *cfg, int kind, int n, int steps, int spacing)
+{
+    if (!g_ready) return DFN_ERR_INVALID_ARG;
+    if (kind < 0 || kind >= DFN_SAMPLER_KIND_COUNT || n < 1 || n > WEB_MAX_POINTS) return DFN_ERR_INVALID_ARG;
+    if (spacing < 0 || spacing >= DFN_SPACING_COUNT || spacing == DFN_SPACING_CUSTOM) return DFN_ERR_INVALID_ARG;
+    *cfg = dfn_mlp_sampler_config((dfn_sampler_kind)kind, n, &g_pred);
+    if (kind != DFN_SAMPLER_DDPM) {
+        cfg->steps = steps;
+        cfg->spacing = (dfn_spacing)spacing;
+    }
+    return dfn_sampler_size(cfg, &g_sched) ? DFN_OK : DFN_ERR_INVALID_ARG;
+}
+
 /* Start the reverse process of n samples with the EMA weights: kind a
    dfn_sampler_kind (0 DDPM with T steps; 1 DDIM, eta 0; 2 Euler, 3 Heun,
-   4 DPM-Solver++(2M), 5 (3M), 6 the 2M SDE) with `steps` steps on a
-   dfn_spacing (ignored by DDPM). Draws x_T ~ N(0, I) into dfn_web_x().
-   Returns the number of steps S (> 0), or a dfn_result < 0. */
+   4 DPM-Solver++(2M), 5 (3M), 6 the 2M SDE, 7 the midpoint rule) with
+   `steps` steps on a dfn_spacing (0 linspace, 1 leading, 2 trailing,
+   3 logSNR, 4 Karras, 6 shifted with k = 3; not 5, custom; ignored by
+   DDPM). On a flow schedule logSNR and Karras are errors (sigma_T is
+   infinite); Euler, Heun and the midpoint rule step in u there. Draws
+   x_T ~ N(0, I) into dfn_web_x(). Returns the number of steps S (> 0), or
+   a dfn_result < 0. */
 WEB_EXPORT(dfn_web_sample_begin) int dfn_web_sample_begin(int kind, int n, int steps, int seed, int spacing)
 {
     dfn_sampler_config cfg;
@@ -186,17 +235,9 @@ WEB_EXPORT(dfn_web_sample_begin) int dfn_web_sample_begin(int kind, int n, int s
     void *mem;
     dfn_result r;
     g_sampling = 0;
-    if (!g_ready) return DFN_ERR_INVALID_ARG;
-    if (kind < 0 || kind >= DFN_SAMPLER_KIND_COUNT || n < 1 || n > WEB_MAX_POINTS) return DFN_ERR_INVALID_ARG;
-    if (spacing < 0 || spacing >= DFN_SPACING_CUSTOM) return DFN_ERR_INVALID_ARG;
+    if ((r = web_sampler_config(&cfg, kind, n, steps, spacing)) != DFN_OK) return r;
     g_used = g_mark;
-    cfg = dfn_mlp_sampler_config((dfn_sampler_kind)kind, n, &g_pred);
-    if (kind != DFN_SAMPLER_DDPM) {
-        cfg.steps = steps;
-        cfg.spacing = (dfn_spacing)spacing;
-    }
     bytes = dfn_sampler_size(&cfg, &g_sched);
-    if (!bytes) return DFN_ERR_INVALID_ARG;
     if (!(mem = web_take(bytes))) return DFN_ERR_BUFFER_TOO_SMALL;
     if ((r = dfn_sampler_init(&g_smp, &cfg, &g_sched, mem, bytes)) != DFN_OK) return r;
     dfn_rng_seed(&g_sample_rng, (uint64_t)(uint32_t)seed, 3);
@@ -205,6 +246,18 @@ WEB_EXPORT(dfn_web_sample_begin) int dfn_web_sample_begin(int kind, int n, int s
     g_sampling = 1;
     return dfn_sampler_num_steps(&g_smp);
 }
+
+/* 0 (DFN_OK) when dfn_web_sample_begin would accept these arguments on
+   the current model, else the error it would return; nothing changes. */
+WEB_EXPORT(dfn_web_sampler_check) int dfn_web_sampler_check(int kind, int steps, int spacing)
+{
+    dfn_sampler_config cfg;
+    return web_sampler_config(&cfg, kind, 1, steps, spacing);
+}
+
+/* Predictor calls of the run begun last (Heun 2S - 1, midpoint about 2S);
+   0 when not sampling. */
+WEB_EXPORT(dfn_web_sample_nfe) int dfn_web_sample_nfe(void) { return g_sampling ? dfn_sampler_nfe(&g_smp) : 0; }
 
 /* Step i (from S down to 1): x moves in place from tau_i to tau_{i-1}. */
 WEB_EXPORT(dfn_web_sample_step) int dfn_web_sample_step(int i)

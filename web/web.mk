@@ -3,9 +3,12 @@
 #   make web        build the page into build/web/ (index.html, app.js,
 #                   wasi.js, dfn_web.wasm with SIMD128, dfn_web_scalar.wasm)
 #   make web-serve  serve build/web on http://127.0.0.1:8000/ (WEB_PORT)
-#   make test-web   the page in headless Chromium: draw points, train, sample,
-#                   energy distance below the N(0, I) baseline, screenshot
-#                   build/web/screenshot.png. Needs clang, lld, wasi-libc,
+#   make test-web   the page in headless Chromium: draw points, train and
+#                   sample the VP process, flip the process switch, train and
+#                   sample flow matching; each energy distance below the
+#                   N(0, I) baseline; screenshots build/web/screenshot.png
+#                   (flow) and screenshot-vp.png; bad arguments to the
+#                   exports of both builds. Needs clang, lld, wasi-libc,
 #                   libclang-rt-14-dev-wasm32, node and chromium.
 
 NODE       ?= node
