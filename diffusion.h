@@ -8395,7 +8395,14 @@ static float dfn__loss_weight(const dfn_trainer *tr, dfn_prediction pred, int t)
     m = snr < g ? snr : g;
     switch (pred) {
     case DFN_PREDICT_EPS: return snr > 0.0 ? (float)(m / snr) : 1.0f;   /* limit at SNR -> 0 */
-    case DFN_PREDICT_V:   return (float)(m / (snr + 1.0));
+    case DFN_PREDICT_V:
+        if (tr->schedule->process == DFN_PROCESS_FLOW) {
+            /* the x0 weight m times |dx0/dv|^2 = s^2 / (a^2 + s^2)^2 (section 12),
+               which is 1 / (SNR + 1) on VP */
+            double a = tr->schedule->sqrt_alphabar[t], s = tr->schedule->sqrt_one_minus_alphabar[t];
+            return (float)(m * s * s / ((a * a + s * s) * (a * a + s * s)));
+        }
+        return (float)(m / (snr + 1.0));
     case DFN_PREDICT_FLOW: {
         /* the x0 weight m times |dx0/dw|^2 = s^2 / (a + s)^2 (section 12) */
         double a = tr->schedule->sqrt_alphabar[t], s = tr->schedule->sqrt_one_minus_alphabar[t];

@@ -934,53 +934,76 @@ void test_flow_logit_normal_times(void)
     }
 }
 
-/* The trainer's loss with the velocity target: mean over the batch of
-   ||(eps - x0) - out||^2 / D, out the network at x_t = (1 - u) x0 + u eps. */
+/* The trainer's loss on a flow schedule: mean over the batch of
+   w_t ||target - out||^2 / D, out the network at x_t = (1 - u) x0 + u eps,
+   target the velocity eps - x0 or v = a eps - s x0, and w_t 1 (uniform) or
+   Min-SNR-gamma's x0 weight min(SNR, 5) times |dx0/dtarget|^2: s^2/(a + s)^2
+   for the velocity, s^2/(a^2 + s^2)^2 for v (section 12). */
 void test_flow_trainer_velocity_loss(void)
 {
     enum { B = 8, D = 2 };
+    static const struct { dfn_prediction pred; dfn_loss_weighting weighting; } cases[3] = {
+        { DFN_PREDICT_FLOW, DFN_WEIGHT_UNIFORM }, { DFN_PREDICT_FLOW, DFN_WEIGHT_MIN_SNR },
+        { DFN_PREDICT_V, DFN_WEIGHT_MIN_SNR }
+    };
     dfn_schedule s;
-    dfn_mlp_config mc = dfn_mlp_config_default(D);
-    dfn_mlp model;
-    dfn_trainer tr;
-    dfn_train_config tc = dfn_train_config_default();
-    dfn_mlp_predictor pred;
-    float *params, x0[B * D], eps[B * D], xt[B * D], out[B * D], loss = 0.0f;
-    int t[B], i, j;
-    double want = 0.0;
-    dfn_rng rng;
+    int c;
     CHECK(fl_schedule(&s, 1000, 3.0), "schedule");
-    mc.hidden = 16; mc.blocks = 1; mc.time_dim = 16; mc.input_emb_dim = 4;
-    mc.prediction = DFN_PREDICT_FLOW;
-    params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
-    CHECK(params && dfn_mlp_init(&model, &mc, params) == DFN_OK, "model");
-    dfn_rng_seed(&rng, 4, 4);
-    CHECK(dfn_mlp_init_weights(&model, &rng) == DFN_OK, "weights");
-    tc.batch = B;
-    tc.weighting = DFN_WEIGHT_UNIFORM;
-    CHECK(dfn_trainer_alloc(&tr, &model, &s, &tc, NULL) == DFN_OK, "trainer");
-    dfn_rng_normal_fill(&rng, x0, B * D);
-    dfn_rng_normal_fill(&rng, eps, B * D);
-    for (i = 0; i < B; i++) t[i] = 1 + 137 * i;
-    CHECK(dfn_trainer_loss_grad(&tr, x0, NULL, t, eps, &loss) == DFN_OK, "loss");
-    for (i = 0; i < B; i++)
-        for (j = 0; j < D; j++) {
-            double u = s.sqrt_one_minus_alphabar[t[i]];
-            xt[i * D + j] = (float)((1.0 - u) * x0[i * D + j] + u * eps[i * D + j]);
+    for (c = 0; c < 3; c++) {
+        dfn_mlp_config mc = dfn_mlp_config_default(D);
+        dfn_mlp model;
+        dfn_trainer tr;
+        dfn_train_config tc = dfn_train_config_default();
+        dfn_mlp_predictor pred;
+        float *params, x0[B * D], eps[B * D], xt[B * D], out[B * D], loss = 0.0f;
+        int t[B], i, j;
+        double want = 0.0;
+        dfn_rng rng;
+        mc.hidden = 16; mc.blocks = 1; mc.time_dim = 16; mc.input_emb_dim = 4;
+        mc.prediction = cases[c].pred;
+        params = (float *)malloc(dfn_mlp_num_params(&mc) * sizeof(float));
+        CHECK(params && dfn_mlp_init(&model, &mc, params) == DFN_OK, "model");
+        if (!params) continue;
+        dfn_rng_seed(&rng, 4, 4);
+        CHECK(dfn_mlp_init_weights(&model, &rng) == DFN_OK, "weights");
+        tc.batch = B;
+        tc.weighting = cases[c].weighting;
+        tc.min_snr_gamma = 5.0f;
+        CHECK(dfn_trainer_alloc(&tr, &model, &s, &tc, NULL) == DFN_OK, "trainer");
+        dfn_rng_normal_fill(&rng, x0, B * D);
+        dfn_rng_normal_fill(&rng, eps, B * D);
+        for (i = 0; i < B; i++) t[i] = 1 + 137 * i;
+        CHECK(dfn_trainer_loss_grad(&tr, x0, NULL, t, eps, &loss) == DFN_OK, "loss");
+        for (i = 0; i < B; i++)
+            for (j = 0; j < D; j++) {
+                double u = fl_u(t[i], 1000, 3.0);
+                xt[i * D + j] = (float)((1.0 - u) * x0[i * D + j] + u * eps[i * D + j]);
+            }
+        pred.model = &model;
+        pred.work_bytes = dfn_mlp_forward_size(&model.cfg, B);
+        pred.work = malloc(pred.work_bytes);
+        CHECK(pred.work && dfn_mlp_predict(&pred, xt, t, NULL, B, out) == 0, "forward");
+        for (i = 0; i < B; i++) {
+            double u = fl_u(t[i], 1000, 3.0), a = 1.0 - u, sd = u, wt = 1.0, row = 0.0;
+            if (cases[c].weighting == DFN_WEIGHT_MIN_SNR) {
+                double snr = a * a / (sd * sd), m = snr < 5.0 ? snr : 5.0;
+                wt = cases[c].pred == DFN_PREDICT_FLOW ? m * sd * sd / ((a + sd) * (a + sd))
+                   : m * sd * sd / ((a * a + sd * sd) * (a * a + sd * sd));
+            }
+            for (j = 0; j < D; j++) {
+                double e = eps[i * D + j], x = x0[i * D + j];
+                double target = cases[c].pred == DFN_PREDICT_FLOW ? e - x : a * e - sd * x;
+                double d = target - out[i * D + j];
+                row += d * d;
+            }
+            want += wt * row;
         }
-    pred.model = &model;
-    pred.work_bytes = dfn_mlp_forward_size(&model.cfg, B);
-    pred.work = malloc(pred.work_bytes);
-    CHECK(pred.work && dfn_mlp_predict(&pred, xt, t, NULL, B, out) == 0, "forward");
-    for (i = 0; i < B * D; i++) {
-        double d = ((double)eps[i] - x0[i]) - out[i];
-        want += d * d;
+        want /= (double)B * D;
+        CHECK(fl_rel(loss, want) < 1e-4, "case %d: loss %g, want %g", c, (double)loss, want);
+        free(pred.work);
+        dfn_trainer_free(&tr, NULL);
+        free(params);
     }
-    want /= (double)B * D;
-    CHECK(fl_rel(loss, want) < 1e-4, "loss %g, velocity loss %g", (double)loss, want);
-    free(pred.work);
-    dfn_trainer_free(&tr, NULL);
-    free(params);
     dfn_schedule_free(&s, NULL);
 }
 
