@@ -101,6 +101,11 @@ bench: $(BUILD)/bench_dfn
 #   make bench-images IMAGES_ARGS="--strict --grid build/quality.png"
 #   make bench-images IMAGES_STEPS=20 IMAGES_ARGS="--sampler dpm++3m --spacing logsnr"
 #   make bench-images IMAGES_ARGS="--sampler ddpm --conditional-only"   (DDPM-1000: about 30 minutes)
+#   make bench-images MODEL=build/mnist_flow/mnist.dfnm IMAGES_STEPS=10 \
+#        IMAGES_ARGS="--sampler midpoint --spacing trailing"   a flow model
+#        (`mnist-example --process flow`): its schedule and prediction come
+#        from the file; the default DDIM trailing runs on it as it is (Euler
+#        in u), logsnr and karras spacings are refused (a_T = 0)
 #
 # ./build/image_quality --train-model OUT trains a small 14x14 U-Net for a
 # few hundred steps: enough to run the measure end to end (poor digits).

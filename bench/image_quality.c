@@ -4,7 +4,12 @@
       training digits of data/mnist (at the model's resolution, 28x28 or
       14x14) and reports its accuracy on the 1,000 test digits.
    2. Loads a U-Net model file and draws N samples with DDIM (eta 0,
-      trailing spacing, x0 clipped to [-1, 1]) on its EMA weights.
+      trailing spacing, x0 clipped to [-1, 1]) on its EMA weights. The
+      schedule (linear vp, or rectified flow: MATH.md section 12) and the
+      prediction (eps, v, x0, velocity) are the file's; DDIM on trailing
+      steps runs on both processes (on flow it is Euler in u), while logsnr
+      and karras spacings, and Euler / Heun / midpoint on a
+      zero-terminal-SNR vp schedule, are refused with a message.
    3. Scores them: (a) the share the classifier labels with confidence
       >= 0.9, (b) the class histogram, (c) the Frechet distance between the
       classifier's penultimate features of the samples and of N held-out
@@ -18,7 +23,8 @@
    Run from the repository root:  make bench-images [MODEL=path]
    or ./build/image_quality --help
    --train-model OUT writes a small 14x14 U-Net trained for a few hundred
-   steps (enough to run this program end to end; its digits are poor). */
+   steps (enough to run this program end to end; its digits are poor);
+   --train-process flow makes it a rectified-flow model. */
 #define _POSIX_C_SOURCE 200809L     /* clock_gettime */
 #define DIFFUSION_IMPLEMENTATION
 #define DFN_PTHREADS                /* sampling on 2 threads (same bits as 1) */
@@ -35,7 +41,8 @@ typedef struct options {
     const char *model, *data, *grid, *train_out, *sampler, *spacing;
     long n, steps, seed, epochs, train_steps;
     double guidance;       /* < 0: the sampler's default */
-    int strict, no_clip, train_classes, cond_only;
+    double shift;          /* the shifted spacing's k */
+    int strict, no_clip, train_classes, cond_only, train_flow;
 } options;
 
 static double wall(void)
@@ -53,9 +60,14 @@ static void usage(FILE *f)
             "  --data DIR          MNIST IDX files (default data/mnist; make mnist-data)\n"
             "  --n N               samples, and real digits per set (default 500)\n"
             "  --steps S           sampler steps (default 50)\n"
-            "  --sampler K         ddim (default), euler, heun, dpm++2m, dpm++3m, dpm++2m-sde,\n"
-            "                      ddpm (all T steps; --steps and --spacing unused)\n"
-            "  --spacing P         trailing (default), logsnr, karras, linspace, leading\n"
+            "  --sampler K         ddim (default), euler, heun, midpoint, dpm++2m, dpm++3m,\n"
+            "                      dpm++2m-sde, ddpm (all T steps; --steps and --spacing\n"
+            "                      unused). The defaults run on vp and flow models alike;\n"
+            "                      --steps is S: Heun makes 2S - 1 evaluations, midpoint\n"
+            "                      about 2S (the NFE is printed)\n"
+            "  --spacing P         trailing (default), logsnr, karras, linspace, leading,\n"
+            "                      shifted (a flow model has no logsnr or karras)\n"
+            "  --shift K           the shifted spacing's k (default 3)\n"
             "  --seed N            sampling, noise and subset seed (default 1)\n"
             "  --epochs E          classifier training epochs (default 5)\n"
             "  --grid FILE.png     also write the first 100 samples as a PNG grid\n"
@@ -68,7 +80,9 @@ static void usage(FILE *f)
             "                      (half the time; for slow samplers such as ddpm)\n"
             "  --train-model OUT   instead: train a small 14x14 U-Net (--train-steps,\n"
             "                      default 300) and save it to OUT; --train-classes makes\n"
-            "                      it class-conditional (labels 0..9)\n");
+            "                      it class-conditional (labels 0..9), --train-process\n"
+            "                      flow a rectified-flow model (velocity prediction,\n"
+            "                      logit-normal t; default vp: eps, linear schedule)\n");
 }
 
 static int parse(int argc, char **argv, options *o)
@@ -85,6 +99,7 @@ static int parse(int argc, char **argv, options *o)
     o->epochs = 5;
     o->train_steps = 300;
     o->guidance = -1.0;
+    o->shift = 3.0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         char *end = NULL;
@@ -112,6 +127,21 @@ static int parse(int argc, char **argv, options *o)
             }
         }
         else if (!strcmp(a, "--train-model")) o->train_out = v;
+        else if (!strcmp(a, "--train-process")) {
+            if (strcmp(v, "vp") && strcmp(v, "flow")) {
+                fprintf(stderr, "image_quality: --train-process must be vp or flow\n");
+                return 0;
+            }
+            o->train_flow = !strcmp(v, "flow");
+        }
+        else if (!strcmp(a, "--shift")) {
+            errno = 0;
+            o->shift = strtod(v, &end);
+            if (errno || *end || !(o->shift > 0.0 && o->shift <= 1000.0)) {
+                fprintf(stderr, "image_quality: bad --shift %s\n", v);
+                return 0;
+            }
+        }
         else if (!strcmp(a, "--guidance")) {
             errno = 0;
             o->guidance = strtod(v, &end);
@@ -175,7 +205,7 @@ static int train_small(const options *o)
 {
     dfn_image_set train;
     dfn_unet_config uc = dfn_unet_config_default(1, 14, 14);
-    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
+    dfn_schedule_config sc = dfn_schedule_config_default(o->train_flow ? DFN_SCHEDULE_FLOW : DFN_SCHEDULE_LINEAR, 1000);
     dfn_train_config tc = dfn_train_config_default();
     dfn_schedule sched;
     dfn_unet net;
@@ -198,6 +228,10 @@ static int train_small(const options *o)
     tc.grad_clip = 1.0f;
     tc.ema_decay = 0.99f;
     uc.num_classes = o->train_classes ? 10 : 0;
+    if (o->train_flow) {                   /* rectified flow (MATH.md section 12) */
+        uc.prediction = DFN_PREDICT_FLOW;
+        tc.time_sampling = DFN_TIME_LOGIT_NORMAL;
+    }
     params = (float *)malloc(dfn_unet_num_params(&uc) * sizeof(float));
     batch = (float *)malloc((size_t)tc.batch * 196 * sizeof(float));
     if (!params || !batch) { fprintf(stderr, "image_quality: out of memory\n"); return 1; }
@@ -207,9 +241,9 @@ static int train_small(const options *o)
     dfn_rng_seed(&rng, (uint64_t)o->seed, 0);
     dfn_unet_init_weights(&net, &rng);
     if (!check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
-    printf("training a 14x14%s U-Net (base 16, %lu parameters) for %ld steps of %d digits\n",
-           o->train_classes ? " class-conditional" : "", (unsigned long)net.count, o->train_steps,
-           tc.batch);
+    printf("training a 14x14%s%s U-Net (base 16, %lu parameters) for %ld steps of %d digits\n",
+           o->train_classes ? " class-conditional" : "", o->train_flow ? " rectified-flow" : "",
+           (unsigned long)net.count, o->train_steps, tc.batch);
     for (step = 0; step < o->train_steps && ok; step++) {
         for (k = 0; k < tc.batch; k++) {
             int j = (int)dfn_rng_below(&rng, (uint32_t)train.n);
@@ -260,6 +294,7 @@ static int sample(const dfn_loaded_model *lm, const dfn_unet *net, const options
     cfg = dfn_unet_sampler_config((dfn_sampler_kind)dfn_sampler_kind_parse(o->sampler), n, &pred);
     cfg.steps = (int)o->steps;
     cfg.spacing = (dfn_spacing)dfn_spacing_parse(o->spacing);
+    cfg.shift = (float)o->shift;
     cfg.clip_x0 = !o->no_clip;
     cfg.labels = labels;
 #ifdef IQ_GUIDANCE
@@ -332,6 +367,36 @@ int main(int argc, char **argv)
            o.model, H, H, lm.info.unet.base_channels, (unsigned long)lm.unet.count,
            lm.ema ? "EMA" : "raw (no EMA in the file)", lm.schedule.T,
            lm.info.unet.num_classes ? ", class-conditional" : "");
+    {
+        /* the process is the file's (its stored schedule and prediction) */
+        static const char *const kinds[] = { "linear", "cosine", "sigmoid", "custom", "flow" };
+        static const char *const preds[] = { "eps", "v", "x0", "velocity (eps - x0)" };
+        int sk = (int)lm.schedule.config.kind, pk = (int)lm.info.unet.prediction, zero_snr;
+        dfn_sampler_kind kind = (dfn_sampler_kind)dfn_sampler_kind_parse(o.sampler);
+        dfn_spacing sp = (dfn_spacing)dfn_spacing_parse(o.spacing);
+        printf("  process: %s, %s schedule%s, %s prediction\n",
+               lm.schedule.process == DFN_PROCESS_FLOW ? "rectified flow (MATH.md section 12)" : "vp",
+               sk >= 0 && sk <= 4 ? kinds[sk] : "?", lm.schedule.config.zero_terminal_snr ? " (zero terminal SNR)" : "",
+               pk >= 0 && pk <= 3 ? preds[pk] : "?");
+        /* refuse what the sampler would refuse, before the classifier's training */
+        zero_snr = !(lm.schedule.sqrt_alphabar[lm.schedule.T] > 0.0f);
+        if (kind != DFN_SAMPLER_DDPM && zero_snr && (sp == DFN_SPACING_LOGSNR || sp == DFN_SPACING_KARRAS)) {
+            fprintf(stderr, "image_quality: --spacing %s needs a finite log-SNR at t = T, and this %s model's\n"
+                            "  schedule ends at a_T = 0: use trailing (the default), shifted, linspace or leading\n",
+                    o.spacing, lm.schedule.process == DFN_PROCESS_FLOW ? "flow" : "zero-terminal-SNR");
+            return 2;
+        }
+        if (kind != DFN_SAMPLER_DDPM && zero_snr && lm.schedule.process == DFN_PROCESS_VP &&
+            (kind == DFN_SAMPLER_EULER || kind == DFN_SAMPLER_HEUN || kind == DFN_SAMPLER_MIDPOINT)) {
+            fprintf(stderr, "image_quality: --sampler %s steps in sigma = s/a, infinite at t = T on this\n"
+                            "  zero-terminal-SNR schedule: use ddim or a dpm++ kind\n", o.sampler);
+            return 2;
+        }
+        if (kind != DFN_SAMPLER_DDPM && o.steps > lm.schedule.T) {
+            fprintf(stderr, "image_quality: --steps %ld is more than the model's T = %d\n", o.steps, lm.schedule.T);
+            return 2;
+        }
+    }
 
     /* 1. the classifier */
     if (!load_split(&train, o.data, 0, downsample) || !load_split(&test, o.data, 1, downsample))

@@ -3,15 +3,25 @@
 
    1. Data: the MNIST digits in data/mnist (IDX files; `make mnist-data`
       fetches 10,000 of them), scaled to [-1, 1], optionally 2x downsampled.
-   2. Training (MATH.md section 5): the U-Net learns the noise eps in
-      x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps, with Adam and an
-      EMA of the weights. A progress line shows the loss and the speed; a
-      checkpoint (weights, EMA, optimizer state) is written every
-      --checkpoint-every steps and at the end, and --resume continues from it.
-   3. Sampling with the EMA weights: DPM-Solver++(3M) on logSNR-uniform
-      steps (section 11, 20 network evaluations, as good as DDIM-50 here;
-      --sampler ddim for DDIM, section 7) and DDPM (section 6, all T steps)
-      from N(0, I), written as PNG grids.
+   2. Training (MATH.md section 5): with --process vp (the default) the
+      U-Net learns the noise eps in x_t = sqrt(alphabar_t) x_0 +
+      sqrt(1 - alphabar_t) eps on a linear schedule, t uniform; with
+      --process flow (rectified flow, section 12) it learns the velocity
+      w = eps - x_0 in x_u = (1 - u) x_0 + u eps, u = t/T drawn
+      logit-normal (SD3's m = 0, s = 1; --time-sampling uniform for U(0, 1)).
+      Adam and an EMA of the weights. A progress line shows the loss and the
+      speed; a checkpoint (weights, EMA, optimizer state, and the schedule
+      and prediction, so the process) is written every --checkpoint-every
+      steps and at the end, and --resume continues from it.
+   3. Sampling with the EMA weights: on vp, DPM-Solver++(3M) on
+      logSNR-uniform steps (section 11, 20 network evaluations, as good as
+      DDIM-50 here; --sampler ddim for DDIM, section 7); on flow, which has
+      no logSNR spacing (a_T = 0), Euler in u on trailing steps, 20
+      evaluations (section 12; on this model's digits midpoint, Heun and
+      DPM-Solver++ scored no better than Euler at the same count, and the
+      unconditional samples gained from 5 to 20 steps, little beyond).
+      Then DDPM (section 6, all T steps; it runs on either process) from
+      N(0, I). Written as PNG grids.
    4. Pictures of the process: one digit noised at several t (section 1),
       and the reverse trajectory x_T -> x_0 of a few samples.
 
@@ -33,11 +43,25 @@
 #include <time.h>
 
 typedef struct options {
-    const char *data, *out, *resume, *sampler, *spacing;
+    const char *data, *out, *resume, *sampler, *spacing;   /* sampler, spacing: NULL = the process's default */
     long steps, batch, size, base, seed, every, n_ddim, n_ddpm, ddim_steps, T, threads, classes, cls;
-    double lr, guidance, p_uncond;
+    double lr, guidance, p_uncond, shift;
     int sample_only, inpaint;
+    int flow, process_given;   /* --process flow; whether --process was given */
+    int time_sampling;         /* -1: the process's default (vp uniform, flow logit-normal) */
 } options;
+
+/* The few-step sampler of a flow model when --sampler / --spacing / --nfe
+   are not given (a vp model: dpm++3m, logsnr, 20). Chosen with
+   bench/image_quality.c on the default 2,000-step model: the flow ODE is
+   nearly straight, so second-order solvers (midpoint, Heun) and
+   DPM-Solver++ on trailing steps did not beat plain Euler at equal NFE;
+   class-conditional scores were flat from 5 to 50 NFE (98-99% confident,
+   Frechet 28.5-30.3), unconditional ones (label -1) improved up to 20 and
+   little after (Frechet 88.0 at 5, 70.3 at 10, 60.4 at 20, 58.0 at 50). */
+#define FLOW_SAMPLER "euler"
+#define FLOW_SPACING "trailing"
+#define FLOW_STEPS   20
 
 static void usage(FILE *f)
 {
@@ -51,6 +75,13 @@ static void usage(FILE *f)
             "  --lr X                peak learning rate (default 1.5e-3, cosine decay)\n"
             "  --base C              U-Net channels at full resolution (default 16)\n"
             "  --T N                 diffusion steps (default 1000)\n"
+            "  --process vp|flow     vp: eps-prediction on the linear schedule (default);\n"
+            "                        flow: rectified flow (velocity prediction on the flow\n"
+            "                        schedule, MATH.md section 12). A model file given to\n"
+            "                        --resume or --sample-only brings its own process\n"
+            "  --time-sampling M     training t: uniform or logit-normal (SD3, m 0, s 1);\n"
+            "                        default uniform on vp, logit-normal on flow (not in the\n"
+            "                        model file: give it again with --resume)\n"
             "  --classes 0|10        10: learn p(x | digit) too (label dropout --p-uncond,\n"
             "                        default 0.2); 0: unconditional (default 10)\n"
             "  --class K             sample digit K (default: the grid asks for 0..9 in turn)\n"
@@ -59,11 +90,15 @@ static void usage(FILE *f)
             "  --checkpoint-every N  write DIR/mnist.dfnm every N steps (default 500)\n"
             "  --resume FILE         continue training from a checkpoint\n"
             "  --sample-only FILE    no training: sample a saved model\n"
-            "  --sampler K           the few-step sampler of the grid: dpm++3m (default),\n"
-            "                        dpm++2m, ddim, euler, heun, dpm++2m-sde\n"
-            "  --spacing P           its timesteps: logsnr (default), trailing, karras,\n"
-            "                        linspace, leading\n"
-            "  --nfe S               its steps (default 20; Heun evaluates 2S - 1 times)\n"
+            "  --sampler K           the few-step sampler of the grid: dpm++3m (vp default),\n"
+            "                        dpm++2m, ddim, euler, heun, midpoint, dpm++2m-sde\n"
+            "                        (flow default: euler, trailing)\n"
+            "  --spacing P           its timesteps: logsnr (vp default), trailing, karras,\n"
+            "                        linspace, leading, shifted (--shift); a flow model\n"
+            "                        (a_T = 0) has no logsnr or karras\n"
+            "  --shift K             shifted spacing's k (default 3; more steps at high noise)\n"
+            "  --nfe S               its steps (default 20; Heun evaluates 2S - 1 times,\n"
+            "                        midpoint about 2S)\n"
             "  --ddim-steps S        the same as --nfe (the option of 0.8)\n"
             "  --n-ddim N            samples in the few-step grid (default 64)\n"
             "  --n-ddpm N            DDPM samples in the grid (default 10; 0 = none)\n"
@@ -87,9 +122,11 @@ static int parse(int argc, char **argv, options *o)
     o->every = 500;
     o->n_ddim = 64;
     o->n_ddpm = 10;
-    o->ddim_steps = 20;
-    o->sampler = "dpm++3m";
-    o->spacing = "logsnr";
+    o->ddim_steps = -1;                 /* the process's default */
+    o->sampler = NULL;                  /* the process's default */
+    o->spacing = NULL;
+    o->shift = 3.0;
+    o->time_sampling = -1;
     o->T = 1000;
     o->lr = 1.5e-3;
     o->threads = 2;
@@ -111,17 +148,32 @@ static int parse(int argc, char **argv, options *o)
         else if (!strcmp(a, "--sampler")) {
             o->sampler = v;
             if (dfn_sampler_kind_parse(v) < 1) {
-                fprintf(stderr, "mnist: --sampler must be one of ddim, euler, heun, dpm++2m, dpm++3m, dpm++2m-sde "
-                                "(DDPM is the second grid, --n-ddpm)\n");
+                fprintf(stderr, "mnist: --sampler must be one of ddim, euler, heun, midpoint, dpm++2m, dpm++3m, "
+                                "dpm++2m-sde (DDPM is the second grid, --n-ddpm)\n");
                 return 0;
             }
         }
         else if (!strcmp(a, "--spacing")) {
             o->spacing = v;
             if (dfn_spacing_parse(v) < 0 || dfn_spacing_parse(v) == DFN_SPACING_CUSTOM) {
-                fprintf(stderr, "mnist: --spacing must be one of logsnr, trailing, karras, linspace, leading\n");
+                fprintf(stderr, "mnist: --spacing must be one of logsnr, trailing, karras, linspace, leading, shifted\n");
                 return 0;
             }
+        }
+        else if (!strcmp(a, "--process")) {
+            if (strcmp(v, "vp") && strcmp(v, "flow")) { fprintf(stderr, "mnist: --process must be vp or flow\n"); return 0; }
+            o->flow = !strcmp(v, "flow");
+            o->process_given = 1;
+        }
+        else if (!strcmp(a, "--time-sampling")) {
+            if (!strcmp(v, "uniform")) o->time_sampling = DFN_TIME_UNIFORM;
+            else if (!strcmp(v, "logit-normal")) o->time_sampling = DFN_TIME_LOGIT_NORMAL;
+            else { fprintf(stderr, "mnist: --time-sampling must be uniform or logit-normal\n"); return 0; }
+        }
+        else if (!strcmp(a, "--shift")) {
+            errno = 0;
+            o->shift = strtod(v, &end);
+            if (errno || *end || !(o->shift > 0 && o->shift <= 1000)) { fprintf(stderr, "mnist: bad --shift %s\n", v); return 0; }
         }
         else if (!strcmp(a, "--sample-only")) { o->resume = v; o->sample_only = 1; }
         else if (!strcmp(a, "--lr")) {
@@ -165,7 +217,7 @@ static int parse(int argc, char **argv, options *o)
     if (o->size != 28 && o->size != 14) { fprintf(stderr, "mnist: --size must be 28 or 14\n"); return 0; }
     if (o->classes != 0 && o->classes != 10) { fprintf(stderr, "mnist: --classes must be 0 or 10\n"); return 0; }
     if (o->p_uncond > 1) { fprintf(stderr, "mnist: --p-uncond must be in [0, 1]\n"); return 0; }
-    if (o->batch < 1 || o->base < 2 || o->base % 2 || o->T < 2 || o->ddim_steps < 1 || o->n_ddim < 1) {
+    if (o->batch < 1 || o->base < 2 || o->base % 2 || o->T < 2 || o->ddim_steps == 0 || o->n_ddim < 1) {
         fprintf(stderr, "mnist: --batch, --base (even), --T, --nfe, --n-ddim must be positive\n");
         return 0;
     }
@@ -327,12 +379,18 @@ int main(int argc, char **argv)
         o.size = uc.height;
         printf("loaded %s: %dx%d, base %d channels, step %ld\n", o.resume, uc.height, uc.width,
                uc.base_channels, lm.step);
+        /* the file's schedule and prediction decide the process, not --process */
+        if (o.process_given && o.flow != (lm.info.schedule.kind == DFN_SCHEDULE_FLOW))
+            fprintf(stderr, "mnist: --process %s ignored: %s holds a %s model (its own schedule and prediction are used)\n",
+                    o.flow ? "flow" : "vp", o.resume, lm.info.schedule.kind == DFN_SCHEDULE_FLOW ? "flow" : "vp");
+        o.flow = lm.info.schedule.kind == DFN_SCHEDULE_FLOW;
     } else {
         uc = dfn_unet_config_default(1, (int)o.size, (int)o.size);
         uc.base_channels = (int)o.base;
         uc.time_dim = 4 * (int)o.base;
         uc.groups = o.base % 8 == 0 ? 8 : o.base % 4 == 0 ? 4 : 2;
         uc.num_classes = (int)o.classes;
+        if (o.flow) uc.prediction = DFN_PREDICT_FLOW;   /* the velocity eps - x0 (section 12) */
         if (o.size == 14) {                    /* 14 -> 7: two levels, attention at 7x7 */
             uc.levels = 2;
             uc.attention[1] = 1;
@@ -350,7 +408,7 @@ int main(int argc, char **argv)
         sc = lm.info.schedule;
         memcpy(params, lm.unet.params, P * sizeof(float));
     } else {
-        sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, (int)o.T);
+        sc = dfn_schedule_config_default(o.flow ? DFN_SCHEDULE_FLOW : DFN_SCHEDULE_LINEAR, (int)o.T);
         dfn_rng_seed(&rng, (uint64_t)o.seed, 0);
         dfn_unet_init_weights(&net, &rng);
     }
@@ -360,8 +418,34 @@ int main(int argc, char **argv)
         int l;
         for (l = 0; l < uc.levels; l++) printf(" %d", uc.base_channels * uc.mult[l]);
     }
-    printf(", %lu parameters; T = %d, linear schedule; %s\n", (unsigned long)P, sched.T,
-           uc.num_classes > 0 ? "class-conditional (10 digits)" : "unconditional");
+    {
+        static const char *const kinds[] = { "linear", "cosine", "sigmoid", "custom", "flow" };
+        static const char *const preds[] = { "eps", "v", "x0", "velocity" };
+        int kind = (int)sc.kind, pk = (int)uc.prediction;
+        if (kind == DFN_SCHEDULE_LINEAR && uc.prediction == DFN_PREDICT_EPS)   /* the vp default, as before */
+            printf(", %lu parameters; T = %d, linear schedule; %s\n", (unsigned long)P, sched.T,
+                   uc.num_classes > 0 ? "class-conditional (10 digits)" : "unconditional");
+        else
+            printf(", %lu parameters; T = %d, %s schedule (%s process), %s prediction; %s\n", (unsigned long)P,
+                   sched.T, kind >= 0 && kind <= 4 ? kinds[kind] : "?",
+                   sched.process == DFN_PROCESS_FLOW ? "rectified flow" : "vp", pk >= 0 && pk <= 3 ? preds[pk] : "?",
+                   uc.num_classes > 0 ? "class-conditional (10 digits)" : "unconditional");
+    }
+    /* the few-step sampler: the process's default where not given */
+    if (!o.sampler) o.sampler = o.flow ? FLOW_SAMPLER : "dpm++3m";
+    if (!o.spacing) o.spacing = o.flow ? FLOW_SPACING : "logsnr";
+    if (o.ddim_steps < 0) o.ddim_steps = o.flow ? FLOW_STEPS : 20;
+    if (!(sched.sqrt_alphabar[sched.T] > 0.0f) && !o.inpaint &&
+        (dfn_spacing_parse(o.spacing) == DFN_SPACING_LOGSNR || dfn_spacing_parse(o.spacing) == DFN_SPACING_KARRAS)) {
+        fprintf(stderr, "mnist: --spacing %s needs a finite log-SNR at t = T; this %s schedule ends at a_T = 0:\n"
+                        "  use trailing, shifted, linspace or leading\n",
+                o.spacing, sched.process == DFN_PROCESS_FLOW ? "flow" : "zero-terminal-SNR");
+        return 2;
+    }
+    if (o.ddim_steps > sched.T) {
+        fprintf(stderr, "mnist: --nfe %ld is more than T = %d\n", o.ddim_steps, sched.T);
+        return 2;
+    }
     ema_net = &net;
 
     /* ---- training ---- */
@@ -384,8 +468,14 @@ int main(int argc, char **argv)
         tc.grad_clip = 1.0f;
         tc.ema_decay = 0.999f;
         tc.p_uncond = (float)o.p_uncond;
+        /* flow: SD3's logit-normal t (m = 0, s = 1: the defaults of the config) */
+        tc.time_sampling = o.time_sampling >= 0 ? (dfn_time_sampling)o.time_sampling
+                         : o.flow ? DFN_TIME_LOGIT_NORMAL : DFN_TIME_UNIFORM;
         printf("training: %ld steps of %ld images, Adam lr %g (warmup 200, cosine), EMA %.3f, %.0f MB\n",
                o.steps, o.batch, o.lr, tc.ema_decay, dfn_trainer_size_unet(&uc, &tc) / 1e6);
+        if (o.flow || tc.time_sampling != DFN_TIME_UNIFORM)
+            printf("training t: %s\n", tc.time_sampling == DFN_TIME_LOGIT_NORMAL
+                                        ? "logit-normal, u = sigmoid(n), n ~ N(0, 1) (SD3)" : "uniform in 1..T");
         if (!ex_check(dfn_trainer_alloc_unet(&tr, &net, &sched, &tc, NULL), "trainer")) return 1;
         have_trainer = 1;
         if (have_loaded) {
@@ -471,6 +561,7 @@ int main(int argc, char **argv)
         cfg = dfn_unet_sampler_config((dfn_sampler_kind)dfn_sampler_kind_parse(o.sampler), (int)o.n_ddim, &pred);
         cfg.steps = (int)o.ddim_steps;
         cfg.spacing = (dfn_spacing)dfn_spacing_parse(o.spacing);
+        cfg.shift = (float)o.shift;
         if (conditional) {
             cfg.labels = labels;
             cfg.guidance_scale = (float)o.guidance;
