@@ -518,6 +518,9 @@ DFNDEF const char *dfn_result_string(dfn_result r);
 #ifndef DFN_LIMIT_MAX_BYTES
 #define DFN_LIMIT_MAX_BYTES ((size_t)1 << 30)  /* 1 GiB in all                      */
 #endif
+#ifndef DFN_LIMIT_MAX_TENSORS
+#define DFN_LIMIT_MAX_TENSORS 65536        /* tensors in a safetensors file         */
+#endif
 
 typedef struct dfn_limits {
     int    max_T;       /* largest T of a stored schedule                          */
@@ -525,6 +528,7 @@ typedef struct dfn_limits {
     int    max_side;    /* largest height or width of an image (U-Net, IDX files)  */
     size_t max_bytes;   /* most bytes one load holds at once: the file read whole,
                            and everything allocated from it                      */
+    int    max_tensors; /* most tensors in a safetensors file                     */
 } dfn_limits;
 
 /* The limits of the macros above. */
@@ -573,8 +577,18 @@ typedef enum dfn_schedule_kind {
     DFN_SCHEDULE_COSINE  = 1, /* Nichol & Dhariwal 2021                         */
     DFN_SCHEDULE_SIGMOID = 2, /* Jabri et al. 2022                              */
     DFN_SCHEDULE_CUSTOM  = 3, /* betas supplied by the caller                   */
-    DFN_SCHEDULE_FLOW    = 4  /* rectified flow (section 12): a_t = 1 - u_t,
+    DFN_SCHEDULE_FLOW    = 4, /* rectified flow (section 12): a_t = 1 - u_t,
                                  s_t = u_t, u_t = t/T (shifted by flow_shift)   */
+    /* diffusers' beta schedules, as diffusers defines them (section 2; the
+       names of its beta_schedule field; beta_start and beta_end are used
+       as given, for any T): */
+    DFN_SCHEDULE_SCALED_LINEAR = 5, /* "scaled_linear": sqrt(beta_t) evenly
+                                 from sqrt(beta_start) to sqrt(beta_end)       */
+    DFN_SCHEDULE_SIGMOID_BETAS = 6, /* "sigmoid": beta_t = beta_start +
+                                 (beta_end - beta_start) sigmoid(-6 + 12 (t-1)/(T-1)) */
+    DFN_SCHEDULE_LINEAR_BETAS  = 7  /* "linear": beta_t evenly from beta_start
+                                 to beta_end (LINEAR scales both by 1000/T;
+                                 the two agree at T = 1000)                     */
 } dfn_schedule_kind;
 
 /* The two families of forward processes x_t = a_t x_0 + s_t eps (MATH.md
@@ -872,6 +886,10 @@ typedef struct dfn_sampler_config {
        the steps. Meant for inpainting; allowed without it. */
     int            resample_jump;
     int            resample_count;
+    /* DDIM only: 1 = the last step ends at alphabar_1 instead of at the
+       clean data (alphabar 1): diffusers' set_alpha_to_one = false
+       (Stable Diffusion's configs). Default 0. */
+    int            final_alphabar_1;
 } dfn_sampler_config;
 
 typedef struct dfn_sampler {
@@ -1285,6 +1303,22 @@ typedef struct dfn_net_shape {
 
 typedef struct dfn_net dfn_net;
 
+/* The names and shapes of a network's weights are those of its PyTorch
+   twin's state_dict (tools/torch/dfn_torch.py), so a model trained in
+   PyTorch loads here and one trained here loads there. Shapes are in
+   PyTorch's layout: a 3x3 convolution is (Co, Ci, 3, 3), which the flat
+   block keeps as (Co, 3, 3, Ci): those tensors have conv set and are
+   transposed when written and read. */
+#define DFN_TENSOR_NAME_MAX 64
+
+typedef struct dfn_net_tensor {
+    char   name[DFN_TENSOR_NAME_MAX];
+    int    ndim;                     /* 1 .. 4                                */
+    int    shape[4];                 /* PyTorch's layout                      */
+    size_t offset, count;            /* the floats in the flat block          */
+    int    conv;                     /* 1: (Co, 3, 3, Ci) in the block        */
+} dfn_net_tensor;
+
 /* The operations of one kind of network; cfg always points at the kind's
    configuration struct. The library calls them only with checked arguments
    (a described config, n >= 1, t >= 0, labels in -1..C-1, cond when
@@ -1334,6 +1368,10 @@ typedef struct dfn_net_ops {
     /* The stored configuration's size when it is fixed (the MLP's and the
        U-Net's, as in format version 1); 0: stored after a u32 length. */
     size_t config_file_bytes;
+    /* (optional: safetensors) The number of named tensors; with out, tensor
+       i (0 <= i < that number) into *out: its name, PyTorch shape and place
+       in the flat block, in the block's order (see dfn_net_tensors). */
+    int (*tensor)(const void *cfg, int i, dfn_net_tensor *out);
 } dfn_net_ops;
 
 /* A network: its operations, its configuration and its weights. A view:
@@ -2282,7 +2320,8 @@ DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int 
 /*  Model files                                                              */
 /* ========================================================================= */
 /* One little-endian file (format version 2, written only for a flow
-   schedule; every other model is written as version 1, byte for byte as
+   schedule or one of diffusers' beta schedules, kinds 5-7; every other
+   model is written as version 1, byte for byte as
    since 0.7.0, so older readers still read it):
        "DFNM"  u32 version  u32 flags (1: EMA weights, 2: optimizer state)
        u32 net kind (dfn_net_kind: 1 = MLP, 2 = U-Net; never renumbered)
@@ -2296,7 +2335,7 @@ DFNDEF dfn_result dfn_pnm_save(const char *path, const float *image, int h, int 
                  bytes
        schedule:   u32 kind, T, zero_terminal_snr; f64 beta_start, beta_end,
                    cosine_s, sigmoid_start, sigmoid_end, sigmoid_tau, max_beta,
-                   flow_shift (version 2 only; kind 4 = flow needs it);
+                   flow_shift (version 2 only; kinds 4-7 need version 2);
                    custom kind only: f32 betas[T]
        u32 P (parameter count)  f32 params[P]  [f32 ema[P]]
        [u32 step_lo, step_hi  f32 adam_m[P]  f32 adam_v[P]]
@@ -2445,6 +2484,282 @@ DFNDEF dfn_result dfn_model_save_net(const char *path, const dfn_net *net, const
 DFNDEF dfn_result dfn_model_load_net_ex(const char *path, const dfn_net_ops *ops, const dfn_limits *limits,
                                         void *alloc_ctx, dfn_loaded_model *out);
 #endif
+
+/* ========================================================================= */
+/*  safetensors: tensors by name, the exchange format of the field          */
+/* ========================================================================= */
+/* A safetensors file (the format of PyTorch, diffusers and most C
+   inference code):
+       u64 N (little-endian)   the JSON header's length in bytes
+       N bytes of JSON         {"name": {"dtype": "F32", "shape": [2, 3],
+                                "data_offsets": [begin, end]}, ...,
+                                "__metadata__": {"key": "value", ...}}
+       the data                each tensor's bytes at [begin, end) from here,
+                               little-endian, row-major (C order)
+   The reader allocates nothing: dfn_st_parse_size measures and
+   dfn_st_parse decodes the header into the caller's memory; the tensors'
+   bytes stay in the caller's buffer. It checks everything the format
+   promises and answers DFN_ERR_FORMAT for: a header over
+   DFN_ST_MAX_HEADER bytes or past the end of the buffer, JSON that is
+   not the format's object (it takes objects, strings, non-negative
+   integers and arrays only where the format has them; whitespace, string
+   escapes and \uXXXX as JSON defines them), an unknown dtype or key,
+   a duplicate name or key, more than DFN_ST_MAX_DIMS dimensions, a
+   shape whose product or byte size overflows or differs from
+   end - begin, offsets out of range, and data bytes that two tensors
+   share or that no tensor covers (the tensors, sorted by begin, must
+   tile [0, the data's length) exactly). More tensors than
+   limits->max_tensors, or metadata entries than DFN_ST_MAX_META, is
+   DFN_ERR_LIMIT. Names and metadata are decoded
+   to UTF-8 C strings (a \u0000 inside one is DFN_ERR_FORMAT). */
+
+#define DFN_ST_MAX_HEADER 100000000     /* the format's bound on N (100 MB) */
+#define DFN_ST_MAX_DIMS   8
+#define DFN_ST_MAX_META   4096          /* metadata entries (DFN_ERR_LIMIT above) */
+
+/* The format's element types; only the first three convert to float. */
+typedef enum dfn_st_dtype {
+    DFN_ST_F32 = 0, DFN_ST_F16, DFN_ST_BF16, DFN_ST_F64,
+    DFN_ST_I8, DFN_ST_U8, DFN_ST_I16, DFN_ST_U16, DFN_ST_I32, DFN_ST_U32,
+    DFN_ST_I64, DFN_ST_U64, DFN_ST_BOOL, DFN_ST_F8_E4M3, DFN_ST_F8_E5M2
+} dfn_st_dtype;
+#define DFN_ST_DTYPE_COUNT 15
+
+typedef struct dfn_st_tensor {
+    const char *name;                /* UTF-8, NUL-terminated (parse memory)  */
+    dfn_st_dtype dtype;
+    int ndim;                        /* 0 (a scalar) .. DFN_ST_MAX_DIMS       */
+    uint64_t shape[DFN_ST_MAX_DIMS];
+    uint64_t count;                  /* elements: the product of the shape    */
+    const unsigned char *data;       /* its bytes, in the caller's buffer     */
+    size_t bytes;
+} dfn_st_tensor;
+
+typedef struct dfn_st_meta {
+    const char *key, *value;         /* UTF-8, NUL-terminated                 */
+} dfn_st_meta;
+
+typedef struct dfn_safetensors {
+    int n_tensors;
+    dfn_st_tensor *tensors;          /* in the header's order                 */
+    int n_meta;
+    dfn_st_meta *meta;               /* "__metadata__", in the header's order */
+    size_t header_bytes;             /* N                                     */
+    const unsigned char *data;       /* the data section (after the header)   */
+    size_t data_bytes;
+} dfn_safetensors;
+
+/* The element type's name in files ("F32", ...) and its size in bytes. */
+DFNDEF const char *dfn_st_dtype_name(dfn_st_dtype dtype);
+DFNDEF size_t dfn_st_dtype_size(dfn_st_dtype dtype);
+
+/* Bytes of memory dfn_st_parse needs for the file image buf (len bytes),
+   into *bytes. It reads the header and answers the JSON errors above and
+   DFN_ERR_LIMIT; the offset checks are dfn_st_parse's. limits NULL: the
+   defaults (dfn_limits_default). Errors: DFN_ERR_NULL, DFN_ERR_FORMAT,
+   DFN_ERR_LIMIT. */
+DFNDEF dfn_result dfn_st_parse_size(const void *buf, size_t len, const dfn_limits *limits,
+                                    size_t *bytes);
+
+/* Decodes and checks the whole file image into st, with its names and
+   tables in mem (bytes >= the size above). st points into buf and mem:
+   both must outlive it. Errors: those of dfn_st_parse_size,
+   DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF dfn_result dfn_st_parse(dfn_safetensors *st, const void *buf, size_t len,
+                               const dfn_limits *limits, void *mem, size_t bytes);
+
+/* The tensor or metadata value of that name; NULL when there is none. */
+DFNDEF const dfn_st_tensor *dfn_st_find(const dfn_safetensors *st, const char *name);
+DFNDEF const char *dfn_st_meta_find(const dfn_safetensors *st, const char *key);
+
+/* The tensor's n elements (n must be its count) as floats: F32 as stored,
+   F16 and BF16 converted exactly (every value, subnormals, infinities and
+   NaN included, is a float). Errors: DFN_ERR_NULL, DFN_ERR_MISMATCH (n is
+   not the count, or a dtype that is not F32, F16 or BF16). */
+DFNDEF dfn_result dfn_st_read_floats(const dfn_st_tensor *t, float *out, size_t n);
+
+/* One tensor to write: F32 from data (count = the product of the shape,
+   ndim 0..DFN_ST_MAX_DIMS). */
+typedef struct dfn_st_out {
+    const char *name;
+    int ndim;
+    uint64_t shape[DFN_ST_MAX_DIMS];
+    const float *data;
+} dfn_st_out;
+
+/* A safetensors image of n tensors (their data in the order given, the
+   header in the same order) and n_meta metadata strings (none: 0), the
+   header padded with spaces to a multiple of 8 bytes. The size query
+   returns 0 for arguments the writer refuses. Errors: DFN_ERR_NULL,
+   DFN_ERR_INVALID_ARG (a NULL or empty name, a duplicate name or key,
+   ndim out of range, a size that overflows, "__metadata__" as a tensor
+   name), DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF size_t dfn_st_write_size(const dfn_st_out *tensors, int n, const dfn_st_meta *meta, int n_meta);
+DFNDEF dfn_result dfn_st_write_mem(void *buf, size_t cap, size_t *written, const dfn_st_out *tensors,
+                                   int n, const dfn_st_meta *meta, int n_meta);
+
+/* Where a load or a read of a file found what it refused: the tensor name,
+   metadata key or JSON field (what), and a short reason (why). Filled by
+   the functions that take one (NULL: not wanted) when they fail with
+   DFN_ERR_MISMATCH or DFN_ERR_FORMAT. */
+typedef struct dfn_error_detail {
+    char what[96];
+    const char *why;
+} dfn_error_detail;
+
+/* ------------------------------------------------------------------------- */
+/*  Named tensors of a network (manual section 6 has the tables)             */
+/* ------------------------------------------------------------------------- */
+
+/* The network's tensors in the flat block's order (they cover it exactly,
+   each float once), at most cap of them into out (out may be NULL with
+   cap 0: count only). Returns the count, or -1 when the network has no
+   names (its ops have no tensors function) or is invalid. */
+DFNDEF int dfn_net_tensors(const dfn_net *net, dfn_net_tensor *out, int cap);
+
+/* The weights of net (set up with its config) from st, by name: every
+   tensor of dfn_net_tensors must be in st with that shape (F32, F16 or
+   BF16), and ema (P floats, or NULL) gets the "ema." + name tensors (all
+   of them, or DFN_ERR_MISMATCH). Tensors st holds besides those
+   ("schedule.betas", or a program's own) are ignored. Weights that are
+   not finite are DFN_ERR_NOT_FINITE. Errors: DFN_ERR_NULL,
+   DFN_ERR_INVALID_ARG (a network without names), DFN_ERR_MISMATCH (with
+   detail: the tensor, "missing", "shape differs" or "dtype is not
+   F32, F16 or BF16"), DFN_ERR_NOT_FINITE. */
+DFNDEF dfn_result dfn_model_read_safetensors(const dfn_safetensors *st, const dfn_net *net, float *ema,
+                                             dfn_error_detail *detail);
+
+/* A model as safetensors: the weights (and, with ema, the EMA weights as
+   "ema." + name) by the names above, F32, and in "__metadata__":
+   "diffusion.h" (the version), "network" ("mlp" or "unet"), "config" and
+   "schedule" (each a JSON object, documented in manual section 6); a
+   custom schedule's betas as the tensor "schedule.betas" (T). Only the
+   MLP and the U-Net (a program's own network writes its tensors with
+   dfn_st_write_mem). Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (another
+   network, a custom schedule with zero terminal SNR), DFN_ERR_NOT_FINITE,
+   DFN_ERR_BUFFER_TOO_SMALL; the size query returns 0 for those. */
+DFNDEF size_t dfn_model_save_safetensors_size(const dfn_net *net, const dfn_schedule *s, const float *ema);
+DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                                 const dfn_schedule *s, const float *ema);
+
+#ifndef DFN_NO_MALLOC
+/* A model file written by dfn_model_save_safetensors (or by
+   tools/torch: the same names and metadata) into a dfn_loaded_model, in
+   one allocation: the network and schedule from the metadata, the
+   weights, the EMA weights when every "ema." tensor is there (info.has_ema).
+   limits NULL: the defaults, checked before allocating (the tensor count,
+   T, P, the image side, the bytes). Errors: those of dfn_st_parse and
+   dfn_model_read_safetensors, DFN_ERR_FORMAT (metadata missing or not
+   JSON of the documented fields: detail names the key or field),
+   DFN_ERR_MISMATCH, DFN_ERR_LIMIT, DFN_ERR_OUT_OF_MEMORY. */
+DFNDEF dfn_result dfn_model_load_safetensors_mem(const void *buf, size_t len, const dfn_limits *limits,
+                                                 void *alloc_ctx, dfn_loaded_model *out,
+                                                 dfn_error_detail *detail);
+#endif
+
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+/* The same from and to files (the file's buffer counted in max_bytes; a
+   failed save leaves an existing file untouched). Errors add DFN_ERR_IO. */
+DFNDEF dfn_result dfn_model_load_safetensors(const char *path, const dfn_limits *limits, void *alloc_ctx,
+                                             dfn_loaded_model *out, dfn_error_detail *detail);
+DFNDEF dfn_result dfn_model_save_safetensors(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                             const float *ema);
+#endif
+
+/* ========================================================================= */
+/*  diffusers scheduler configs (scheduler_config.json)                      */
+/* ========================================================================= */
+/* The field's description of a schedule and its sampler: diffusers'
+   DDPMScheduler / DDIMScheduler scheduler_config.json. Read into the
+   library's schedule and sampler settings, and written back. diffusers
+   counts t from 0: its t is the library's t - 1 (the timestep lists
+   below are the library's). Fields and what they become:
+     _class_name             "DDPMScheduler" or "DDIMScheduler" (missing: DDPM)
+     num_train_timesteps     T
+     beta_schedule           "linear" -> DFN_SCHEDULE_LINEAR_BETAS,
+                             "scaled_linear" -> DFN_SCHEDULE_SCALED_LINEAR,
+                             "sigmoid" -> DFN_SCHEDULE_SIGMOID_BETAS,
+                             "squaredcos_cap_v2" -> DFN_SCHEDULE_COSINE (s
+                             0.008, max_beta 0.999: diffusers' formula)
+     beta_start, beta_end    as given
+     trained_betas           null, or T numbers: DFN_SCHEDULE_CUSTOM
+     rescale_betas_zero_snr  zero_terminal_snr
+     prediction_type         "epsilon", "v_prediction", "sample" (eps, v, x0)
+     timestep_spacing        "linspace", "leading", "trailing" (with
+     steps_offset            steps_offset where diffusers adds it: leading)
+     clip_sample, clip_sample_range   clip x0 to [-range, range]
+     set_alpha_to_one        (DDIM) false: the last step ends at
+                             alphabar_1 (dfn_sampler_config.final_alphabar_1)
+     variance_type           (DDPM) "fixed_small" / "fixed_small_log"
+                             (small), "fixed_large" / "fixed_large_log" (large)
+     thresholding            false only
+     dynamic_thresholding_ratio, sample_max_value, keys starting with "_":
+                             read and not used (they act only with
+                             thresholding, or are diffusers' bookkeeping)
+   Any other field, or a value the library cannot honour (a learned
+   variance, thresholding, another class, an unknown schedule name) is
+   DFN_ERR_FORMAT with the field named in the detail: never ignored. */
+
+typedef enum dfn_diffusers_spacing {
+    DFN_DIFFUSERS_LINSPACE = 0,      /* round_half_even(linspace(0, T-1, S)), reversed */
+    DFN_DIFFUSERS_LEADING  = 1,      /* i floor(T/S) + steps_offset, i = S-1..0        */
+    DFN_DIFFUSERS_TRAILING = 2       /* round_half_even(arange(T, 0, -T/S)) - 1          */
+} dfn_diffusers_spacing;
+
+typedef struct dfn_diffusers_config {
+    int    ddim;                     /* 1: DDIMScheduler, 0: DDPMScheduler      */
+    dfn_schedule_config schedule;    /* betas: the caller's array (trained_betas) */
+    dfn_prediction prediction;
+    dfn_diffusers_spacing spacing;
+    int    steps_offset;
+    int    clip_sample;
+    double clip_sample_range;
+    int    set_alpha_to_one;         /* DDIM                                    */
+    dfn_variance variance;           /* DDPM                                    */
+} dfn_diffusers_config;
+
+/* diffusers' defaults for the class (ddim 1 or 0): T 1000, "linear" 1e-4 to
+   0.02, epsilon, leading with offset 0, clip_sample true (range 1),
+   set_alpha_to_one true, fixed_small. */
+DFNDEF dfn_diffusers_config dfn_diffusers_config_default(int ddim);
+
+/* Reads a scheduler_config.json text (len bytes, no NUL needed) into out;
+   trained_betas go into betas (cap floats; out->schedule.betas then points
+   there). The schedule is checked as dfn_schedule_init would. Errors:
+   DFN_ERR_NULL, DFN_ERR_FORMAT (not JSON, a field above; detail names
+   it), DFN_ERR_BUFFER_TOO_SMALL (more trained betas than cap). */
+DFNDEF dfn_result dfn_diffusers_config_read(const char *json, size_t len, dfn_diffusers_config *out,
+                                            float *betas, int cap, dfn_error_detail *detail);
+
+/* The S timesteps diffusers' set_timesteps(S) visits, as the library's t
+   (diffusers' + 1), first visited first, into out (S ints), with numpy's
+   arithmetic (linspace and arange in double, rounding half to even).
+   Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (S < 1 or above T, or a list
+   the library cannot run: outside 1..T or not decreasing, which a large
+   steps_offset or S near T can give). */
+DFNDEF dfn_result dfn_diffusers_timesteps(const dfn_diffusers_config *c, int S, int *out);
+
+/* Sets the sampler fields of sc (kind, steps, spacing = custom with
+   timesteps, eta, prediction, variance, clipping, final_alphabar_1) for
+   diffusers' sampler of c with S steps: DDIM (eta 0); DDPM with S = T as
+   the library's DDPM, else as DDIM with eta 1 on the S timesteps (the
+   same posterior steps). timesteps: S ints the sampler config points at
+   (keep them while the sampler is set up). Errors: those of
+   dfn_diffusers_timesteps; DFN_ERR_INVALID_ARG with detail for what the
+   library's samplers do differently: "clip_sample" with DDIM (diffusers
+   keeps the unclipped eps there), "variance_type" large with S < T. */
+DFNDEF dfn_result dfn_diffusers_sampler_setup(const dfn_diffusers_config *c, int S, int *timesteps,
+                                              dfn_sampler_config *sc, dfn_error_detail *detail);
+
+/* Writes c as scheduler_config.json text into buf (cap bytes, NUL added;
+   *written: the length without it). s (or NULL) is c's schedule, set
+   up: it gives trained_betas for a schedule diffusers has no name for
+   (sigmoid of Jabri et al., cosine with other s or max_beta, linear with
+   T other than 1000, custom). Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG
+   (a flow schedule; a schedule without a diffusers name and no s; a
+   custom one with zero terminal SNR), DFN_ERR_BUFFER_TOO_SMALL. */
+DFNDEF dfn_result dfn_diffusers_config_write(const dfn_diffusers_config *c, const dfn_schedule *s, char *buf,
+                                             size_t cap, size_t *written);
 
 /* ######################################################################### */
 /*  PART 4  kernels and threads                                              */
@@ -3288,6 +3603,7 @@ DFNDEF dfn_limits dfn_limits_default(void)
     l.max_params = DFN_LIMIT_MAX_PARAMS;
     l.max_side = DFN_LIMIT_MAX_SIDE;
     l.max_bytes = DFN_LIMIT_MAX_BYTES;
+    l.max_tensors = DFN_LIMIT_MAX_TENSORS;
     return l;
 }
 
@@ -3662,6 +3978,18 @@ static double dfn__raw_beta(const dfn_schedule_config *c, int t)
         prev = dfn__sigmoid_alphabar(t - 1, c);
         cur = dfn__sigmoid_alphabar(t, c);
         break;
+    case DFN_SCHEDULE_LINEAR_BETAS:
+        return c->T == 1 ? c->beta_start
+                         : c->beta_start + (c->beta_end - c->beta_start) * (double)(t - 1) / (double)(c->T - 1);
+    case DFN_SCHEDULE_SCALED_LINEAR: {
+        double r0 = DFN_SQRT(c->beta_start), r1 = DFN_SQRT(c->beta_end);
+        double r = c->T == 1 ? r0 : r0 + (r1 - r0) * (double)(t - 1) / (double)(c->T - 1);
+        return r * r;
+    }
+    case DFN_SCHEDULE_SIGMOID_BETAS: {
+        double x = c->T == 1 ? -6.0 : -6.0 + 12.0 * (double)(t - 1) / (double)(c->T - 1);
+        return c->beta_start + (c->beta_end - c->beta_start) / (1.0 + DFN_EXP(-x));
+    }
     default:
         return (double)c->betas[t - 1];
     }
@@ -3677,6 +4005,9 @@ static dfn_result dfn__schedule_check(const dfn_schedule_config *c)
     if (c->T < 1 || c->T > DFN_MAX_T) return DFN_ERR_INVALID_ARG;
     switch (c->kind) {
     case DFN_SCHEDULE_LINEAR:
+    case DFN_SCHEDULE_LINEAR_BETAS:
+    case DFN_SCHEDULE_SCALED_LINEAR:
+    case DFN_SCHEDULE_SIGMOID_BETAS:
         if (!dfn__open_unit(c->beta_start) || !dfn__open_unit(c->beta_end))
             return DFN_ERR_INVALID_ARG;
         break;
@@ -4272,6 +4603,7 @@ DFNDEF dfn_sampler_config dfn_sampler_config_default(dfn_sampler_kind kind, int 
     c.known_mask = NULL;
     c.resample_jump = 0;
     c.resample_count = 1;
+    c.final_alphabar_1 = 0;
     return c;
 }
 
@@ -4341,6 +4673,8 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (c->known && !c->known_mask) return DFN_ERR_NULL;
     if (c->known && !dfn__all_finite(c->known, (size_t)c->n * (size_t)c->dim)) return DFN_ERR_NOT_FINITE;
     if (c->resample_jump < 0 || c->resample_jump > S || c->resample_count < 1) return DFN_ERR_INVALID_ARG;
+    if (c->final_alphabar_1 != 0 && (c->final_alphabar_1 != 1 || c->kind != DFN_SAMPLER_DDIM))
+        return DFN_ERR_INVALID_ARG;
     return DFN_OK;
 }
 
@@ -4714,7 +5048,8 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
     /* Algorithm 2 draws z only for t > 1; DDIM only when sigma > 0; the SDE
        solver at every step but the one to t = 0. */
     noisy = c->kind == DFN_SAMPLER_DDPM ? t > 1
-          : c->kind == DFN_SAMPLER_DDIM ? dfn__ddim_var(s, t, p, c->eta) > 0.0
+          : c->kind == DFN_SAMPLER_DDIM ? (p == 0 && c->final_alphabar_1 ? t > 1 && dfn__ddim_var(s, t, 1, c->eta) > 0.0
+                                                                       : dfn__ddim_var(s, t, p, c->eta) > 0.0)
           : c->kind == DFN_SAMPLER_DPMPP_2M_SDE ? p > 0 : 0;
     if (noisy && !rng) return DFN_ERR_NULL;
     if (smp->known && !rng) return DFN_ERR_NULL;
@@ -4732,7 +5067,15 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
         r = dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
         break;
     case DFN_SAMPLER_DDIM:
-        r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+        if (p == 0 && c->final_alphabar_1) {
+            /* diffusers' set_alpha_to_one = false: the target is alphabar_1;
+               from t = 1 that is x_t itself (sigma = 0, x0_hat and eps_hat
+               recombine to x_t), so x stays */
+            if (t > 1)
+                r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, 1, c->eta, count);
+        } else {
+            r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
+        }
         break;
     case DFN_SAMPLER_EULER: {
         /* the slope d (eps_hat in sigma; w = eps_hat - x0_hat in u, in place) */
@@ -6605,6 +6948,52 @@ static int dfn__mlp_config_same(const void *pa, const void *pb)
            a->num_classes == b->num_classes && a->act == b->act && a->prediction == b->prediction;
 }
 
+
+/* The MLP's named tensors (manual section 6): its PyTorch twin's state_dict. */
+static void dfn__nt_set(dfn_net_tensor *o, const char *a, int k, const char *b, size_t off, int conv,
+                        int ndim, int s0, int s1, int s2, int s3)
+{
+    char *p = o->name;
+    int i, n = 0;
+    for (; *a; a++) p[n++] = *a;
+    if (k >= 0) {
+        char d[12];
+        int m = 0;
+        do { d[m++] = (char)('0' + k % 10); k /= 10; } while (k);
+        while (m) p[n++] = d[--m];
+        p[n++] = '.';
+    }
+    for (; *b; b++) p[n++] = *b;
+    p[n] = 0;
+    o->ndim = ndim;
+    o->shape[0] = s0; o->shape[1] = s1; o->shape[2] = s2; o->shape[3] = s3;
+    for (i = ndim; i < 4; i++) o->shape[i] = 0;
+    o->count = 1;
+    for (i = 0; i < ndim; i++) o->count *= (size_t)o->shape[i];
+    o->offset = off;
+    o->conv = conv;
+}
+
+static int dfn__mlp_tensor(const void *cfgv, int i, dfn_net_tensor *o)
+{
+    const dfn_mlp_config *c = (const dfn_mlp_config *)cfgv;
+    dfn_mlp_layout l;
+    int H = c->hidden, L = c->blocks, n = 2 * L + 4 + (c->num_classes > 0);
+    if (!dfn__mlp_layout(c, &l)) return -1;
+    if (!o || i < 0 || i >= n) return n;
+    if (i == 0) dfn__nt_set(o, "inp.weight", -1, "", l.w_in, 0, 2, H, (int)l.in_dim, 0, 0);
+    else if (i == 1) dfn__nt_set(o, "inp.bias", -1, "", l.b_in, 0, 1, H, 0, 0, 0);
+    else if (i < 2 + 2 * L) {
+        int b = (i - 2) / 2;
+        size_t at = l.blk + (size_t)b * l.blk_stride;
+        if ((i - 2) % 2 == 0) dfn__nt_set(o, "blocks.", b, "weight", at, 0, 2, H, H, 0, 0);
+        else dfn__nt_set(o, "blocks.", b, "bias", at + (size_t)H * H, 0, 1, H, 0, 0, 0);
+    } else if (i == 2 + 2 * L) dfn__nt_set(o, "out.weight", -1, "", l.w_out, 0, 2, c->dim, H, 0, 0);
+    else if (i == 3 + 2 * L) dfn__nt_set(o, "out.bias", -1, "", l.b_out, 0, 1, c->dim, 0, 0, 0);
+    else dfn__nt_set(o, "class_emb.weight", -1, "", l.cls, 0, 2, c->num_classes + 1, c->time_dim, 0, 0);
+    return n;
+}
+
 static const dfn_net_ops dfn__mlp_ops = {
     DFN_NET_MLP, "mlp", sizeof(dfn_mlp_config), dfn__mlp_describe, dfn__mlp_net_init_weights,
     dfn__mlp_net_forward_size, dfn__mlp_net_forward,
@@ -6613,7 +7002,7 @@ static const dfn_net_ops dfn__mlp_ops = {
 #else
     NULL, NULL, NULL, NULL,
 #endif
-    dfn__mlp_config_save, dfn__mlp_config_load, dfn__mlp_config_same, DFN__MLP_CONFIG_FILE_BYTES
+    dfn__mlp_config_save, dfn__mlp_config_load, dfn__mlp_config_same, DFN__MLP_CONFIG_FILE_BYTES, dfn__mlp_tensor
 };
 
 DFNDEF const dfn_net_ops *dfn_mlp_net_ops(void) { return &dfn__mlp_ops; }
@@ -7571,6 +7960,82 @@ static int dfn__unet_config_same(const void *pa, const void *pb)
     return same;
 }
 
+
+/* The U-Net's named tensors: the embedding (emb1, emb2, class_emb), the
+   input conv (inp), then layers.k for the k-th ResBlock, attention or
+   upsampling of the plan, and the output (out_norm, out_conv). Walks the
+   plan to tensor i. */
+static int dfn__unet_tensor(const void *cfgv, int want, dfn_net_tensor *o)
+{
+    const dfn_unet_config *c = (const dfn_unet_config *)cfgv;
+    dfn__uplan pl;
+    dfn_net_tensor tmp;
+    int i = 0, k = 0, op, T = c->time_dim, E = c->base_channels;
+    if (dfn_unet_config_check(c) != DFN_OK) return -1;
+    dfn__unet_plan(c, &pl);
+    if (!o || want < 0) o = &tmp;
+#define DFN__NT(a, kk, b, off, conv, nd, s0, s1, s2, s3) \
+    do { if (i == want) dfn__nt_set(o, a, kk, b, off, conv, nd, s0, s1, s2, s3); i++; } while (0)
+    DFN__NT("emb1.weight", -1, "", pl.emb.w1, 0, 2, T, E, 0, 0);
+    DFN__NT("emb1.bias", -1, "", pl.emb.b1, 0, 1, T, 0, 0, 0);
+    DFN__NT("emb2.weight", -1, "", pl.emb.w2, 0, 2, T, T, 0, 0);
+    DFN__NT("emb2.bias", -1, "", pl.emb.b2, 0, 1, T, 0, 0, 0);
+    if (c->num_classes > 0) DFN__NT("class_emb.weight", -1, "", pl.emb.cls, 0, 2, c->num_classes + 1, T, 0, 0);
+    for (op = 0; op < pl.n_ops; op++) {
+        const dfn__uop *u = &pl.op[op];
+        const dfn__uweights *w = &u->wt;
+        size_t p = u->p;
+        int ci = u->ci, co = u->co;
+        switch (u->kind) {
+        case DFN__U_IN:
+            DFN__NT("inp.weight", -1, "", p + w->conv1, 1, 4, co, ci, 3, 3);
+            DFN__NT("inp.bias", -1, "", p + w->conv1_b, 0, 1, co, 0, 0, 0);
+            break;
+        case DFN__U_RES:
+            DFN__NT("layers.", k, "norm1.weight", p + w->norm1, 0, 1, ci, 0, 0, 0);
+            DFN__NT("layers.", k, "norm1.bias", p + w->norm1 + (size_t)ci, 0, 1, ci, 0, 0, 0);
+            DFN__NT("layers.", k, "conv1.weight", p + w->conv1, 1, 4, co, ci, 3, 3);
+            DFN__NT("layers.", k, "conv1.bias", p + w->conv1_b, 0, 1, co, 0, 0, 0);
+            DFN__NT("layers.", k, "emb.weight", p + w->emb, 0, 2, co, T, 0, 0);
+            DFN__NT("layers.", k, "emb.bias", p + w->emb_b, 0, 1, co, 0, 0, 0);
+            DFN__NT("layers.", k, "norm2.weight", p + w->norm2, 0, 1, co, 0, 0, 0);
+            DFN__NT("layers.", k, "norm2.bias", p + w->norm2 + (size_t)co, 0, 1, co, 0, 0, 0);
+            DFN__NT("layers.", k, "conv2.weight", p + w->conv2, 1, 4, co, co, 3, 3);
+            DFN__NT("layers.", k, "conv2.bias", p + w->conv2_b, 0, 1, co, 0, 0, 0);
+            if (ci != co) {
+                DFN__NT("layers.", k, "skip.weight", p + w->skip, 0, 4, co, ci, 1, 1);
+                DFN__NT("layers.", k, "skip.bias", p + w->skip_b, 0, 1, co, 0, 0, 0);
+            }
+            k++;
+            break;
+        case DFN__U_ATTN:
+            DFN__NT("layers.", k, "norm.weight", p + w->norm1, 0, 1, co, 0, 0, 0);
+            DFN__NT("layers.", k, "norm.bias", p + w->norm1 + (size_t)co, 0, 1, co, 0, 0, 0);
+            DFN__NT("layers.", k, "qkv.weight", p + w->qkv, 0, 2, 3 * co, co, 0, 0);
+            DFN__NT("layers.", k, "qkv.bias", p + w->qkv_b, 0, 1, 3 * co, 0, 0, 0);
+            DFN__NT("layers.", k, "proj.weight", p + w->proj, 0, 2, co, co, 0, 0);
+            DFN__NT("layers.", k, "proj.bias", p + w->proj_b, 0, 1, co, 0, 0, 0);
+            k++;
+            break;
+        case DFN__U_UP:
+            DFN__NT("layers.", k, "conv.weight", p + w->conv1, 1, 4, co, ci, 3, 3);
+            DFN__NT("layers.", k, "conv.bias", p + w->conv1_b, 0, 1, co, 0, 0, 0);
+            k++;
+            break;
+        case DFN__U_OUT:
+            DFN__NT("out_norm.weight", -1, "", p + w->norm1, 0, 1, ci, 0, 0, 0);
+            DFN__NT("out_norm.bias", -1, "", p + w->norm1 + (size_t)ci, 0, 1, ci, 0, 0, 0);
+            DFN__NT("out_conv.weight", -1, "", p + w->conv1, 1, 4, co, ci, 3, 3);
+            DFN__NT("out_conv.bias", -1, "", p + w->conv1_b, 0, 1, co, 0, 0, 0);
+            break;
+        default:
+            break;
+        }
+    }
+#undef DFN__NT
+    return i;
+}
+
 static const dfn_net_ops dfn__unet_ops = {
     DFN_NET_UNET, "unet", sizeof(dfn_unet_config), dfn__unet_describe, dfn__unet_net_init_weights,
     dfn__unet_net_forward_size, dfn__unet_net_forward,
@@ -7579,7 +8044,7 @@ static const dfn_net_ops dfn__unet_ops = {
 #else
     NULL, NULL, NULL, NULL,
 #endif
-    dfn__unet_config_save, dfn__unet_config_load, dfn__unet_config_same, DFN__UNET_CONFIG_FILE_BYTES
+    dfn__unet_config_save, dfn__unet_config_load, dfn__unet_config_same, DFN__UNET_CONFIG_FILE_BYTES, dfn__unet_tensor
 };
 
 DFNDEF const dfn_net_ops *dfn_unet_net_ops(void) { return &dfn__unet_ops; }
@@ -7863,7 +8328,7 @@ static const dfn_net_ops dfn__clf_ops = {
     DFN_NET_CLASSIFIER, "classifier", sizeof(dfn_classifier_config), dfn__clf_describe,
     dfn__clf_net_init_weights, dfn__clf_net_forward_size, dfn__clf_net_forward,
     NULL, NULL, NULL, NULL,
-    dfn__clf_config_save, dfn__clf_config_load, dfn__clf_config_same, DFN__CLF_CONFIG_FILE_BYTES
+    dfn__clf_config_save, dfn__clf_config_load, dfn__clf_config_same, DFN__CLF_CONFIG_FILE_BYTES, NULL
 };
 
 DFNDEF const dfn_net_ops *dfn_classifier_net_ops(void) { return &dfn__clf_ops; }
@@ -9726,8 +10191,8 @@ static void dfn__model_write(dfn__wbuf *w, const dfn_net *net, const unsigned ch
     uint32_t flags = (tr && tr->ema ? DFN__FLAG_EMA : 0u) | (with_optimizer ? DFN__FLAG_OPT : 0u);
     int t;
     /* the oldest version that holds the model: 1 (the bytes of 0.7.0 on)
-       unless the schedule is a flow one */
-    uint32_t version = sc->kind == DFN_SCHEDULE_FLOW ? 2u : 1u;
+       unless the schedule is a flow one or one of diffusers' kinds (5-7) */
+    uint32_t version = sc->kind >= DFN_SCHEDULE_FLOW ? 2u : 1u;
     dfn__put_bytes(w, "DFNM", 4);
     dfn__put_u32(w, version);
     dfn__put_u32(w, flags);
@@ -9931,7 +10396,7 @@ static dfn_result dfn__model_header(dfn__rbuf *r, const void *buf, size_t len, d
     /* Every value a reader will size memory with is checked before use (a
        negative int from a huge u32 fails these too). */
     if (sc->T < 1 || sc->T > DFN_MAX_T ||
-        (unsigned)sc->kind > (unsigned)(info->version >= 2 ? DFN_SCHEDULE_FLOW : DFN_SCHEDULE_CUSTOM) ||
+        (unsigned)sc->kind > (unsigned)(info->version >= 2 ? DFN_SCHEDULE_LINEAR_BETAS : DFN_SCHEDULE_CUSTOM) ||
         (sc->zero_terminal_snr != 0 && sc->zero_terminal_snr != 1))
         return DFN_ERR_FORMAT;
     {
@@ -10243,6 +10708,1993 @@ DFNDEF dfn_result dfn_model_save_unet(const char *path, const dfn_unet *u, const
     return dfn_model_save_net(path, &n, s, tr, with_optimizer);
 }
 #endif
+
+/* ------------------------------------------------------------------------- */
+/*  A small JSON reader and writer (safetensors headers, metadata, configs)  */
+/* ------------------------------------------------------------------------- */
+/* The reader walks a JSON text in place (no tree, no allocation): each
+   function takes the next token or value and sets the sticky err on
+   anything RFC 8259 does not allow. The callers know the shape they
+   expect, so nothing is skipped blindly and no recursion is needed. */
+
+/* String helpers (the library includes no <string.h> functions but memcpy
+   and memset, which a program may replace). */
+static size_t dfn__strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static int dfn__strcmp(const char *a, const char *b)
+{
+    while (*a && *a == *b) { a++; b++; }
+    return (int)(unsigned char)*a - (int)(unsigned char)*b;
+}
+
+static DFN__MAYBE_UNUSED int dfn__memeq(const void *a, const void *b, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    size_t i;
+    for (i = 0; i < n; i++) if (p[i] != q[i]) return 0;
+    return 1;
+}
+
+typedef struct dfn__json {
+    const char *p, *e;
+    int err;
+} dfn__json;
+
+static void dfn__js_ws(dfn__json *j)
+{
+    while (j->p < j->e && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+/* The next non-blank character (0 at the end or after an error). */
+static char dfn__js_peek(dfn__json *j)
+{
+    dfn__js_ws(j);
+    return j->err || j->p == j->e ? 0 : *j->p;
+}
+
+/* Takes character c (after blanks), or sets err. */
+static int dfn__js_take(dfn__json *j, char c)
+{
+    if (dfn__js_peek(j) != c) { j->err = 1; return 0; }
+    j->p++;
+    return 1;
+}
+
+static int dfn__js_hex4(const char *p, unsigned *v)
+{
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        char ch = p[i];
+        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') :
+                     ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) :
+                     ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10) : 16u;
+        if (d > 15) return 0;
+        *v = *v * 16 + d;
+    }
+    return 1;
+}
+
+/* A string, decoded to UTF-8 into out (cap bytes, NUL added; out NULL:
+   only measured). Returns the decoded length (without the NUL). Errors
+   (err): not a string, a control character, a bad escape or surrogate
+   pair, \u0000, invalid UTF-8 in the input, or more than cap - 1 bytes. */
+static size_t dfn__js_string(dfn__json *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (!dfn__js_take(j, '"')) return 0;
+    while (!j->err) {
+        unsigned char ch;
+        unsigned long cp;
+        int k, len;
+        if (j->p == j->e) { j->err = 1; break; }
+        ch = (unsigned char)*j->p;
+        if (ch == '"') { j->p++; break; }
+        if (ch < 0x20) { j->err = 1; break; }
+        if (ch == '\\') {
+            char c2;
+            if (j->e - j->p < 2) { j->err = 1; break; }
+            c2 = j->p[1];
+            j->p += 2;
+            switch (c2) {
+            case '"': cp = '"'; break;
+            case '\\': cp = '\\'; break;
+            case '/': cp = '/'; break;
+            case 'b': cp = 8; break;
+            case 'f': cp = 12; break;
+            case 'n': cp = 10; break;
+            case 'r': cp = 13; break;
+            case 't': cp = 9; break;
+            case 'u': {
+                unsigned hi, lo;
+                if (j->e - j->p < 4 || !dfn__js_hex4(j->p, &hi)) { j->err = 1; return 0; }
+                j->p += 4;
+                if (hi >= 0xDC00 && hi <= 0xDFFF) { j->err = 1; return 0; }
+                if (hi >= 0xD800 && hi <= 0xDBFF) {
+                    if (j->e - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' || !dfn__js_hex4(j->p + 2, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF) { j->err = 1; return 0; }
+                    j->p += 6;
+                    cp = 0x10000ul + (((unsigned long)hi - 0xD800) << 10) + (lo - 0xDC00);
+                } else {
+                    cp = hi;
+                }
+                if (cp == 0) { j->err = 1; return 0; }
+                break;
+            }
+            default: j->err = 1; return 0;
+            }
+            /* encode cp as UTF-8 */
+            {
+                unsigned char b[4];
+                if (cp < 0x80) { b[0] = (unsigned char)cp; len = 1; }
+                else if (cp < 0x800) { b[0] = (unsigned char)(0xC0 | (cp >> 6)); b[1] = (unsigned char)(0x80 | (cp & 63)); len = 2; }
+                else if (cp < 0x10000) { b[0] = (unsigned char)(0xE0 | (cp >> 12)); b[1] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+                                         b[2] = (unsigned char)(0x80 | (cp & 63)); len = 3; }
+                else { b[0] = (unsigned char)(0xF0 | (cp >> 18)); b[1] = (unsigned char)(0x80 | ((cp >> 12) & 63));
+                       b[2] = (unsigned char)(0x80 | ((cp >> 6) & 63)); b[3] = (unsigned char)(0x80 | (cp & 63)); len = 4; }
+                for (k = 0; k < len; k++) {
+                    if (out) { if (n + 1 >= cap) { j->err = 1; return 0; } out[n] = (char)b[k]; }
+                    n++;
+                }
+            }
+            continue;
+        }
+        /* raw UTF-8: one well-formed sequence (no overlong forms, no surrogates) */
+        if (ch < 0x80) { len = 1; cp = ch; }
+        else if (ch >= 0xC2 && ch <= 0xDF) { len = 2; cp = ch & 31u; }
+        else if (ch >= 0xE0 && ch <= 0xEF) { len = 3; cp = ch & 15u; }
+        else if (ch >= 0xF0 && ch <= 0xF4) { len = 4; cp = ch & 7u; }
+        else { j->err = 1; break; }
+        if (j->e - j->p < len) { j->err = 1; break; }
+        for (k = 1; k < len; k++) {
+            unsigned char c = (unsigned char)j->p[k];
+            if ((c & 0xC0) != 0x80) { j->err = 1; return 0; }
+            cp = (cp << 6) | (c & 63u);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) {
+            j->err = 1;
+            break;
+        }
+        for (k = 0; k < len; k++) {
+            if (out) { if (n + 1 >= cap) { j->err = 1; return 0; } out[n] = j->p[k]; }
+            n++;
+        }
+        j->p += len;
+    }
+    if (j->err) return 0;
+    if (out) { if (n >= cap) { j->err = 1; return 0; } out[n] = 0; }
+    return n;
+}
+
+/* The span of a JSON number token (RFC 8259 grammar) at the cursor; 0 if
+   there is none. */
+static int dfn__js_number_span(dfn__json *j, const char **s, const char **e)
+{
+    const char *p;
+    dfn__js_ws(j);
+    p = j->p;
+    *s = p;
+    if (p < j->e && *p == '-') p++;
+    if (p == j->e || !dfn__is_digit(*p)) return 0;
+    if (*p == '0') p++;
+    else while (p < j->e && dfn__is_digit(*p)) p++;
+    if (p < j->e && *p == '.') {
+        p++;
+        if (p == j->e || !dfn__is_digit(*p)) return 0;
+        while (p < j->e && dfn__is_digit(*p)) p++;
+    }
+    if (p < j->e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < j->e && (*p == '+' || *p == '-')) p++;
+        if (p == j->e || !dfn__is_digit(*p)) return 0;
+        while (p < j->e && dfn__is_digit(*p)) p++;
+    }
+    *e = p;
+    j->p = p;
+    return 1;
+}
+
+/* A non-negative integer (digits only, no sign, fraction or exponent) up
+   to max. */
+static uint64_t dfn__js_uint(dfn__json *j, uint64_t max)
+{
+    const char *s, *e;
+    uint64_t v = 0;
+    if (j->err) return 0;
+    if (!dfn__js_number_span(j, &s, &e)) { j->err = 1; return 0; }
+    for (; s < e; s++) {
+        if (!dfn__is_digit(*s)) { j->err = 1; return 0; }
+        if (v > (max - (uint64_t)(*s - '0')) / 10u) { j->err = 1; return 0; }
+        v = v * 10u + (uint64_t)(*s - '0');
+    }
+    return v;
+}
+
+/* The double a decimal number spells. Up to 15 significant digits with a
+   decimal exponent within +-22 (every number the library writes that
+   round-trips this way, and the usual hand-written ones: 0.00085, 1e-4,
+   25) convert exactly: M and 10^E are exact doubles, so one
+   multiplication or division rounds once, correctly (Clinger 1990).
+   Longer ones are within about 1e-15 relative (dfn__parse_float's
+   method, in double). Returns 0 for a value beyond the double range. */
+static int dfn__decimal_to_double(const char *p, const char *e, double *v)
+{
+    static const double pow10[23] = {
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+    };
+    uint64_t mant = 0;
+    int neg = 0, nd = 0, dexp = 0, x = 0, xneg = 0;
+    double d;
+    if (p < e && (*p == '-' || *p == '+')) { neg = *p == '-'; p++; }
+    for (; p < e && dfn__is_digit(*p); p++) {
+        if (nd < 19) { if (mant || *p != '0') { mant = mant * 10u + (uint64_t)(*p - '0'); nd++; } }
+        else if (dexp < 100000) dexp++;
+    }
+    if (p < e && *p == '.')
+        for (p++; p < e && dfn__is_digit(*p); p++)
+            if (nd < 19) {
+                if (mant || *p != '0') { mant = mant * 10u + (uint64_t)(*p - '0'); nd++; }
+                dexp--;
+            }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) { xneg = *p == '-'; p++; }
+        for (; p < e && dfn__is_digit(*p); p++)
+            if (x < 100000) x = x * 10 + (*p - '0');
+    }
+    dexp += xneg ? -x : x;
+    if (mant == 0) { *v = neg ? -0.0 : 0.0; return 1; }
+    if (nd + dexp > 310) return 0;
+    if (nd + dexp < -330) { *v = neg ? -0.0 : 0.0; return 1; }
+    d = (double)mant;
+    if (nd <= 15 && dexp >= -22 && dexp <= 22) {
+        d = dexp < 0 ? d / pow10[-dexp] : d * pow10[dexp];
+    } else if (dexp < 0) {
+        for (; dexp < -22; dexp += 22) d /= 1e22;
+        d /= pow10[-dexp];
+    } else {
+        for (; dexp > 22; dexp -= 22) d *= 1e22;
+        d *= pow10[dexp];
+    }
+    if (!(d <= 1.7976931348623157e308)) return 0;
+    *v = neg ? -d : d;
+    return 1;
+}
+
+/* A finite JSON number as a double. */
+static double dfn__js_double(dfn__json *j)
+{
+    const char *s, *e;
+    double v = 0.0;
+    if (j->err) return 0.0;
+    if (!dfn__js_number_span(j, &s, &e) || !dfn__decimal_to_double(s, e, &v)) j->err = 1;
+    return v;
+}
+
+/* Takes the literal word w ("true", "false", "null") if it is next. */
+static int dfn__js_word(dfn__json *j, const char *w)
+{
+    size_t n = dfn__strlen(w);
+    dfn__js_ws(j);
+    if (j->err || (size_t)(j->e - j->p) < n || !dfn__memeq(j->p, w, n)) return 0;
+    j->p += n;
+    return 1;
+}
+
+/* Object walking: call with *first = 1 after taking '{'. Returns 1 with the
+   key decoded into key (cap bytes) and the cursor at its value, 0 at the
+   closing '}' (taken) or on an error (err). */
+static int dfn__js_next_key(dfn__json *j, int *first, char *key, size_t cap)
+{
+    char c = dfn__js_peek(j);
+    if (j->err) return 0;
+    if (c == '}') {
+        if (!*first) { /* fine: "a": 1 } */ }
+        j->p++;
+        return 0;
+    }
+    if (!*first && !dfn__js_take(j, ',')) return 0;
+    *first = 0;
+    dfn__js_string(j, key, cap);
+    if (!j->err) dfn__js_take(j, ':');
+    return !j->err;
+}
+
+/* Array walking, the same: 1 at an element, 0 after ']' or on an error. */
+static int dfn__js_next_elem(dfn__json *j, int *first)
+{
+    char c = dfn__js_peek(j);
+    if (j->err) return 0;
+    if (c == ']') { j->p++; return 0; }
+    if (!*first && !dfn__js_take(j, ',')) return 0;
+    *first = 0;
+    return !j->err;
+}
+
+/* -- writing ------------------------------------------------------------- */
+
+static void dfn__jw_str(dfn__wbuf *w, const char *s)
+{
+    dfn__put_bytes(w, s, dfn__strlen(s));
+}
+
+/* A JSON string literal of s (quotes, escapes for '"', '\\' and control
+   characters; UTF-8 passed through). */
+static void dfn__jw_quoted(dfn__wbuf *w, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    dfn__put_bytes(w, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char b[2];
+            b[0] = '\\';
+            b[1] = (char)c;
+            dfn__put_bytes(w, b, 2);
+        } else if (c < 0x20) {
+            char b[6];
+            b[0] = '\\'; b[1] = 'u'; b[2] = '0'; b[3] = '0';
+            b[4] = hex[c >> 4]; b[5] = hex[c & 15];
+            dfn__put_bytes(w, b, 6);
+        } else {
+            dfn__put_bytes(w, s, 1);
+        }
+    }
+    dfn__put_bytes(w, "\"", 1);
+}
+
+static void dfn__jw_uint(dfn__wbuf *w, uint64_t v)
+{
+    char b[24];
+    int n = 0, i;
+    do { b[n++] = (char)('0' + (int)(v % 10u)); v /= 10u; } while (v);
+    for (i = 0; i < n / 2; i++) { char t = b[i]; b[i] = b[n - 1 - i]; b[n - 1 - i] = t; }
+    dfn__put_bytes(w, b, (size_t)n);
+}
+
+static void dfn__jw_int(dfn__wbuf *w, long v)
+{
+    if (v < 0) {
+        dfn__put_bytes(w, "-", 1);
+        dfn__jw_uint(w, (uint64_t)(-(v + 1)) + 1u);
+    } else {
+        dfn__jw_uint(w, (uint64_t)v);
+    }
+}
+
+/* A finite double as the shortest decimal of at most 17 significant digits
+   that reads back (dfn__decimal_to_double) to the same bits; 17 digits
+   (within 1 ulp) when none does. No libc, no locale. Writes 0-terminated
+   text into b (32 bytes): plain digits ("0.0001", "25", "1000") when the
+   decimal exponent is within -5..17, else "8.5e-22". */
+static void dfn__fmt_double(double v, char *b)
+{
+    static const double p10[23] = {
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+    };
+    double a = v < 0 ? -v : v, s, back;
+    int e10 = 0, P, o = 0, i;
+    char dig[24];
+    int nd = 0, lead = 0;
+    if (!(a > 0.0) || a > 1.7976931348623157e308) { b[0] = '0'; b[1] = 0; return; }
+    s = a;                                   /* e10 = floor(log10(a)), about */
+    while (s >= 10.0) { s /= 10.0; e10++; }
+    while (s < 1.0) { s *= 10.0; e10--; }
+    for (P = 1; P <= 17; P++) {
+        int sh = P - 1 - e10, k = sh, t = 0;
+        double m = a;
+        uint64_t M, q;
+        char txt[48];
+        for (; k > 22; k -= 22) m *= 1e22;
+        for (; k < -22; k += 22) m /= 1e22;
+        m = k >= 0 ? m * p10[k] : m / p10[-k];
+        if (!(m < 1e18)) continue;
+        M = (uint64_t)(m + 0.5);
+        if (M == 0) continue;
+        nd = 0;
+        for (q = M; q; q /= 10u) dig[nd++] = (char)('0' + (int)(q % 10u));
+        for (i = 0; i < nd / 2; i++) { char c = dig[i]; dig[i] = dig[nd - 1 - i]; dig[nd - 1 - i] = c; }
+        lead = nd - sh;                      /* value = 0.dig x 10^lead */
+        while (nd > 1 && dig[nd - 1] == '0') nd--;
+        for (i = 0; i < nd; i++) txt[t++] = dig[i];
+        txt[t++] = 'e';
+        k = lead - nd;
+        if (k < 0) { txt[t++] = '-'; k = -k; }
+        {
+            char eb[8];
+            int en = 0;
+            do { eb[en++] = (char)('0' + k % 10); k /= 10; } while (k);
+            while (en) txt[t++] = eb[--en];
+        }
+        if (dfn__decimal_to_double(txt, txt + t, &back) && back == a) break;
+        if (P == 17) break;                  /* keep the 17 digits */
+    }
+    if (v < 0) b[o++] = '-';
+    if (lead > 0 && lead <= 17) {
+        for (i = 0; i < lead; i++) b[o++] = i < nd ? dig[i] : '0';
+        if (nd > lead) {
+            b[o++] = '.';
+            for (; i < nd; i++) b[o++] = dig[i];
+        }
+    } else if (lead <= 0 && lead > -5) {
+        b[o++] = '0';
+        b[o++] = '.';
+        for (i = 0; i < -lead; i++) b[o++] = '0';
+        for (i = 0; i < nd; i++) b[o++] = dig[i];
+    } else {
+        int ex = lead - 1, en = 0;
+        char eb[8];
+        b[o++] = dig[0];
+        if (nd > 1) {
+            b[o++] = '.';
+            for (i = 1; i < nd; i++) b[o++] = dig[i];
+        }
+        b[o++] = 'e';
+        if (ex < 0) { b[o++] = '-'; ex = -ex; }
+        do { eb[en++] = (char)('0' + ex % 10); ex /= 10; } while (ex);
+        while (en) b[o++] = eb[--en];
+    }
+    b[o] = 0;
+}
+
+static void dfn__jw_double(dfn__wbuf *w, double v)
+{
+    char b[40];
+    dfn__fmt_double(v, b);
+    dfn__jw_str(w, b);
+}
+
+/* ------------------------------------------------------------------------- */
+/*  safetensors                                                              */
+/* ------------------------------------------------------------------------- */
+
+static const char *const dfn__st_names[DFN_ST_DTYPE_COUNT] = {
+    "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "U16", "I32", "U32",
+    "I64", "U64", "BOOL", "F8_E4M3", "F8_E5M2"
+};
+static const unsigned char dfn__st_sizes[DFN_ST_DTYPE_COUNT] = {
+    4, 2, 2, 8, 1, 1, 2, 2, 4, 4, 8, 8, 1, 1, 1
+};
+
+DFNDEF const char *dfn_st_dtype_name(dfn_st_dtype dtype)
+{
+    return (int)dtype >= 0 && (int)dtype < DFN_ST_DTYPE_COUNT ? dfn__st_names[dtype] : "?";
+}
+
+DFNDEF size_t dfn_st_dtype_size(dfn_st_dtype dtype)
+{
+    return (int)dtype >= 0 && (int)dtype < DFN_ST_DTYPE_COUNT ? dfn__st_sizes[dtype] : 0;
+}
+
+static uint64_t dfn__get_u64le(const unsigned char *p)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* The parser's output, or (mem NULL) its counts. */
+typedef struct dfn__st_out {
+    dfn_safetensors *st;
+    char *str;                 /* next free string byte                    */
+    size_t str_left;
+    int n_t, n_m;              /* counted                                  */
+    size_t str_bytes;          /* string bytes counted (NULs included)     */
+    int max_t;
+    int *idx;                  /* n_t scratch indices (the checks)         */
+} dfn__st_out;
+
+/* One string value: decoded into the output (or measured). */
+static const char *dfn__st_string(dfn__json *j, dfn__st_out *o)
+{
+    dfn__json save = *j;
+    size_t n = dfn__js_string(j, NULL, 0);
+    char *s;
+    if (j->err) return NULL;
+    o->str_bytes += n + 1;
+    if (!o->str) return "";
+    if (n + 1 > o->str_left) { j->err = 1; return NULL; }
+    *j = save;
+    s = o->str;
+    dfn__js_string(j, s, n + 1);
+    o->str += n + 1;
+    o->str_left -= n + 1;
+    return j->err ? NULL : s;
+}
+
+/* The header object, once to count (o->st NULL) and once to fill. */
+static dfn_result dfn__st_header(const char *p, size_t n, dfn__st_out *o)
+{
+    dfn__json j;
+    int first = 1, seen_meta = 0;
+    char key[16];
+    j.p = p;
+    j.e = p + n;
+    j.err = 0;
+    if (!dfn__js_take(&j, '{')) return DFN_ERR_FORMAT;
+    for (;;) {
+        dfn__json at = j;
+        const char *name;
+        char c = dfn__js_peek(&j);
+        if (j.err) return DFN_ERR_FORMAT;
+        if (c == '}') { j.p++; break; }
+        if (!first && !dfn__js_take(&j, ',')) return DFN_ERR_FORMAT;
+        first = 0;
+        at = j;
+        /* "__metadata__" is told apart by its decoded name */
+        {
+            size_t kl;
+            dfn__json probe = j;
+            char k2[16];
+            kl = dfn__js_string(&probe, NULL, 0);
+            if (probe.err) return DFN_ERR_FORMAT;
+            probe = j;
+            if (kl == 12) {
+                dfn__js_string(&probe, k2, sizeof k2);
+                if (!probe.err && dfn__strcmp(k2, "__metadata__") == 0) {
+                    int f2 = 1;
+                    if (seen_meta) return DFN_ERR_FORMAT;
+                    seen_meta = 1;
+                    j = probe;
+                    if (!dfn__js_take(&j, ':') || !dfn__js_take(&j, '{')) return DFN_ERR_FORMAT;
+                    for (;;) {
+                        const char *mk, *mv;
+                        char c3 = dfn__js_peek(&j);
+                        if (j.err) return DFN_ERR_FORMAT;
+                        if (c3 == '}') { j.p++; break; }
+                        if (!f2 && !dfn__js_take(&j, ',')) return DFN_ERR_FORMAT;
+                        f2 = 0;
+                        mk = dfn__st_string(&j, o);
+                        if (j.err || !dfn__js_take(&j, ':')) return DFN_ERR_FORMAT;
+                        mv = dfn__st_string(&j, o);
+                        if (j.err) return DFN_ERR_FORMAT;
+                        if (o->st) {
+                            o->st->meta[o->n_m].key = mk;
+                            o->st->meta[o->n_m].value = mv;
+                        }
+                        o->n_m++;
+                        if (o->n_m > DFN_ST_MAX_META) return DFN_ERR_LIMIT;
+                    }
+                    continue;
+                }
+            }
+        }
+        (void)at;
+        /* a tensor */
+        name = dfn__st_string(&j, o);
+        if (j.err || !dfn__js_take(&j, ':') || !dfn__js_take(&j, '{')) return DFN_ERR_FORMAT;
+        if (o->n_t >= o->max_t) return DFN_ERR_LIMIT;
+        {
+            int f2 = 1, have = 0, d, ndim = 0;
+            dfn_st_dtype dt = DFN_ST_F32;
+            uint64_t shape[DFN_ST_MAX_DIMS], beg = 0, end = 0;
+            while (dfn__js_next_key(&j, &f2, key, sizeof key)) {
+                if (dfn__strcmp(key, "dtype") == 0 && !(have & 1)) {
+                    char dn[16];
+                    dfn__js_string(&j, dn, sizeof dn);
+                    if (j.err) return DFN_ERR_FORMAT;
+                    for (d = 0; d < DFN_ST_DTYPE_COUNT; d++)
+                        if (dfn__strcmp(dn, dfn__st_names[d]) == 0) break;
+                    if (d == DFN_ST_DTYPE_COUNT) return DFN_ERR_FORMAT;
+                    dt = (dfn_st_dtype)d;
+                    have |= 1;
+                } else if (dfn__strcmp(key, "shape") == 0 && !(have & 2)) {
+                    int f3 = 1;
+                    if (!dfn__js_take(&j, '[')) return DFN_ERR_FORMAT;
+                    while (dfn__js_next_elem(&j, &f3)) {
+                        if (ndim == DFN_ST_MAX_DIMS) return DFN_ERR_FORMAT;
+                        shape[ndim++] = dfn__js_uint(&j, (uint64_t)-1);
+                    }
+                    have |= 2;
+                } else if (dfn__strcmp(key, "data_offsets") == 0 && !(have & 4)) {
+                    int f3 = 1, k = 0;
+                    if (!dfn__js_take(&j, '[')) return DFN_ERR_FORMAT;
+                    while (dfn__js_next_elem(&j, &f3)) {
+                        uint64_t v = dfn__js_uint(&j, (uint64_t)-1);
+                        if (k == 0) beg = v; else if (k == 1) end = v; else return DFN_ERR_FORMAT;
+                        k++;
+                    }
+                    if (k != 2) return DFN_ERR_FORMAT;
+                    have |= 4;
+                } else {
+                    return DFN_ERR_FORMAT;          /* an unknown or repeated key */
+                }
+                if (j.err) return DFN_ERR_FORMAT;
+            }
+            if (j.err || have != 7) return DFN_ERR_FORMAT;
+            if (o->st) {
+                dfn_st_tensor *t = &o->st->tensors[o->n_t];
+                uint64_t cnt = 1, sz = dfn__st_sizes[dt];
+                DFN_MEMSET(t, 0, sizeof *t);
+                t->name = name;
+                t->dtype = dt;
+                t->ndim = ndim;
+                for (d = 0; d < ndim; d++) {
+                    t->shape[d] = shape[d];
+                    if (shape[d] && cnt > (uint64_t)-1 / shape[d]) return DFN_ERR_FORMAT;
+                    cnt *= shape[d];
+                }
+                if (cnt > (uint64_t)-1 / sz || end < beg || end - beg != cnt * sz) return DFN_ERR_FORMAT;
+                if (end > (uint64_t)o->st->data_bytes) return DFN_ERR_FORMAT;
+                t->count = cnt;
+                t->data = o->st->data + (size_t)beg;
+                t->bytes = (size_t)(end - beg);
+            }
+            o->n_t++;
+        }
+    }
+    if (dfn__js_peek(&j) != 0 || j.err) return DFN_ERR_FORMAT;     /* only blanks after '}' */
+    return DFN_OK;
+}
+
+/* Heap sort of idx[0..n) by less(a, b). */
+static void dfn__st_sort(int *idx, int n, const dfn_st_tensor *t, int by_name)
+{
+    int i, end;
+#define DFN__ST_LESS(a, b) (by_name ? dfn__strcmp(t[a].name, t[b].name) < 0 : t[a].data < t[b].data || \
+                            (t[a].data == t[b].data && t[a].bytes < t[b].bytes))
+    for (i = n / 2 - 1; i >= 0; i--) {
+        int r = i;
+        for (;;) {
+            int c = 2 * r + 1, tmp;
+            if (c >= n) break;
+            if (c + 1 < n && DFN__ST_LESS(idx[c], idx[c + 1])) c++;
+            if (!DFN__ST_LESS(idx[r], idx[c])) break;
+            tmp = idx[r]; idx[r] = idx[c]; idx[c] = tmp;
+            r = c;
+        }
+    }
+    for (end = n - 1; end > 0; end--) {
+        int r = 0, tmp = idx[0];
+        idx[0] = idx[end];
+        idx[end] = tmp;
+        for (;;) {
+            int c = 2 * r + 1;
+            if (c >= end) break;
+            if (c + 1 < end && DFN__ST_LESS(idx[c], idx[c + 1])) c++;
+            if (!DFN__ST_LESS(idx[r], idx[c])) break;
+            tmp = idx[r]; idx[r] = idx[c]; idx[c] = tmp;
+            r = c;
+        }
+    }
+#undef DFN__ST_LESS
+}
+
+/* Reads N and finds the header; the counting pass. */
+static dfn_result dfn__st_measure(const void *buf, size_t len, const dfn_limits *limits, size_t *hlen,
+                                  dfn__st_out *o)
+{
+    dfn_limits d = dfn_limits_default();
+    uint64_t N;
+    dfn_result r;
+    if (!buf) return DFN_ERR_NULL;
+    if (!limits) limits = &d;
+    if (len < 8) return DFN_ERR_FORMAT;
+    N = dfn__get_u64le((const unsigned char *)buf);
+    if (N > DFN_ST_MAX_HEADER || N > (uint64_t)(len - 8) || N < 2) return DFN_ERR_FORMAT;
+    DFN_MEMSET(o, 0, sizeof *o);
+    o->max_t = limits->max_tensors;
+    *hlen = (size_t)N;
+    if ((r = dfn__st_header((const char *)buf + 8, (size_t)N, o)) != DFN_OK) return r;
+    return DFN_OK;
+}
+
+/* The layout of dfn_st_parse's memory (mem NULL: measured). */
+static size_t dfn__st_layout(void *mem, int n_t, int n_m, size_t str_bytes, dfn_st_tensor **t,
+                             dfn_st_meta **m, int **idx, char **str)
+{
+    dfn__arena a = dfn__arena_begin(mem);
+    *t = (dfn_st_tensor *)dfn__arena_take(&a, (size_t)n_t * sizeof(dfn_st_tensor));
+    *m = (dfn_st_meta *)dfn__arena_take(&a, (size_t)n_m * sizeof(dfn_st_meta));
+    *idx = (int *)dfn__arena_take(&a, (size_t)n_t * sizeof(int));
+    *str = (char *)dfn__arena_take(&a, str_bytes);
+    return dfn__arena_size(&a);
+}
+
+DFNDEF dfn_result dfn_st_parse_size(const void *buf, size_t len, const dfn_limits *limits, size_t *bytes)
+{
+    dfn__st_out o;
+    dfn_st_tensor *t;
+    dfn_st_meta *m;
+    int *idx;
+    char *str;
+    size_t hl;
+    dfn_result r;
+    if (!bytes) return DFN_ERR_NULL;
+    *bytes = 0;
+    if ((r = dfn__st_measure(buf, len, limits, &hl, &o)) != DFN_OK) return r;
+    *bytes = dfn__st_layout(NULL, o.n_t, o.n_m, o.str_bytes, &t, &m, &idx, &str);
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_st_parse(dfn_safetensors *st, const void *buf, size_t len, const dfn_limits *limits,
+                               void *mem, size_t bytes)
+{
+    dfn__st_out o, f;
+    dfn_safetensors s;
+    size_t hl, need;
+    dfn_result r;
+    int i, *idx;
+    char *str;
+    if (!st || !buf || !mem) return DFN_ERR_NULL;
+    DFN_MEMSET(st, 0, sizeof *st);
+    if ((r = dfn__st_measure(buf, len, limits, &hl, &o)) != DFN_OK) return r;
+    need = dfn__st_layout(NULL, o.n_t, o.n_m, o.str_bytes, &s.tensors, &s.meta, &idx, &str);
+    if (bytes < need) return DFN_ERR_BUFFER_TOO_SMALL;
+    dfn__st_layout(mem, o.n_t, o.n_m, o.str_bytes, &s.tensors, &s.meta, &idx, &str);
+    s.header_bytes = hl;
+    s.data = (const unsigned char *)buf + 8 + hl;
+    s.data_bytes = len - 8 - hl;
+    s.n_tensors = o.n_t;
+    s.n_meta = o.n_m;
+    DFN_MEMSET(&f, 0, sizeof f);
+    f.st = &s;
+    f.str = str;
+    f.str_left = o.str_bytes;
+    f.max_t = o.n_t;
+    if ((r = dfn__st_header((const char *)buf + 8, hl, &f)) != DFN_OK) return r;
+    if (f.n_t != o.n_t || f.n_m != o.n_m) return DFN_ERR_FORMAT;
+    /* names and metadata keys unique */
+    for (i = 0; i < s.n_tensors; i++) idx[i] = i;
+    dfn__st_sort(idx, s.n_tensors, s.tensors, 1);
+    for (i = 1; i < s.n_tensors; i++)
+        if (dfn__strcmp(s.tensors[idx[i - 1]].name, s.tensors[idx[i]].name) == 0) return DFN_ERR_FORMAT;
+    for (i = 0; i < s.n_meta; i++) {
+        int k;
+        for (k = 0; k < i; k++)
+            if (dfn__strcmp(s.meta[k].key, s.meta[i].key) == 0) return DFN_ERR_FORMAT;
+    }
+    /* the data bytes tiled exactly: sorted by begin, each starts where the last ended */
+    for (i = 0; i < s.n_tensors; i++) idx[i] = i;
+    dfn__st_sort(idx, s.n_tensors, s.tensors, 0);
+    {
+        const unsigned char *at = s.data;
+        for (i = 0; i < s.n_tensors; i++) {
+            const dfn_st_tensor *t = &s.tensors[idx[i]];
+            if (t->data != at) return DFN_ERR_FORMAT;
+            at += t->bytes;
+        }
+        if (at != s.data + s.data_bytes) return DFN_ERR_FORMAT;
+    }
+    *st = s;
+    return DFN_OK;
+}
+
+DFNDEF const dfn_st_tensor *dfn_st_find(const dfn_safetensors *st, const char *name)
+{
+    int i;
+    if (!st || !name) return NULL;
+    for (i = 0; i < st->n_tensors; i++)
+        if (dfn__strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+DFNDEF const char *dfn_st_meta_find(const dfn_safetensors *st, const char *key)
+{
+    int i;
+    if (!st || !key) return NULL;
+    for (i = 0; i < st->n_meta; i++)
+        if (dfn__strcmp(st->meta[i].key, key) == 0) return st->meta[i].value;
+    return NULL;
+}
+
+/* IEEE half (1, 5, 10) to float, exactly. */
+static float dfn__f16_to_f32(unsigned h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 1023u, u;
+    float f;
+    if (e == 31) {
+        u = sign | 0x7f800000u | (m << 13);                  /* inf, NaN (payload kept) */
+    } else if (e == 0) {
+        if (m == 0) {
+            u = sign;
+        } else {                                              /* subnormal: normalize */
+            e = 113;
+            while (!(m & 1024u)) { m <<= 1; e--; }
+            u = sign | (e << 23) | ((m & 1023u) << 13);
+        }
+    } else {
+        u = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    DFN_MEMCPY(&f, &u, 4);
+    return f;
+}
+
+DFNDEF dfn_result dfn_st_read_floats(const dfn_st_tensor *t, float *out, size_t n)
+{
+    size_t i;
+    const unsigned char *p;
+    if (!t || (!out && n > 0)) return DFN_ERR_NULL;
+    if ((uint64_t)n != t->count) return DFN_ERR_MISMATCH;
+    p = t->data;
+    switch (t->dtype) {
+    case DFN_ST_F32:
+        for (i = 0; i < n; i++, p += 4) {
+            uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            DFN_MEMCPY(&out[i], &u, 4);
+        }
+        return DFN_OK;
+    case DFN_ST_F16:
+        for (i = 0; i < n; i++, p += 2) out[i] = dfn__f16_to_f32((unsigned)p[0] | (unsigned)p[1] << 8);
+        return DFN_OK;
+    case DFN_ST_BF16:
+        for (i = 0; i < n; i++, p += 2) {
+            uint32_t u = ((uint32_t)p[0] | (uint32_t)p[1] << 8) << 16;
+            DFN_MEMCPY(&out[i], &u, 4);
+        }
+        return DFN_OK;
+    default:
+        return DFN_ERR_MISMATCH;
+    }
+}
+
+/* -- writing ------------------------------------------------------------- */
+
+static void dfn__put_u64(dfn__wbuf *w, uint64_t v)
+{
+    dfn__put_u32(w, (uint32_t)v);
+    dfn__put_u32(w, (uint32_t)(v >> 32));
+}
+
+/* One tensor's header entry. */
+static void dfn__st_entry(dfn__wbuf *w, const char *name, int ndim, const uint64_t *shape, uint64_t beg,
+                          uint64_t end)
+{
+    int d;
+    dfn__jw_quoted(w, name);
+    dfn__jw_str(w, ":{\"dtype\":\"F32\",\"shape\":[");
+    for (d = 0; d < ndim; d++) {
+        if (d) dfn__jw_str(w, ",");
+        dfn__jw_uint(w, shape[d]);
+    }
+    dfn__jw_str(w, "],\"data_offsets\":[");
+    dfn__jw_uint(w, beg);
+    dfn__jw_str(w, ",");
+    dfn__jw_uint(w, end);
+    dfn__jw_str(w, "]}");
+}
+
+static void dfn__st_meta_write(dfn__wbuf *w, const dfn_st_meta *meta, int n_meta)
+{
+    int i;
+    if (n_meta <= 0) return;
+    dfn__jw_str(w, "\"__metadata__\":{");
+    for (i = 0; i < n_meta; i++) {
+        if (i) dfn__jw_str(w, ",");
+        dfn__jw_quoted(w, meta[i].key);
+        dfn__jw_str(w, ":");
+        dfn__jw_quoted(w, meta[i].value);
+    }
+    dfn__jw_str(w, "}");
+}
+
+/* Element count of an output tensor; 0 with *ok 0 when it overflows. */
+static uint64_t dfn__st_out_count(const dfn_st_out *t, int *ok)
+{
+    uint64_t c = 1;
+    int d;
+    *ok = t->ndim >= 0 && t->ndim <= DFN_ST_MAX_DIMS;
+    for (d = 0; *ok && d < t->ndim; d++) {
+        if (t->shape[d] && c > ((uint64_t)1 << 60) / t->shape[d]) *ok = 0;
+        c *= t->shape[d];
+    }
+    return *ok ? c : 0;
+}
+
+static dfn_result dfn__st_write_check(const dfn_st_out *tensors, int n, const dfn_st_meta *meta, int n_meta)
+{
+    int i, k, ok;
+    uint64_t total = 0;
+    if ((n > 0 && !tensors) || (n_meta > 0 && !meta)) return DFN_ERR_NULL;
+    if (n < 0 || n_meta < 0) return DFN_ERR_INVALID_ARG;
+    for (i = 0; i < n; i++) {
+        uint64_t c = dfn__st_out_count(&tensors[i], &ok);
+        if (!tensors[i].name || !tensors[i].name[0] || !ok) return DFN_ERR_INVALID_ARG;
+        if (c > 0 && !tensors[i].data) return DFN_ERR_NULL;
+        if (dfn__strcmp(tensors[i].name, "__metadata__") == 0) return DFN_ERR_INVALID_ARG;
+        if (c > (((uint64_t)1 << 61) - total) / 4) return DFN_ERR_INVALID_ARG;
+        total += 4 * c;
+        for (k = 0; k < i; k++) if (dfn__strcmp(tensors[k].name, tensors[i].name) == 0) return DFN_ERR_INVALID_ARG;
+    }
+    for (i = 0; i < n_meta; i++) {
+        if (!meta[i].key || !meta[i].value) return DFN_ERR_NULL;
+        for (k = 0; k < i; k++) if (dfn__strcmp(meta[k].key, meta[i].key) == 0) return DFN_ERR_INVALID_ARG;
+    }
+    if (total > (uint64_t)((size_t)-1 / 2)) return DFN_ERR_INVALID_ARG;
+    return DFN_OK;
+}
+
+/* A header of n entries from entry(ctx, i, w, off) (which writes entry i
+   at data offset *off and advances it), with "__metadata__" first, its
+   length before it and spaces after it up to a multiple of 8 bytes. */
+static void dfn__st_header_write(dfn__wbuf *w, const dfn_st_meta *meta, int n_meta, int n,
+                                 void (*entry)(void *ctx, int i, dfn__wbuf *w, uint64_t *off), void *ctx)
+{
+    dfn__wbuf cnt;
+    size_t hl = 0, start = 0;
+    uint64_t off;
+    int pass, i;
+    for (pass = 0; pass < 2; pass++) {
+        dfn__wbuf *o = pass ? w : &cnt;
+        off = 0;
+        if (!pass) {
+            dfn__wbuf_init(&cnt, NULL, 0);
+        } else {
+            hl = (cnt.len + 7) / 8 * 8;
+            dfn__put_u64(w, (uint64_t)hl);
+            start = w->len;
+        }
+        dfn__jw_str(o, "{");
+        dfn__st_meta_write(o, meta, n_meta);
+        for (i = 0; i < n; i++) {
+            if (i || n_meta > 0) dfn__jw_str(o, ",");
+            entry(ctx, i, o, &off);
+        }
+        dfn__jw_str(o, "}");
+    }
+    while (!w->err && w->len - start < hl) dfn__put_bytes(w, " ", 1);
+}
+
+static void dfn__st_out_entry(void *ctx, int i, dfn__wbuf *w, uint64_t *off)
+{
+    const dfn_st_out *t = (const dfn_st_out *)ctx + i;
+    int ok;
+    uint64_t c = dfn__st_out_count(t, &ok);
+    dfn__st_entry(w, t->name, t->ndim, t->shape, *off, *off + 4 * c);
+    *off += 4 * c;
+}
+
+static void dfn__st_write(dfn__wbuf *w, const dfn_st_out *tensors, int n, const dfn_st_meta *meta, int n_meta)
+{
+    int i, ok;
+    dfn__st_header_write(w, meta, n_meta, n, dfn__st_out_entry, (void *)tensors);
+    for (i = 0; i < n; i++) dfn__put_f32s(w, tensors[i].data, (size_t)dfn__st_out_count(&tensors[i], &ok));
+}
+
+DFNDEF size_t dfn_st_write_size(const dfn_st_out *tensors, int n, const dfn_st_meta *meta, int n_meta)
+{
+    dfn__wbuf w;
+    if (dfn__st_write_check(tensors, n, meta, n_meta) != DFN_OK) return 0;
+    dfn__wbuf_init(&w, NULL, 0);
+    dfn__st_write(&w, tensors, n, meta, n_meta);
+    return w.err ? 0 : w.len;
+}
+
+DFNDEF dfn_result dfn_st_write_mem(void *buf, size_t cap, size_t *written, const dfn_st_out *tensors, int n,
+                                   const dfn_st_meta *meta, int n_meta)
+{
+    dfn__wbuf w;
+    dfn_result r;
+    size_t need;
+    if (!buf || !written) return DFN_ERR_NULL;
+    *written = 0;
+    if ((r = dfn__st_write_check(tensors, n, meta, n_meta)) != DFN_OK) return r;
+    need = dfn_st_write_size(tensors, n, meta, n_meta);
+    if (need == 0) return DFN_ERR_INVALID_ARG;
+    if (cap < need) return DFN_ERR_BUFFER_TOO_SMALL;
+    dfn__wbuf_init(&w, buf, cap);
+    dfn__st_write(&w, tensors, n, meta, n_meta);
+    if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
+    *written = w.len;
+    return DFN_OK;
+}
+
+
+/* ------------------------------------------------------------------------- */
+/*  Models as safetensors                                                    */
+/* ------------------------------------------------------------------------- */
+
+DFNDEF int dfn_net_tensors(const dfn_net *net, dfn_net_tensor *out, int cap)
+{
+    int n, i;
+    if (!net || !net->ops || !net->cfg || !net->ops->tensor) return -1;
+    n = net->ops->tensor(net->cfg, -1, NULL);
+    if (n < 0) return -1;
+    for (i = 0; out && i < n && i < cap; i++) net->ops->tensor(net->cfg, i, &out[i]);
+    return n;
+}
+
+static void dfn__detail(dfn_error_detail *d, const char *what, const char *prefix, const char *why)
+{
+    size_t n = 0;
+    if (!d) return;
+    if (prefix) for (; *prefix && n + 1 < sizeof d->what; prefix++) d->what[n++] = *prefix;
+    for (; what && *what && n + 1 < sizeof d->what; what++) d->what[n++] = *what;
+    d->what[n] = 0;
+    d->why = why;
+}
+
+/* Element k of a float tensor of the file. */
+static float dfn__st_elem(const dfn_st_tensor *t, size_t k)
+{
+    const unsigned char *p = t->data;
+    uint32_t u;
+    float f;
+    if (t->dtype == DFN_ST_F16) return dfn__f16_to_f32((unsigned)p[2 * k] | (unsigned)p[2 * k + 1] << 8);
+    if (t->dtype == DFN_ST_BF16) u = ((uint32_t)p[2 * k] | (uint32_t)p[2 * k + 1] << 8) << 16;
+    else u = (uint32_t)p[4 * k] | (uint32_t)p[4 * k + 1] << 8 | (uint32_t)p[4 * k + 2] << 16 |
+             (uint32_t)p[4 * k + 3] << 24;
+    DFN_MEMCPY(&f, &u, 4);
+    return f;
+}
+
+/* One named tensor of the network into dst (the flat block), from the
+   file's tensor called prefix + nt->name. */
+static dfn_result dfn__st_take(const dfn_safetensors *st, const dfn_net_tensor *nt, const char *prefix,
+                               float *dst, dfn_error_detail *detail)
+{
+    char name[DFN_TENSOR_NAME_MAX + 8];
+    const dfn_st_tensor *t;
+    size_t n = 0, k;
+    int d;
+    const char *q;
+    for (q = prefix; *q; q++) name[n++] = *q;
+    for (q = nt->name; *q; q++) name[n++] = *q;
+    name[n] = 0;
+    t = dfn_st_find(st, name);
+    if (!t) { dfn__detail(detail, name, NULL, "missing"); return DFN_ERR_MISMATCH; }
+    if (t->dtype != DFN_ST_F32 && t->dtype != DFN_ST_F16 && t->dtype != DFN_ST_BF16) {
+        dfn__detail(detail, name, NULL, "dtype is not F32, F16 or BF16");
+        return DFN_ERR_MISMATCH;
+    }
+    if (t->ndim != nt->ndim) { dfn__detail(detail, name, NULL, "shape differs"); return DFN_ERR_MISMATCH; }
+    for (d = 0; d < nt->ndim; d++)
+        if (t->shape[d] != (uint64_t)nt->shape[d]) { dfn__detail(detail, name, NULL, "shape differs"); return DFN_ERR_MISMATCH; }
+    dst += nt->offset;
+    if (nt->conv) {            /* file (Co, Ci, kh, kw) -> block (Co, kh, kw, Ci) */
+        size_t co = (size_t)nt->shape[0], ci = (size_t)nt->shape[1], kk = (size_t)nt->shape[2] * nt->shape[3], o, i, s;
+        for (o = 0; o < co; o++)
+            for (i = 0; i < ci; i++)
+                for (s = 0; s < kk; s++) dst[(o * kk + s) * ci + i] = dfn__st_elem(t, (o * ci + i) * kk + s);
+    } else {
+        for (k = 0; k < nt->count; k++) dst[k] = dfn__st_elem(t, k);
+    }
+    return DFN_OK;
+}
+
+/* Whether a file tensor's name is net's (after prefix). */
+static int dfn__st_is_net_name(const dfn_net *net, int n, const char *name)
+{
+    dfn_net_tensor nt;
+    int i;
+    for (i = 0; i < n; i++) {
+        net->ops->tensor(net->cfg, i, &nt);
+        if (dfn__strcmp(nt.name, name) == 0) return 1;
+    }
+    return 0;
+}
+
+DFNDEF dfn_result dfn_model_read_safetensors(const dfn_safetensors *st, const dfn_net *net, float *ema,
+                                             dfn_error_detail *detail)
+{
+    dfn_net_shape sh;
+    dfn_net_tensor nt;
+    dfn_result r;
+    int n, i;
+    if (detail) { detail->what[0] = 0; detail->why = ""; }
+    if (!st || !net || !net->params) return DFN_ERR_NULL;
+    if ((r = dfn__net_shape(net, &sh)) != DFN_OK) return r;
+    n = dfn_net_tensors(net, NULL, 0);
+    if (n < 0) return DFN_ERR_INVALID_ARG;
+    /* every tensor of the file is the network's, its EMA's or the schedule's */
+    for (i = 0; i < st->n_tensors; i++) {
+        const char *nm = st->tensors[i].name;
+        int ok = dfn__strcmp(nm, "schedule.betas") == 0 || dfn__st_is_net_name(net, n, nm) ||
+                 (nm[0] == 'e' && nm[1] == 'm' && nm[2] == 'a' && nm[3] == '.' && dfn__st_is_net_name(net, n, nm + 4));
+        if (!ok) { dfn__detail(detail, nm, NULL, "not a tensor of this network"); return DFN_ERR_MISMATCH; }
+    }
+    for (i = 0; i < n; i++) {
+        net->ops->tensor(net->cfg, i, &nt);
+        if ((r = dfn__st_take(st, &nt, "", net->params, detail)) != DFN_OK) return r;
+        if (ema && (r = dfn__st_take(st, &nt, "ema.", ema, detail)) != DFN_OK) return r;
+    }
+    if (!dfn__all_finite(net->params, sh.params) || (ema && !dfn__all_finite(ema, sh.params))) {
+        dfn__detail(detail, ema && dfn__all_finite(net->params, sh.params) ? "ema." : "weights", NULL,
+                    "NaN or infinity");
+        return DFN_ERR_NOT_FINITE;
+    }
+    return DFN_OK;
+}
+
+/* -- the metadata's JSON ------------------------------------------------- */
+
+static const char *const dfn__act_names[4] = { "identity", "relu", "silu", "gelu" };
+static const char *const dfn__pred_names[4] = { "eps", "v", "x0", "flow" };
+static const char *const dfn__sched_names[8] = {
+    "linear", "cosine", "sigmoid", "custom", "flow", "scaled_linear", "sigmoid_betas", "linear_betas"
+};
+
+static void dfn__jw_key(dfn__wbuf *w, const char *k, int first)
+{
+    if (!first) dfn__jw_str(w, ",");
+    dfn__jw_quoted(w, k);
+    dfn__jw_str(w, ":");
+}
+
+static void dfn__jw_kint(dfn__wbuf *w, const char *k, long v) { dfn__jw_key(w, k, 0); dfn__jw_int(w, v); }
+
+static void dfn__json_mlp(dfn__wbuf *w, const dfn_mlp_config *c)
+{
+    dfn__jw_key(w, "dim", 1);
+    dfn__jw_int(w, c->dim);
+    dfn__jw_kint(w, "hidden", c->hidden);
+    dfn__jw_kint(w, "blocks", c->blocks);
+    dfn__jw_kint(w, "time_dim", c->time_dim);
+    dfn__jw_kint(w, "input_emb_dim", c->input_emb_dim);
+    dfn__jw_key(w, "input_scale", 0);
+    dfn__jw_double(w, (double)c->input_scale);
+    dfn__jw_kint(w, "num_classes", c->num_classes);
+    dfn__jw_key(w, "act", 0);
+    dfn__jw_quoted(w, dfn__act_names[c->act]);
+    dfn__jw_key(w, "prediction", 0);
+    dfn__jw_quoted(w, dfn__pred_names[c->prediction]);
+}
+
+static void dfn__json_unet(dfn__wbuf *w, const dfn_unet_config *c)
+{
+    int l;
+    dfn__jw_key(w, "height", 1);
+    dfn__jw_int(w, c->height);
+    dfn__jw_kint(w, "width", c->width);
+    dfn__jw_kint(w, "channels", c->channels);
+    dfn__jw_kint(w, "cond_channels", c->cond_channels);
+    dfn__jw_kint(w, "base_channels", c->base_channels);
+    dfn__jw_kint(w, "levels", c->levels);
+    dfn__jw_key(w, "mult", 0);
+    dfn__jw_str(w, "[");
+    for (l = 0; l < c->levels; l++) { if (l) dfn__jw_str(w, ","); dfn__jw_int(w, c->mult[l]); }
+    dfn__jw_str(w, "]");
+    dfn__jw_kint(w, "blocks", c->blocks);
+    dfn__jw_key(w, "attention", 0);
+    dfn__jw_str(w, "[");
+    for (l = 0; l < c->levels; l++) { if (l) dfn__jw_str(w, ","); dfn__jw_int(w, c->attention[l]); }
+    dfn__jw_str(w, "]");
+    dfn__jw_kint(w, "mid_attention", c->mid_attention);
+    dfn__jw_kint(w, "groups", c->groups);
+    dfn__jw_kint(w, "time_dim", c->time_dim);
+    dfn__jw_kint(w, "num_classes", c->num_classes);
+    dfn__jw_key(w, "prediction", 0);
+    dfn__jw_quoted(w, dfn__pred_names[c->prediction]);
+}
+
+static void dfn__json_schedule(dfn__wbuf *w, const dfn_schedule_config *c)
+{
+    dfn__jw_key(w, "kind", 1);
+    dfn__jw_quoted(w, dfn__sched_names[c->kind]);
+    dfn__jw_kint(w, "T", c->T);
+    dfn__jw_key(w, "beta_start", 0);    dfn__jw_double(w, c->beta_start);
+    dfn__jw_key(w, "beta_end", 0);      dfn__jw_double(w, c->beta_end);
+    dfn__jw_key(w, "cosine_s", 0);      dfn__jw_double(w, c->cosine_s);
+    dfn__jw_key(w, "sigmoid_start", 0); dfn__jw_double(w, c->sigmoid_start);
+    dfn__jw_key(w, "sigmoid_end", 0);   dfn__jw_double(w, c->sigmoid_end);
+    dfn__jw_key(w, "sigmoid_tau", 0);   dfn__jw_double(w, c->sigmoid_tau);
+    dfn__jw_key(w, "max_beta", 0);      dfn__jw_double(w, c->max_beta);
+    dfn__jw_kint(w, "zero_terminal_snr", c->zero_terminal_snr != 0);
+    dfn__jw_key(w, "flow_shift", 0);    dfn__jw_double(w, c->flow_shift);
+}
+
+/* An int field value within [lo, hi]. */
+static int dfn__js_int_in(dfn__json *j, long lo, long hi)
+{
+    const char *s, *e;
+    double v = 0.0;
+    if (j->err) return 0;
+    if (!dfn__js_number_span(j, &s, &e) || !dfn__decimal_to_double(s, e, &v) || v != (double)(long)v ||
+        v < (double)lo || v > (double)hi) {
+        j->err = 1;
+        return 0;
+    }
+    return (int)v;
+}
+
+/* An array of up to cap ints within [lo, hi] into v; returns the count. */
+static int dfn__js_int_array(dfn__json *j, int *v, int cap, long lo, long hi)
+{
+    int first = 1, n = 0;
+    if (!dfn__js_take(j, '[')) return 0;
+    while (dfn__js_next_elem(j, &first)) {
+        int x = dfn__js_int_in(j, lo, hi);
+        if (n == cap) { j->err = 1; return 0; }
+        v[n++] = x;
+    }
+    return n;
+}
+
+/* A string value that must be one of names: its index. */
+static int dfn__js_enum(dfn__json *j, const char *const *names, int n)
+{
+    char s[32];
+    int k;
+    dfn__js_string(j, s, sizeof s);
+    if (j->err) return 0;
+    k = dfn__name_index(names, n, s);
+    if (k < 0) j->err = 1;
+    return k < 0 ? 0 : k;
+}
+
+/* The MLP's config from its JSON (the keys dfn__json_mlp writes; missing
+   ones take dfn_mlp_config_default(dim)'s values; dim is required). */
+static dfn_result dfn__json_read_mlp(const char *s, dfn_mlp_config *c, dfn_error_detail *d)
+{
+    dfn__json j;
+    char key[32];
+    int first = 1, pass;
+    for (pass = 0; pass < 2; pass++) {      /* pass 0 finds dim for the defaults */
+        int dim = 0;
+        j.p = s; j.e = s + dfn__strlen(s); j.err = 0;
+        if (pass) {
+            if (c->dim < 1 || c->dim > 1 << 20) { dfn__detail(d, "config.dim", NULL, "missing or out of range"); return DFN_ERR_FORMAT; }
+            dim = c->dim;
+            *c = dfn_mlp_config_default(dim);
+        } else {
+            c->dim = 0;
+        }
+        first = 1;
+        if (!dfn__js_take(&j, '{')) { dfn__detail(d, "config", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+        while (dfn__js_next_key(&j, &first, key, sizeof key)) {
+            if (dfn__strcmp(key, "dim") == 0) c->dim = dfn__js_int_in(&j, 1, 1 << 20);
+            else if (dfn__strcmp(key, "hidden") == 0) c->hidden = dfn__js_int_in(&j, 1, 1 << 20);
+            else if (dfn__strcmp(key, "blocks") == 0) c->blocks = dfn__js_int_in(&j, 0, 1 << 20);
+            else if (dfn__strcmp(key, "time_dim") == 0) c->time_dim = dfn__js_int_in(&j, 2, 1 << 20);
+            else if (dfn__strcmp(key, "input_emb_dim") == 0) c->input_emb_dim = dfn__js_int_in(&j, 0, 1 << 20);
+            else if (dfn__strcmp(key, "input_scale") == 0) c->input_scale = (float)dfn__js_double(&j);
+            else if (dfn__strcmp(key, "num_classes") == 0) c->num_classes = dfn__js_int_in(&j, 0, 1000000);
+            else if (dfn__strcmp(key, "act") == 0) c->act = (dfn_activation)dfn__js_enum(&j, dfn__act_names, 4);
+            else if (dfn__strcmp(key, "prediction") == 0) c->prediction = (dfn_prediction)dfn__js_enum(&j, dfn__pred_names, 4);
+            else { dfn__detail(d, key, "config.", "unknown field"); return DFN_ERR_FORMAT; }
+            if (j.err) { dfn__detail(d, key, "config.", "bad value"); return DFN_ERR_FORMAT; }
+        }
+        if (j.err || dfn__js_peek(&j) != 0) { dfn__detail(d, "config", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+    }
+    if (dfn_mlp_config_check(c) != DFN_OK) { dfn__detail(d, "config", NULL, "not a valid MLP"); return DFN_ERR_FORMAT; }
+    return DFN_OK;
+}
+
+static dfn_result dfn__json_read_unet(const char *s, dfn_unet_config *c, dfn_error_detail *d)
+{
+    dfn__json j;
+    char key[32];
+    int first = 1, nm = -1, na = -1, mult[DFN_UNET_MAX_LEVELS], att[DFN_UNET_MAX_LEVELS], l;
+    *c = dfn_unet_config_default(1, 32, 32);
+    j.p = s; j.e = s + dfn__strlen(s); j.err = 0;
+    if (!dfn__js_take(&j, '{')) { dfn__detail(d, "config", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+    while (dfn__js_next_key(&j, &first, key, sizeof key)) {
+        if (dfn__strcmp(key, "height") == 0) c->height = dfn__js_int_in(&j, 1, 4096);
+        else if (dfn__strcmp(key, "width") == 0) c->width = dfn__js_int_in(&j, 1, 4096);
+        else if (dfn__strcmp(key, "channels") == 0) c->channels = dfn__js_int_in(&j, 1, 64);
+        else if (dfn__strcmp(key, "cond_channels") == 0) c->cond_channels = dfn__js_int_in(&j, 0, 64);
+        else if (dfn__strcmp(key, "base_channels") == 0) c->base_channels = dfn__js_int_in(&j, 2, 4096);
+        else if (dfn__strcmp(key, "levels") == 0) c->levels = dfn__js_int_in(&j, 1, DFN_UNET_MAX_LEVELS);
+        else if (dfn__strcmp(key, "mult") == 0) nm = dfn__js_int_array(&j, mult, DFN_UNET_MAX_LEVELS, 1, 64);
+        else if (dfn__strcmp(key, "blocks") == 0) c->blocks = dfn__js_int_in(&j, 1, DFN_UNET_MAX_BLOCKS);
+        else if (dfn__strcmp(key, "attention") == 0) na = dfn__js_int_array(&j, att, DFN_UNET_MAX_LEVELS, 0, 1);
+        else if (dfn__strcmp(key, "mid_attention") == 0) c->mid_attention = dfn__js_int_in(&j, 0, 1);
+        else if (dfn__strcmp(key, "groups") == 0) c->groups = dfn__js_int_in(&j, 1, 4096);
+        else if (dfn__strcmp(key, "time_dim") == 0) c->time_dim = dfn__js_int_in(&j, 1, 4096);
+        else if (dfn__strcmp(key, "num_classes") == 0) c->num_classes = dfn__js_int_in(&j, 0, 1000000);
+        else if (dfn__strcmp(key, "prediction") == 0) c->prediction = (dfn_prediction)dfn__js_enum(&j, dfn__pred_names, 4);
+        else { dfn__detail(d, key, "config.", "unknown field"); return DFN_ERR_FORMAT; }
+        if (j.err) { dfn__detail(d, key, "config.", "bad value"); return DFN_ERR_FORMAT; }
+    }
+    if (j.err || dfn__js_peek(&j) != 0) { dfn__detail(d, "config", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+    if (nm >= 0 && nm != c->levels) { dfn__detail(d, "config.mult", NULL, "needs one value per level"); return DFN_ERR_FORMAT; }
+    if (na >= 0 && na != c->levels) { dfn__detail(d, "config.attention", NULL, "needs one value per level"); return DFN_ERR_FORMAT; }
+    for (l = 0; l < DFN_UNET_MAX_LEVELS; l++) {
+        if (nm >= 0) c->mult[l] = l < nm ? mult[l] : 0;
+        if (na >= 0) c->attention[l] = l < na ? att[l] : 0;
+    }
+    if (dfn_unet_config_check(c) != DFN_OK) { dfn__detail(d, "config", NULL, "not a valid U-Net"); return DFN_ERR_FORMAT; }
+    return DFN_OK;
+}
+
+static dfn_result dfn__json_read_schedule(const char *s, dfn_schedule_config *c, dfn_error_detail *d)
+{
+    dfn__json j;
+    char key[32];
+    int first = 1, kind = -1, T = 0, pass;
+    for (pass = 0; pass < 2; pass++) {       /* pass 0: kind and T for the defaults */
+        j.p = s; j.e = s + dfn__strlen(s); j.err = 0;
+        first = 1;
+        if (pass) {
+            if (kind < 0 || T < 1) { dfn__detail(d, kind < 0 ? "schedule.kind" : "schedule.T", NULL, "missing"); return DFN_ERR_FORMAT; }
+            *c = dfn_schedule_config_default((dfn_schedule_kind)kind, T);
+        }
+        if (!dfn__js_take(&j, '{')) { dfn__detail(d, "schedule", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+        while (dfn__js_next_key(&j, &first, key, sizeof key)) {
+            if (dfn__strcmp(key, "kind") == 0) kind = dfn__js_enum(&j, dfn__sched_names, 8);
+            else if (dfn__strcmp(key, "T") == 0) T = dfn__js_int_in(&j, 1, DFN_MAX_T);
+            else if (dfn__strcmp(key, "zero_terminal_snr") == 0) { int z = dfn__js_int_in(&j, 0, 1); if (pass) c->zero_terminal_snr = z; }
+            else {
+                static const char *const dk[8] = { "beta_start", "beta_end", "cosine_s", "sigmoid_start",
+                                                   "sigmoid_end", "sigmoid_tau", "max_beta", "flow_shift" };
+                int k = dfn__name_index(dk, 8, key);
+                double v;
+                if (k < 0) { dfn__detail(d, key, "schedule.", "unknown field"); return DFN_ERR_FORMAT; }
+                v = dfn__js_double(&j);
+                if (pass) {
+                    double *f[8];
+                    f[0] = &c->beta_start; f[1] = &c->beta_end; f[2] = &c->cosine_s; f[3] = &c->sigmoid_start;
+                    f[4] = &c->sigmoid_end; f[5] = &c->sigmoid_tau; f[6] = &c->max_beta; f[7] = &c->flow_shift;
+                    *f[k] = v;
+                }
+            }
+            if (j.err) { dfn__detail(d, key, "schedule.", "bad value"); return DFN_ERR_FORMAT; }
+        }
+        if (j.err || dfn__js_peek(&j) != 0) { dfn__detail(d, "schedule", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+    }
+    return DFN_OK;
+}
+
+/* -- writing a model ------------------------------------------------------ */
+
+/* The metadata of a model (three JSON texts in one buffer: at most a few
+   hundred bytes each). */
+typedef struct dfn__st_model_meta {
+    char json[3072];
+    dfn_st_meta meta[4];
+} dfn__st_model_meta;
+
+static dfn_result dfn__st_model_meta_make(const dfn_net *net, const dfn_schedule *s, dfn__st_model_meta *m)
+{
+    dfn__wbuf w;
+    size_t at[4];
+    char *ver = m->json;
+    dfn__wbuf_init(&w, m->json, sizeof m->json);
+    /* "MAJOR.MINOR.PATCH" */
+    dfn__jw_uint(&w, DFN_VERSION_MAJOR); dfn__jw_str(&w, ".");
+    dfn__jw_uint(&w, DFN_VERSION_MINOR); dfn__jw_str(&w, ".");
+    dfn__jw_uint(&w, DFN_VERSION_PATCH); dfn__put_bytes(&w, "", 1);
+    at[0] = w.len;
+    dfn__jw_str(&w, net->ops->kind == DFN_NET_MLP ? "mlp" : "unet");
+    dfn__put_bytes(&w, "", 1);
+    at[1] = w.len;
+    dfn__jw_str(&w, "{");
+    if (net->ops->kind == DFN_NET_MLP) dfn__json_mlp(&w, (const dfn_mlp_config *)net->cfg);
+    else dfn__json_unet(&w, (const dfn_unet_config *)net->cfg);
+    dfn__jw_str(&w, "}");
+    dfn__put_bytes(&w, "", 1);
+    at[2] = w.len;
+    dfn__jw_str(&w, "{");
+    dfn__json_schedule(&w, &s->config);
+    dfn__jw_str(&w, "}");
+    dfn__put_bytes(&w, "", 1);
+    if (w.err) return DFN_ERR_INVALID_ARG;
+    m->meta[0].key = "diffusion.h"; m->meta[0].value = ver;
+    m->meta[1].key = "network";     m->meta[1].value = m->json + at[0];
+    m->meta[2].key = "config";      m->meta[2].value = m->json + at[1];
+    m->meta[3].key = "schedule";    m->meta[3].value = m->json + at[2];
+    return DFN_OK;
+}
+
+typedef struct dfn__st_model_ctx {
+    const dfn_net *net;
+    int n;                       /* network tensors                      */
+    int ema;                     /* EMA written too                      */
+    int T;                       /* > 0: schedule.betas (T) at the end   */
+} dfn__st_model_ctx;
+
+static void dfn__st_model_entry(void *ctx, int i, dfn__wbuf *w, uint64_t *off)
+{
+    const dfn__st_model_ctx *c = (const dfn__st_model_ctx *)ctx;
+    dfn_net_tensor nt;
+    uint64_t shape[4];
+    char name[DFN_TENSOR_NAME_MAX + 8];
+    int d, e = i >= c->n && c->ema && i < 2 * c->n;
+    if (i >= (c->ema ? 2 : 1) * c->n) {                  /* schedule.betas */
+        shape[0] = (uint64_t)c->T;
+        dfn__st_entry(w, "schedule.betas", 1, shape, *off, *off + 4 * shape[0]);
+        *off += 4 * shape[0];
+        return;
+    }
+    c->net->ops->tensor(c->net->cfg, e ? i - c->n : i, &nt);
+    for (d = 0; d < nt.ndim; d++) shape[d] = (uint64_t)nt.shape[d];
+    name[0] = 0;
+    {
+        size_t n = 0;
+        const char *q;
+        if (e) for (q = "ema."; *q; q++) name[n++] = *q;
+        for (q = nt.name; *q; q++) name[n++] = *q;
+        name[n] = 0;
+    }
+    dfn__st_entry(w, name, nt.ndim, shape, *off, *off + 4 * (uint64_t)nt.count);
+    *off += 4 * (uint64_t)nt.count;
+}
+
+/* The data of the network's tensors from block p, convs turned to (Co, Ci, kh, kw). */
+static void dfn__st_model_data(dfn__wbuf *w, const dfn_net *net, int n, const float *p)
+{
+    dfn_net_tensor nt;
+    int i;
+    for (i = 0; i < n; i++) {
+        net->ops->tensor(net->cfg, i, &nt);
+        if (nt.conv) {
+            size_t co = (size_t)nt.shape[0], ci = (size_t)nt.shape[1], kk = (size_t)nt.shape[2] * nt.shape[3], o, c, s;
+            const float *src = p + nt.offset;
+            for (o = 0; o < co; o++)
+                for (c = 0; c < ci; c++)
+                    for (s = 0; s < kk; s++) dfn__put_f32(w, src[(o * kk + s) * ci + c]);
+        } else {
+            dfn__put_f32s(w, p + nt.offset, nt.count);
+        }
+    }
+}
+
+static dfn_result dfn__st_model_write(dfn__wbuf *w, const dfn_net *net, const dfn_schedule *s, const float *ema)
+{
+    dfn__st_model_meta mm;
+    dfn__st_model_ctx c;
+    dfn_net_shape sh;
+    dfn_result r;
+    int t;
+    if (!net || !net->ops || !net->cfg || !net->params || !s || !s->alphabar) return DFN_ERR_NULL;
+    if (net->ops->kind != DFN_NET_MLP && net->ops->kind != DFN_NET_UNET) return DFN_ERR_INVALID_ARG;
+    if (s->config.kind == DFN_SCHEDULE_CUSTOM && s->config.zero_terminal_snr) return DFN_ERR_INVALID_ARG;
+    if ((r = dfn__net_shape(net, &sh)) != DFN_OK) return r;
+    if (!dfn__all_finite(net->params, sh.params) || (ema && !dfn__all_finite(ema, sh.params)))
+        return DFN_ERR_NOT_FINITE;
+    if ((r = dfn__st_model_meta_make(net, s, &mm)) != DFN_OK) return r;
+    c.net = net;
+    c.n = dfn_net_tensors(net, NULL, 0);
+    c.ema = ema != NULL;
+    c.T = s->config.kind == DFN_SCHEDULE_CUSTOM ? s->T : 0;
+    if (c.n < 0) return DFN_ERR_INVALID_ARG;
+    dfn__st_header_write(w, mm.meta, 4, (c.ema ? 2 : 1) * c.n + (c.T > 0), dfn__st_model_entry, &c);
+    dfn__st_model_data(w, net, c.n, net->params);
+    if (ema) dfn__st_model_data(w, net, c.n, ema);
+    for (t = 1; t <= c.T; t++) dfn__put_f32(w, s->beta[t]);
+    return DFN_OK;
+}
+
+DFNDEF size_t dfn_model_save_safetensors_size(const dfn_net *net, const dfn_schedule *s, const float *ema)
+{
+    dfn__wbuf w;
+    dfn__wbuf_init(&w, NULL, 0);
+    if (dfn__st_model_write(&w, net, s, ema) != DFN_OK || w.err) return 0;
+    return w.len;
+}
+
+DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                                 const dfn_schedule *s, const float *ema)
+{
+    dfn__wbuf w;
+    dfn_result r;
+    size_t need;
+    if (!buf || !written) return DFN_ERR_NULL;
+    *written = 0;
+    dfn__wbuf_init(&w, NULL, 0);
+    if ((r = dfn__st_model_write(&w, net, s, ema)) != DFN_OK) return r;
+    need = w.len;
+    if (w.err) return DFN_ERR_INVALID_ARG;
+    if (cap < need) return DFN_ERR_BUFFER_TOO_SMALL;
+    dfn__wbuf_init(&w, buf, cap);
+    dfn__st_model_write(&w, net, s, ema);
+    if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
+    *written = w.len;
+    return DFN_OK;
+}
+
+/* -- loading a model ------------------------------------------------------ */
+
+#ifndef DFN_NO_MALLOC
+static dfn_result dfn__st_model_load(const void *buf, size_t len, const dfn_limits *limits, size_t extra,
+                                     void *alloc_ctx, dfn_loaded_model *out, dfn_error_detail *d)
+{
+    dfn_limits dl = dfn_limits_default();
+    dfn_safetensors st;
+    dfn_model_info info;
+    const dfn__builtin_net *lib;
+    const char *netname, *cfgs, *schs;
+    const dfn_st_tensor *bt = NULL;
+    dfn__config_buf cb;
+    size_t pbytes = 0, sbytes, bytes;
+    void *pmem = NULL, *cfg, *smem;
+    float *params, *ema, *betas;
+    dfn_result r;
+    dfn_net_shape sh;
+    if (d) { d->what[0] = 0; d->why = ""; }
+    if (!out) return DFN_ERR_NULL;
+    DFN_MEMSET(out, 0, sizeof *out);
+    if (!buf) return DFN_ERR_NULL;
+    if (!limits) limits = &dl;
+    if ((r = dfn_st_parse_size(buf, len, limits, &pbytes)) != DFN_OK) return r;
+    if (pbytes > limits->max_bytes || extra > limits->max_bytes - pbytes) return DFN_ERR_LIMIT;
+    pmem = DFN_MALLOC(pbytes, alloc_ctx);
+    if (!pmem) return DFN_ERR_OUT_OF_MEMORY;
+    r = dfn_st_parse(&st, buf, len, limits, pmem, pbytes);
+    DFN_MEMSET(&info, 0, sizeof info);
+    if (r == DFN_OK) {
+        netname = dfn_st_meta_find(&st, "network");
+        cfgs = dfn_st_meta_find(&st, "config");
+        schs = dfn_st_meta_find(&st, "schedule");
+        if (!netname || !cfgs || !schs) {
+            dfn__detail(d, !netname ? "network" : !cfgs ? "config" : "schedule", "__metadata__.", "missing");
+            r = DFN_ERR_FORMAT;
+        } else if (dfn__strcmp(netname, "mlp") == 0) {
+            info.net = DFN_NET_MLP;
+            r = dfn__json_read_mlp(cfgs, &info.mlp, d);
+        } else if (dfn__strcmp(netname, "unet") == 0) {
+            info.net = DFN_NET_UNET;
+            r = dfn__json_read_unet(cfgs, &info.unet, d);
+        } else {
+            dfn__detail(d, "network", "__metadata__.", "not \"mlp\" or \"unet\"");
+            r = DFN_ERR_FORMAT;
+        }
+    }
+    if (r == DFN_OK) r = dfn__json_read_schedule(schs, &info.schedule, d);
+    if (r == DFN_OK && info.schedule.kind == DFN_SCHEDULE_CUSTOM) {
+        bt = dfn_st_find(&st, "schedule.betas");
+        if (!bt || bt->ndim != 1 || bt->shape[0] != (uint64_t)info.schedule.T) {
+            dfn__detail(d, "schedule.betas", NULL, bt ? "shape differs" : "missing");
+            r = DFN_ERR_FORMAT;
+        }
+    }
+    lib = dfn__builtin((uint32_t)info.net);
+    if (r == DFN_OK) {
+        DFN_MEMCPY(cb.bytes, info.net == DFN_NET_MLP ? (const void *)&info.mlp : (const void *)&info.unet,
+                   lib->ops->config_bytes);
+        r = dfn_net_describe(lib->ops, cb.bytes, &sh);
+    }
+    if (r == DFN_OK) {
+        dfn_net_tensor nt;
+        char name[DFN_TENSOR_NAME_MAX + 8];
+        size_t n = 0;
+        const char *q;
+        info.params = sh.params;
+        lib->ops->tensor(cb.bytes, 0, &nt);
+        for (q = "ema."; *q; q++) name[n++] = *q;
+        for (q = nt.name; *q; q++) name[n++] = *q;
+        name[n] = 0;
+        info.has_ema = dfn_st_find(&st, name) != NULL;
+        info.version = 0;
+        r = dfn__model_limits(&info, limits, lib->ops->config_bytes, extra + pbytes);
+    }
+    if (r != DFN_OK) {
+        DFN_FREE(pmem, alloc_ctx);
+        return r;
+    }
+    sbytes = dfn_schedule_size(info.schedule.T);
+    bytes = dfn__model_load_layout(&info, lib->ops->config_bytes, NULL, &cfg, &params, &ema, &betas, &smem);
+    out->memory = DFN_MALLOC(bytes, alloc_ctx);
+    if (!out->memory) {
+        DFN_FREE(pmem, alloc_ctx);
+        return DFN_ERR_OUT_OF_MEMORY;
+    }
+    dfn__model_load_layout(&info, lib->ops->config_bytes, out->memory, &cfg, &params, &ema, &betas, &smem);
+    DFN_MEMCPY(cfg, cb.bytes, lib->ops->config_bytes);
+    r = dfn_net_init(&out->net, lib->ops, cfg, params);
+    if (r == DFN_OK) r = dfn_model_read_safetensors(&st, &out->net, ema, d);
+    if (r == DFN_OK && betas) {
+        r = dfn_st_read_floats(bt, betas, (size_t)info.schedule.T);
+        if (r != DFN_OK) { dfn__detail(d, "schedule.betas", NULL, "dtype is not F32, F16 or BF16"); r = DFN_ERR_FORMAT; }
+        info.schedule.betas = betas;
+    }
+    if (r == DFN_OK) {
+        r = dfn_schedule_init(&out->schedule, &info.schedule, smem, sbytes);
+        if (r != DFN_OK) { dfn__detail(d, "schedule", "__metadata__.", "not a valid schedule"); r = DFN_ERR_FORMAT; }
+    }
+    info.schedule.betas = NULL;
+    DFN_FREE(pmem, alloc_ctx);
+    if (r != DFN_OK) {
+        DFN_FREE(out->memory, alloc_ctx);
+        DFN_MEMSET(out, 0, sizeof *out);
+        return r;
+    }
+    out->info = info;
+    out->ema = ema;
+    out->ema_net = out->net;
+    if (ema) out->ema_net.params = ema;
+    out->step = 0;
+    lib->views(out);
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_model_load_safetensors_mem(const void *buf, size_t len, const dfn_limits *limits,
+                                                 void *alloc_ctx, dfn_loaded_model *out, dfn_error_detail *detail)
+{
+    return dfn__st_model_load(buf, len, limits, 0, alloc_ctx, out, detail);
+}
+#endif
+
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+DFNDEF dfn_result dfn_model_load_safetensors(const char *path, const dfn_limits *limits, void *alloc_ctx,
+                                             dfn_loaded_model *out, dfn_error_detail *detail)
+{
+    dfn_limits d = dfn_limits_default();
+    unsigned char *data;
+    size_t len;
+    dfn_result r;
+    if (detail) { detail->what[0] = 0; detail->why = ""; }
+    if (!out) return DFN_ERR_NULL;
+    DFN_MEMSET(out, 0, sizeof *out);
+    if (!limits) limits = &d;
+    if ((r = dfn__file_read(path, limits->max_bytes, DFN_ERR_LIMIT, alloc_ctx, &data, &len)) != DFN_OK) return r;
+    r = dfn__st_model_load(data, len, limits, len + 1, alloc_ctx, out, detail);
+    dfn_file_free(data, alloc_ctx);
+    return r;
+}
+
+DFNDEF dfn_result dfn_model_save_safetensors(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                             const float *ema)
+{
+    size_t bytes, written;
+    void *buf;
+    dfn_result r;
+    if (!path) return DFN_ERR_NULL;
+    bytes = dfn_model_save_safetensors_size(net, s, ema);
+    if (bytes == 0) {
+        dfn__wbuf w;
+        dfn__wbuf_init(&w, NULL, 0);
+        r = dfn__st_model_write(&w, net, s, ema);
+        return r != DFN_OK ? r : DFN_ERR_INVALID_ARG;
+    }
+    buf = DFN_MALLOC(bytes, NULL);
+    if (!buf) return DFN_ERR_OUT_OF_MEMORY;
+    r = dfn_model_save_safetensors_mem(buf, bytes, &written, net, s, ema);
+    if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
+    DFN_FREE(buf, NULL);
+    return r;
+}
+#endif
+
+
+/* ------------------------------------------------------------------------- */
+/*  diffusers scheduler configs                                              */
+/* ------------------------------------------------------------------------- */
+
+DFNDEF dfn_diffusers_config dfn_diffusers_config_default(int ddim)
+{
+    dfn_diffusers_config c;
+    DFN_MEMSET(&c, 0, sizeof c);
+    c.ddim = ddim != 0;
+    c.schedule = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR_BETAS, 1000);
+    c.prediction = DFN_PREDICT_EPS;
+    c.spacing = DFN_DIFFUSERS_LEADING;
+    c.steps_offset = 0;
+    c.clip_sample = 1;
+    c.clip_sample_range = 1.0;
+    c.set_alpha_to_one = 1;
+    c.variance = DFN_VARIANCE_SMALL;
+    return c;
+}
+
+static const char *const dfn__dif_sched[4] = { "linear", "scaled_linear", "sigmoid", "squaredcos_cap_v2" };
+static const char *const dfn__dif_pred[3] = { "epsilon", "v_prediction", "sample" };
+static const char *const dfn__dif_spacing[3] = { "linspace", "leading", "trailing" };
+static const char *const dfn__dif_var[4] = { "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log" };
+
+/* true or false. */
+static int dfn__js_bool(dfn__json *j)
+{
+    if (dfn__js_word(j, "true")) return 1;
+    if (!dfn__js_word(j, "false")) j->err = 1;
+    return 0;
+}
+
+DFNDEF dfn_result dfn_diffusers_config_read(const char *json, size_t len, dfn_diffusers_config *out,
+                                            float *betas, int cap, dfn_error_detail *d)
+{
+    dfn_diffusers_config c;
+    dfn__json j;
+    char key[64];
+    int first = 1, sched = 0, have_betas = 0, n_betas = 0, ddim = -1, pass;
+    if (d) { d->what[0] = 0; d->why = ""; }
+    if (!json || !out) return DFN_ERR_NULL;
+    /* pass 0 finds the class (its defaults), pass 1 reads the fields */
+    for (pass = 0; pass < 2; pass++) {
+        j.p = json; j.e = json + len; j.err = 0;
+        first = 1;
+        if (pass) c = dfn_diffusers_config_default(ddim > 0);
+        if (!dfn__js_take(&j, '{')) { dfn__detail(d, "config", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+        while (dfn__js_next_key(&j, &first, key, sizeof key)) {
+            const char *why = "bad value";
+            int k;
+            if (dfn__strcmp(key, "_class_name") == 0) {
+                char s[32];
+                dfn__js_string(&j, s, sizeof s);
+                if (!j.err) {
+                    if (dfn__strcmp(s, "DDIMScheduler") == 0) ddim = 1;
+                    else if (dfn__strcmp(s, "DDPMScheduler") == 0) ddim = 0;
+                    else { j.err = 1; why = "not DDPMScheduler or DDIMScheduler"; }
+                }
+            } else if (!pass) {
+                /* the first pass skips every other value: strings, numbers,
+                   literals, and arrays of numbers (trained_betas) */
+                char ch = dfn__js_peek(&j);
+                if (ch == '"') dfn__js_string(&j, NULL, 0);
+                else if (ch == '[') {
+                    int f2 = 1;
+                    j.p++;
+                    while (dfn__js_next_elem(&j, &f2)) dfn__js_double(&j);
+                } else if (!dfn__js_word(&j, "true") && !dfn__js_word(&j, "false") && !dfn__js_word(&j, "null"))
+                    dfn__js_double(&j);
+            } else if (dfn__strcmp(key, "num_train_timesteps") == 0) {
+                c.schedule.T = dfn__js_int_in(&j, 1, DFN_MAX_T);
+            } else if (dfn__strcmp(key, "beta_start") == 0) {
+                c.schedule.beta_start = dfn__js_double(&j);
+            } else if (dfn__strcmp(key, "beta_end") == 0) {
+                c.schedule.beta_end = dfn__js_double(&j);
+            } else if (dfn__strcmp(key, "beta_schedule") == 0) {
+                sched = dfn__js_enum(&j, dfn__dif_sched, 4);
+                why = "not linear, scaled_linear, sigmoid or squaredcos_cap_v2";
+            } else if (dfn__strcmp(key, "trained_betas") == 0) {
+                if (!dfn__js_word(&j, "null")) {
+                    int f2 = 1;
+                    if (dfn__js_take(&j, '['))
+                        while (dfn__js_next_elem(&j, &f2)) {
+                            double v = dfn__js_double(&j);
+                            if (n_betas >= cap || !betas) {
+                                dfn__detail(d, "trained_betas", NULL, "more values than the caller's array");
+                                return DFN_ERR_BUFFER_TOO_SMALL;
+                            }
+                            betas[n_betas++] = (float)v;
+                        }
+                    have_betas = 1;
+                }
+            } else if (dfn__strcmp(key, "rescale_betas_zero_snr") == 0) {
+                c.schedule.zero_terminal_snr = dfn__js_bool(&j);
+            } else if (dfn__strcmp(key, "prediction_type") == 0) {
+                k = dfn__js_enum(&j, dfn__dif_pred, 3);
+                c.prediction = k == 0 ? DFN_PREDICT_EPS : k == 1 ? DFN_PREDICT_V : DFN_PREDICT_X0;
+                why = "not epsilon, v_prediction or sample";
+            } else if (dfn__strcmp(key, "timestep_spacing") == 0) {
+                c.spacing = (dfn_diffusers_spacing)dfn__js_enum(&j, dfn__dif_spacing, 3);
+                why = "not linspace, leading or trailing";
+            } else if (dfn__strcmp(key, "steps_offset") == 0) {
+                c.steps_offset = dfn__js_int_in(&j, 0, DFN_MAX_T);
+            } else if (dfn__strcmp(key, "clip_sample") == 0) {
+                c.clip_sample = dfn__js_bool(&j);
+            } else if (dfn__strcmp(key, "clip_sample_range") == 0) {
+                c.clip_sample_range = dfn__js_double(&j);
+                if (!(c.clip_sample_range > 0.0) || c.clip_sample_range > 3.4e38) j.err = 1;
+            } else if (dfn__strcmp(key, "set_alpha_to_one") == 0 && c.ddim) {
+                c.set_alpha_to_one = dfn__js_bool(&j);
+            } else if (dfn__strcmp(key, "variance_type") == 0 && !c.ddim) {
+                k = dfn__js_enum(&j, dfn__dif_var, 4);
+                c.variance = k < 2 ? DFN_VARIANCE_SMALL : DFN_VARIANCE_LARGE;
+                why = "not fixed_small(_log) or fixed_large(_log): the library has no learned variance";
+            } else if (dfn__strcmp(key, "thresholding") == 0) {
+                if (dfn__js_bool(&j)) { j.err = 1; why = "thresholding is not implemented"; }
+            } else if (dfn__strcmp(key, "dynamic_thresholding_ratio") == 0 ||
+                       dfn__strcmp(key, "sample_max_value") == 0) {
+                dfn__js_double(&j);
+            } else if (key[0] == '_') {
+                char ch = dfn__js_peek(&j);
+                if (ch == '"') dfn__js_string(&j, NULL, 0);
+                else if (!dfn__js_word(&j, "true") && !dfn__js_word(&j, "false") && !dfn__js_word(&j, "null"))
+                    dfn__js_double(&j);
+            } else {
+                dfn__detail(d, key, NULL, c.ddim ? "not a DDIMScheduler field" : "not a DDPMScheduler field");
+                return DFN_ERR_FORMAT;
+            }
+            if (j.err) { dfn__detail(d, key, NULL, why); return DFN_ERR_FORMAT; }
+        }
+        if (j.err || dfn__js_peek(&j) != 0) { dfn__detail(d, "config", NULL, "not a JSON object"); return DFN_ERR_FORMAT; }
+    }
+    if (have_betas) {
+        if (n_betas != c.schedule.T) { dfn__detail(d, "trained_betas", NULL, "needs num_train_timesteps values"); return DFN_ERR_FORMAT; }
+        c.schedule.kind = DFN_SCHEDULE_CUSTOM;
+        c.schedule.betas = betas;
+    } else {
+        static const dfn_schedule_kind kinds[4] = { DFN_SCHEDULE_LINEAR_BETAS, DFN_SCHEDULE_SCALED_LINEAR,
+                                                    DFN_SCHEDULE_SIGMOID_BETAS, DFN_SCHEDULE_COSINE };
+        c.schedule.kind = kinds[sched];
+        c.schedule.cosine_s = 0.008;
+        c.schedule.max_beta = 0.999;
+    }
+    /* the schedule as dfn_schedule_init checks it, without its tables */
+    if (dfn__schedule_check(&c.schedule) != DFN_OK) {
+        dfn__detail(d, have_betas ? "trained_betas" : "beta_start", NULL, "not a valid schedule");
+        return DFN_ERR_FORMAT;
+    }
+    {
+        int t;
+        for (t = 1; t <= c.schedule.T; t++)
+            if (!dfn__open_unit(dfn__raw_beta(&c.schedule, t))) {
+                dfn__detail(d, have_betas ? "trained_betas" : "beta_end", NULL, "a beta outside (0, 1)");
+                return DFN_ERR_FORMAT;
+            }
+        if (c.schedule.zero_terminal_snr && c.schedule.T < 2) {
+            dfn__detail(d, "rescale_betas_zero_snr", NULL, "needs T >= 2");
+            return DFN_ERR_FORMAT;
+        }
+    }
+    *out = c;
+    return DFN_OK;
+}
+
+/* numpy's np.round: to the nearest integer, halves to even. */
+static double dfn__round_half_even(double v)
+{
+    double f = (double)(int64_t)v, r;
+    if (f > v) f -= 1.0;                         /* floor */
+    r = v - f;
+    if (r > 0.5) return f + 1.0;
+    if (r < 0.5) return f;
+    return (f / 2.0 == (double)(int64_t)(f / 2.0)) ? f : f + 1.0;
+}
+
+DFNDEF dfn_result dfn_diffusers_timesteps(const dfn_diffusers_config *c, int S, int *out)
+{
+    int T, i;
+    if (!c || !out) return DFN_ERR_NULL;
+    T = c->schedule.T;
+    if (S < 1 || S > T || T < 1 || T > DFN_MAX_T) return DFN_ERR_INVALID_ARG;
+    for (i = 0; i < S; i++) {
+        double v;
+        int k = S - 1 - i;                       /* diffusers' list, reversed */
+        switch (c->spacing) {
+        case DFN_DIFFUSERS_LINSPACE: {
+            /* np.linspace(0, T - 1, S): k * step, step = (T - 1)/(S - 1); the end exact */
+            double step = S > 1 ? (double)(T - 1) / (double)(S - 1) : 0.0;
+            v = S > 1 && k == S - 1 ? (double)(T - 1) : (double)k * step;
+            out[i] = (int)dfn__round_half_even(v) + 1;
+            break;
+        }
+        case DFN_DIFFUSERS_LEADING:
+            out[i] = k * (T / S) + c->steps_offset + 1;
+            break;
+        case DFN_DIFFUSERS_TRAILING: {
+            /* np.arange(T, 0, -T/S): length ceil(T / (T/S)); element m is
+               T + m * delta with delta = (T - T/S) - T, as numpy fills it */
+            double ratio = (double)T / (double)S, delta = ((double)T - ratio) - (double)T;
+            double n = -(double)T / delta;
+            int len = (int)n;
+            if ((double)len < n) len++;
+            if (len != S) return DFN_ERR_INVALID_ARG;
+            v = (double)T + (double)i * delta;
+            out[i] = (int)dfn__round_half_even(v);        /* - 1 + 1 */
+            break;
+        }
+        default:
+            return DFN_ERR_INVALID_ARG;
+        }
+    }
+    for (i = 0; i < S; i++)
+        if (out[i] < 1 || out[i] > T || (i > 0 && out[i] >= out[i - 1])) return DFN_ERR_INVALID_ARG;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_diffusers_sampler_setup(const dfn_diffusers_config *c, int S, int *timesteps,
+                                              dfn_sampler_config *sc, dfn_error_detail *d)
+{
+    dfn_result r;
+    int i, all;
+    if (d) { d->what[0] = 0; d->why = ""; }
+    if (!c || !timesteps || !sc) return DFN_ERR_NULL;
+    if ((r = dfn_diffusers_timesteps(c, S, timesteps)) != DFN_OK) {
+        dfn__detail(d, c->spacing == DFN_DIFFUSERS_LEADING ? "steps_offset" : "timestep_spacing", NULL,
+                    "gives timesteps outside 1..T or not decreasing for this S");
+        return r;
+    }
+    all = S == c->schedule.T;
+    for (i = 0; all && i < S; i++) all = timesteps[i] == S - i;
+    sc->prediction = c->prediction;
+    sc->clip_x0 = c->clip_sample;
+    sc->clip_min = (float)-c->clip_sample_range;
+    sc->clip_max = (float)c->clip_sample_range;
+    sc->final_alphabar_1 = 0;
+    sc->variance = DFN_VARIANCE_SMALL;
+    if (c->ddim) {
+        if (c->clip_sample) {
+            dfn__detail(d, "clip_sample", NULL, "DDIM here recomputes eps from the clipped x0; diffusers keeps it");
+            return DFN_ERR_INVALID_ARG;
+        }
+        sc->kind = DFN_SAMPLER_DDIM;
+        sc->eta = 0.0f;
+        sc->final_alphabar_1 = !c->set_alpha_to_one;
+    } else if (all) {
+        sc->kind = DFN_SAMPLER_DDPM;
+        sc->variance = c->variance;
+    } else {
+        if (c->variance == DFN_VARIANCE_LARGE) {
+            dfn__detail(d, "variance_type", NULL, "fixed_large with fewer steps than T");
+            return DFN_ERR_INVALID_ARG;
+        }
+        sc->kind = DFN_SAMPLER_DDIM;
+        sc->eta = 1.0f;
+    }
+    sc->steps = S;
+    sc->spacing = DFN_SPACING_CUSTOM;
+    sc->timesteps = timesteps;
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_diffusers_config_write(const dfn_diffusers_config *c, const dfn_schedule *s, char *buf,
+                                             size_t cap, size_t *written)
+{
+    const dfn_schedule_config *sc;
+    const char *name = NULL;
+    dfn__wbuf w;
+    int t, pred;
+    if (!c || !buf || !written) return DFN_ERR_NULL;
+    *written = 0;
+    sc = &c->schedule;
+    switch (sc->kind) {
+    case DFN_SCHEDULE_LINEAR_BETAS: name = "linear"; break;
+    case DFN_SCHEDULE_SCALED_LINEAR: name = "scaled_linear"; break;
+    case DFN_SCHEDULE_SIGMOID_BETAS: name = "sigmoid"; break;
+    case DFN_SCHEDULE_LINEAR: if (sc->T == 1000) name = "linear"; break;
+    case DFN_SCHEDULE_COSINE: if (sc->cosine_s == 0.008 && sc->max_beta == 0.999) name = "squaredcos_cap_v2"; break;
+    case DFN_SCHEDULE_FLOW: return DFN_ERR_INVALID_ARG;
+    default: break;
+    }
+    if (!name && (!s || !s->beta || s->T != sc->T || s->config.kind != sc->kind)) return DFN_ERR_INVALID_ARG;
+    if (!name && sc->kind == DFN_SCHEDULE_CUSTOM && sc->zero_terminal_snr) return DFN_ERR_INVALID_ARG;
+    if ((int)c->prediction < 0 || (int)c->prediction > 2 || (int)c->spacing < 0 || (int)c->spacing > 2)
+        return DFN_ERR_INVALID_ARG;
+    pred = c->prediction == DFN_PREDICT_EPS ? 0 : c->prediction == DFN_PREDICT_V ? 1 : 2;
+    dfn__wbuf_init(&w, buf, cap);
+    dfn__jw_str(&w, "{\n  ");
+    dfn__jw_key(&w, "_class_name", 1);
+    dfn__jw_quoted(&w, c->ddim ? "DDIMScheduler" : "DDPMScheduler");
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "num_train_timesteps", 1);
+    dfn__jw_int(&w, sc->T);
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "beta_start", 1);
+    dfn__jw_double(&w, name ? sc->beta_start : 0.0001);
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "beta_end", 1);
+    dfn__jw_double(&w, name ? sc->beta_end : 0.02);
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "beta_schedule", 1);
+    dfn__jw_quoted(&w, name ? name : "linear");
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "trained_betas", 1);
+    if (name) {
+        dfn__jw_str(&w, "null");
+    } else {
+        /* the betas before any zero-terminal-SNR rescale (which is written as the flag) */
+        dfn__jw_str(&w, "[");
+        for (t = 1; t <= sc->T; t++) {
+            double b = sc->kind == DFN_SCHEDULE_CUSTOM ? (double)s->beta[t] : (double)(float)dfn__raw_beta(sc, t);
+            if (t > 1) dfn__jw_str(&w, ", ");
+            dfn__jw_double(&w, b);
+        }
+        dfn__jw_str(&w, "]");
+    }
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "rescale_betas_zero_snr", 1);
+    dfn__jw_str(&w, sc->zero_terminal_snr ? "true" : "false");
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "prediction_type", 1);
+    dfn__jw_quoted(&w, dfn__dif_pred[pred]);
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "timestep_spacing", 1);
+    dfn__jw_quoted(&w, dfn__dif_spacing[c->spacing]);
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "steps_offset", 1);
+    dfn__jw_int(&w, c->steps_offset);
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "clip_sample", 1);
+    dfn__jw_str(&w, c->clip_sample ? "true" : "false");
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "clip_sample_range", 1);
+    dfn__jw_double(&w, c->clip_sample_range);
+    dfn__jw_str(&w, ",\n  ");
+    if (c->ddim) {
+        dfn__jw_key(&w, "set_alpha_to_one", 1);
+        dfn__jw_str(&w, c->set_alpha_to_one ? "true" : "false");
+    } else {
+        dfn__jw_key(&w, "variance_type", 1);
+        dfn__jw_quoted(&w, c->variance == DFN_VARIANCE_LARGE ? "fixed_large" : "fixed_small");
+    }
+    dfn__jw_str(&w, ",\n  ");
+    dfn__jw_key(&w, "thresholding", 1);
+    dfn__jw_str(&w, "false\n}\n");
+    dfn__put_bytes(&w, "", 1);
+    if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
+    *written = w.len - 1;
+    return DFN_OK;
+}
 
 /* ######################################################################### */
 /*  PART 4  kernels and threads                                              */

@@ -173,7 +173,7 @@ static int two_config_same(const void *a, const void *b)
 static const dfn_net_ops two_ops = {
     TWO_KIND, "two-layer", sizeof(two_cfg), two_describe, two_init_weights, two_forward_size, two_forward,
     two_train_size, two_train_bind, two_train_forward, two_train_backward,
-    two_config_save, two_config_load, two_config_same, 0
+    two_config_save, two_config_load, two_config_same, 0, NULL
 };
 
 /* loss(params) through the trainer at fixed t and eps (for the gradient check). */
