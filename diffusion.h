@@ -12491,7 +12491,8 @@ DFNDEF dfn_result dfn_diffusers_config_read(const char *json, size_t len, dfn_di
     }
     /* the schedule as dfn_schedule_init checks it, without its tables */
     if (dfn__schedule_check(&c.schedule) != DFN_OK) {
-        dfn__detail(d, have_betas ? "trained_betas" : "beta_start", NULL, "not a valid schedule");
+        dfn__detail(d, have_betas ? "trained_betas" : !dfn__open_unit(c.schedule.beta_start) ? "beta_start" : "beta_end",
+                    NULL, "not a valid schedule");
         return DFN_ERR_FORMAT;
     }
     {
