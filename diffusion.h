@@ -12502,9 +12502,20 @@ DFNDEF dfn_result dfn_diffusers_config_read(const char *json, size_t len, dfn_di
                 dfn__detail(d, have_betas ? "trained_betas" : "beta_end", NULL, "a beta outside (0, 1)");
                 return DFN_ERR_FORMAT;
             }
-        if (c.schedule.zero_terminal_snr && c.schedule.T < 2) {
-            dfn__detail(d, "rescale_betas_zero_snr", NULL, "needs T >= 2");
+        if (!(1.0 - dfn__raw_beta(&c.schedule, 1) < 1.0)) {
+            dfn__detail(d, have_betas ? "trained_betas" : "beta_start", NULL, "beta_1 too small");
             return DFN_ERR_FORMAT;
+        }
+        if (c.schedule.zero_terminal_snr) {
+            double ab = 1.0, a1 = 1.0;
+            for (t = 1; t <= c.schedule.T; t++) {
+                ab *= 1.0 - dfn__raw_beta(&c.schedule, t);
+                if (t == 1) a1 = DFN_SQRT(ab);
+            }
+            if (c.schedule.T < 2 || !(a1 > DFN_SQRT(ab))) {
+                dfn__detail(d, "rescale_betas_zero_snr", NULL, "needs T >= 2 and alphas_cumprod decreasing");
+                return DFN_ERR_FORMAT;
+            }
         }
     }
     *out = c;

@@ -272,6 +272,8 @@ void test_safetensors_net_tensors(void)
     dfn_net net;
     dfn_net_tensor *t;
     int k, n, i;
+    memset(&m, 0, sizeof m);
+    memset(&u, 0, sizeof u);
     st_models(&mc, &uc);
     for (k = 0; k < 2; k++) {
         size_t at = 0, P;
@@ -346,6 +348,8 @@ void test_safetensors_model_roundtrip(void)
             dfn_unet u;
             dfn_net net;
             float *p, *e, betas[50];
+            memset(&m, 0, sizeof m);
+            memset(&u, 0, sizeof u);
             size_t P = k ? dfn_unet_num_params(&uc) : dfn_mlp_num_params(&mc), size, written = 0;
             unsigned char *img;
             int t;
@@ -474,7 +478,8 @@ void test_safetensors_model_mismatch(void)
     P = dfn_mlp_num_params(&mc);
     p = (float *)malloc(P * sizeof(float));
     st_fill(p, P, 0.0f);
-    dfn_mlp_init(&m, &mc, p);
+    memset(&m, 0, sizeof m);
+    CHECK(dfn_mlp_init(&m, &mc, p) == DFN_OK, "init");
     net = dfn_mlp_net(&m);
     dfn_schedule_alloc(&sch, &sc, NULL);
     size = dfn_model_save_safetensors_size(&net, &sch, NULL);
@@ -531,7 +536,8 @@ void test_safetensors_model_mismatch(void)
         float *p2;
         mc2.blocks = 1;
         p2 = (float *)malloc(dfn_mlp_num_params(&mc2) * sizeof(float));
-        dfn_mlp_init(&m2, &mc2, p2);
+        memset(&m2, 0, sizeof m2);
+        CHECK(dfn_mlp_init(&m2, &mc2, p2) == DFN_OK, "init");
         n2 = dfn_mlp_net(&m2);
         CHECK(st_parse(img, written, &st, &mem) == DFN_OK, "parse");
         r = dfn_model_read_safetensors(&st, &n2, NULL, &d);

@@ -128,8 +128,9 @@ build-cross: $(TEST_DEP) | $(BUILD)
 	$(CLANG) --target=wasm32-wasi -msimd128 $(STRICT) $(OPT) $(TEST_INC) $(TEST_SRC) -o $(BUILD)/cross_wasm_simd.wasm
 	$(CLANG) --target=wasm32-wasi $(STRICT) $(OPT) $(TEST_INC) $(TEST_SRC) -o $(BUILD)/cross_wasm_scalar.wasm
 
-# libFuzzer on the model loader and the point parser (clang), seeded with
-# small valid files; FUZZ_SECONDS per run. No single allocation may pass
+# libFuzzer on the model loader and the point parser, and on safetensors and
+# diffusers' configs (clang), seeded with small valid files; FUZZ_SECONDS
+# per target. No single allocation may pass
 # FUZZ_MALLOC_MB (an input of a few kB asking for more is a finding: the
 # loaders' limits should have refused it).
 FUZZ_SECONDS ?= 30
@@ -140,10 +141,19 @@ $(BUILD)/fuzz_model: tests/fuzz_model.c diffusion.h | $(BUILD)
 	    -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -I. tests/fuzz_model.c -o $@ -lm
 $(BUILD)/fuzz_seeds: tests/fuzz_model.c diffusion.h | $(BUILD)
 	$(GCC) $(STRICT) -O1 -DDFN_FUZZ_WRITE_SEEDS -I. tests/fuzz_model.c -o $@ -lm
-fuzz: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds
-	rm -rf $(BUILD)/fuzz_corpus && mkdir -p $(BUILD)/fuzz_corpus
+$(BUILD)/fuzz_st: tests/fuzz_safetensors.c diffusion.h | $(BUILD)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -I. tests/fuzz_safetensors.c -o $@ -lm
+$(BUILD)/fuzz_st_seeds: tests/fuzz_safetensors.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) -O1 -DDFN_FUZZ_WRITE_SEEDS -I. tests/fuzz_safetensors.c -o $@ -lm
+# make fuzz: the model files and points (fuzz_model), then safetensors, models
+# from safetensors and diffusers' scheduler configs (fuzz_st), FUZZ_SECONDS each.
+fuzz: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_st $(BUILD)/fuzz_st_seeds
+	rm -rf $(BUILD)/fuzz_corpus $(BUILD)/fuzz_st_corpus && mkdir -p $(BUILD)/fuzz_corpus $(BUILD)/fuzz_st_corpus
 	./$(BUILD)/fuzz_seeds $(BUILD)/fuzz_corpus
 	./$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_st_seeds $(BUILD)/fuzz_st_corpus
+	./$(BUILD)/fuzz_st -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(BUILD)/fuzz_st_corpus
 
 # libFuzzer on the IDX parsers, the grid and the PNG / PNM encoders
 # (seeded with small valid IDX files), FUZZ_SECONDS per run.
@@ -164,18 +174,20 @@ fuzz-images: $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds
 FUZZ_LONG_SECONDS ?= 600
 FUZZ_LONG := $(BUILD)/fuzz_long
 .PHONY: fuzz-long
-fuzz-long: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds
-	@mkdir -p $(FUZZ_LONG)/model $(FUZZ_LONG)/idx
+fuzz-long: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_idx $(BUILD)/fuzz_idx_seeds \
+           $(BUILD)/fuzz_st $(BUILD)/fuzz_st_seeds
+	@mkdir -p $(FUZZ_LONG)/model $(FUZZ_LONG)/idx $(FUZZ_LONG)/st
 	./$(BUILD)/fuzz_seeds $(FUZZ_LONG)/model
 	./$(BUILD)/fuzz_idx_seeds $(FUZZ_LONG)/idx
-	@for t in model idx; do \
+	./$(BUILD)/fuzz_st_seeds $(FUZZ_LONG)/st
+	@for t in model idx st; do \
 	    echo "./$(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) $(FUZZ_LONG)/$$t"; \
 	    ./$(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_LONG_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_LONG)/ \
 	        $(FUZZ_LONG)/$$t > $(FUZZ_LONG)/$$t.log 2>&1; rc=$$?; \
 	    grep -v '^#' $(FUZZ_LONG)/$$t.log | tail -40; \
 	    if [ $$rc -ne 0 ]; then echo "fuzz-long: fuzz_$$t failed (exit $$rc; the input is in $(FUZZ_LONG)/)"; exit 1; fi; \
 	done
-	@for t in model idx; do \
+	@for t in model idx st; do \
 	    printf 'fuzz-long %-6s %s s: %s executions, corpus %s files, peak RSS %s MB\n' $$t $(FUZZ_LONG_SECONDS) \
 	        "$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_LONG)/$$t.log)" \
 	        "$$(ls $(FUZZ_LONG)/$$t | wc -l)" \
