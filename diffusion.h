@@ -1,4 +1,4 @@
-/* diffusion.h - v0.11.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.12.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -97,6 +97,8 @@
      dfn_data2d_sample    the 2D toy data sets, standardized; dfn_points_parse
                           and dfn_points_load read your own points (CSV)
      dfn_model_save/load  versioned, checksummed little-endian model files
+     dfn_model_save/load_safetensors  the same as safetensors, by the names
+                          of the networks' PyTorch twins (section 9 below)
 
    Images are data too: a batch is float32 NHWC, (n, H, W, C) row-major,
    values in [-1, 1] (byte b <-> b/127.5 - 1); one image is D = H*W*C floats,
@@ -416,8 +418,73 @@
    with a two-layer network, and checks its gradient against finite
    differences through dfn_trainer_loss_grad.
 
-   9. The parts of this file
-   -------------------------
+   9. Models from elsewhere: safetensors, PyTorch, diffusers
+   ---------------------------------------------------------
+   dfn_model_save_safetensors / dfn_model_load_safetensors write and read a
+   model as safetensors, the field's exchange format, with the tensor names
+   of the networks' PyTorch twins (tools/torch/dfn_torch.py), so a model
+   trained in PyTorch (tools/torch/train.py, also with torchrun and DDP)
+   runs here, and one trained here runs there. build/convert turns a model
+   file into safetensors and back. dfn_st_parse reads any safetensors file
+   into the caller's memory (no allocation), dfn_st_write_mem writes one.
+   The "__metadata__" of a model holds four strings:
+       "diffusion.h"  the version that wrote it ("0.12.0")
+       "network"      "mlp" or "unet"
+       "config"       the network's config as JSON, every field of
+                      dfn_mlp_config / dfn_unet_config by its name
+                      (activation "identity", "relu", "silu", "gelu";
+                      prediction "eps", "v", "x0", "flow"; the U-Net's mult
+                      and attention one value per level), e.g.
+                      {"dim":2,"hidden":128,"blocks":3,"time_dim":128,
+                       "input_emb_dim":32,"input_scale":25,"num_classes":0,
+                       "act":"gelu","prediction":"eps"}
+       "schedule"     dfn_schedule_config as JSON: "kind" (the names of
+                      dfn_schedule_kind_name), "T", the eight doubles by
+                      name, "zero_terminal_snr" 0 or 1; a custom schedule's
+                      betas are the tensor "schedule.betas" (T)
+   Missing config fields take the defaults; an unknown one is an error
+   that names it. The EMA weights are the same names prefixed "ema.".
+
+   The tensors (PyTorch's shapes; a 3x3 convolution is (Co, Ci, 3, 3)):
+     MLP (D dim, H hidden, L blocks, E the first layer's inputs D + D
+     input_emb_dim + time_dim, C classes):
+       inp.weight (H, E)  inp.bias (H)
+       blocks.{l}.weight (H, H)  blocks.{l}.bias (H)         l = 0..L-1
+       out.weight (D, H)  out.bias (D)
+       class_emb.weight (C + 1, time_dim)                      only if C > 0
+     U-Net (B base_channels, Te time_dim):
+       emb1.weight (Te, B)  emb1.bias  emb2.weight (Te, Te)  emb2.bias
+       class_emb.weight (C + 1, Te)                            only if C > 0
+       inp.weight (B, channels + cond_channels, 3, 3)  inp.bias
+       layers.{k}.  the k-th ResBlock, attention or upsampling of the
+                    plan (section "The U-Net noise network"), in order:
+         ResBlock   norm1.weight/.bias (Ci)  conv1.weight (Co, Ci, 3, 3)
+                    conv1.bias  emb.weight (Co, Te)  emb.bias
+                    norm2.weight/.bias (Co)  conv2.weight (Co, Co, 3, 3)
+                    conv2.bias  [skip.weight (Co, Ci, 1, 1)  skip.bias]
+         attention  norm.weight/.bias (C)  qkv.weight (3C, C)  qkv.bias
+                    proj.weight (C, C)  proj.bias
+         upsampling conv.weight (C, C, 3, 3)  conv.bias
+       out_norm.weight/.bias (Ci)  out_conv.weight (channels, Ci, 3, 3)
+       out_conv.bias
+   dfn_net_tensors lists them for a config (a network of your own gets
+   names with the tensor operation of dfn_net_ops). Loading checks every
+   name and shape (DFN_ERR_MISMATCH with a dfn_error_detail naming the
+   tensor) and refuses tensors that are not the network's.
+
+   diffusers' scheduler_config.json (DDPMScheduler, DDIMScheduler) reads
+   into a schedule and sampler settings with dfn_diffusers_config_read and
+   dfn_diffusers_sampler_setup, and is written with
+   dfn_diffusers_config_write: its "linear", "scaled_linear", "sigmoid"
+   and "squaredcos_cap_v2" as diffusers defines them, trained_betas,
+   rescale_betas_zero_snr, prediction_type, timestep_spacing with
+   steps_offset (numpy's rounding), clip_sample, set_alpha_to_one and
+   variance_type. What the library cannot do the same way is an error
+   naming the field. make test-interop checks all of it against PyTorch
+   and numpy (README, "Train in PyTorch, deploy with diffusion.h").
+
+   10. The parts of this file
+   --------------------------
    The declarations and the implementation are in the same order, in four
    parts, each under a banner "PART n" (search for it):
 
@@ -444,7 +511,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 11
+#define DFN_VERSION_MINOR 12
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -650,6 +717,11 @@ typedef struct dfn_schedule {
 /* The defaults of MATH.md section 2 for this kind and T (custom: set
    cfg.betas yourself). */
 DFNDEF dfn_schedule_config dfn_schedule_config_default(dfn_schedule_kind kind, int T);
+
+/* The kind's name ("linear", "cosine", "sigmoid", "custom", "flow",
+   "scaled_linear", "sigmoid_betas", "linear_betas": the names of the
+   "schedule" JSON of safetensors files); NULL for an unknown kind. */
+DFNDEF const char *dfn_schedule_kind_name(dfn_schedule_kind kind);
 
 /* Bytes that dfn_schedule_init needs for T steps; 0 if T is out of range. */
 DFNDEF size_t dfn_schedule_size(int T);
@@ -2608,7 +2680,7 @@ typedef struct dfn_error_detail {
 } dfn_error_detail;
 
 /* ------------------------------------------------------------------------- */
-/*  Named tensors of a network (manual section 6 has the tables)             */
+/*  Named tensors of a network (manual section 9 has the tables)             */
 /* ------------------------------------------------------------------------- */
 
 /* The network's tensors in the flat block's order (they cover it exactly,
@@ -2632,7 +2704,7 @@ DFNDEF dfn_result dfn_model_read_safetensors(const dfn_safetensors *st, const df
 /* A model as safetensors: the weights (and, with ema, the EMA weights as
    "ema." + name) by the names above, F32, and in "__metadata__":
    "diffusion.h" (the version), "network" ("mlp" or "unet"), "config" and
-   "schedule" (each a JSON object, documented in manual section 6); a
+   "schedule" (each a JSON object, documented in manual section 9); a
    custom schedule's betas as the tensor "schedule.betas" (T). Only the
    MLP and the U-Net (a program's own network writes its tensors with
    dfn_st_write_mem). Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (another
@@ -6949,7 +7021,7 @@ static int dfn__mlp_config_same(const void *pa, const void *pb)
 }
 
 
-/* The MLP's named tensors (manual section 6): its PyTorch twin's state_dict. */
+/* The MLP's named tensors (manual section 9): its PyTorch twin's state_dict. */
 static void dfn__nt_set(dfn_net_tensor *o, const char *a, int k, const char *b, size_t off, int conv,
                         int ndim, int s0, int s1, int s2, int s3)
 {
@@ -11812,6 +11884,11 @@ static const char *const dfn__sched_names[8] = {
     "linear", "cosine", "sigmoid", "custom", "flow", "scaled_linear", "sigmoid_betas", "linear_betas"
 };
 
+DFNDEF const char *dfn_schedule_kind_name(dfn_schedule_kind kind)
+{
+    return (int)kind >= 0 && (int)kind < 8 ? dfn__sched_names[kind] : NULL;
+}
+
 static void dfn__jw_key(dfn__wbuf *w, const char *k, int first)
 {
     if (!first) dfn__jw_str(w, ",");
@@ -15181,6 +15258,21 @@ DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float 
 /*
    REVISION HISTORY
    ================
+   0.12.0 (2026-12-06) models from elsewhere: safetensors read (F32, F16,
+          BF16, exactly) and written, without allocation, every promise of
+          the format checked (dfn_st_*; limits gain max_tensors); the MLP's
+          and the U-Net's weights by the names of their PyTorch twins
+          (dfn_net_tensors; dfn_net_ops gains an optional tensor
+          operation, after config_file_bytes); models saved and loaded as
+          safetensors with their config and schedule as JSON metadata
+          (dfn_model_save/load_safetensors, errors naming the tensor or
+          field in a dfn_error_detail); diffusers' scheduler_config.json
+          read and written (dfn_diffusers_*), its linear, scaled_linear
+          and sigmoid beta schedules as kinds 5-7 (model files of version
+          2), numpy's timestep spacings, DDIM's final_alphabar_1
+          (set_alpha_to_one = false); dfn_schedule_kind_name;
+          tools/convert; tools/torch (PyTorch twins, safetensors in plain
+          Python, DDP training); make test-interop; fuzz_st.
    0.11.0 (2026-12-06) flow matching (MATH.md section 12): the flow schedule
           kind (a = 1 - u, s = u, SD3 shift) with the tables of its
           Gaussian chain, dfn_process; velocity prediction; Euler, Heun and

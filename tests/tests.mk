@@ -193,3 +193,51 @@ fuzz-long: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_idx $(BUILD)/fu
 	        "$$(ls $(FUZZ_LONG)/$$t | wc -l)" \
 	        "$$(sed -n 's/^stat::peak_rss_mb: *//p' $(FUZZ_LONG)/$$t.log)"; \
 	done
+
+# Parity with PyTorch (tools/torch/, Debian's python3-torch and python3-numpy;
+# .ci/run installs them): (a) an MLP trained 200 steps in PyTorch loads here
+# with the same predictions (1e-5 relative) and DDIM-50 samples (1e-4);
+# (b) one trained here loads in PyTorch, the same checks; (c) both for a
+# small U-Net; (d) each scheduler_config.json of tools/torch/scheduler_configs
+# read here against diffusers' formulas evaluated with numpy (tables within
+# 1e-7 relative, the same timesteps); (e) two CPU processes of torchrun
+# (gloo) train 50 DDP steps and the result loads and samples here; and the
+# converter's round trip, model file -> safetensors -> model file, byte for byte.
+INTEROP_PY  ?= /usr/bin/python3
+INTEROP_ENV ?= OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+INTEROP     := $(BUILD)/interop_run
+$(BUILD)/interop: tests/interop.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -I. tests/interop.c -o $@ -lm
+
+.PHONY: test-interop
+test-interop: $(BUILD)/interop $(BUILD)/convert
+	@$(INTEROP_PY) -c 'import torch, numpy' || { echo "test-interop: needs python3-torch and python3-numpy (apt-get install python3-torch python3-numpy libopenblas0-pthread)"; exit 1; }
+	rm -rf $(INTEROP) && mkdir -p $(INTEROP)/a $(INTEROP)/b $(INTEROP)/c1 $(INTEROP)/c2 $(INTEROP)/d $(INTEROP)/e
+	@echo "== (a) an MLP trained in PyTorch, run here"
+	$(INTEROP_ENV) $(INTEROP_PY) tools/torch/interop.py export --net mlp --steps 200 --out $(INTEROP)/a
+	./$(BUILD)/interop check $(INTEROP)/a
+	@echo "== (b) an MLP trained here, run in PyTorch"
+	./$(BUILD)/interop export --net mlp --steps 200 --out $(INTEROP)/b
+	$(INTEROP_ENV) $(INTEROP_PY) tools/torch/interop.py check $(INTEROP)/b
+	@echo "== (c) a U-Net both ways"
+	$(INTEROP_ENV) $(INTEROP_PY) tools/torch/interop.py export --net unet --steps 200 --out $(INTEROP)/c1
+	./$(BUILD)/interop check $(INTEROP)/c1
+	./$(BUILD)/interop export --net unet --steps 200 --out $(INTEROP)/c2
+	$(INTEROP_ENV) $(INTEROP_PY) tools/torch/interop.py check $(INTEROP)/c2
+	@echo "== (d) diffusers scheduler configs against diffusers' formulas (numpy)"
+	@for f in tools/torch/scheduler_configs/*.json; do \
+	    b=$$(basename $$f .json); \
+	    $(INTEROP_PY) tools/torch/diffusers_ref.py $$f --steps 1,2,3,5,7,10,16,20,25,50,100,250 > $(INTEROP)/d/$$b.ref.json \
+	        && ./$(BUILD)/interop diffusers $$f $(INTEROP)/d/$$b.ref.json || exit 1; \
+	done
+	@echo "== (e) 50 DDP steps on two CPU processes (torchrun, gloo), sampled here"
+	$(INTEROP_ENV) $(INTEROP_PY) -m torch.distributed.run --standalone --nproc_per_node 2 tools/torch/train.py \
+	    --net mlp --steps 50 --backend gloo --out $(INTEROP)/e/ddp.safetensors
+	./$(BUILD)/interop sample $(INTEROP)/e/ddp.safetensors
+	@echo "== the converter: model file -> safetensors -> model file"
+	./$(BUILD)/convert $(INTEROP)/b/model.safetensors $(INTEROP)/b/model.dfnm
+	./$(BUILD)/convert $(INTEROP)/b/model.dfnm $(INTEROP)/b/again.safetensors
+	./$(BUILD)/convert $(INTEROP)/b/again.safetensors $(INTEROP)/b/again.dfnm
+	cmp $(INTEROP)/b/model.dfnm $(INTEROP)/b/again.dfnm
+	cmp $(INTEROP)/b/model.safetensors $(INTEROP)/b/again.safetensors
+	@echo "test-interop: all passed"

