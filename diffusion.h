@@ -2714,6 +2714,17 @@ DFNDEF size_t dfn_model_save_safetensors_size(const dfn_net *net, const dfn_sche
 DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
                                                  const dfn_schedule *s, const float *ema);
 
+/* Describes the model of a parsed safetensors file from its metadata (no
+   allocation, no weights read): info->net, the network's config (info->mlp
+   or info->unet), the schedule (info->schedule; for a custom one read the
+   tensor "schedule.betas" yourself), params, has_ema; version is 0. A
+   program without malloc sets the network up from it and calls
+   dfn_model_read_safetensors (check it with dfn_model_check_limits first).
+   Errors: DFN_ERR_NULL, DFN_ERR_FORMAT (metadata missing or not the
+   documented JSON; detail names the key or field). */
+DFNDEF dfn_result dfn_model_info_safetensors(const dfn_safetensors *st, dfn_model_info *info,
+                                             dfn_error_detail *detail);
+
 #ifndef DFN_NO_MALLOC
 /* A model file written by dfn_model_save_safetensors (or by
    tools/torch: the same names and metadata) into a dfn_loaded_model, in
@@ -12260,6 +12271,62 @@ DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *
 
 /* -- loading a model ------------------------------------------------------ */
 
+DFNDEF dfn_result dfn_model_info_safetensors(const dfn_safetensors *st, dfn_model_info *info,
+                                             dfn_error_detail *d)
+{
+    const dfn__builtin_net *lib;
+    const char *netname, *cfgs, *schs;
+    const dfn_st_tensor *bt;
+    dfn_net_tensor nt;
+    dfn_net_shape sh;
+    dfn__config_buf cb;
+    dfn_result r;
+    char name[DFN_TENSOR_NAME_MAX + 8];
+    size_t n = 0;
+    const char *q;
+    if (d) { d->what[0] = 0; d->why = ""; }
+    if (!st || !info) return DFN_ERR_NULL;
+    DFN_MEMSET(info, 0, sizeof *info);
+    netname = dfn_st_meta_find(st, "network");
+    cfgs = dfn_st_meta_find(st, "config");
+    schs = dfn_st_meta_find(st, "schedule");
+    if (!netname || !cfgs || !schs) {
+        dfn__detail(d, !netname ? "network" : !cfgs ? "config" : "schedule", "__metadata__.", "missing");
+        return DFN_ERR_FORMAT;
+    }
+    if (dfn__strcmp(netname, "mlp") == 0) {
+        info->net = DFN_NET_MLP;
+        r = dfn__json_read_mlp(cfgs, &info->mlp, d);
+    } else if (dfn__strcmp(netname, "unet") == 0) {
+        info->net = DFN_NET_UNET;
+        r = dfn__json_read_unet(cfgs, &info->unet, d);
+    } else {
+        dfn__detail(d, "network", "__metadata__.", "not \"mlp\" or \"unet\"");
+        return DFN_ERR_FORMAT;
+    }
+    if (r == DFN_OK) r = dfn__json_read_schedule(schs, &info->schedule, d);
+    if (r != DFN_OK) return r;
+    if (info->schedule.kind == DFN_SCHEDULE_CUSTOM) {
+        bt = dfn_st_find(st, "schedule.betas");
+        if (!bt || bt->ndim != 1 || bt->shape[0] != (uint64_t)info->schedule.T) {
+            dfn__detail(d, "schedule.betas", NULL, bt ? "shape differs" : "missing");
+            return DFN_ERR_FORMAT;
+        }
+    }
+    lib = dfn__builtin((uint32_t)info->net);
+    DFN_MEMCPY(cb.bytes, info->net == DFN_NET_MLP ? (const void *)&info->mlp : (const void *)&info->unet,
+               lib->ops->config_bytes);
+    if ((r = dfn_net_describe(lib->ops, cb.bytes, &sh)) != DFN_OK) return r;
+    info->params = sh.params;
+    lib->ops->tensor(cb.bytes, 0, &nt);
+    for (q = "ema."; *q; q++) name[n++] = *q;
+    for (q = nt.name; *q; q++) name[n++] = *q;
+    name[n] = 0;
+    info->has_ema = dfn_st_find(st, name) != NULL;
+    info->version = 0;
+    return DFN_OK;
+}
+
 #ifndef DFN_NO_MALLOC
 static dfn_result dfn__st_model_load(const void *buf, size_t len, const dfn_limits *limits, size_t extra,
                                      void *alloc_ctx, dfn_loaded_model *out, dfn_error_detail *d)
@@ -12267,15 +12334,13 @@ static dfn_result dfn__st_model_load(const void *buf, size_t len, const dfn_limi
     dfn_limits dl = dfn_limits_default();
     dfn_safetensors st;
     dfn_model_info info;
-    const dfn__builtin_net *lib;
-    const char *netname, *cfgs, *schs;
+    const dfn__builtin_net *lib = NULL;
     const dfn_st_tensor *bt = NULL;
     dfn__config_buf cb;
     size_t pbytes = 0, sbytes, bytes;
     void *pmem = NULL, *cfg, *smem;
     float *params, *ema, *betas;
     dfn_result r;
-    dfn_net_shape sh;
     if (d) { d->what[0] = 0; d->why = ""; }
     if (!out) return DFN_ERR_NULL;
     DFN_MEMSET(out, 0, sizeof *out);
@@ -12286,51 +12351,12 @@ static dfn_result dfn__st_model_load(const void *buf, size_t len, const dfn_limi
     pmem = DFN_MALLOC(pbytes, alloc_ctx);
     if (!pmem) return DFN_ERR_OUT_OF_MEMORY;
     r = dfn_st_parse(&st, buf, len, limits, pmem, pbytes);
-    DFN_MEMSET(&info, 0, sizeof info);
+    if (r == DFN_OK) r = dfn_model_info_safetensors(&st, &info, d);
     if (r == DFN_OK) {
-        netname = dfn_st_meta_find(&st, "network");
-        cfgs = dfn_st_meta_find(&st, "config");
-        schs = dfn_st_meta_find(&st, "schedule");
-        if (!netname || !cfgs || !schs) {
-            dfn__detail(d, !netname ? "network" : !cfgs ? "config" : "schedule", "__metadata__.", "missing");
-            r = DFN_ERR_FORMAT;
-        } else if (dfn__strcmp(netname, "mlp") == 0) {
-            info.net = DFN_NET_MLP;
-            r = dfn__json_read_mlp(cfgs, &info.mlp, d);
-        } else if (dfn__strcmp(netname, "unet") == 0) {
-            info.net = DFN_NET_UNET;
-            r = dfn__json_read_unet(cfgs, &info.unet, d);
-        } else {
-            dfn__detail(d, "network", "__metadata__.", "not \"mlp\" or \"unet\"");
-            r = DFN_ERR_FORMAT;
-        }
-    }
-    if (r == DFN_OK) r = dfn__json_read_schedule(schs, &info.schedule, d);
-    if (r == DFN_OK && info.schedule.kind == DFN_SCHEDULE_CUSTOM) {
-        bt = dfn_st_find(&st, "schedule.betas");
-        if (!bt || bt->ndim != 1 || bt->shape[0] != (uint64_t)info.schedule.T) {
-            dfn__detail(d, "schedule.betas", NULL, bt ? "shape differs" : "missing");
-            r = DFN_ERR_FORMAT;
-        }
-    }
-    lib = dfn__builtin((uint32_t)info.net);
-    if (r == DFN_OK) {
+        lib = dfn__builtin((uint32_t)info.net);
         DFN_MEMCPY(cb.bytes, info.net == DFN_NET_MLP ? (const void *)&info.mlp : (const void *)&info.unet,
                    lib->ops->config_bytes);
-        r = dfn_net_describe(lib->ops, cb.bytes, &sh);
-    }
-    if (r == DFN_OK) {
-        dfn_net_tensor nt;
-        char name[DFN_TENSOR_NAME_MAX + 8];
-        size_t n = 0;
-        const char *q;
-        info.params = sh.params;
-        lib->ops->tensor(cb.bytes, 0, &nt);
-        for (q = "ema."; *q; q++) name[n++] = *q;
-        for (q = nt.name; *q; q++) name[n++] = *q;
-        name[n] = 0;
-        info.has_ema = dfn_st_find(&st, name) != NULL;
-        info.version = 0;
+        if (info.schedule.kind == DFN_SCHEDULE_CUSTOM) bt = dfn_st_find(&st, "schedule.betas");
         r = dfn__model_limits(&info, limits, lib->ops->config_bytes, extra + pbytes);
     }
     if (r != DFN_OK) {
@@ -12631,10 +12657,12 @@ DFNDEF dfn_result dfn_diffusers_timesteps(const dfn_diffusers_config *c, int S, 
             out[i] = k * (T / S) + c->steps_offset + 1;
             break;
         case DFN_DIFFUSERS_TRAILING: {
-            /* np.arange(T, 0, -T/S): length ceil(T / (T/S)); element m is
-               T + m * delta with delta = (T - T/S) - T, as numpy fills it */
+            /* np.arange(T, 0, -T/S): length ceil(T / (T/S)) from the step
+               given; element m is T + m * delta with delta = (T - T/S) - T,
+               as numpy fills it (diffusers gives S + 1 steps where that
+               length is S + 1: the library refuses those) */
             double ratio = (double)T / (double)S, delta = ((double)T - ratio) - (double)T;
-            double n = -(double)T / delta;
+            double n = (double)T / ratio;
             int len = (int)n;
             if ((double)len < n) len++;
             if (len != S) return DFN_ERR_INVALID_ARG;

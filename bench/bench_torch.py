@@ -23,6 +23,9 @@ GroupNorm(x), one head, q k v from one Linear(C, 3C). Tensors are NCHW
 default (uniform +-1/sqrt(fan_in), as dfn_unet_init_weights), with the ADM
 zeros (each ResBlock's conv2, the attention output, the output conv).
 
+The two networks and the schedule tables are the PyTorch twins of
+tools/torch/dfn_torch.py (imported from there), in these two configs.
+
 Both: eps-prediction on a linear T = 1000 schedule. Training: Adam lr 1e-3,
 MSE on eps, EMA 0.999 with the warm-up min(0.999, (1 + k) / (10 + k)) (like
 dfn_train_step with the default trainer). Sampling: DDIM-50 (trailing, eta
@@ -54,29 +57,23 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "torch"))
+import dfn_torch as dt          # noqa: E402  (the PyTorch twins of diffusion.h's networks)
 
 T = 1000
 D, EMB, TDIM, H, BLOCKS = 2, 32, 128, 128, 3           # the MLP
 IN_DIM = D + D * EMB + TDIM
 SCALE = 25.0
 N_SAMPLES = 10000
-UC = dict(size=28, channels=1, base=16, mult=(1, 2, 2), blocks=1, attention=(0, 0, 1),
-          mid_attention=1, groups=8, time_dim=64)        # the U-Net
+UC = dict(height=28, width=28, channels=1, base_channels=16, levels=3, mult=[1, 2, 2], blocks=1,
+          attention=[0, 0, 1], mid_attention=1, groups=8, time_dim=64)    # the U-Net
 UNET_BATCH = 64
 UNET_IMAGES = 32
 
 
-def f32(v):
-    """v rounded to float32 (returned as a Python float)."""
-    return struct.unpack("<f", struct.pack("<f", v))[0]
-
-
-def freqs(dim):
-    """f_k = 10000^(-k/h), k = 0..h-1, h = dim/2, rounded to float32 from double."""
-    h = dim // 2
-    return torch.tensor([math.exp(-9.210340371976184 * k / h) for k in range(h)], dtype=torch.float32)
+f32 = dt.f32
 
 
 def max_rss():
@@ -84,34 +81,17 @@ def max_rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-# --------------------------------------------------------------------------- the MLP
+# --------------------------------------------------------------------------- the networks
+# The twins live in tools/torch/dfn_torch.py (with their safetensors names);
+# here they get the two benchmark configs.
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.inp = nn.Linear(IN_DIM, H)
-        self.blocks = nn.ModuleList([nn.Linear(H, H) for _ in range(BLOCKS)])
-        self.out = nn.Linear(H, D)
-        self.act = nn.GELU(approximate="tanh")
-        self.register_buffer("f_in", freqs(EMB))
-        self.register_buffer("f_t", freqs(TDIM))
+def MLP():
+    return dt.MLP(dt.mlp_config(dim=D, hidden=H, blocks=BLOCKS, time_dim=TDIM, input_emb_dim=EMB,
+                                input_scale=SCALE))
 
-    def features(self, x, t):
-        """[x, emb(25 x_1), ..., emb(25 x_D), temb(t)]; t is a float tensor (B,)."""
-        u = (SCALE * x).unsqueeze(-1) * self.f_in                # (B, D, EMB/2)
-        ex = torch.cat([u.sin(), u.cos()], dim=-1).flatten(1)    # (B, D*EMB): per coordinate [sin, cos]
-        ut = t.unsqueeze(-1) * self.f_t                          # (B, TDIM/2)
-        return torch.cat([x, ex, ut.sin(), ut.cos()], dim=-1)
 
-    def forward(self, x, t):
-        h = self.act(self.inp(self.features(x, t)))
-        for blk in self.blocks:
-            h = h + self.act(blk(h))
-        return self.out(h)
-
-    def c_params(self):
-        """The parameters in diffusion.h's flat order, each with its layout ("dense")."""
-        return [(p, "dense") for p in self.parameters()]    # inp W, b, blocks (W, b) x 3, out W, b
+def UNet():
+    return dt.UNet(UC)
 
 
 def mlp_flops_sum():
@@ -122,178 +102,13 @@ def mlp_train_flops(B):
     return 2.0 * B * (3 * mlp_flops_sum() - IN_DIM * H)
 
 
-# --------------------------------------------------------------------------- the U-Net
-
-def zero_(m):
-    nn.init.zeros_(m.weight)
-    nn.init.zeros_(m.bias)
-    return m
-
-
-class ResBlock(nn.Module):
-    def __init__(self, ci, co, tdim, groups):
-        super().__init__()
-        self.gn1 = nn.GroupNorm(groups, ci, eps=1e-5)
-        self.conv1 = nn.Conv2d(ci, co, 3, padding=1)
-        self.proj = nn.Linear(tdim, co)
-        self.gn2 = nn.GroupNorm(groups, co, eps=1e-5)
-        self.conv2 = zero_(nn.Conv2d(co, co, 3, padding=1))
-        self.skip = nn.Conv2d(ci, co, 1) if ci != co else None
-
-    def forward(self, x, semb):
-        h = self.conv1(F.silu(self.gn1(x))) + self.proj(semb)[:, :, None, None]
-        h = self.conv2(F.silu(self.gn2(h)))
-        return h + (self.skip(x) if self.skip is not None else x)
-
-    def c_params(self):
-        p = [(self.gn1.weight, "dense"), (self.gn1.bias, "dense"), (self.conv1.weight, "conv"),
-             (self.conv1.bias, "dense"), (self.proj.weight, "dense"), (self.proj.bias, "dense"),
-             (self.gn2.weight, "dense"), (self.gn2.bias, "dense"), (self.conv2.weight, "conv"),
-             (self.conv2.bias, "dense")]
-        if self.skip is not None:
-            p += [(self.skip.weight, "conv"), (self.skip.bias, "dense")]
-        return p
-
-
-class Attention(nn.Module):
-    def __init__(self, c, groups):
-        super().__init__()
-        self.gn = nn.GroupNorm(groups, c, eps=1e-5)
-        self.qkv = nn.Linear(c, 3 * c)
-        self.out = zero_(nn.Linear(c, c))
-        self.scale = 1.0 / math.sqrt(c)
-
-    def forward(self, x):
-        B, C, Hh, Ww = x.shape
-        n = self.gn(x).flatten(2).transpose(1, 2)                # (B, HW, C): positions in y, x order
-        q, k, v = self.qkv(n).split(C, dim=-1)
-        p = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale, dim=-1)
-        o = self.out(torch.bmm(p, v))
-        return x + o.transpose(1, 2).reshape(B, C, Hh, Ww)
-
-    def c_params(self):
-        return [(self.gn.weight, "dense"), (self.gn.bias, "dense"), (self.qkv.weight, "dense"),
-                (self.qkv.bias, "dense"), (self.out.weight, "dense"), (self.out.bias, "dense")]
-
-
-class UNet(nn.Module):
-    """The plan of dfn__unet_plan: a list of steps over a skip stack."""
-
-    def __init__(self, c=UC):
-        super().__init__()
-        E, Td, G = c["base"], c["time_dim"], c["groups"]
-        self.E = E
-        self.register_buffer("f_t", freqs(E))
-        self.emb1 = nn.Linear(E, Td)
-        self.emb2 = nn.Linear(Td, Td)
-        self.inp = nn.Conv2d(c["channels"], E, 3, padding=1)
-        self.mods = nn.ModuleList()
-        self.steps = []                  # (kind, module index or -1)
-        order = []                       # modules in parameter order
-
-        def add(kind, m=None):
-            if m is not None:
-                self.mods.append(m)
-                order.append(m)
-            self.steps.append((kind, len(self.mods) - 1 if m is not None else -1))
-
-        stack = [E]
-        cur = E
-        L = len(c["mult"])
-        for lv in range(L):
-            ch = E * c["mult"][lv]
-            for _ in range(c["blocks"]):
-                add("res", ResBlock(cur, ch, Td, G))
-                cur = ch
-                if c["attention"][lv]:
-                    add("attn", Attention(ch, G))
-                add("push")
-                stack.append(cur)
-            if lv < L - 1:
-                add("down")
-                add("push")
-                stack.append(cur)
-        add("res", ResBlock(cur, cur, Td, G))
-        if c["mid_attention"]:
-            add("attn", Attention(cur, G))
-        add("res", ResBlock(cur, cur, Td, G))
-        for lv in range(L - 1, -1, -1):
-            ch = E * c["mult"][lv]
-            for _ in range(c["blocks"] + 1):
-                add("res_skip", ResBlock(cur + stack.pop(), ch, Td, G))
-                cur = ch
-                if c["attention"][lv]:
-                    add("attn", Attention(ch, G))
-            if lv > 0:
-                add("up", nn.Conv2d(cur, cur, 3, padding=1))
-        assert not stack
-        self.out_gn = nn.GroupNorm(G, cur, eps=1e-5)
-        self.out_conv = zero_(nn.Conv2d(cur, c["channels"], 3, padding=1))
-        self.order = order
-
-    def forward(self, x, t):
-        u = t.unsqueeze(-1) * self.f_t
-        e = self.emb2(F.silu(self.emb1(torch.cat([u.sin(), u.cos()], dim=-1))))
-        semb = F.silu(e)
-        h = self.inp(x)
-        stack = [h]
-        for kind, i in self.steps:
-            if kind == "res":
-                h = self.mods[i](h, semb)
-            elif kind == "res_skip":
-                h = self.mods[i](torch.cat([h, stack.pop()], dim=1), semb)
-            elif kind == "attn":
-                h = self.mods[i](h)
-            elif kind == "push":
-                stack.append(h)
-            elif kind == "down":
-                h = F.avg_pool2d(h, 2)
-            else:                                               # up
-                h = self.mods[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.out_conv(F.silu(self.out_gn(h)))
-
-    def c_params(self):
-        p = [(self.emb1.weight, "dense"), (self.emb1.bias, "dense"), (self.emb2.weight, "dense"),
-             (self.emb2.bias, "dense"), (self.inp.weight, "conv"), (self.inp.bias, "dense")]
-        for m in self.order:
-            if isinstance(m, nn.Conv2d):                        # the conv after an upsampling
-                p += [(m.weight, "conv"), (m.bias, "dense")]
-            else:
-                p += m.c_params()
-        return p + [(self.out_gn.weight, "dense"), (self.out_gn.bias, "dense"),
-                    (self.out_conv.weight, "conv"), (self.out_conv.bias, "dense")]
-
-
 def num_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
 # --------------------------------------------------------------------------- schedule, data
 
-class Schedule:
-    """Linear schedule of diffusion.h (beta 1e-4 .. 0.02 for T = 1000): tables
-    computed in double, stored as float32, indexed t = 0..T (row 0 = clean)."""
-
-    def __init__(self, T):
-        betas = [0.0] + [1e-4 + (0.02 - 1e-4) * (t - 1) / (T - 1) for t in range(1, T + 1)]
-        ab, ab_prev = 1.0, 1.0
-        alphabar, pv, c0, ct = [1.0], [0.0], [1.0], [0.0]
-        for t in range(1, T + 1):
-            b = betas[t]
-            ab *= 1.0 - b
-            alphabar.append(ab)
-            pv.append(b * (1.0 - ab_prev) / (1.0 - ab))
-            c0.append(math.sqrt(ab_prev) * b / (1.0 - ab))
-            ct.append(math.sqrt(1.0 - b) * (1.0 - ab_prev) / (1.0 - ab))
-            ab_prev = ab
-
-        def tab(v):
-            return torch.tensor(v, dtype=torch.float64).float()
-        self.alphabar = alphabar
-        self.sqrt_ab = tab([math.sqrt(a) for a in alphabar])
-        self.sqrt_1mab = tab([math.sqrt(1.0 - a) for a in alphabar])
-        self.sigma = [f32(math.sqrt(f32(v))) for v in pv]       # sqrt of the float table, in double
-        self.c0, self.ct = tab(c0), tab(ct)
+Schedule = dt.Schedule       # the tables of dfn_schedule_init (linear, T = 1000 here)
 
 
 def gmm8(gen, n):
@@ -306,7 +121,7 @@ def gmm8(gen, n):
 
 def images(gen, n):
     """Stand-in digits (n, 1, 28, 28) in [-1, 1]: the speed does not depend on them."""
-    return torch.rand(n, UC["channels"], UC["size"], UC["size"], generator=gen) * 2 - 1
+    return torch.rand(n, UC["channels"], UC["height"], UC["width"], generator=gen) * 2 - 1
 
 
 # --------------------------------------------------------------------------- timing
@@ -469,8 +284,8 @@ def check(path, model, nchw):
         t = vals[o:o + N]; o += N
         ref = vals[o:o + N * Dv]
         if nchw:
-            S, C = UC["size"], UC["channels"]
-            out = model(x.view(N, S, S, C).permute(0, 3, 1, 2), t).permute(0, 2, 3, 1).reshape(-1)
+            Hh, Ww, C = UC["height"], UC["width"], UC["channels"]
+            out = model(x.view(N, Hh, Ww, C).permute(0, 3, 1, 2), t).permute(0, 2, 3, 1).reshape(-1)
         else:
             out = model(x.view(N, Dv), t).reshape(-1)
     err = (out - ref).abs().max().item()
@@ -531,8 +346,9 @@ def main():
     res["unet_train_b64"] = bench_train(UNet, images, sch, UNET_BATCH, 1, 2 if q else 3, 2 if q else 3)
     torch.manual_seed(1)
     unet = UNet().eval()
-    S, C = UC["size"], UC["channels"]
-    res["unet_ddim50"] = bench_sample(unet, sch, "ddim", (UNET_IMAGES, C, S, S), 1 if q else 2)
+    C = UC["channels"]
+    res["unet_ddim50"] = bench_sample(unet, sch, "ddim", (UNET_IMAGES, C, UC["height"], UC["width"]),
+                                      1 if q else 2)
     rss_unet = max_rss()
 
     labels = {"mlp_train_b256": "MLP train, batch 256 (steps/s)", "mlp_train_b1024": "MLP train, batch 1024 (steps/s)",

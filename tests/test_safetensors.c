@@ -445,6 +445,12 @@ void test_safetensors_conv_layout(void)
         CHECK(bad == 0, "%d elements not in PyTorch's layout", bad);
         free(w);
     }
+    {
+        dfn_model_info info;
+        CHECK(dfn_model_info_safetensors(&st, &info, NULL) == DFN_OK && info.net == DFN_NET_UNET &&
+              info.params == P && !info.has_ema && info.unet.cond_channels == 1 && info.unet.mult[1] == 2 &&
+              info.schedule.kind == DFN_SCHEDULE_LINEAR && info.schedule.T == 100, "info");
+    }
     CHECK(strcmp(dfn_st_meta_find(&st, "network"), "unet") == 0, "network");
     CHECK(strstr(dfn_st_meta_find(&st, "config"), "\"mult\":[1,2]") != NULL, "config JSON: %s",
           dfn_st_meta_find(&st, "config"));

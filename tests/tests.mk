@@ -201,7 +201,8 @@ fuzz-long: $(BUILD)/fuzz_model $(BUILD)/fuzz_seeds $(BUILD)/fuzz_idx $(BUILD)/fu
 # small U-Net; (d) each scheduler_config.json of tools/torch/scheduler_configs
 # read here against diffusers' formulas evaluated with numpy (tables within
 # 1e-7 relative, the same timesteps); (e) two CPU processes of torchrun
-# (gloo) train 50 DDP steps and the result loads and samples here; and the
+# (gloo) train 50 DDP steps and the result loads here, with PyTorch's
+# predictions and DDIM samples (the same limits), and samples; and the
 # converter's round trip, model file -> safetensors -> model file, byte for byte.
 INTEROP_PY  ?= /usr/bin/python3
 INTEROP_ENV ?= OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -231,8 +232,11 @@ test-interop: $(BUILD)/interop $(BUILD)/convert
 	        && ./$(BUILD)/interop diffusers $$f $(INTEROP)/d/$$b.ref.json || exit 1; \
 	done
 	@echo "== (e) 50 DDP steps on two CPU processes (torchrun, gloo), sampled here"
-	$(INTEROP_ENV) $(INTEROP_PY) -m torch.distributed.run --standalone --nproc_per_node 2 tools/torch/train.py \
+	$(INTEROP_ENV) $(INTEROP_PY) -m torch.distributed.run --standalone --nproc_per_node 2 --redirects 1 --tee 1 \
+	    tools/torch/train.py \
 	    --net mlp --steps 50 --backend gloo --out $(INTEROP)/e/ddp.safetensors
+	$(INTEROP_ENV) $(INTEROP_PY) tools/torch/interop.py predict $(INTEROP)/e/ddp.safetensors --out $(INTEROP)/e
+	./$(BUILD)/interop check $(INTEROP)/e
 	./$(BUILD)/interop sample $(INTEROP)/e/ddp.safetensors
 	@echo "== the converter: model file -> safetensors -> model file"
 	./$(BUILD)/convert $(INTEROP)/b/model.safetensors $(INTEROP)/b/model.dfnm
