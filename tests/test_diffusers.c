@@ -158,6 +158,11 @@ void test_diffusers_timesteps(void)
     check_steps("{\"timestep_spacing\":\"linspace\",\"num_train_timesteps\":6,\"beta_end\":0.2}", 3, linspace3,
                 "linspace T 6, S 3");
     check_steps("{\"timestep_spacing\":\"leading\"}", 3, leading3, "leading 3");
+    /* arange(1000, 0, -333.33..): 3 values 1000, 666.67, 333.33 -> 999, 666, 332 after the - 1 */
+    {
+        static const int trailing3[3] = { 1000, 667, 333 };
+        check_steps("{\"timestep_spacing\":\"trailing\"}", 3, trailing3, "trailing 3");
+    }
     /* lists the library cannot run */
     {
         const char *j = "{\"timestep_spacing\":\"leading\",\"steps_offset\":600}";
@@ -166,6 +171,17 @@ void test_diffusers_timesteps(void)
         CHECK(dfn_diffusers_config_read(j, strlen(j), &dc, NULL, 0, NULL) == DFN_OK, "read");
         CHECK(dfn_diffusers_timesteps(&dc, 2, t) == DFN_ERR_INVALID_ARG, "500 + 600 + 1 past T");
         CHECK(dfn_diffusers_timesteps(&dc, 0, t) == DFN_ERR_INVALID_ARG, "S = 0");
+    }
+    {
+        /* 500 / (500 / 61) rounds above 61: numpy's arange has 62 values,
+           diffusers runs 62 steps for S = 61; the library refuses the list */
+        const char *j = "{\"timestep_spacing\":\"trailing\",\"num_train_timesteps\":500}";
+        dfn_diffusers_config dc;
+        int t[64];
+        CHECK(dfn_diffusers_config_read(j, strlen(j), &dc, NULL, 0, NULL) == DFN_OK, "read");
+        CHECK(500.0 / (500.0 / 61.0) > 61.0, "the double arithmetic this case is about");
+        CHECK(dfn_diffusers_timesteps(&dc, 61, t) == DFN_ERR_INVALID_ARG, "S + 1 steps refused");
+        CHECK(dfn_diffusers_timesteps(&dc, 60, t) == DFN_OK && t[0] == 500, "S = 60");
     }
 }
 
