@@ -10,6 +10,7 @@
 #   make test-quick one gcc build of the tests
 #   make test-valgrind  the tests under valgrind (AVX2 at most; slow tests skipped)
 #   make fuzz, make fuzz-images   libFuzzer on the loaders and parsers
+#   make test-interop  parity with PyTorch (tools/torch; needs python3-torch)
 #   make fuzz-long  every fuzz target for FUZZ_LONG_SECONDS each (default 600)
 #   make bench, make bench-images speed against PyTorch; image quality
 #   make samplers, mnist, cascade, guided2d, inpaint   the examples (examples/examples.mk)
@@ -24,7 +25,7 @@
 #   platforms/platforms.mk  WASM, ARM, portable math, Cortex-M, embedding
 #   bench/bench.mk          make bench, make bench-images
 #   web/web.mk              the browser page
-#   tools/tools.mk          model2c, make mnist-data
+#   tools/tools.mk          model2c, convert, make mnist-data
 
 CC      ?= cc
 GCC     ?= gcc

@@ -50,7 +50,8 @@ static void usage(FILE *f)
         "  --seed S         random seed (default 1)\n"
         "  --out FILE.svg   picture of data and samples (default demo.svg)\n"
         "  --save FILE      save the trained model (weights, EMA, schedule)\n"
-        "  --load FILE      skip training: sample a saved model\n"
+        "  --load FILE      skip training: sample a saved model (a model file, or\n"
+        "                   .safetensors from tools/torch/train.py)\n"
         "  --help           this text\n");
 }
 
@@ -187,7 +188,20 @@ int main(int argc, char **argv)
     sc = dfn_schedule_config_default(DFN_SCHEDULE_LINEAR, 1000);
     mc = dfn_mlp_config_default(2);
     if (o.load) {
-        ex_require(dfn_model_load(o.load, NULL, &loaded), o.load);
+        /* a model file, or safetensors (from tools/torch/train.py or build/convert) */
+        size_t n = strlen(o.load);
+        if (n >= 12 && strcmp(o.load + n - 12, ".safetensors") == 0) {
+            dfn_error_detail d;
+            dfn_result r = dfn_model_load_safetensors(o.load, NULL, NULL, &loaded, &d);
+            if (r != DFN_OK && d.what[0]) fprintf(stderr, "%s: %s (%s)\n", o.load, d.what, d.why);
+            ex_require(r, o.load);
+        } else {
+            ex_require(dfn_model_load(o.load, NULL, &loaded), o.load);
+        }
+        if (loaded.info.net != DFN_NET_MLP || loaded.info.mlp.dim != 2) {
+            fprintf(stderr, "%s: not a 2D MLP\n", o.load);
+            return 1;
+        }
         sched = loaded.schedule;
         model = loaded.ema ? loaded.ema_model : loaded.model;
         printf("loaded %s: %d parameters, T = %d%s\n", o.load, (int)model.lay.count, sched.T,
