@@ -12724,6 +12724,13 @@ DFNDEF dfn_result dfn_diffusers_sampler_setup(const dfn_diffusers_config *c, int
     return DFN_OK;
 }
 
+/* The next field of the pretty-printed config: ",\n  " and the key. */
+static void dfn__jw_line(dfn__wbuf *w, const char *k)
+{
+    dfn__jw_str(w, ",\n  ");
+    dfn__jw_key(w, k, 1);
+}
+
 DFNDEF dfn_result dfn_diffusers_config_write(const dfn_diffusers_config *c, const dfn_schedule *s, char *buf,
                                              size_t cap, size_t *written)
 {
@@ -12752,20 +12759,15 @@ DFNDEF dfn_result dfn_diffusers_config_write(const dfn_diffusers_config *c, cons
     dfn__jw_str(&w, "{\n  ");
     dfn__jw_key(&w, "_class_name", 1);
     dfn__jw_quoted(&w, c->ddim ? "DDIMScheduler" : "DDPMScheduler");
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "num_train_timesteps", 1);
+    dfn__jw_line(&w, "num_train_timesteps");
     dfn__jw_int(&w, sc->T);
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "beta_start", 1);
+    dfn__jw_line(&w, "beta_start");
     dfn__jw_double(&w, name ? sc->beta_start : 0.0001);
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "beta_end", 1);
+    dfn__jw_line(&w, "beta_end");
     dfn__jw_double(&w, name ? sc->beta_end : 0.02);
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "beta_schedule", 1);
+    dfn__jw_line(&w, "beta_schedule");
     dfn__jw_quoted(&w, name ? name : "linear");
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "trained_betas", 1);
+    dfn__jw_line(&w, "trained_betas");
     if (name) {
         dfn__jw_str(&w, "null");
     } else {
@@ -12778,34 +12780,26 @@ DFNDEF dfn_result dfn_diffusers_config_write(const dfn_diffusers_config *c, cons
         }
         dfn__jw_str(&w, "]");
     }
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "rescale_betas_zero_snr", 1);
+    dfn__jw_line(&w, "rescale_betas_zero_snr");
     dfn__jw_str(&w, sc->zero_terminal_snr ? "true" : "false");
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "prediction_type", 1);
+    dfn__jw_line(&w, "prediction_type");
     dfn__jw_quoted(&w, dfn__dif_pred[pred]);
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "timestep_spacing", 1);
+    dfn__jw_line(&w, "timestep_spacing");
     dfn__jw_quoted(&w, dfn__dif_spacing[c->spacing]);
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "steps_offset", 1);
+    dfn__jw_line(&w, "steps_offset");
     dfn__jw_int(&w, c->steps_offset);
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "clip_sample", 1);
+    dfn__jw_line(&w, "clip_sample");
     dfn__jw_str(&w, c->clip_sample ? "true" : "false");
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "clip_sample_range", 1);
+    dfn__jw_line(&w, "clip_sample_range");
     dfn__jw_double(&w, c->clip_sample_range);
-    dfn__jw_str(&w, ",\n  ");
     if (c->ddim) {
-        dfn__jw_key(&w, "set_alpha_to_one", 1);
+        dfn__jw_line(&w, "set_alpha_to_one");
         dfn__jw_str(&w, c->set_alpha_to_one ? "true" : "false");
     } else {
-        dfn__jw_key(&w, "variance_type", 1);
+        dfn__jw_line(&w, "variance_type");
         dfn__jw_quoted(&w, c->variance == DFN_VARIANCE_LARGE ? "fixed_large" : "fixed_small");
     }
-    dfn__jw_str(&w, ",\n  ");
-    dfn__jw_key(&w, "thresholding", 1);
+    dfn__jw_line(&w, "thresholding");
     dfn__jw_str(&w, "false\n}\n");
     dfn__put_bytes(&w, "", 1);
     if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
