@@ -11975,8 +11975,9 @@ static int dfn__js_int_in(dfn__json *j, long lo, long hi)
     const char *s, *e;
     double v = 0.0;
     if (j->err) return 0;
-    if (!dfn__js_number_span(j, &s, &e) || !dfn__decimal_to_double(s, e, &v) || v != (double)(long)v ||
-        v < (double)lo || v > (double)hi) {
+    /* the range first: converting a double outside long's range is undefined */
+    if (!dfn__js_number_span(j, &s, &e) || !dfn__decimal_to_double(s, e, &v) || !(v >= (double)lo) ||
+        !(v <= (double)hi) || v != (double)(long)v) {
         j->err = 1;
         return 0;
     }

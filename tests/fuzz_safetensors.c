@@ -234,7 +234,7 @@ int main(int argc, char **argv)
             "\"e\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[12,20]}}";
         size_t hl = strlen(h);
         img = (unsigned char *)calloc(8 + hl + 20, 1);
-        for (i = 0; i < 8; i++) img[i] = (unsigned char)((hl >> (8 * i)) & 0xffu);
+        for (i = 0; i < 8; i++) img[i] = (unsigned char)(((uint64_t)hl >> (8 * i)) & 0xffu);
         memcpy(img + 8, h, hl);
         img[8 + hl + 1] = 0x3c;
         put(argv[1], "dtypes", 0, img, 8 + hl + 20);

@@ -207,6 +207,10 @@ void test_diffusers_refusals(void)
         { "{\"timestep_spacing\":\"karras\"}", "timestep_spacing" },
         { "{\"use_karras_sigmas\":true}", "use_karras_sigmas" },
         { "{\"num_train_timesteps\":0}", "num_train_timesteps" },
+        /* integers past any C integer type (the fuzzer's find: converting them was undefined) */
+        { "{\"num_train_timesteps\":66666666666666666666666666666666666666666666666666}", "num_train_timesteps" },
+        { "{\"num_train_timesteps\":-1e300}", "num_train_timesteps" },
+        { "{\"steps_offset\":1e19}", "steps_offset" },
         { "{\"num_train_timesteps\":3,\"trained_betas\":[0.1,0.2]}", "trained_betas" },
         { "{\"trained_betas\":[0.1,1.5],\"num_train_timesteps\":2}", "trained_betas" },
         { "{\"beta_end\":1.5}", "beta_end" },

@@ -203,7 +203,7 @@ void test_safetensors_writer_bytes(void)
     size_t n = strlen(json), padded = (n + 7) / 8 * 8, i, written = 0, size;
     t.name = "a"; t.ndim = 1; t.shape[0] = 2; t.data = a;
     m.key = "k"; m.value = "v\"";
-    for (i = 0; i < 8; i++) want[i] = (unsigned char)((padded >> (8 * i)) & 0xffu);
+    for (i = 0; i < 8; i++) want[i] = (unsigned char)(((uint64_t)padded >> (8 * i)) & 0xffu);
     memcpy(want + 8, json, n);
     memset(want + 8 + n, ' ', padded - n);
     memcpy(want + 8 + padded, "\x00\x00\x80\x3f\x00\x00\x00\xc0", 8);
