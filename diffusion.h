@@ -1,4 +1,4 @@
-/* diffusion.h - v0.12.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.13.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -99,6 +99,12 @@
      dfn_model_save/load  versioned, checksummed little-endian model files
      dfn_model_save/load_safetensors  the same as safetensors, by the names
                           of the networks' PyTorch twins (section 9 below)
+     dfn_qmlp             the MLP with its matrices stored as int8 (a float
+                          scale per row) or fp16 (MATH.md section 13), read
+                          directly by its forward pass: for microcontrollers
+                          (examples/cortexm: a Cortex-M0 with 16 KB of RAM)
+     dfn_schedule_respace a sampler's S visited steps as an S-step schedule
+                          (MATH.md section 11): S + 1 table rows on a device
 
    Images are data too: a batch is float32 NHWC, (n, H, W, C) row-major,
    values in [-1, 1] (byte b <-> b/127.5 - 1); one image is D = H*W*C floats,
@@ -259,6 +265,12 @@
      DFN_NO_STDIO        no function that touches FILE * (file I/O)
      DFN_NO_TRAINING     inference only: no trainer, no backward passes,
                          no gradient checker
+     DFN_SAMPLER_KINDS   the sampler kinds compiled in, bit k for kind k
+                         (default 0xff: all); the step code of the others
+                         is left out and dfn_sampler_init refuses them
+                         (DFN_ERR_INVALID_ARG). For a small flash: e.g.
+                         0x10, DPM-Solver++(2M) alone (1.6 KB less code
+                         on Cortex-M4 at -Os)
      DFN_GEMM_MC, DFN_GEMM_KC, DFN_GEMM_NC
                          GEMM cache blocking (default 144, 256, 1024);
                          dfn_gemm_work_size() is about 4 KC (MC + NC) bytes
@@ -428,7 +440,7 @@
    file into safetensors and back. dfn_st_parse reads any safetensors file
    into the caller's memory (no allocation), dfn_st_write_mem writes one.
    The "__metadata__" of a model holds four strings:
-       "diffusion.h"  the version that wrote it ("0.12.0")
+       "diffusion.h"  the version that wrote it ("0.13.0")
        "network"      "mlp" or "unet"
        "config"       the network's config as JSON, every field of
                       dfn_mlp_config / dfn_unet_config by its name
@@ -511,7 +523,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 12
+#define DFN_VERSION_MINOR 13
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -835,6 +847,11 @@ typedef enum dfn_sampler_kind {
                               from t = 1 to 0); NFE about 2S             */
 } dfn_sampler_kind;
 #define DFN_SAMPLER_KIND_COUNT 8
+#ifndef DFN_SAMPLER_KINDS
+#  define DFN_SAMPLER_KINDS 0xff
+#endif
+/* Whether kind k (0..7) is compiled in: usable in #if and in expressions. */
+#define DFN__KIND_ON(k) ((((DFN_SAMPLER_KINDS) >> (k)) & 1) != 0)
 
 typedef enum dfn_variance {
     DFN_VARIANCE_SMALL = 0, /* sigma_t^2 = betatilde_t (true posterior)      */
@@ -1599,6 +1616,147 @@ DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n,
    operations (kind DFN_NET_MLP). */
 DFNDEF dfn_net dfn_mlp_net(const dfn_mlp *m);
 DFNDEF const dfn_net_ops *dfn_mlp_net_ops(void);
+
+/* ========================================================================= */
+/*  Small weight formats and lean sampling for microcontrollers              */
+/* ========================================================================= */
+/* Storage formats for the MLP's weight matrices, for inference on small
+   devices (MATH.md section 13); training stays in float.
+
+     DFN_WEIGHTS_F32  float, as trained
+     DFN_WEIGHTS_F16  IEEE binary16 (round to nearest even): half the bytes
+     DFN_WEIGHTS_I8   int8 with one float scale per output row (the weight
+                      format of TFLite Micro's and CMSIS-NN's int8 kernels):
+                      scale_r = max_j |W_rj| / 127 (1 for an all-zero row),
+                      q_rj = round(W_rj / scale_r) (ties away from zero),
+                      clamped to -127..127; a quarter of the bytes
+
+   Only the matrices (W_in, W_1..W_L, W_out) change format; biases and
+   class embeddings (a few percent of the parameters) stay float. The
+   forward pass reads the stored form directly: each output is
+   scale_r * sum_j q_rj x_j + b_r (F16: sum_j w_j x_j + b_r, w_j converted
+   exactly), one row after another in a fixed order, so a build with
+   DFN_PORTABLE_MATH gives the same bits on every platform. Activations stay
+   float (weight-only quantization). */
+typedef enum dfn_weight_format {
+    DFN_WEIGHTS_F32 = 0,
+    DFN_WEIGHTS_F16 = 1,
+    DFN_WEIGHTS_I8  = 2
+} dfn_weight_format;
+
+/* "f32", "f16", "i8"; NULL for an unknown format. */
+DFNDEF const char *dfn_weight_format_name(dfn_weight_format f);
+
+/* IEEE binary16 <-> float. dfn_f32_to_f16 rounds to nearest, ties to even;
+   beyond the largest half (65504 plus half an ulp) it gives infinity, NaN
+   stays NaN. dfn_f16_to_f32 is exact. */
+DFNDEF uint16_t dfn_f32_to_f16(float v);
+DFNDEF float dfn_f16_to_f32(uint16_t h);
+
+/* Section 13's int8 form of one (rows, cols) row-major matrix w: q (rows *
+   cols) and scale (rows). A NaN or infinite weight gives DFN_ERR_INVALID_ARG
+   (nothing written past the rows already done). */
+DFNDEF dfn_result dfn_quantize_rows_i8(const float *w, int rows, int cols, int8_t *q, float *scale);
+
+/* An MLP in a storage format: three caller arrays (flash on a
+   microcontroller, or memory the caller owns), never written.
+     weights  W_in (H, in_dim), W_1..W_L (H, H), W_out (D, H), row-major,
+              back to back: sizes.weights values of int8_t (I8), uint16_t
+              holding binary16 bits (F16) or float (F32)
+     scales   I8: one per row of those matrices (H + L H + D); else unused
+     floats   b_in (H), b_1..b_L (H each), b_out (D), then the class
+              embeddings ((C + 1) time_dim when num_classes = C > 0) */
+typedef struct dfn_qmlp {
+    dfn_mlp_config cfg;
+    dfn_mlp_layout lay;            /* the float model's layout (for in_dim)   */
+    dfn_weight_format format;
+    const void  *weights;
+    const float *scales;
+    const float *floats;
+} dfn_qmlp;
+
+typedef struct dfn_qmlp_sizes {
+    size_t weights;                /* matrix entries                          */
+    size_t weight_bytes;           /* weights * 1, 2 or 4                     */
+    size_t scales;                 /* floats of scales (I8), else 0           */
+    size_t floats;                 /* biases and class embeddings             */
+    size_t bytes;                  /* weight_bytes + 4 (scales + floats)      */
+} dfn_qmlp_sizes;
+
+/* The array sizes of cfg in format f. DFN_ERR_INVALID_ARG for an invalid
+   config or format. */
+DFNDEF dfn_result dfn_qmlp_sizes_of(const dfn_mlp_config *cfg, dfn_weight_format f, dfn_qmlp_sizes *s);
+
+/* Sets up q over the arrays (scales may be NULL unless f is I8). */
+DFNDEF dfn_result dfn_qmlp_init(dfn_qmlp *q, const dfn_mlp_config *cfg, dfn_weight_format f,
+                                const void *weights, const float *scales, const float *floats);
+
+/* Writes the float model m in format f into the caller's arrays (sizes from
+   dfn_qmlp_sizes_of; scales NULL unless I8). F16 of a weight beyond the
+   half range is refused (DFN_ERR_INVALID_ARG) rather than stored as
+   infinity, as is a NaN or infinite weight in any format. */
+DFNDEF dfn_result dfn_qmlp_quantize(const dfn_mlp *m, dfn_weight_format f, void *weights, float *scales,
+                                    float *floats);
+
+/* The float model the stored form stands for (every weight converted back
+   exactly as the forward pass reads it) into m's parameters (set up by
+   dfn_mlp_init with q's config): for measuring what the format costs with
+   the fast float path. */
+DFNDEF dfn_result dfn_qmlp_dequantize(const dfn_qmlp *q, dfn_mlp *m);
+
+/* Bytes of workspace for dfn_qmlp_forward over up to `chunk` rows at a time
+   (no product packing buffers: a few floats per hidden unit and row); 0
+   for an invalid config. */
+DFNDEF size_t dfn_qmlp_forward_size(const dfn_mlp_config *cfg, int chunk);
+
+/* Inference as dfn_mlp_forward (same inputs, same errors), reading the
+   weights in their stored format; plain C loops, one thread: this is the
+   path for microcontrollers. Each row's result depends only on that row. */
+DFNDEF dfn_result dfn_qmlp_forward(const dfn_qmlp *q, float *out, const float *x, const int *t,
+                                   const int *labels, int n, void *work, size_t work_bytes);
+
+/* A dfn_predict_fn for samplers (user: a dfn_qmlp_predictor), and the
+   sampler defaults for it (dim and prediction from the model). */
+typedef struct dfn_qmlp_predictor {
+    const dfn_qmlp *model;
+    void  *work;
+    size_t work_bytes;
+} dfn_qmlp_predictor;
+DFNDEF int dfn_qmlp_predict(void *user, const float *x_t, const int *t, const int *labels, int n, float *out);
+DFNDEF dfn_sampler_config dfn_qmlp_sampler_config(dfn_sampler_kind kind, int n, dfn_qmlp_predictor *p);
+
+/* Respacing (MATH.md section 11, "Respacing"): the sampler's S visited
+   timesteps tau_S > ... > tau_1 of a T-step schedule as a schedule of its
+   own with S steps, so that a device keeps S + 1 table rows instead of
+   T + 1. Step i of the new schedule has alphabar'_i = alphabar_{tau_i},
+   that is beta'_i = 1 - alphabar_{tau_i} / alphabar_{tau_{i-1}} (tau_0 = 0,
+   alphabar_0 = 1); DDIM and the solvers of section 11 read the schedule
+   only at the visited steps, so sampling every step of the new schedule
+   (steps = S, trailing) visits the same alphabars, and the network is
+   asked at the original tau_i (dfn_respaced_predict). DDPM's posterior on
+   the new schedule is the strided one (DDIM with eta 1 between the visited
+   steps).
+   tau: the S + 1 values of a sampler's schedule (dfn_sampler.tau, tau[0] =
+   0, increasing); betas: S floats for a DFN_SCHEDULE_CUSTOM config of T =
+   S. Errors: DFN_ERR_NULL, DFN_ERR_INVALID_ARG (S < 1, tau not increasing
+   within 0..T, a flow schedule, alphabar_{tau_S} = 0: zero terminal SNR). */
+DFNDEF dfn_result dfn_schedule_respace(const dfn_schedule *s, const int *tau, int S, float *betas);
+
+/* The predictor of a respaced schedule: calls predict(user, ...) with t
+   replaced by tau[t]; t_buf: n ints of caller memory, n the most rows the
+   sampler asks for at once (its n; 2n with classifier-free guidance).
+   Returns DFN_ERR_BUFFER_TOO_SMALL for more rows, DFN_ERR_INVALID_ARG for
+   a t outside 0..S, else what predict returns. */
+typedef struct dfn_respaced_predictor {
+    dfn_predict_fn predict;
+    void      *user;
+    const int *tau;                /* S + 1 original timesteps              */
+    int        S;
+    int       *t_buf;              /* n ints                                */
+    int        n;
+} dfn_respaced_predictor;
+DFNDEF int dfn_respaced_predict(void *user, const float *x_t, const int *t, const int *labels, int n,
+                                float *out);
 
 /* ========================================================================= */
 /*  The U-Net noise network for images                                       */
@@ -2691,7 +2849,8 @@ DFNDEF int dfn_net_tensors(const dfn_net *net, dfn_net_tensor *out, int cap);
 
 /* The weights of net (set up with its config) from st, by name: every
    tensor of dfn_net_tensors must be in st with that shape (F32, F16 or
-   BF16), and ema (P floats, or NULL) gets the "ema." + name tensors (all
+   BF16, or I8 with its per-row scales in name + "_scale": F32, F16 or
+   BF16 of shape [first dimension]; w = scale_r * q_rj), and ema (P floats, or NULL) gets the "ema." + name tensors (all
    of them, or DFN_ERR_MISMATCH). Tensors st holds besides those
    ("schedule.betas", or a program's own) are ignored. Weights that are
    not finite are DFN_ERR_NOT_FINITE. Errors: DFN_ERR_NULL,
@@ -2713,6 +2872,22 @@ DFNDEF dfn_result dfn_model_read_safetensors(const dfn_safetensors *st, const df
 DFNDEF size_t dfn_model_save_safetensors_size(const dfn_net *net, const dfn_schedule *s, const float *ema);
 DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
                                                  const dfn_schedule *s, const float *ema);
+
+/* The same with the matrices and convolution kernels (every tensor of two
+   or more dimensions but "class_emb.weight") in a small format (MATH.md
+   section 13): DFN_WEIGHTS_F16 as dtype F16; DFN_WEIGHTS_I8 as dtype I8
+   with one F32 scale per row (per output unit or channel: the first
+   dimension) in the tensor name + "_scale" right after it; biases,
+   normalizations and embeddings stay F32. "__metadata__" adds
+   "weight_format": "f16" or "i8". dfn_model_read_safetensors reads such a
+   file back into float (w = scale_r * q_rj; the MLP's weights then equal
+   dfn_qmlp_dequantize's of the same model). DFN_WEIGHTS_F32 is the
+   functions above. Errors add DFN_ERR_INVALID_ARG for an unknown format
+   and for F16 of a weight beyond the half range. */
+DFNDEF size_t dfn_model_save_safetensors_size_as(const dfn_net *net, const dfn_schedule *s, const float *ema,
+                                                 dfn_weight_format fmt);
+DFNDEF dfn_result dfn_model_save_safetensors_mem_as(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                                    const dfn_schedule *s, const float *ema, dfn_weight_format fmt);
 
 /* Describes the model of a parsed safetensors file from its metadata (no
    allocation, no weights read): info->net, the network's config (info->mlp
@@ -2747,6 +2922,8 @@ DFNDEF dfn_result dfn_model_load_safetensors(const char *path, const dfn_limits 
                                              dfn_loaded_model *out, dfn_error_detail *detail);
 DFNDEF dfn_result dfn_model_save_safetensors(const char *path, const dfn_net *net, const dfn_schedule *s,
                                              const float *ema);
+DFNDEF dfn_result dfn_model_save_safetensors_as(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                                const float *ema, dfn_weight_format fmt);
 #endif
 
 /* ========================================================================= */
@@ -4711,6 +4888,7 @@ static dfn_result dfn__sampler_check(const dfn_sampler_config *c, const dfn_sche
     if (!c || !s || !s->alphabar) return DFN_ERR_NULL;
     if (!c->predict) return DFN_ERR_NULL;
     if ((int)c->kind < 0 || (int)c->kind >= DFN_SAMPLER_KIND_COUNT) return DFN_ERR_INVALID_ARG;
+    if (!DFN__KIND_ON((int)c->kind)) return DFN_ERR_INVALID_ARG;    /* left out by DFN_SAMPLER_KINDS */
     if (c->n < 1 || c->dim < 1 || dfn__count(c->n, c->dim) == 0) return DFN_ERR_INVALID_ARG;
     if (!dfn__prediction_valid(c->prediction))
         return DFN_ERR_INVALID_ARG;
@@ -5008,6 +5186,7 @@ static double dfn__lambda(const dfn_schedule *s, int t)
     return -dfn__log_sigma(s, t);
 }
 
+#if DFN__KIND_ON(2) || DFN__KIND_ON(3) || DFN__KIND_ON(7)   /* Euler, Heun, midpoint */
 /* Section 11, Euler, Heun and the midpoint rule in sigma = s/a: from t to
    p with slope eps, x_p = a_p (x / a_t + (sigma_p - sigma_t) eps), i.e.
    cx x + ce eps. Section 12, on a flow schedule in u = s: the slope is the
@@ -5044,6 +5223,7 @@ static void dfn__ode_slope(const dfn_schedule *s, float *d, const float *eps, co
         for (j = 0; j < count; j++) d[j] = eps[j];
     }
 }
+#endif
 
 /* Section 11, DPM-Solver++ (2M, 3M, and the 2M SDE) from t to p in x, with
    m0 = x0_hat at t and the history m1, m2 (x0_hat at the two steps before,
@@ -5119,7 +5299,7 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
     const dfn_schedule *s;
     const dfn_sampler_config *c;
     dfn_result r;
-    size_t count, j;
+    size_t count;
     int t, p, noisy, hist;
     if (!smp || !smp->schedule || !x) return DFN_ERR_NULL;
     if (i < 1 || i > smp->steps) return DFN_ERR_INVALID_ARG;
@@ -5131,8 +5311,10 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
     /* Algorithm 2 draws z only for t > 1; DDIM only when sigma > 0; the SDE
        solver at every step but the one to t = 0. */
     noisy = c->kind == DFN_SAMPLER_DDPM ? t > 1
+#if DFN__KIND_ON(1)
           : c->kind == DFN_SAMPLER_DDIM ? (p == 0 && c->final_alphabar_1 ? t > 1 && dfn__ddim_var(s, t, 1, c->eta) > 0.0
                                                                        : dfn__ddim_var(s, t, p, c->eta) > 0.0)
+#endif
           : c->kind == DFN_SAMPLER_DPMPP_2M_SDE ? p > 0 : 0;
     if (noisy && !rng) return DFN_ERR_NULL;
     if (smp->known && !rng) return DFN_ERR_NULL;
@@ -5146,9 +5328,12 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
 
     if (noisy) dfn_rng_normal_fill(rng, smp->z, count);
     switch (c->kind) {
+#if DFN__KIND_ON(0)
     case DFN_SAMPLER_DDPM:
         r = dfn_ddpm_step(s, x, x, smp->x0_hat, noisy ? smp->z : NULL, t, c->variance, count);
         break;
+#endif
+#if DFN__KIND_ON(1)
     case DFN_SAMPLER_DDIM:
         if (p == 0 && c->final_alphabar_1) {
             /* diffusers' set_alpha_to_one = false: the target is alphabar_1;
@@ -5160,19 +5345,25 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
             r = dfn_ddim_step(s, x, smp->x0_hat, smp->eps_hat, noisy ? smp->z : NULL, t, p, c->eta, count);
         }
         break;
+#endif
+#if DFN__KIND_ON(2)
     case DFN_SAMPLER_EULER: {
         /* the slope d (eps_hat in sigma; w = eps_hat - x0_hat in u, in place) */
         float cx, ce;
+        size_t j;
         float *d = smp->eps_hat;
         dfn__ode_slope(s, d, smp->eps_hat, smp->x0_hat, count);
         dfn__sigma_coefs(s, t, p, &cx, &ce);
         for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * d[j];
         break;
     }
+#endif
+#if DFN__KIND_ON(3)
     case DFN_SAMPLER_HEUN: {
         /* Euler predictor to p, then (p > 0) the trapezoid with the slope
            there: x_p = cx x + ce (d + d') / 2. */
         float cx, ce;
+        size_t j;
         float *d = smp->eps_hat, *d2 = smp->eps_mid;
         dfn__ode_slope(s, d, smp->eps_hat, smp->x0_hat, count);
         dfn__sigma_coefs(s, t, p, &cx, &ce);
@@ -5188,6 +5379,8 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
         }
         break;
     }
+#endif
+#if DFN__KIND_ON(7)
     case DFN_SAMPLER_MIDPOINT: {
         /* Second-order Runge-Kutta (sections 11, 12): a step of alpha H to
            t_m with the slope d at t, the slope d' there, and x_p = cx x +
@@ -5195,6 +5388,7 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
            alpha = (v_m - v_t) / H in the ODE's time v (sigma or u): the
            midpoint rule at alpha = 1/2, Heun's at alpha = 1 (t_m = p). */
         float cx, ce, cxm, cem, w1, w2;
+        size_t j;
         float *d = smp->eps_hat, *d2 = smp->eps_mid;
         int m = (t + p + 1) / 2;
         double alpha;
@@ -5216,6 +5410,7 @@ DFNDEF dfn_result dfn_sampler_step(dfn_sampler *smp, int i, float *x, dfn_rng *r
         for (j = 0; j < count; j++) x[j] = cx * x[j] + ce * (w1 * d[j] + w2 * d2[j]);
         break;
     }
+#endif
     default: {
         /* DPM-Solver++: order 1 at the first step (no history), after a
            history with an infinite lambda (a_t = 0 at T), and at the step
@@ -6716,6 +6911,407 @@ DFNDEF dfn_sampler_config dfn_mlp_sampler_config(dfn_sampler_kind kind, int n, d
                                                       dfn_mlp_predict, p);
     if (p && p->model) c.prediction = p->model->cfg.prediction;
     return c;
+}
+
+/* ------------------------------------------------------------------------- */
+/*  Small weight formats (section 13) and respacing (section 11)             */
+/* ------------------------------------------------------------------------- */
+
+DFNDEF const char *dfn_weight_format_name(dfn_weight_format f)
+{
+    switch (f) {
+    case DFN_WEIGHTS_F32: return "f32";
+    case DFN_WEIGHTS_F16: return "f16";
+    case DFN_WEIGHTS_I8:  return "i8";
+    default:              return NULL;
+    }
+}
+
+/* IEEE half (1, 5, 10) to float, exactly. */
+DFNDEF float dfn_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (uint32_t)(h >> 10) & 31u, m = h & 1023u, u;
+    float f;
+    if (e == 31) {
+        u = sign | 0x7f800000u | (m << 13);                  /* inf, NaN (payload kept) */
+    } else if (e == 0) {
+        if (m == 0) {
+            u = sign;
+        } else {                                              /* subnormal: normalize */
+            e = 113;
+            while (!(m & 1024u)) { m <<= 1; e--; }
+            u = sign | (e << 23) | ((m & 1023u) << 13);
+        }
+    } else {
+        u = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    DFN_MEMCPY(&f, &u, 4);
+    return f;
+}
+
+/* float to half, round to nearest even, on the bits: the float's 24-bit
+   significand shifted right by the bits the half drops (13 for a normal
+   half, more for a subnormal one), rounded on the dropped bits. */
+DFNDEF uint16_t dfn_f32_to_f16(float v)
+{
+    uint32_t u, sign, e, m, shift, keep, rest, half;
+    DFN_MEMCPY(&u, &v, 4);
+    sign = (u >> 16) & 0x8000u;
+    e = (u >> 23) & 255u;
+    m = u & 0x7fffffu;
+    if (e == 255) return (uint16_t)(sign | 0x7c00u | (m ? 0x200u | (m >> 13) : 0u));   /* NaN stays NaN */
+    if (e > 142) return (uint16_t)(sign | 0x7c00u);          /* >= 2^16: infinity               */
+    if (e < 102) return (uint16_t)sign;                      /* < 2^-25: rounds to zero          */
+    m |= 0x800000u;                                          /* the implicit bit                 */
+    shift = e >= 113 ? 13u : 13u + (113u - e);               /* subnormal halves drop more bits  */
+    keep = m >> shift;
+    rest = m & ((1u << shift) - 1u);
+    half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (keep & 1u))) keep++;
+    if (e >= 113) {
+        /* keep holds 11 bits (implicit one included); a carry to 12 bits
+           moves the exponent up, which adding into the exponent field does */
+        return (uint16_t)(sign | ((((e - 112u) << 10) + (keep - 0x400u)) & 0xffffu));
+    }
+    return (uint16_t)(sign | keep);                          /* subnormal (a carry makes it normal) */
+}
+
+/* The scale of section 13 for a row whose largest magnitude is mx. */
+static float dfn__q8_scale(float mx)
+{
+    float s = mx > 0.0f ? mx / 127.0f : 1.0f;
+    return s > 0.0f ? s : 1.0f;          /* a max in the subnormals whose /127 underflows */
+}
+
+/* round(w / s) in double, ties away from zero, clamped to -127..127. */
+static int8_t dfn__q8(float w, float s)
+{
+    double v = (double)w / (double)s, f;
+    long k;
+    if (v > 127.0) v = 127.0;
+    if (v < -127.0) v = -127.0;
+    f = v < 0.0 ? -v : v;
+    k = (long)(f + 0.5);
+    return (int8_t)(v < 0.0 ? -k : k);
+}
+
+DFNDEF dfn_result dfn_quantize_rows_i8(const float *w, int rows, int cols, int8_t *q, float *scale)
+{
+    int r, j;
+    if ((rows > 0 && cols > 0) && (!w || !q || !scale)) return DFN_ERR_NULL;
+    if (rows < 0 || cols < 0) return DFN_ERR_INVALID_ARG;
+    for (r = 0; r < rows; r++) {
+        const float *row = w + (size_t)r * cols;
+        float mx = 0.0f, s;
+        for (j = 0; j < cols; j++) {
+            float a = row[j] < 0.0f ? -row[j] : row[j];
+            if (!dfn__finite(row[j])) return DFN_ERR_INVALID_ARG;
+            if (a > mx) mx = a;
+        }
+        /* scale_r = max_j |W_rj| / 127, 1 for an all-zero row (section 13) */
+        scale[r] = s = dfn__q8_scale(mx);
+        for (j = 0; j < cols; j++) q[(size_t)r * cols + j] = dfn__q8(row[j], s);
+    }
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_qmlp_sizes_of(const dfn_mlp_config *cfg, dfn_weight_format f, dfn_qmlp_sizes *s)
+{
+    dfn_mlp_layout l;
+    size_t H, D, L, per;
+    if (!cfg || !s) return DFN_ERR_NULL;
+    if (dfn_mlp_config_check(cfg) != DFN_OK || !dfn_weight_format_name(f)) return DFN_ERR_INVALID_ARG;
+    dfn__mlp_layout(cfg, &l);
+    H = (size_t)cfg->hidden; D = (size_t)cfg->dim; L = (size_t)cfg->blocks;
+    per = f == DFN_WEIGHTS_I8 ? 1 : f == DFN_WEIGHTS_F16 ? 2 : 4;
+    s->weights = H * l.in_dim + L * H * H + D * H;
+    s->weight_bytes = s->weights * per;
+    s->scales = f == DFN_WEIGHTS_I8 ? H + L * H + D : 0;
+    s->floats = l.count - s->weights;
+    s->bytes = s->weight_bytes + 4 * (s->scales + s->floats);
+    return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_qmlp_init(dfn_qmlp *q, const dfn_mlp_config *cfg, dfn_weight_format f,
+                                const void *weights, const float *scales, const float *floats)
+{
+    dfn_qmlp_sizes s;
+    dfn_result r;
+    if (!q || !cfg || !weights || !floats || (f == DFN_WEIGHTS_I8 && !scales)) return DFN_ERR_NULL;
+    if ((r = dfn_qmlp_sizes_of(cfg, f, &s)) != DFN_OK) return r;
+    q->cfg = *cfg;
+    dfn__mlp_layout(cfg, &q->lay);
+    q->format = f;
+    q->weights = weights;
+    q->scales = f == DFN_WEIGHTS_I8 ? scales : NULL;
+    q->floats = floats;
+    return DFN_OK;
+}
+
+/* The matrices of the float layout in storage order: matrix k (0 = W_in,
+   1..L the blocks, L + 1 = W_out) at params + *w_off with *rows rows of
+   *cols; its bias at params + *b_off. */
+static void dfn__qmlp_matrix(const dfn_mlp_config *c, const dfn_mlp_layout *l, int k, size_t *w_off,
+                             size_t *b_off, int *rows, int *cols)
+{
+    if (k == 0) {
+        *w_off = l->w_in; *b_off = l->b_in; *rows = c->hidden; *cols = (int)l->in_dim;
+    } else if (k <= c->blocks) {
+        *w_off = l->blk + (size_t)(k - 1) * l->blk_stride;
+        *b_off = *w_off + (size_t)c->hidden * c->hidden;
+        *rows = c->hidden; *cols = c->hidden;
+    } else {
+        *w_off = l->w_out; *b_off = l->b_out; *rows = c->dim; *cols = c->hidden;
+    }
+}
+
+DFNDEF dfn_result dfn_qmlp_quantize(const dfn_mlp *m, dfn_weight_format f, void *weights, float *scales,
+                                    float *floats)
+{
+    const dfn_mlp_config *c;
+    size_t wo = 0, so = 0, fo = 0, i;
+    int k;
+    if (!m || !m->params || !weights || !floats || (f == DFN_WEIGHTS_I8 && !scales)) return DFN_ERR_NULL;
+    if (!dfn_weight_format_name(f)) return DFN_ERR_INVALID_ARG;
+    c = &m->cfg;
+    for (k = 0; k <= c->blocks + 1; k++) {
+        size_t w_off, b_off, n;
+        int rows, cols;
+        const float *W;
+        dfn_result r;
+        dfn__qmlp_matrix(c, &m->lay, k, &w_off, &b_off, &rows, &cols);
+        W = m->params + w_off;
+        n = (size_t)rows * cols;
+        if (f == DFN_WEIGHTS_I8) {
+            if ((r = dfn_quantize_rows_i8(W, rows, cols, (int8_t *)weights + wo, scales + so)) != DFN_OK)
+                return r;
+            so += (size_t)rows;
+        } else {
+            for (i = 0; i < n; i++) {
+                uint16_t h;
+                if (!dfn__finite(W[i])) return DFN_ERR_INVALID_ARG;
+                if (f == DFN_WEIGHTS_F32) { ((float *)weights)[wo + i] = W[i]; continue; }
+                h = dfn_f32_to_f16(W[i]);
+                if ((h & 0x7c00u) == 0x7c00u) return DFN_ERR_INVALID_ARG;   /* beyond the half range */
+                ((uint16_t *)weights)[wo + i] = h;
+            }
+        }
+        wo += n;
+        for (i = 0; i < (size_t)rows; i++) floats[fo + i] = m->params[b_off + i];
+        fo += (size_t)rows;
+    }
+    for (i = m->lay.cls; i < m->lay.count; i++) floats[fo++] = m->params[i];   /* class embeddings */
+    return DFN_OK;
+}
+
+/* Entry (r, j) of matrix `base` (its first entry's index in the storage
+   array; row stride ld) as the forward pass reads it. */
+static float dfn__qmlp_weight(const dfn_qmlp *q, size_t base, int ld, int r, int j)
+{
+    size_t i = base + (size_t)r * ld + (size_t)j;
+    switch (q->format) {
+    case DFN_WEIGHTS_I8:  return (float)((const int8_t *)q->weights)[i];
+    case DFN_WEIGHTS_F16: return dfn_f16_to_f32(((const uint16_t *)q->weights)[i]);
+    default:              return ((const float *)q->weights)[i];
+    }
+}
+
+DFNDEF dfn_result dfn_qmlp_dequantize(const dfn_qmlp *q, dfn_mlp *m)
+{
+    size_t wo = 0, so = 0, fo = 0, i;
+    int k, r, j;
+    if (!q || !m || !m->params || !q->weights || !q->floats) return DFN_ERR_NULL;
+    if (m->lay.count != q->lay.count || m->cfg.hidden != q->cfg.hidden || m->cfg.blocks != q->cfg.blocks ||
+        m->cfg.dim != q->cfg.dim)
+        return DFN_ERR_MISMATCH;
+    for (k = 0; k <= q->cfg.blocks + 1; k++) {
+        size_t w_off, b_off;
+        int rows, cols;
+        dfn__qmlp_matrix(&q->cfg, &q->lay, k, &w_off, &b_off, &rows, &cols);
+        for (r = 0; r < rows; r++) {
+            float s = q->format == DFN_WEIGHTS_I8 ? q->scales[so + (size_t)r] : 1.0f;
+            for (j = 0; j < cols; j++)
+                m->params[w_off + (size_t)r * cols + j] = s * dfn__qmlp_weight(q, wo, cols, r, j);
+            m->params[b_off + (size_t)r] = q->floats[fo + (size_t)r];
+        }
+        wo += (size_t)rows * cols;
+        so += q->format == DFN_WEIGHTS_I8 ? (size_t)rows : 0;
+        fo += (size_t)rows;
+    }
+    for (i = q->lay.cls; i < q->lay.count; i++) m->params[i] = q->floats[fo++];
+    return DFN_OK;
+}
+
+/* y (B, rows) = x (B, K) times columns [j0, j0 + K) of the stored matrix at
+   `base` (row stride ld, scales from sc, or none), transposed:
+   y_br = s_r * sum_j w_rj x_bj, the sum in order j = 0..K-1. With acc, y
+   is added to (y_br += that), else overwritten. The reference kernel (and
+   the only one: on the devices this path is for there are no vector units
+   worth a second version). */
+static void dfn__qlinear(const dfn_qmlp *q, size_t base, int ld, int j0, const float *sc, int rows, int K,
+                         const float *x, int ldx, int B, float *y, int ldy, int acc)
+{
+    int b, r, j;
+    for (b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * ldx;
+        float *yb = y + (size_t)b * ldy;
+        for (r = 0; r < rows; r++) {
+            float sum = 0.0f, v;
+            switch (q->format) {
+            case DFN_WEIGHTS_I8: {
+                const int8_t *w = (const int8_t *)q->weights + base + (size_t)r * ld + j0;
+                for (j = 0; j < K; j++) sum += (float)w[j] * xb[j];
+                break;
+            }
+            case DFN_WEIGHTS_F16: {
+                const uint16_t *w = (const uint16_t *)q->weights + base + (size_t)r * ld + j0;
+                for (j = 0; j < K; j++) sum += dfn_f16_to_f32(w[j]) * xb[j];
+                break;
+            }
+            default: {
+                const float *w = (const float *)q->weights + base + (size_t)r * ld + j0;
+                for (j = 0; j < K; j++) sum += w[j] * xb[j];
+                break;
+            }
+            }
+            v = sc ? sc[r] * sum : sum;
+            yb[r] = acc ? yb[r] + v : v;
+        }
+    }
+}
+
+/* The forward pass's buffers for up to `rows` rows (the float path's
+   inference layout without its GEMM scratch). */
+DFNDEF size_t dfn_qmlp_forward_size(const dfn_mlp_config *cfg, int chunk)
+{
+    dfn_mlp_layout l;
+    dfn__mlp_ibuf ib;
+    if (dfn_mlp_config_check(cfg) != DFN_OK || chunk < 1) return 0;
+    dfn__mlp_layout(cfg, &l);
+    if ((double)chunk * ((double)l.in_dim + 4.0 * cfg->hidden + 2.0) > 1e9) return 0;
+    return dfn__mlp_ibuf_layout(cfg, &l, chunk, &ib, NULL);
+}
+
+/* out (B, D) for B <= the rows ib holds: the float path's arithmetic
+   (dfn__mlp_infer: the t part of the first layer once per run of rows with
+   equal t and label) with the stored weights. */
+static void dfn__qmlp_infer(const dfn_qmlp *q, const dfn__mlp_ibuf *ib, float *out, const float *x,
+                            const int *t, const int *labels, int B)
+{
+    const dfn_mlp_config *c = &q->cfg;
+    const float *F = q->floats, *S = q->scales;
+    int D = c->dim, H = c->hidden, E = c->time_dim, I = (int)q->lay.in_dim, Ka = I - E, i, j, b, u = 0;
+    size_t wb = (size_t)H * I, fb = (size_t)H, sb = (size_t)H;    /* past W_in, b_in, its scales */
+    size_t cls = (size_t)H * (c->blocks + 1) + (size_t)D;          /* class embeddings in floats */
+    float *tf = ib->pre;
+    for (i = 0; i < B; i++)
+        for (j = 0; j < D; j++) ib->a[(size_t)i * Ka + j] = x[(size_t)i * D + j];
+    for (j = 0; j < D && c->input_emb_dim > 0; j++)
+        dfn_sinusoidal_embedding(ib->a + D + (size_t)j * c->input_emb_dim, Ka, x + j, D, c->input_scale, B,
+                                 c->input_emb_dim);
+    for (i = 0; i < B; i++) {
+        int row = dfn__mlp_class_row(c, labels, i);
+        if (i > 0 && t[i] == t[i - 1] && row == ib->cls[ib->run[i - 1]]) {
+            ib->run[i] = ib->run[i - 1];
+            continue;
+        }
+        ib->run[i] = u;
+        ib->cls[u] = row;
+        tf[u++] = (float)t[i];
+    }
+    dfn_sinusoidal_embedding(ib->e, E, tf, 1, 1.0f, u, E);
+    for (i = 0; i < u && c->num_classes > 0; i++)
+        dfn_vec_axpy((size_t)E, 1.0f, F + cls + (size_t)ib->cls[i] * E, ib->e + (size_t)i * E);
+    /* c = W_t e + b_in per run; h_0 = act(W_a a + c) */
+    dfn__qlinear(q, 0, I, Ka, S, H, E, ib->e, E, u, ib->c, H, 0);
+    dfn_bias_add(u, H, ib->c, F);
+    dfn__qlinear(q, 0, I, 0, S, H, Ka, ib->a, Ka, B, ib->pre, H, 0);
+    for (i = 0; i < B; i++) {
+        float *p = ib->pre + (size_t)i * H;
+        dfn_vec_axpy((size_t)H, 1.0f, ib->c + (size_t)ib->run[i] * H, p);
+        dfn_act_forward(c->act, (size_t)H, p, ib->h + (size_t)i * H);
+    }
+    for (b = 1; b <= c->blocks; b++) {
+        /* h_l = h_{l-1} + act(W_l h_{l-1} + b_l) */
+        dfn__qlinear(q, wb, H, 0, S ? S + sb : NULL, H, H, ib->h, H, B, ib->pre, H, 0);
+        dfn__bias_act_rows(B, H, F + fb, c->act, ib->pre, ib->pre, NULL, ib->h);
+        wb += (size_t)H * H; fb += (size_t)H; sb += (size_t)H;
+    }
+    /* out = W_out h_L + b_out */
+    dfn__qlinear(q, wb, H, 0, S ? S + sb : NULL, D, H, ib->h, H, B, out, D, 0);
+    dfn_bias_add(B, D, out, F + fb);
+}
+
+DFNDEF dfn_result dfn_qmlp_forward(const dfn_qmlp *q, float *out, const float *x, const int *t,
+                                   const int *labels, int n, void *work, size_t work_bytes)
+{
+    dfn__mlp_ibuf ib;
+    dfn_mlp view;
+    dfn_result r;
+    int rows = 1, i;
+    if (!q || !q->weights || !q->floats || !work) return DFN_ERR_NULL;
+    if (n < 0) return DFN_ERR_INVALID_ARG;
+    if (n == 0) return DFN_OK;
+    if (!out || !x || !t) return DFN_ERR_NULL;
+    view.cfg = q->cfg;
+    if ((r = dfn__mlp_check_inputs(&view, t, labels, n)) != DFN_OK) return r;
+    if (dfn_qmlp_forward_size(&q->cfg, 1) > work_bytes) return DFN_ERR_BUFFER_TOO_SMALL;
+    while (rows < n && dfn_qmlp_forward_size(&q->cfg, rows * 2 < n ? rows * 2 : n) <= work_bytes)
+        rows = rows * 2 < n ? rows * 2 : n;
+    dfn__mlp_ibuf_layout(&q->cfg, &q->lay, rows, &ib, work);
+    for (i = 0; i < n; i += rows) {
+        int b = n - i < rows ? n - i : rows;
+        size_t o = (size_t)i * q->cfg.dim;
+        dfn__qmlp_infer(q, &ib, out + o, x + o, t + i, labels ? labels + i : NULL, b);
+    }
+    return DFN_OK;
+}
+
+DFNDEF int dfn_qmlp_predict(void *user, const float *x_t, const int *t, const int *labels, int n, float *out)
+{
+    const dfn_qmlp_predictor *p = (const dfn_qmlp_predictor *)user;
+    if (!p) return (int)DFN_ERR_NULL;
+    return (int)dfn_qmlp_forward(p->model, out, x_t, t, labels, n, p->work, p->work_bytes);
+}
+
+DFNDEF dfn_sampler_config dfn_qmlp_sampler_config(dfn_sampler_kind kind, int n, dfn_qmlp_predictor *p)
+{
+    dfn_sampler_config c = dfn_sampler_config_default(kind, n, p && p->model ? p->model->cfg.dim : 0,
+                                                      dfn_qmlp_predict, p);
+    if (p && p->model) c.prediction = p->model->cfg.prediction;
+    return c;
+}
+
+DFNDEF dfn_result dfn_schedule_respace(const dfn_schedule *s, const int *tau, int S, float *betas)
+{
+    int i;
+    if (!s || !s->alphabar || !tau || !betas) return DFN_ERR_NULL;
+    if (S < 1 || tau[0] != 0 || s->process == DFN_PROCESS_FLOW) return DFN_ERR_INVALID_ARG;
+    for (i = 1; i <= S; i++)
+        if (tau[i] <= tau[i - 1] || tau[i] > s->T) return DFN_ERR_INVALID_ARG;
+    if (!(s->alphabar[tau[S]] > 0.0f)) return DFN_ERR_INVALID_ARG;
+    for (i = 1; i <= S; i++) {
+        /* beta'_i = 1 - alphabar_{tau_i} / alphabar_{tau_{i-1}} */
+        double b = 1.0 - (double)s->alphabar[tau[i]] / (double)s->alphabar[tau[i - 1]];
+        float f = (float)b;
+        if (!(f > 0.0f && f < 1.0f)) return DFN_ERR_INVALID_ARG;   /* equal alphabars: no step */
+        betas[i - 1] = f;
+    }
+    return DFN_OK;
+}
+
+DFNDEF int dfn_respaced_predict(void *user, const float *x_t, const int *t, const int *labels, int n,
+                                float *out)
+{
+    const dfn_respaced_predictor *p = (const dfn_respaced_predictor *)user;
+    int i;
+    if (!p || !p->predict || !p->tau || !p->t_buf || !t) return (int)DFN_ERR_NULL;
+    if (n > p->n) return (int)DFN_ERR_BUFFER_TOO_SMALL;
+    for (i = 0; i < n; i++) {
+        if (t[i] < 0 || t[i] > p->S) return (int)DFN_ERR_INVALID_ARG;
+        p->t_buf[i] = p->tau[t[i]];
+    }
+    return p->predict(p->user, x_t, p->t_buf, labels, n, out);
 }
 
 
@@ -11569,28 +12165,6 @@ DFNDEF const char *dfn_st_meta_find(const dfn_safetensors *st, const char *key)
     return NULL;
 }
 
-/* IEEE half (1, 5, 10) to float, exactly. */
-static float dfn__f16_to_f32(unsigned h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 1023u, u;
-    float f;
-    if (e == 31) {
-        u = sign | 0x7f800000u | (m << 13);                  /* inf, NaN (payload kept) */
-    } else if (e == 0) {
-        if (m == 0) {
-            u = sign;
-        } else {                                              /* subnormal: normalize */
-            e = 113;
-            while (!(m & 1024u)) { m <<= 1; e--; }
-            u = sign | (e << 23) | ((m & 1023u) << 13);
-        }
-    } else {
-        u = sign | ((e + 112u) << 23) | (m << 13);
-    }
-    DFN_MEMCPY(&f, &u, 4);
-    return f;
-}
-
 DFNDEF dfn_result dfn_st_read_floats(const dfn_st_tensor *t, float *out, size_t n)
 {
     size_t i;
@@ -11606,7 +12180,7 @@ DFNDEF dfn_result dfn_st_read_floats(const dfn_st_tensor *t, float *out, size_t 
         }
         return DFN_OK;
     case DFN_ST_F16:
-        for (i = 0; i < n; i++, p += 2) out[i] = dfn__f16_to_f32((unsigned)p[0] | (unsigned)p[1] << 8);
+        for (i = 0; i < n; i++, p += 2) out[i] = dfn_f16_to_f32((uint16_t)((unsigned)p[0] | (unsigned)p[1] << 8));
         return DFN_OK;
     case DFN_ST_BF16:
         for (i = 0; i < n; i++, p += 2) {
@@ -11628,12 +12202,14 @@ static void dfn__put_u64(dfn__wbuf *w, uint64_t v)
 }
 
 /* One tensor's header entry. */
-static void dfn__st_entry(dfn__wbuf *w, const char *name, int ndim, const uint64_t *shape, uint64_t beg,
-                          uint64_t end)
+static void dfn__st_entry(dfn__wbuf *w, const char *name, const char *dtype, int ndim, const uint64_t *shape,
+                          uint64_t beg, uint64_t end)
 {
     int d;
     dfn__jw_quoted(w, name);
-    dfn__jw_str(w, ":{\"dtype\":\"F32\",\"shape\":[");
+    dfn__jw_str(w, ":{\"dtype\":\"");
+    dfn__jw_str(w, dtype);
+    dfn__jw_str(w, "\",\"shape\":[");
     for (d = 0; d < ndim; d++) {
         if (d) dfn__jw_str(w, ",");
         dfn__jw_uint(w, shape[d]);
@@ -11731,7 +12307,7 @@ static void dfn__st_out_entry(void *ctx, int i, dfn__wbuf *w, uint64_t *off)
     const dfn_st_out *t = (const dfn_st_out *)ctx + i;
     int ok;
     uint64_t c = dfn__st_out_count(t, &ok);
-    dfn__st_entry(w, t->name, t->ndim, t->shape, *off, *off + 4 * c);
+    dfn__st_entry(w, t->name, "F32", t->ndim, t->shape, *off, *off + 4 * c);
     *off += 4 * c;
 }
 
@@ -11795,13 +12371,18 @@ static void dfn__detail(dfn_error_detail *d, const char *what, const char *prefi
     d->why = why;
 }
 
-/* Element k of a float tensor of the file. */
-static float dfn__st_elem(const dfn_st_tensor *t, size_t k)
+/* Element k of a float tensor of the file; of an I8 one, times its row's
+   scale (scale: the "_scale" tensor, one value per first-dimension row). */
+static float dfn__st_elem(const dfn_st_tensor *t, size_t k, const dfn_st_tensor *scale)
 {
     const unsigned char *p = t->data;
     uint32_t u;
     float f;
-    if (t->dtype == DFN_ST_F16) return dfn__f16_to_f32((unsigned)p[2 * k] | (unsigned)p[2 * k + 1] << 8);
+    if (t->dtype == DFN_ST_I8) {
+        size_t cols = (size_t)(t->count / t->shape[0]);
+        return dfn__st_elem(scale, k / cols, NULL) * (float)((int)p[k] - (p[k] & 0x80u ? 256 : 0));
+    }
+    if (t->dtype == DFN_ST_F16) return dfn_f16_to_f32((uint16_t)((unsigned)p[2 * k] | (unsigned)p[2 * k + 1] << 8));
     if (t->dtype == DFN_ST_BF16) u = ((uint32_t)p[2 * k] | (uint32_t)p[2 * k + 1] << 8) << 16;
     else u = (uint32_t)p[4 * k] | (uint32_t)p[4 * k + 1] << 8 | (uint32_t)p[4 * k + 2] << 16 |
              (uint32_t)p[4 * k + 3] << 24;
@@ -11814,8 +12395,8 @@ static float dfn__st_elem(const dfn_st_tensor *t, size_t k)
 static dfn_result dfn__st_take(const dfn_safetensors *st, const dfn_net_tensor *nt, const char *prefix,
                                float *dst, dfn_error_detail *detail)
 {
-    char name[DFN_TENSOR_NAME_MAX + 8];
-    const dfn_st_tensor *t;
+    char name[DFN_TENSOR_NAME_MAX + 16];
+    const dfn_st_tensor *t, *sc = NULL;
     size_t n = 0, k;
     int d;
     const char *q;
@@ -11824,33 +12405,54 @@ static dfn_result dfn__st_take(const dfn_safetensors *st, const dfn_net_tensor *
     name[n] = 0;
     t = dfn_st_find(st, name);
     if (!t) { dfn__detail(detail, name, NULL, "missing"); return DFN_ERR_MISMATCH; }
-    if (t->dtype != DFN_ST_F32 && t->dtype != DFN_ST_F16 && t->dtype != DFN_ST_BF16) {
-        dfn__detail(detail, name, NULL, "dtype is not F32, F16 or BF16");
+    if (t->dtype != DFN_ST_F32 && t->dtype != DFN_ST_F16 && t->dtype != DFN_ST_BF16 && t->dtype != DFN_ST_I8) {
+        dfn__detail(detail, name, NULL, "dtype is not F32, F16, BF16 or I8");
         return DFN_ERR_MISMATCH;
     }
     if (t->ndim != nt->ndim) { dfn__detail(detail, name, NULL, "shape differs"); return DFN_ERR_MISMATCH; }
     for (d = 0; d < nt->ndim; d++)
         if (t->shape[d] != (uint64_t)nt->shape[d]) { dfn__detail(detail, name, NULL, "shape differs"); return DFN_ERR_MISMATCH; }
+    if (t->dtype == DFN_ST_I8) {
+        /* its scales: one float per row of the first dimension */
+        const char *suffix = "_scale";
+        if (nt->ndim < 1 || nt->shape[0] < 1 || n + 7 > sizeof name) {
+            dfn__detail(detail, name, NULL, "I8 needs rows");
+            return DFN_ERR_MISMATCH;
+        }
+        for (q = suffix; *q; q++) name[n++] = *q;
+        name[n] = 0;
+        sc = dfn_st_find(st, name);
+        if (!sc) { dfn__detail(detail, name, NULL, "missing (the scales of an I8 tensor)"); return DFN_ERR_MISMATCH; }
+        if ((sc->dtype != DFN_ST_F32 && sc->dtype != DFN_ST_F16 && sc->dtype != DFN_ST_BF16) || sc->ndim != 1 ||
+            sc->shape[0] != (uint64_t)nt->shape[0]) {
+            dfn__detail(detail, name, NULL, "scales must be one float per row");
+            return DFN_ERR_MISMATCH;
+        }
+    }
     dst += nt->offset;
     if (nt->conv) {            /* file (Co, Ci, kh, kw) -> block (Co, kh, kw, Ci) */
         size_t co = (size_t)nt->shape[0], ci = (size_t)nt->shape[1], kk = (size_t)nt->shape[2] * nt->shape[3], o, i, s;
         for (o = 0; o < co; o++)
             for (i = 0; i < ci; i++)
-                for (s = 0; s < kk; s++) dst[(o * kk + s) * ci + i] = dfn__st_elem(t, (o * ci + i) * kk + s);
+                for (s = 0; s < kk; s++) dst[(o * kk + s) * ci + i] = dfn__st_elem(t, (o * ci + i) * kk + s, sc);
     } else {
-        for (k = 0; k < nt->count; k++) dst[k] = dfn__st_elem(t, k);
+        for (k = 0; k < nt->count; k++) dst[k] = dfn__st_elem(t, k, sc);
     }
     return DFN_OK;
 }
 
-/* Whether a file tensor's name is net's (after prefix). */
+/* Whether a file tensor's name is net's (after prefix), or the "_scale"
+   tensor of one of net's. */
 static int dfn__st_is_net_name(const dfn_net *net, int n, const char *name)
 {
     dfn_net_tensor nt;
     int i;
     for (i = 0; i < n; i++) {
+        size_t k;
         net->ops->tensor(net->cfg, i, &nt);
         if (dfn__strcmp(nt.name, name) == 0) return 1;
+        for (k = 0; nt.name[k] && nt.name[k] == name[k]; k++) {}
+        if (!nt.name[k] && dfn__strcmp(name + k, "_scale") == 0) return 1;
     }
     return 0;
 }
@@ -12128,10 +12730,12 @@ static dfn_result dfn__json_read_schedule(const char *s, dfn_schedule_config *c,
    hundred bytes each). */
 typedef struct dfn__st_model_meta {
     char json[3072];
-    dfn_st_meta meta[4];
+    dfn_st_meta meta[5];
+    int n_meta;
 } dfn__st_model_meta;
 
-static dfn_result dfn__st_model_meta_make(const dfn_net *net, const dfn_schedule *s, dfn__st_model_meta *m)
+static dfn_result dfn__st_model_meta_make(const dfn_net *net, const dfn_schedule *s, dfn_weight_format fmt,
+                                          dfn__st_model_meta *m)
 {
     dfn__wbuf w;
     size_t at[4];
@@ -12160,6 +12764,12 @@ static dfn_result dfn__st_model_meta_make(const dfn_net *net, const dfn_schedule
     m->meta[1].key = "network";     m->meta[1].value = m->json + at[0];
     m->meta[2].key = "config";      m->meta[2].value = m->json + at[1];
     m->meta[3].key = "schedule";    m->meta[3].value = m->json + at[2];
+    m->n_meta = 4;
+    if (fmt != DFN_WEIGHTS_F32) {   /* informational: each tensor's dtype says it */
+        m->meta[4].key = "weight_format";
+        m->meta[4].value = dfn_weight_format_name(fmt);
+        m->n_meta = 5;
+    }
     return DFN_OK;
 }
 
@@ -12168,55 +12778,161 @@ typedef struct dfn__st_model_ctx {
     int n;                       /* network tensors                      */
     int ema;                     /* EMA written too                      */
     int T;                       /* > 0: schedule.betas (T) at the end   */
+    dfn_weight_format fmt;       /* of the matrices (section 13)         */
 } dfn__st_model_ctx;
+
+/* The format a tensor is stored in: fmt for matrices and convolution
+   kernels (ndim >= 2) except the class-embedding table, else F32. */
+static dfn_weight_format dfn__st_tensor_format(const dfn_net_tensor *nt, dfn_weight_format fmt)
+{
+    return nt->ndim >= 2 && dfn__strcmp(nt->name, "class_emb.weight") != 0 ? fmt : DFN_WEIGHTS_F32;
+}
+
+/* File tensor i of a model: network tensor *k of block *e (0 the weights,
+   1 the EMA), *sc 1 for its "_scale" tensor (int8); 0 past them all
+   (schedule.betas). */
+static int dfn__st_model_item(const dfn__st_model_ctx *c, int i, int *k, int *e, int *sc)
+{
+    dfn_net_tensor nt;
+    int b, j;
+    for (b = 0; b < (c->ema ? 2 : 1); b++)
+        for (j = 0; j < c->n; j++) {
+            *k = j; *e = b; *sc = 0;
+            if (i-- == 0) return 1;
+            if (c->fmt == DFN_WEIGHTS_I8) {
+                c->net->ops->tensor(c->net->cfg, j, &nt);
+                *sc = 1;
+                if (dfn__st_tensor_format(&nt, c->fmt) == DFN_WEIGHTS_I8 && i-- == 0) return 1;
+            }
+        }
+    return 0;
+}
+
+static int dfn__st_model_count(const dfn__st_model_ctx *c)
+{
+    int i = 0, k, e, sc;
+    while (dfn__st_model_item(c, i, &k, &e, &sc)) i++;
+    return i + (c->T > 0);
+}
 
 static void dfn__st_model_entry(void *ctx, int i, dfn__wbuf *w, uint64_t *off)
 {
+    static const char *const dt[3] = { "F32", "F16", "I8" };
+    static const unsigned char per[3] = { 4, 2, 1 };
     const dfn__st_model_ctx *c = (const dfn__st_model_ctx *)ctx;
     dfn_net_tensor nt;
-    uint64_t shape[4];
-    char name[DFN_TENSOR_NAME_MAX + 8];
-    int d, e = i >= c->n && c->ema && i < 2 * c->n;
-    if (i >= (c->ema ? 2 : 1) * c->n) {                  /* schedule.betas */
+    uint64_t shape[4], bytes;
+    char name[DFN_TENSOR_NAME_MAX + 16];
+    int d, k, e, sc;
+    dfn_weight_format f;
+    if (!dfn__st_model_item(c, i, &k, &e, &sc)) {         /* schedule.betas */
         shape[0] = (uint64_t)c->T;
-        dfn__st_entry(w, "schedule.betas", 1, shape, *off, *off + 4 * shape[0]);
+        dfn__st_entry(w, "schedule.betas", "F32", 1, shape, *off, *off + 4 * shape[0]);
         *off += 4 * shape[0];
         return;
     }
-    c->net->ops->tensor(c->net->cfg, e ? i - c->n : i, &nt);
+    c->net->ops->tensor(c->net->cfg, k, &nt);
     for (d = 0; d < nt.ndim; d++) shape[d] = (uint64_t)nt.shape[d];
-    name[0] = 0;
     {
         size_t n = 0;
         const char *q;
         if (e) for (q = "ema."; *q; q++) name[n++] = *q;
         for (q = nt.name; *q; q++) name[n++] = *q;
+        if (sc) for (q = "_scale"; *q; q++) name[n++] = *q;
         name[n] = 0;
     }
-    dfn__st_entry(w, name, nt.ndim, shape, *off, *off + 4 * (uint64_t)nt.count);
-    *off += 4 * (uint64_t)nt.count;
+    if (sc) {                                            /* one float per row */
+        dfn__st_entry(w, name, "F32", 1, shape, *off, *off + 4 * shape[0]);
+        *off += 4 * shape[0];
+        return;
+    }
+    f = dfn__st_tensor_format(&nt, c->fmt);
+    bytes = per[f] * (uint64_t)nt.count;
+    dfn__st_entry(w, name, dt[f], nt.ndim, shape, *off, *off + bytes);
+    *off += bytes;
 }
 
-/* The data of the network's tensors from block p, convs turned to (Co, Ci, kh, kw). */
-static void dfn__st_model_data(dfn__wbuf *w, const dfn_net *net, int n, const float *p)
+/* Element k of a tensor in the file's order, from block p: convolutions
+   are (Co, 3, 3, Ci) in the block and (Co, Ci, kh, kw) in the file. */
+static float dfn__st_file_elem(const dfn_net_tensor *nt, const float *p, size_t k)
+{
+    if (nt->conv) {
+        size_t ci = (size_t)nt->shape[1], kk = (size_t)nt->shape[2] * nt->shape[3], per = ci * kk;
+        size_t o = k / per, r = k % per;
+        return p[nt->offset + (o * kk + r % kk) * ci + r / kk];
+    }
+    return p[nt->offset + k];
+}
+
+/* Row r's scale of tensor nt (file order). */
+static float dfn__st_row_scale(const dfn_net_tensor *nt, const float *p, size_t r)
+{
+    size_t cols = nt->count / (size_t)nt->shape[0], j;
+    float mx = 0.0f;
+    for (j = 0; j < cols; j++) {
+        float v = dfn__st_file_elem(nt, p, r * cols + j);
+        if (v < 0.0f) v = -v;
+        if (v > mx) mx = v;
+    }
+    return dfn__q8_scale(mx);
+}
+
+/* The data of the network's tensors from block p in the file's order and
+   format, each int8 tensor followed by its scales. */
+static void dfn__st_model_data(dfn__wbuf *w, const dfn__st_model_ctx *c, const float *p)
 {
     dfn_net_tensor nt;
     int i;
-    for (i = 0; i < n; i++) {
-        net->ops->tensor(net->cfg, i, &nt);
-        if (nt.conv) {
-            size_t co = (size_t)nt.shape[0], ci = (size_t)nt.shape[1], kk = (size_t)nt.shape[2] * nt.shape[3], o, c, s;
-            const float *src = p + nt.offset;
-            for (o = 0; o < co; o++)
-                for (c = 0; c < ci; c++)
-                    for (s = 0; s < kk; s++) dfn__put_f32(w, src[(o * kk + s) * ci + c]);
-        } else {
-            dfn__put_f32s(w, p + nt.offset, nt.count);
+    for (i = 0; i < c->n; i++) {
+        dfn_weight_format f;
+        size_t k, r, rows, cols;
+        c->net->ops->tensor(c->net->cfg, i, &nt);
+        f = dfn__st_tensor_format(&nt, c->fmt);
+        if (f == DFN_WEIGHTS_F32 && !nt.conv) { dfn__put_f32s(w, p + nt.offset, nt.count); continue; }
+        if (f != DFN_WEIGHTS_I8) {
+            for (k = 0; k < nt.count; k++) {
+                float v = dfn__st_file_elem(&nt, p, k);
+                if (f == DFN_WEIGHTS_F32) { dfn__put_f32(w, v); continue; }
+                {
+                    uint16_t h = dfn_f32_to_f16(v);
+                    unsigned char b[2];
+                    b[0] = (unsigned char)(h & 0xffu); b[1] = (unsigned char)(h >> 8);
+                    dfn__put_bytes(w, b, 2);
+                }
+            }
+            continue;
         }
+        rows = (size_t)nt.shape[0];
+        cols = nt.count / rows;
+        for (r = 0; r < rows; r++) {
+            float s = dfn__st_row_scale(&nt, p, r);
+            for (k = 0; k < cols; k++) {
+                unsigned char b = (unsigned char)dfn__q8(dfn__st_file_elem(&nt, p, r * cols + k), s);
+                dfn__put_bytes(w, &b, 1);
+            }
+        }
+        for (r = 0; r < rows; r++) dfn__put_f32(w, dfn__st_row_scale(&nt, p, r));
     }
 }
 
-static dfn_result dfn__st_model_write(dfn__wbuf *w, const dfn_net *net, const dfn_schedule *s, const float *ema)
+/* Whether every matrix of block p fits fp16 (beyond it the writer refuses,
+   rather than store infinity). */
+static int dfn__st_fits_f16(const dfn__st_model_ctx *c, const float *p)
+{
+    dfn_net_tensor nt;
+    size_t k;
+    int i;
+    for (i = 0; i < c->n; i++) {
+        c->net->ops->tensor(c->net->cfg, i, &nt);
+        if (dfn__st_tensor_format(&nt, c->fmt) != DFN_WEIGHTS_F16) continue;
+        for (k = 0; k < nt.count; k++)
+            if ((dfn_f32_to_f16(p[nt.offset + k]) & 0x7c00u) == 0x7c00u) return 0;
+    }
+    return 1;
+}
+
+static dfn_result dfn__st_model_write(dfn__wbuf *w, const dfn_net *net, const dfn_schedule *s, const float *ema,
+                                      dfn_weight_format fmt)
 {
     dfn__st_model_meta mm;
     dfn__st_model_ctx c;
@@ -12226,32 +12942,37 @@ static dfn_result dfn__st_model_write(dfn__wbuf *w, const dfn_net *net, const df
     if (!net || !net->ops || !net->cfg || !net->params || !s || !s->alphabar) return DFN_ERR_NULL;
     if (net->ops->kind != DFN_NET_MLP && net->ops->kind != DFN_NET_UNET) return DFN_ERR_INVALID_ARG;
     if (s->config.kind == DFN_SCHEDULE_CUSTOM && s->config.zero_terminal_snr) return DFN_ERR_INVALID_ARG;
+    if (!dfn_weight_format_name(fmt)) return DFN_ERR_INVALID_ARG;
     if ((r = dfn__net_shape(net, &sh)) != DFN_OK) return r;
     if (!dfn__all_finite(net->params, sh.params) || (ema && !dfn__all_finite(ema, sh.params)))
         return DFN_ERR_NOT_FINITE;
-    if ((r = dfn__st_model_meta_make(net, s, &mm)) != DFN_OK) return r;
+    if ((r = dfn__st_model_meta_make(net, s, fmt, &mm)) != DFN_OK) return r;
     c.net = net;
     c.n = dfn_net_tensors(net, NULL, 0);
     c.ema = ema != NULL;
     c.T = s->config.kind == DFN_SCHEDULE_CUSTOM ? s->T : 0;
+    c.fmt = fmt;
     if (c.n < 0) return DFN_ERR_INVALID_ARG;
-    dfn__st_header_write(w, mm.meta, 4, (c.ema ? 2 : 1) * c.n + (c.T > 0), dfn__st_model_entry, &c);
-    dfn__st_model_data(w, net, c.n, net->params);
-    if (ema) dfn__st_model_data(w, net, c.n, ema);
+    if (fmt == DFN_WEIGHTS_F16 && (!dfn__st_fits_f16(&c, net->params) || (ema && !dfn__st_fits_f16(&c, ema))))
+        return DFN_ERR_INVALID_ARG;
+    dfn__st_header_write(w, mm.meta, mm.n_meta, dfn__st_model_count(&c), dfn__st_model_entry, &c);
+    dfn__st_model_data(w, &c, net->params);
+    if (ema) dfn__st_model_data(w, &c, ema);
     for (t = 1; t <= c.T; t++) dfn__put_f32(w, s->beta[t]);
     return DFN_OK;
 }
 
-DFNDEF size_t dfn_model_save_safetensors_size(const dfn_net *net, const dfn_schedule *s, const float *ema)
+DFNDEF size_t dfn_model_save_safetensors_size_as(const dfn_net *net, const dfn_schedule *s, const float *ema,
+                                                 dfn_weight_format fmt)
 {
     dfn__wbuf w;
     dfn__wbuf_init(&w, NULL, 0);
-    if (dfn__st_model_write(&w, net, s, ema) != DFN_OK || w.err) return 0;
+    if (dfn__st_model_write(&w, net, s, ema, fmt) != DFN_OK || w.err) return 0;
     return w.len;
 }
 
-DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
-                                                 const dfn_schedule *s, const float *ema)
+DFNDEF dfn_result dfn_model_save_safetensors_mem_as(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                                    const dfn_schedule *s, const float *ema, dfn_weight_format fmt)
 {
     dfn__wbuf w;
     dfn_result r;
@@ -12259,15 +12980,26 @@ DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *
     if (!buf || !written) return DFN_ERR_NULL;
     *written = 0;
     dfn__wbuf_init(&w, NULL, 0);
-    if ((r = dfn__st_model_write(&w, net, s, ema)) != DFN_OK) return r;
+    if ((r = dfn__st_model_write(&w, net, s, ema, fmt)) != DFN_OK) return r;
     need = w.len;
     if (w.err) return DFN_ERR_INVALID_ARG;
     if (cap < need) return DFN_ERR_BUFFER_TOO_SMALL;
     dfn__wbuf_init(&w, buf, cap);
-    dfn__st_model_write(&w, net, s, ema);
+    dfn__st_model_write(&w, net, s, ema, fmt);
     if (w.err) return DFN_ERR_BUFFER_TOO_SMALL;
     *written = w.len;
     return DFN_OK;
+}
+
+DFNDEF size_t dfn_model_save_safetensors_size(const dfn_net *net, const dfn_schedule *s, const float *ema)
+{
+    return dfn_model_save_safetensors_size_as(net, s, ema, DFN_WEIGHTS_F32);
+}
+
+DFNDEF dfn_result dfn_model_save_safetensors_mem(void *buf, size_t cap, size_t *written, const dfn_net *net,
+                                                 const dfn_schedule *s, const float *ema)
+{
+    return dfn_model_save_safetensors_mem_as(buf, cap, written, net, s, ema, DFN_WEIGHTS_F32);
 }
 
 /* -- loading a model ------------------------------------------------------ */
@@ -12425,26 +13157,32 @@ DFNDEF dfn_result dfn_model_load_safetensors(const char *path, const dfn_limits 
     return r;
 }
 
-DFNDEF dfn_result dfn_model_save_safetensors(const char *path, const dfn_net *net, const dfn_schedule *s,
-                                             const float *ema)
+DFNDEF dfn_result dfn_model_save_safetensors_as(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                                const float *ema, dfn_weight_format fmt)
 {
     size_t bytes, written;
     void *buf;
     dfn_result r;
     if (!path) return DFN_ERR_NULL;
-    bytes = dfn_model_save_safetensors_size(net, s, ema);
+    bytes = dfn_model_save_safetensors_size_as(net, s, ema, fmt);
     if (bytes == 0) {
         dfn__wbuf w;
         dfn__wbuf_init(&w, NULL, 0);
-        r = dfn__st_model_write(&w, net, s, ema);
+        r = dfn__st_model_write(&w, net, s, ema, fmt);
         return r != DFN_OK ? r : DFN_ERR_INVALID_ARG;
     }
     buf = DFN_MALLOC(bytes, NULL);
     if (!buf) return DFN_ERR_OUT_OF_MEMORY;
-    r = dfn_model_save_safetensors_mem(buf, bytes, &written, net, s, ema);
+    r = dfn_model_save_safetensors_mem_as(buf, bytes, &written, net, s, ema, fmt);
     if (r == DFN_OK) r = dfn_file_write_all(path, buf, written);
     DFN_FREE(buf, NULL);
     return r;
+}
+
+DFNDEF dfn_result dfn_model_save_safetensors(const char *path, const dfn_net *net, const dfn_schedule *s,
+                                             const float *ema)
+{
+    return dfn_model_save_safetensors_as(path, net, s, ema, DFN_WEIGHTS_F32);
 }
 #endif
 
@@ -15281,6 +16019,18 @@ DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float 
 /*
    REVISION HISTORY
    ================
+   0.13.0 (2026-12-06) small devices: the MLP's weights as int8 with a scale
+          per row or as fp16 (MATH.md section 13; dfn_qmlp_*, read
+          directly by its forward pass; dfn_f32_to_f16, dfn_f16_to_f32,
+          dfn_quantize_rows_i8), safetensors with I8 (+ "_scale") and F16
+          weights written and read for any model
+          (dfn_model_save_safetensors_as; build/convert --int8, --fp16),
+          respacing (dfn_schedule_respace, dfn_respaced_predict: S + 1
+          schedule rows on a device), DFN_SAMPLER_KINDS; tools/model2c
+          --int8, --fp16, --respace; a Cortex-M0 (QEMU's microbit) in
+          make test-cortexm, with the firmware's stack and instruction
+          counts; make bench-quant. The diffusers reader range-checks
+          integers before converting them (a fuzzer's find).
    0.12.0 (2026-12-06) models from elsewhere: safetensors read (F32, F16,
           BF16, exactly) and written, without allocation, every promise of
           the format checked (dfn_st_*; limits gain max_tensors); the MLP's

@@ -121,7 +121,7 @@ IMAGES_GUIDANCE ?= 2
 # guidance_scale field.
 IMAGES_DEFS  := $(shell grep -q 'guidance_scale;' diffusion.h 2>/dev/null && echo -DIQ_GUIDANCE)
 
-.PHONY: bench-images
+.PHONY: bench-images bench-quant
 
 $(BUILD)/image_quality: bench/image_quality.c bench/digits.h diffusion.h | $(BUILD)
 	$(GCC) $(STRICT) $(BENCH_CFLAGS) $(IMAGES_DEFS) -pthread -I. bench/image_quality.c -o $@ -lm
@@ -133,3 +133,12 @@ bench-images: $(BUILD)/image_quality
 	@$(MAKE) --no-print-directory mnist-data
 	./$(BUILD)/image_quality --model $(MODEL) --n $(IMAGES_N) --steps $(IMAGES_STEPS) \
 	    --seed $(IMAGES_SEED) --guidance $(IMAGES_GUIDANCE) --grid $(BUILD)/bench_images_samples.png $(IMAGES_ARGS)
+
+# What the small weight formats cost in sample quality (MATH.md section 13):
+# the default 2D MLP trained on each built-in set, sampled as float, fp16
+# and int8 (about 5 minutes on 2 cores).
+BENCH_QUANT_ARGS ?=
+$(BUILD)/bench_quant: bench/bench_quant.c diffusion.h | $(BUILD)
+	$(GCC) $(STRICT) $(BENCH_CFLAGS) -DDFN_PTHREADS -pthread -I. bench/bench_quant.c -o $@ -lm
+bench-quant: $(BUILD)/bench_quant
+	./$(BUILD)/bench_quant --md $(BUILD)/bench_quant.md $(BENCH_QUANT_ARGS)

@@ -349,7 +349,17 @@ int main(int argc, char **argv)
         return 2;
     }
     fclose(f);
-    r = dfn_model_load(o.model, NULL, &lm);
+    {
+        /* a model file, or safetensors (build/convert, tools/torch; int8 or fp16 weights read as float) */
+        size_t len = strlen(o.model);
+        if (len >= 12 && strcmp(o.model + len - 12, ".safetensors") == 0) {
+            dfn_error_detail d;
+            r = dfn_model_load_safetensors(o.model, NULL, NULL, &lm, &d);
+            if (r != DFN_OK && d.what[0]) fprintf(stderr, "%s: %s (%s)\n", o.model, d.what, d.why);
+        } else {
+            r = dfn_model_load(o.model, NULL, &lm);
+        }
+    }
     if (!check(r, o.model)) return 2;
     if (lm.info.net != DFN_NET_UNET || lm.info.unet.channels != 1 || lm.info.unet.cond_channels ||
         lm.info.unet.height != lm.info.unet.width ||

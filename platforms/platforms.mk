@@ -168,6 +168,15 @@ $(BUILD)/cm_model.h: $(BUILD)/cm_model.dfn $(BUILD)/model2c
 	./$(BUILD)/model2c $< MODEL $@
 $(BUILD)/cm_small.h: $(BUILD)/model2c
 	./$(BUILD)/model2c --init 32 2 32 8 MODEL $@
+# The small weight formats (MATH.md section 13) with the schedule respaced to
+# the sampler's 20 steps: the default model in int8 and fp16, the small one
+# in int8 (the Cortex-M0's).
+$(BUILD)/cm_model_i8.h: $(BUILD)/cm_model.dfn $(BUILD)/model2c
+	./$(BUILD)/model2c --int8 --respace 20 $< MODEL $@
+$(BUILD)/cm_model_f16.h: $(BUILD)/cm_model.dfn $(BUILD)/model2c
+	./$(BUILD)/model2c --fp16 --respace 20 $< MODEL $@
+$(BUILD)/cm_small_i8.h: $(BUILD)/model2c
+	./$(BUILD)/model2c --int8 --respace 20 --init 32 2 32 8 MODEL $@
 $(BUILD)/fw_host: $(FW_DEP) $(BUILD)/cm_model.h
 	$(GCC) $(STRICT) $(OPT) -ffp-contract=off $(FW_FLAGS) -DFW_HOST -DMODEL_HEADER='"cm_model.h"' \
 	    -I. -Iexamples/cortexm examples/cortexm/firmware.c -o $@ -lm
@@ -182,6 +191,27 @@ $(BUILD)/fw_small_m55.elf: $(FW_DEP) $(BUILD)/cm_small.h
 	$(ARM_EABI_CC) $(CM_M55) $(CM_FLAGS) $(FW_FLAGS) -DFW_MEMORY=69632 -DMODEL_HEADER='"cm_small.h"' \
 	    $(FW_SRC) -o $@ $(CM_LIBS)
 
+# The small formats, built for a small flash: -Os and only the sampler they
+# use (DFN_SAMPLER_KINDS=0x10: DPM-Solver++(2M)). Each is built for the
+# host too (-O2), and the device's samples must equal the host's bit for bit.
+CM_M0 := -mcpu=cortex-m0 -mthumb -mfloat-abi=soft
+CM_M0_FLAGS := $(subst mps2.ld,microbit.ld,$(CM_FLAGS)) -Os
+FWQ_DEF_i8  := -DDFN_SAMPLER_KINDS=0x10 -DFW_MEMORY=24576 -DMODEL_HEADER='"cm_model_i8.h"'
+FWQ_DEF_f16 := -DDFN_SAMPLER_KINDS=0x10 -DFW_MEMORY=24576 -DMODEL_HEADER='"cm_model_f16.h"'
+FWQ_DEF_small_i8 := -DDFN_SAMPLER_KINDS=0x10 -DFW_MEMORY=7168 -DMODEL_HEADER='"cm_small_i8.h"'
+$(BUILD)/fwq_%_host: $(FW_DEP) $(BUILD)/cm_model_i8.h $(BUILD)/cm_model_f16.h $(BUILD)/cm_small_i8.h
+	$(GCC) $(STRICT) $(OPT) -ffp-contract=off $(FW_FLAGS) -DFW_HOST $(FWQ_DEF_$*) \
+	    -I. -Iexamples/cortexm examples/cortexm/firmware.c -o $@ -lm
+$(BUILD)/fw_i8_m4.elf: $(FW_DEP) $(BUILD)/cm_model_i8.h
+	$(ARM_EABI_CC) $(CM_M4) $(CM_FLAGS) -Os $(FW_FLAGS) $(FWQ_DEF_i8) $(FW_SRC) -o $@ $(CM_LIBS)
+$(BUILD)/fw_f16_m4.elf: $(FW_DEP) $(BUILD)/cm_model_f16.h
+	$(ARM_EABI_CC) $(CM_M4) $(CM_FLAGS) -Os $(FW_FLAGS) $(FWQ_DEF_f16) $(FW_SRC) -o $@ $(CM_LIBS)
+$(BUILD)/fw_small_i8_m0.elf: $(FW_DEP) $(BUILD)/cm_small_i8.h examples/cortexm/microbit.ld
+	$(ARM_EABI_CC) $(CM_M0) $(CM_M0_FLAGS) $(FW_FLAGS) $(FWQ_DEF_small_i8) $(FW_SRC) -o $@ $(CM_LIBS)
+# device:machine:host build, for the bit-for-bit comparisons of the small formats
+FWQ_RUNS := fw_i8_m4:mps2-an386:fwq_i8_host fw_f16_m4:mps2-an386:fwq_f16_host \
+            fw_small_i8_m0:microbit:fwq_small_i8_host
+
 # The Helium (MVE) kernels: the suite's kernel and portable-math
 # tests (30 s) on the Cortex-M55 with newlib (printf, malloc over QEMU's DDR),
 # through the same parity checks as every other variant.
@@ -194,36 +224,60 @@ $(BUILD)/test_m55.elf: $(TEST_DEP) examples/cortexm/startup.c examples/cortexm/s
 # The default configuration on the M55 (Helium kernels, newlib's libm):
 # within FW_TOL of the host's portable samples (measured: 1.2e-6).
 FW_TOL ?= 1e-4
+# Deterministic time for the SysTick counts: 1 ns per instruction.
+CM_ICOUNT := -icount shift=0
 $(BUILD)/fw_m55_helium.elf: $(FW_DEP) $(BUILD)/cm_model.h
 	$(ARM_EABI_CC) $(CM_M55) $(filter-out -ffp-contract=off,$(CM_FLAGS)) -Ibuild \
 	    -DMODEL_HEADER='"cm_model.h"' $(FW_SRC) -o $@ $(CM_LIBS)
 
-FW_ELFS := $(BUILD)/fw_m4.elf $(BUILD)/fw_m55.elf $(BUILD)/fw_m55_helium.elf \
-           $(BUILD)/fw_small_m4.elf $(BUILD)/fw_small_m55.elf
-test-cortexm: $(BUILD)/fw_host $(FW_ELFS) $(BUILD)/test_m55.elf
+FW_ELFS := $(BUILD)/fw_m4.elf $(BUILD)/fw_f16_m4.elf $(BUILD)/fw_i8_m4.elf $(BUILD)/fw_m55.elf \
+           $(BUILD)/fw_m55_helium.elf $(BUILD)/fw_small_m4.elf $(BUILD)/fw_small_m55.elf \
+           $(BUILD)/fw_small_i8_m0.elf
+test-cortexm: $(BUILD)/fw_host $(FW_ELFS) $(BUILD)/test_m55.elf $(BUILD)/fwq_i8_host $(BUILD)/fwq_f16_host \
+              $(BUILD)/fwq_small_i8_host
 	$(call dfn_run_suite,$(QEMU_SYS) -M mps3-an547 -semihosting-config $(CM_TEST_ARGS) \
 	    -kernel $(BUILD)/test_m55.elf,)
 	@set -e; ./$(BUILD)/fw_host > $(BUILD)/fw_host.out; \
 	for t in m4:mps2-an386 m55:mps3-an547; do \
 	    elf=$(BUILD)/fw_$${t%%:*}.elf; \
-	    $(QEMU_SYS) -M $${t#*:} -kernel $$elf > $(BUILD)/fw_$${t%%:*}.out 2>&1 || \
+	    $(QEMU_SYS) $(CM_ICOUNT) -M $${t#*:} -kernel $$elf > $(BUILD)/fw_$${t%%:*}.out 2>&1 || \
 	        { cat $(BUILD)/fw_$${t%%:*}.out; echo "$$elf failed under qemu"; exit 1; }; \
-	    if cmp -s $(BUILD)/fw_host.out $(BUILD)/fw_$${t%%:*}.out; then \
+	    if grep -v -e '^stack' -e '^ticks' $(BUILD)/fw_$${t%%:*}.out | cmp -s $(BUILD)/fw_host.out -; then \
 	        echo "$${t#*:}: samples bit-identical to the host's ($$(tail -n 1 $(BUILD)/fw_host.out))"; \
 	    else echo "$${t#*:}: samples differ from the host's"; \
 	        diff $(BUILD)/fw_host.out $(BUILD)/fw_$${t%%:*}.out; exit 1; fi; \
 	done; \
-	$(QEMU_SYS) -M mps3-an547 -kernel $(BUILD)/fw_m55_helium.elf > $(BUILD)/fw_m55_helium.out 2>&1; \
+	for r in $(FWQ_RUNS); do \
+	    dev=$${r%%:*}; rest=$${r#*:}; mach=$${rest%%:*}; host=$${rest#*:}; \
+	    ./$(BUILD)/$$host > $(BUILD)/$$host.out; \
+	    $(QEMU_SYS) $(CM_ICOUNT) -M $$mach -kernel $(BUILD)/$$dev.elf > $(BUILD)/$$dev.out 2>&1 || \
+	        { cat $(BUILD)/$$dev.out; echo "$$dev failed under qemu"; exit 1; }; \
+	    if grep -v -e '^stack' -e '^ticks' $(BUILD)/$$dev.out | cmp -s $(BUILD)/$$host.out -; then \
+	        echo "$$dev ($$mach): samples bit-identical to the host's ($$(tail -n 1 $(BUILD)/$$host.out))"; \
+	    else echo "$$dev ($$mach): samples differ from the host's"; diff $(BUILD)/$$host.out $(BUILD)/$$dev.out; exit 1; fi; \
+	done; \
+	$(QEMU_SYS) $(CM_ICOUNT) -M mps3-an547 -kernel $(BUILD)/fw_m55_helium.elf > $(BUILD)/fw_m55_helium.out 2>&1; \
 	printf 'mps3-an547, Helium: '; $(NODE) platforms/cm_compare.mjs $(BUILD)/fw_host.out $(BUILD)/fw_m55_helium.out $(FW_TOL); \
 	for e in $(BUILD)/fw_small_m4.elf:mps2-an386 $(BUILD)/fw_small_m55.elf:mps3-an547; do \
-	    $(QEMU_SYS) -M $${e#*:} -kernel $${e%%:*} > $(BUILD)/fw_small.out 2>&1 || \
-	        { cat $(BUILD)/fw_small.out; echo "$${e%%:*} failed under qemu"; exit 1; }; \
+	    o=$${e%%:*}; o=$${o%.elf}.out; \
+	    $(QEMU_SYS) $(CM_ICOUNT) -M $${e#*:} -kernel $${e%%:*} > $$o 2>&1 || { cat $$o; echo "$${e%%:*} failed under qemu"; exit 1; }; \
 	done; \
-	echo "footprint (arm-none-eabi-size, bytes; flash = text + rodata + data, RAM = data + bss,"; \
-	echo "bss includes the FW_MEMORY workspace buffer):"; \
-	echo "| firmware | flash | RAM |"; echo "|---|---|---|"; \
+	echo "footprint (arm-none-eabi-size, bytes; flash = text + rodata + data; static RAM = data + bss, bss"; \
+	echo "holding the FW_MEMORY buffer; workspace = the part of it used; stack = the deepest the painted"; \
+	echo "stack was written; RAM = static + stack; instructions per sample = SysTick ticks of"; \
+	echo "dfn_sampler_run under -icount shift=0 (1 ns per instruction) times 1e9 / the board's"; \
+	echo "clock (mps2-an386 25 MHz, mps3-an547 32 MHz, microbit 16 MHz) / 8 samples, 20 NFE):"; \
+	echo "| firmware | flash | static RAM | workspace | stack | RAM | instructions / sample |"; \
+	echo "|---|--:|--:|--:|--:|--:|--:|"; \
 	for e in $(FW_ELFS); do \
-	    arm-none-eabi-size $$e | awk -v n=$$(basename $$e .elf) 'NR == 2 { printf "| %s | %d | %d |\n", n, $$1 + $$2, $$2 + $$3 }'; \
+	    n=$$(basename $$e .elf); out=$(BUILD)/$$n.out; \
+	    case $$n in *_m0) hz=16000000;; *m55*) hz=32000000;; *) hz=25000000;; esac; \
+	    ws=$$(awk '$$1 == "workspace" { print $$2 }' $$out); st=$$(awk '$$1 == "stack" { print $$2 }' $$out); \
+	    tk=$$(awk '$$1 == "ticks" { print $$2 }' $$out); \
+	    ws=$$((0x$${ws:-0})); st=$$((0x$${st:-0})); tk=$$((0x$${tk:-0})); \
+	    arm-none-eabi-size $$e | awk -v n=$$n -v w=$$ws -v s=$$st -v tk=$$tk -v hz=$$hz 'NR == 2 { \
+	        ins = tk >= 4294967295 ? "over 2^24 ticks" : sprintf("%.3g", tk * 1e9 / hz / 8); \
+	        printf "| %s | %d | %d | %d | %d | %d | %s |\n", n, $$1 + $$2, $$2 + $$3, w, s, $$2 + $$3 + s, ins }'; \
 	done
 
 # ------------------------------------------------------- embedding checks

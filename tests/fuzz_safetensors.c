@@ -113,6 +113,20 @@ static void fz_model(const unsigned char *data, size_t size)
             free(img);
         }
     }
+    {
+        /* and with int8 matrices (MATH.md section 13): any finite weights quantize and load */
+        size_t cap = dfn_model_save_safetensors_size_as(&lm.net, &lm.schedule, NULL, DFN_WEIGHTS_I8), got = 0;
+        unsigned char *img = cap ? (unsigned char *)malloc(cap) : NULL;
+        dfn_loaded_model again;
+        FZ_REQUIRE(cap > 0, "a loaded model cannot be saved as int8");
+        if (img) {
+            FZ_REQUIRE(dfn_model_save_safetensors_mem_as(img, cap, &got, &lm.net, &lm.schedule, NULL,
+                                                         DFN_WEIGHTS_I8) == DFN_OK && got == cap, "save int8");
+            FZ_REQUIRE(dfn_model_load_safetensors_mem(img, got, NULL, NULL, &again, &d) == DFN_OK, "reload int8");
+            dfn_model_free(&again, NULL);
+            free(img);
+        }
+    }
     dfn_model_free(&lm, NULL);
 }
 
@@ -205,6 +219,11 @@ int main(int argc, char **argv)
         put(argv[1], "mlp_parse", 0, img, len);
         put(argv[1], "mlp_model", 1, img, len);
         free(img);
+        len = dfn_model_save_safetensors_size_as(&n, &s, e, DFN_WEIGHTS_I8);
+        img = (unsigned char *)malloc(len);
+        dfn_model_save_safetensors_mem_as(img, len, &len, &n, &s, e, DFN_WEIGHTS_I8);
+        put(argv[1], "mlp_model_i8", 1, img, len);
+        free(img);
         free(p);
         free(e);
     }
@@ -222,6 +241,16 @@ int main(int argc, char **argv)
         img = (unsigned char *)malloc(len);
         dfn_model_save_safetensors_mem(img, len, &len, &n, &s, NULL);
         put(argv[1], "unet_model", 1, img, len);
+        free(img);
+        len = dfn_model_save_safetensors_size_as(&n, &s, NULL, DFN_WEIGHTS_F16);
+        img = (unsigned char *)malloc(len);
+        dfn_model_save_safetensors_mem_as(img, len, &len, &n, &s, NULL, DFN_WEIGHTS_F16);
+        put(argv[1], "unet_model_f16", 1, img, len);
+        free(img);
+        len = dfn_model_save_safetensors_size_as(&n, &s, NULL, DFN_WEIGHTS_I8);
+        img = (unsigned char *)malloc(len);
+        dfn_model_save_safetensors_mem_as(img, len, &len, &n, &s, NULL, DFN_WEIGHTS_I8);
+        put(argv[1], "unet_model_i8", 1, img, len);
         free(img);
         free(p);
     }

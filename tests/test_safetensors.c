@@ -559,3 +559,118 @@ void test_safetensors_model_mismatch(void)
     free(p);
     dfn_schedule_free(&sch, NULL);
 }
+
+/* Models saved with the small formats (MATH.md section 13) and read back:
+   the MLP's weights equal dfn_qmlp_dequantize's of its stored form (the
+   same numbers by the same arithmetic, bit for bit); for the U-Net, every
+   stored tensor is checked against section 13 recomputed here in double
+   (|w - w'| <= scale_r / 2, scale_r from the row's largest magnitude) or
+   against the binary16 rounding, and what stays F32 is unchanged. */
+void test_safetensors_quantized_models(void)
+{
+    dfn_mlp_config mc;
+    dfn_unet_config uc;
+    dfn_schedule s;
+    dfn_schedule_config sc = dfn_schedule_config_default(DFN_SCHEDULE_COSINE, 100);
+    int k, f;
+    st_models(&mc, &uc);
+    dfn_schedule_alloc(&s, &sc, NULL);
+    for (k = 0; k < 2; k++)
+        for (f = 1; f <= 2; f++) {
+            dfn_weight_format fmt = (dfn_weight_format)f;
+            dfn_mlp m, m2;
+            dfn_unet u, u2;
+            dfn_net net, net2;
+            dfn_safetensors st;
+            dfn_net_tensor *t;
+            size_t P = k == 0 ? dfn_mlp_num_params(&mc) : dfn_unet_num_params(&uc), size, size32, written;
+            float *p = (float *)malloc(P * sizeof(float)), *back = (float *)malloc(P * sizeof(float));
+            unsigned char *img;
+            void *mem = NULL;
+            int n, i, bad = 0;
+            st_fill(p, P, 0.25f);
+            if (k == 0) { dfn_mlp_init(&m, &mc, p); net = dfn_mlp_net(&m); dfn_mlp_init(&m2, &mc, back); net2 = dfn_mlp_net(&m2); }
+            else { dfn_unet_init(&u, &uc, p); net = dfn_unet_net(&u); dfn_unet_init(&u2, &uc, back); net2 = dfn_unet_net(&u2); }
+            size = dfn_model_save_safetensors_size_as(&net, &s, NULL, fmt);
+            size32 = dfn_model_save_safetensors_size(&net, &s, NULL);
+            CHECK(size > 0 && size < size32, "net %d %s: %zu bytes of %zu", k, dfn_weight_format_name(fmt), size,
+                  size32);
+            img = (unsigned char *)malloc(size);
+            CHECK(dfn_model_save_safetensors_mem_as(img, size, &written, &net, &s, NULL, fmt) == DFN_OK &&
+                  written == size, "write");
+            CHECK(st_parse(img, written, &st, &mem) == DFN_OK, "parse");
+            CHECK(strcmp(dfn_st_meta_find(&st, "weight_format"), dfn_weight_format_name(fmt)) == 0, "metadata");
+            CHECK(dfn_model_read_safetensors(&st, &net2, NULL, NULL) == DFN_OK, "read");
+            n = dfn_net_tensors(&net, NULL, 0);
+            t = (dfn_net_tensor *)malloc((size_t)n * sizeof *t);
+            dfn_net_tensors(&net, t, n);
+            {
+                /* the data: 1 or 2 bytes per stored weight, 4 per scale and per F32 value */
+                size_t want = 0;
+                for (i = 0; i < n; i++) {
+                    int small = t[i].ndim >= 2 && strcmp(t[i].name, "class_emb.weight") != 0;
+                    want += small ? t[i].count * (f == 2 ? 1u : 2u) + (f == 2 ? 4u * (size_t)t[i].shape[0] : 0u)
+                                  : 4u * t[i].count;
+                }
+                CHECK(st.data_bytes == want, "net %d %s: %zu data bytes, want %zu", k, dfn_weight_format_name(fmt),
+                      st.data_bytes, want);
+            }
+            for (i = 0; i < n; i++) {
+                size_t rows = (size_t)t[i].shape[0], cols = t[i].count / rows, r, j;
+                int small = t[i].ndim >= 2 && strcmp(t[i].name, "class_emb.weight") != 0;
+                /* rows of the block: a conv's row o is its Co index there too */
+                for (r = 0; r < rows; r++) {
+                    const float *a = p + t[i].offset + r * cols, *b = back + t[i].offset + r * cols;
+                    double mx = 0;
+                    for (j = 0; j < cols; j++) if (fabs(a[j]) > mx) mx = fabs(a[j]);
+                    for (j = 0; j < cols; j++) {
+                        if (!small) bad += a[j] != b[j];
+                        else if (f == 1) bad += b[j] != dfn_f16_to_f32(dfn_f32_to_f16(a[j]));
+                        else bad += fabs((double)a[j] - b[j]) > 0.5 * (mx / 127.0) * (1 + 1e-5);
+                    }
+                }
+            }
+            CHECK(bad == 0, "net %d %s: %d weights off", k, dfn_weight_format_name(fmt), bad);
+            if (k == 0) {
+                /* the MLP's file holds exactly dfn_qmlp's numbers */
+                dfn_qmlp q;
+                dfn_qmlp_sizes qs;
+                float *d = (float *)malloc(P * sizeof(float)), *sc2, *fl;
+                void *w;
+                dfn_mlp md;
+                dfn_qmlp_sizes_of(&mc, fmt, &qs);
+                w = malloc(qs.weight_bytes);
+                sc2 = (float *)malloc(sizeof(float) * (qs.scales + 1));
+                fl = (float *)malloc(sizeof(float) * qs.floats);
+                dfn_qmlp_quantize(&m, fmt, w, sc2, fl);
+                dfn_qmlp_init(&q, &mc, fmt, w, sc2, fl);
+                dfn_mlp_init(&md, &mc, d);
+                dfn_qmlp_dequantize(&q, &md);
+                CHECK(memcmp(d, back, P * sizeof(float)) == 0, "%s: the file's weights differ from dfn_qmlp's",
+                      dfn_weight_format_name(fmt));
+                free(d); free(w); free(sc2); free(fl);
+            }
+            /* an I8 tensor without its scales, and F16 beyond the half range */
+            if (f == 2) {
+                unsigned char *hit = NULL;
+                size_t at;
+                for (at = 8; at + 12 < written && !hit; at++)
+                    if (memcmp(img + at, "weight_scale", 12) == 0) hit = img + at;
+                CHECK(hit != NULL, "a scale tensor");
+                if (hit) {
+                    dfn_safetensors st2;
+                    void *mem2 = NULL;
+                    dfn_error_detail d;
+                    hit[11] = 'f';   /* "weight_scalf": not the network's */
+                    CHECK(st_parse(img, written, &st2, &mem2) == DFN_OK, "parse renamed");
+                    CHECK(dfn_model_read_safetensors(&st2, &net2, NULL, &d) == DFN_ERR_MISMATCH, "renamed scales");
+                    free(mem2);
+                }
+            } else {
+                p[t[0].offset] = 70000.0f;
+                CHECK(dfn_model_save_safetensors_size_as(&net, &s, NULL, fmt) == 0, "f16 overflow refused");
+            }
+            free(t); free(mem); free(img); free(p); free(back);
+        }
+    dfn_schedule_free(&s, NULL);
+}

@@ -1,6 +1,6 @@
 /* convert: diffusion.h's model files to safetensors and back.
 
-     build/convert IN OUT
+     build/convert [--int8 | --fp16] IN OUT
 
    IN is read as a model file ("DFNM") or as safetensors (by its bytes, not
    its name); OUT is written in the other format: a .dfnm file becomes
@@ -9,7 +9,14 @@
    diffusion.h or by tools/torch) becomes a model file with its EMA
    weights. The MLP and the U-Net; the optimizer state of a model file is
    not carried (safetensors holds weights). Prints what it did, or the
-   error and, for a safetensors file, the tensor or field it refused. */
+   error and, for a safetensors file, the tensor or field it refused.
+
+   --int8, --fp16: a model file becomes safetensors for deployment, its
+   matrices and convolution kernels in int8 with a scale per row or in fp16
+   (MATH.md section 13; biases, norms and embeddings stay F32), and only one
+   set of weights: the EMA weights when the file has them. Such a file
+   converts back to a model file (its weights as the small format rounded
+   them). */
 #define DIFFUSION_IMPLEMENTATION
 #include "diffusion.h"
 #include <stdio.h>
@@ -31,11 +38,16 @@ int main(int argc, char **argv)
     dfn_loaded_model lm;
     dfn_error_detail d;
     dfn_result r;
-    int to_st;
-    if (argc != 3) {
-        fprintf(stderr, "usage: convert IN OUT   (a model file to safetensors, or safetensors to a model file)\n");
+    int to_st, a = 1;
+    dfn_weight_format fmt = DFN_WEIGHTS_F32;
+    if (argc == 4 && !strcmp(argv[1], "--int8")) { fmt = DFN_WEIGHTS_I8; a = 2; }
+    else if (argc == 4 && !strcmp(argv[1], "--fp16")) { fmt = DFN_WEIGHTS_F16; a = 2; }
+    if (argc - a != 2) {
+        fprintf(stderr, "usage: convert [--int8 | --fp16] IN OUT   (a model file to safetensors, or safetensors to a "
+                        "model file)\n");
         return 2;
     }
+    argv += a - 1;
     if ((r = dfn_file_read_all(argv[1], NULL, &data, &len)) != DFN_OK) return fail("reading", argv[1], r, NULL);
     to_st = len >= 4 && memcmp(data, "DFNM", 4) == 0;
     memset(&d, 0, sizeof d);
@@ -48,7 +60,16 @@ int main(int argc, char **argv)
         dfn_model_free(&lm, NULL);
         return 1;
     }
-    if (to_st) {
+    if (fmt != DFN_WEIGHTS_F32 && !to_st) {
+        fprintf(stderr, "convert: --int8 and --fp16 write safetensors from a model file\n");
+        dfn_model_free(&lm, NULL);
+        return 2;
+    }
+    if (to_st && fmt != DFN_WEIGHTS_F32) {
+        dfn_net deploy = lm.net;
+        if (lm.ema) deploy.params = lm.ema;
+        r = dfn_model_save_safetensors_as(argv[2], &deploy, &lm.schedule, NULL, fmt);
+    } else if (to_st) {
         r = dfn_model_save_safetensors(argv[2], &lm.net, &lm.schedule, lm.ema);
     } else {
         /* the EMA weights go into a model file through a trainer (batch 1) */
@@ -71,10 +92,11 @@ int main(int argc, char **argv)
         dfn_model_free(&lm, NULL);
         return fail("writing", argv[2], r, NULL);
     }
-    printf("convert: %s (%s, %zu parameters%s, %s schedule T = %d) -> %s (%s)\n", argv[1],
+    printf("convert: %s (%s, %zu parameters%s, %s schedule T = %d) -> %s (%s%s%s)\n", argv[1],
            lm.info.net == DFN_NET_MLP ? "MLP" : "U-Net", lm.net.count, lm.ema ? ", with EMA" : "",
            dfn_schedule_kind_name(lm.schedule.config.kind), lm.schedule.T, argv[2],
-           to_st ? "safetensors" : "model file");
+           to_st ? "safetensors" : "model file", fmt != DFN_WEIGHTS_F32 ? ", weights " : "",
+           fmt != DFN_WEIGHTS_F32 ? dfn_weight_format_name(fmt) : "");
     dfn_model_free(&lm, NULL);
     return 0;
 }
