@@ -602,7 +602,8 @@ void test_safetensors_quantized_models(void)
             CHECK(strcmp(dfn_st_meta_find(&st, "weight_format"), dfn_weight_format_name(fmt)) == 0, "metadata");
             CHECK(dfn_model_read_safetensors(&st, &net2, NULL, NULL) == DFN_OK, "read");
             n = dfn_net_tensors(&net, NULL, 0);
-            t = (dfn_net_tensor *)malloc((size_t)n * sizeof *t);
+            if (n < 1) n = 1;
+            t = (dfn_net_tensor *)calloc((size_t)n, sizeof *t);
             dfn_net_tensors(&net, t, n);
             {
                 /* the data: 1 or 2 bytes per stored weight, 4 per scale and per F32 value */
