@@ -6746,22 +6746,20 @@ static int dfn__mlp_class_row(const dfn_mlp_config *c, const int *labels, int i)
     return labels && labels[i] >= 0 ? labels[i] : c->num_classes;
 }
 
-/* out (B, D) for B <= the rows ib was laid out for; work: GEMM scratch. */
-static void dfn__mlp_infer(const dfn_mlp *m, const dfn__mlp_ibuf *ib, float *work, float *out,
-                           const float *x, const int *t, const int *labels, int B)
+/* The inputs of the inference forward into ib: a = [x, emb(scale x_1),
+   ..., emb(scale x_D)] (rows of Ka), the runs of rows with equal (t,
+   label), and e = temb(t) + class_emb[label] once per run (cls: the class
+   embeddings). Returns the number of runs. */
+static int dfn__mlp_infer_inputs(const dfn_mlp_config *c, int Ka, const dfn__mlp_ibuf *ib, const float *cls,
+                                 const float *x, const int *t, const int *labels, int B)
 {
-    const dfn_mlp_config *c = &m->cfg;
-    const dfn_mlp_layout *l = &m->lay;
-    const float *P = m->params;
-    int D = c->dim, H = c->hidden, E = c->time_dim, Ka = (int)l->in_dim - c->time_dim, i, j, b, u = 0;
-        float *tf = ib->pre;                   /* free until layer 0's product */
-    /* a = [x, emb(scale x_1), ..., emb(scale x_D)] */
+    int D = c->dim, E = c->time_dim, i, j, u = 0;
+    float *tf = ib->pre;                   /* free until layer 0's product */
     for (i = 0; i < B; i++)
         for (j = 0; j < D; j++) ib->a[(size_t)i * Ka + j] = x[(size_t)i * D + j];
     for (j = 0; j < D && c->input_emb_dim > 0; j++)
         dfn_sinusoidal_embedding(ib->a + D + (size_t)j * c->input_emb_dim, Ka, x + j, D,
                                  c->input_scale, B, c->input_emb_dim);
-    /* runs of rows with equal (t, label) */
     for (i = 0; i < B; i++) {
         int row = dfn__mlp_class_row(c, labels, i);
         if (i > 0 && t[i] == t[i - 1] && row == ib->cls[ib->run[i - 1]]) {
@@ -6772,10 +6770,22 @@ static void dfn__mlp_infer(const dfn_mlp *m, const dfn__mlp_ibuf *ib, float *wor
         ib->cls[u] = row;
         tf[u++] = (float)t[i];
     }
-    /* e = temb(t) + class_emb[label] and c = W_t e + b_in, once per run */
     dfn_sinusoidal_embedding(ib->e, E, tf, 1, 1.0f, u, E);
     for (i = 0; i < u && c->num_classes > 0; i++)
-        dfn_vec_axpy((size_t)E, 1.0f, P + l->cls + (size_t)ib->cls[i] * E, ib->e + (size_t)i * E);
+        dfn_vec_axpy((size_t)E, 1.0f, cls + (size_t)ib->cls[i] * E, ib->e + (size_t)i * E);
+    return u;
+}
+
+/* out (B, D) for B <= the rows ib was laid out for; work: GEMM scratch. */
+static void dfn__mlp_infer(const dfn_mlp *m, const dfn__mlp_ibuf *ib, float *work, float *out,
+                           const float *x, const int *t, const int *labels, int B)
+{
+    const dfn_mlp_config *c = &m->cfg;
+    const dfn_mlp_layout *l = &m->lay;
+    const float *P = m->params;
+    int D = c->dim, H = c->hidden, E = c->time_dim, Ka = (int)l->in_dim - c->time_dim, i, b;
+    /* a, the runs and e = temb(t) + class_emb[label] once per run; then c = W_t e + b_in */
+    int u = dfn__mlp_infer_inputs(c, Ka, ib, P + l->cls, x, t, labels, B);
     dfn_gemm(0, 1, u, H, E, 1.0f, ib->e, E, P + l->w_in + Ka, (int)l->in_dim, 0.0f, ib->c, H, work);
     dfn_bias_add(u, H, ib->c, P + l->b_in);
     /* h_0 = act(W_a a + c) */
@@ -7200,28 +7210,10 @@ static void dfn__qmlp_infer(const dfn_qmlp *q, const dfn__mlp_ibuf *ib, float *o
 {
     const dfn_mlp_config *c = &q->cfg;
     const float *F = q->floats, *S = q->scales;
-    int D = c->dim, H = c->hidden, E = c->time_dim, I = (int)q->lay.in_dim, Ka = I - E, i, j, b, u = 0;
+    int D = c->dim, H = c->hidden, E = c->time_dim, I = (int)q->lay.in_dim, Ka = I - E, i, b, u;
     size_t wb = (size_t)H * I, fb = (size_t)H, sb = (size_t)H;    /* past W_in, b_in, its scales */
     size_t cls = (size_t)H * (c->blocks + 1) + (size_t)D;          /* class embeddings in floats */
-    float *tf = ib->pre;
-    for (i = 0; i < B; i++)
-        for (j = 0; j < D; j++) ib->a[(size_t)i * Ka + j] = x[(size_t)i * D + j];
-    for (j = 0; j < D && c->input_emb_dim > 0; j++)
-        dfn_sinusoidal_embedding(ib->a + D + (size_t)j * c->input_emb_dim, Ka, x + j, D, c->input_scale, B,
-                                 c->input_emb_dim);
-    for (i = 0; i < B; i++) {
-        int row = dfn__mlp_class_row(c, labels, i);
-        if (i > 0 && t[i] == t[i - 1] && row == ib->cls[ib->run[i - 1]]) {
-            ib->run[i] = ib->run[i - 1];
-            continue;
-        }
-        ib->run[i] = u;
-        ib->cls[u] = row;
-        tf[u++] = (float)t[i];
-    }
-    dfn_sinusoidal_embedding(ib->e, E, tf, 1, 1.0f, u, E);
-    for (i = 0; i < u && c->num_classes > 0; i++)
-        dfn_vec_axpy((size_t)E, 1.0f, F + cls + (size_t)ib->cls[i] * E, ib->e + (size_t)i * E);
+    u = dfn__mlp_infer_inputs(c, Ka, ib, F + cls, x, t, labels, B);
     /* c = W_t e + b_in per run; h_0 = act(W_a a + c) */
     dfn__qlinear(q, 0, I, Ka, S, H, E, ib->e, E, u, ib->c, H, 0);
     dfn_bias_add(u, H, ib->c, F);
