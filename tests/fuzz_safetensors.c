@@ -181,6 +181,17 @@ static void put(const char *dir, const char *name, int kind, const void *data, s
     fclose(f);
 }
 
+/* A model's safetensors image in format fmt, as seed `name` of kind 1. */
+static void put_model(const char *dir, const char *name, const dfn_net *n, const dfn_schedule *s, const float *ema,
+                      dfn_weight_format fmt)
+{
+    size_t len = dfn_model_save_safetensors_size_as(n, s, ema, fmt);
+    unsigned char *img = (unsigned char *)malloc(len ? len : 1);
+    if (!img || dfn_model_save_safetensors_mem_as(img, len, &len, n, s, ema, fmt) != DFN_OK) exit(1);
+    put(dir, name, 1, img, len);
+    free(img);
+}
+
 int main(int argc, char **argv)
 {
     static const char *configs[] = {
@@ -219,11 +230,7 @@ int main(int argc, char **argv)
         put(argv[1], "mlp_parse", 0, img, len);
         put(argv[1], "mlp_model", 1, img, len);
         free(img);
-        len = dfn_model_save_safetensors_size_as(&n, &s, e, DFN_WEIGHTS_I8);
-        img = (unsigned char *)malloc(len);
-        dfn_model_save_safetensors_mem_as(img, len, &len, &n, &s, e, DFN_WEIGHTS_I8);
-        put(argv[1], "mlp_model_i8", 1, img, len);
-        free(img);
+        put_model(argv[1], "mlp_model_i8", &n, &s, e, DFN_WEIGHTS_I8);
         free(p);
         free(e);
     }
@@ -237,21 +244,9 @@ int main(int argc, char **argv)
         p = (float *)malloc(dfn_unet_num_params(&uc) * sizeof(float));
         if (dfn_unet_init(&u, &uc, p) || dfn_unet_init_weights(&u, &rng)) return 1;
         n = dfn_unet_net(&u);
-        len = dfn_model_save_safetensors_size(&n, &s, NULL);
-        img = (unsigned char *)malloc(len);
-        dfn_model_save_safetensors_mem(img, len, &len, &n, &s, NULL);
-        put(argv[1], "unet_model", 1, img, len);
-        free(img);
-        len = dfn_model_save_safetensors_size_as(&n, &s, NULL, DFN_WEIGHTS_F16);
-        img = (unsigned char *)malloc(len);
-        dfn_model_save_safetensors_mem_as(img, len, &len, &n, &s, NULL, DFN_WEIGHTS_F16);
-        put(argv[1], "unet_model_f16", 1, img, len);
-        free(img);
-        len = dfn_model_save_safetensors_size_as(&n, &s, NULL, DFN_WEIGHTS_I8);
-        img = (unsigned char *)malloc(len);
-        dfn_model_save_safetensors_mem_as(img, len, &len, &n, &s, NULL, DFN_WEIGHTS_I8);
-        put(argv[1], "unet_model_i8", 1, img, len);
-        free(img);
+        put_model(argv[1], "unet_model", &n, &s, NULL, DFN_WEIGHTS_F32);
+        put_model(argv[1], "unet_model_f16", &n, &s, NULL, DFN_WEIGHTS_F16);
+        put_model(argv[1], "unet_model_i8", &n, &s, NULL, DFN_WEIGHTS_I8);
         free(p);
     }
     {
