@@ -2412,6 +2412,15 @@ DFNDEF dfn_result dfn_idx_info_mem(const void *data, size_t len, dfn_idx_info *i
 DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsample, float *out,
                                      size_t cap, int *n, int *h, int *w);
 
+/* dfn_idx_images_mem for colour too: an IDX ubyte file of 3 dimensions
+   (n, H, W: C = 1) or 4 (n, H, W, C), C 1..4 channels interleaved per pixel
+   (RGB as PNG stores it; `make emoji-data` writes C = 3), into out
+   (n, H/f, W/f, C), each channel averaged over f x f blocks as above. *c
+   (may be NULL) gets C. Errors: those of dfn_idx_images_mem, with 4
+   dimensions allowed and DFN_ERR_FORMAT for C outside 1..4. */
+DFNDEF dfn_result dfn_idx_images_mem_c(const void *data, size_t len, int downsample, float *out,
+                                       size_t cap, int *n, int *h, int *w, int *c);
+
 /* The labels of an IDX file of type DFN_IDX_UBYTE with 1 dimension (n)
    into labels (n ints 0..255); *n (may be NULL) gets n. With labels ==
    NULL only *n is set (it is also set when cap is too small). Errors:
@@ -2430,7 +2439,8 @@ typedef struct dfn_image_set {
 #if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
 /* Read an IDX image file (and, when labels_path is not NULL, its IDX label
    file) into memory from DFN_MALLOC(..., alloc_ctx), downsampled by
-   `downsample` as in dfn_idx_images_mem; c is 1. Each file is read whole
+   `downsample` as in dfn_idx_images_mem; grey (n, H, W) files give c = 1,
+   colour (n, H, W, C) files c = C (dfn_idx_images_mem_c). Each file is read whole
    (as by dfn_file_read_all, within the default dfn_limits: see
    dfn_idx_load_ex) and released before returning. On error every
    field of *set is 0 and nothing stays allocated. Release with
@@ -10367,24 +10377,26 @@ DFNDEF dfn_result dfn_idx_info_mem(const void *data, size_t len, dfn_idx_info *i
     return DFN_OK;
 }
 
-DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsample, float *out,
-                                     size_t cap, int *n, int *h, int *w)
+DFNDEF dfn_result dfn_idx_images_mem_c(const void *data, size_t len, int downsample, float *out,
+                                       size_t cap, int *n, int *h, int *w, int *c)
 {
     dfn_idx_info in;
     const unsigned char *px;
-    size_t N, H, W, f, oh, ow, k, y, x, a, b;
+    size_t N, H, W, C, f, oh, ow, k, y, x, a, b, ch;
     long ff;
     float denom;
     dfn_result r;
     if (n) *n = 0;
     if (h) *h = 0;
     if (w) *w = 0;
+    if (c) *c = 0;
     if ((r = dfn_idx_info_mem(data, len, &in)) != DFN_OK) return r;
-    if (in.type != DFN_IDX_UBYTE || in.ndims != 3) return DFN_ERR_FORMAT;
+    if (in.type != DFN_IDX_UBYTE || (in.ndims != 3 && in.ndims != 4)) return DFN_ERR_FORMAT;
     N = in.dims[0];
     H = in.dims[1];
     W = in.dims[2];
-    if (H == 0 || W == 0 || N > (size_t)DFN__INT_MAX || H > (size_t)DFN__INT_MAX ||
+    C = in.ndims == 4 ? in.dims[3] : 1;
+    if (H == 0 || W == 0 || C < 1 || C > 4 || N > (size_t)DFN__INT_MAX || H > (size_t)DFN__INT_MAX ||
         W > (size_t)DFN__INT_MAX)
         return DFN_ERR_FORMAT;
     if (downsample < 1 || downsample > 16) return DFN_ERR_INVALID_ARG;
@@ -10395,8 +10407,9 @@ DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsampl
     if (n) *n = (int)N;
     if (h) *h = (int)oh;
     if (w) *w = (int)ow;
-    if (!out) return DFN_OK;
-    if (cap / (oh * ow) < N) return DFN_ERR_BUFFER_TOO_SMALL;         /* N oh ow <= count: no overflow */
+    if (c) *c = (int)C;
+    if (!out || N == 0) return DFN_OK;          /* N = 0: H W C was never multiplied out */
+    if (cap / (oh * ow * C) < N) return DFN_ERR_BUFFER_TOO_SMALL;     /* N oh ow C <= count: no overflow */
     /* The mean of f^2 bytes, mapped to [-1, 1]: (2 sum - 255 f^2) / (255 f^2).
        Both are integers below 2^24, exact in float: one rounding, in the
        division. */
@@ -10404,18 +10417,33 @@ DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsampl
     denom = (float)ff;
     px = (const unsigned char *)data + in.data_offset;
     for (k = 0; k < N; k++) {
-        const unsigned char *img = px + k * H * W;
-        float *o = out + k * oh * ow;
+        const unsigned char *img = px + k * H * W * C;
+        float *o = out + k * oh * ow * C;
         for (y = 0; y < oh; y++) {
             for (x = 0; x < ow; x++) {
-                long sum = 0;
-                for (a = 0; a < f; a++)
-                    for (b = 0; b < f; b++) sum += img[(y * f + a) * W + x * f + b];
-                o[y * ow + x] = (float)(2 * sum - ff) / denom;
+                for (ch = 0; ch < C; ch++) {
+                    long sum = 0;
+                    for (a = 0; a < f; a++)
+                        for (b = 0; b < f; b++) sum += img[((y * f + a) * W + x * f + b) * C + ch];
+                    o[(y * ow + x) * C + ch] = (float)(2 * sum - ff) / denom;
+                }
             }
         }
     }
     return DFN_OK;
+}
+
+DFNDEF dfn_result dfn_idx_images_mem(const void *data, size_t len, int downsample, float *out,
+                                     size_t cap, int *n, int *h, int *w)
+{
+    dfn_idx_info in;
+    dfn_result r;
+    if (n) *n = 0;
+    if (h) *h = 0;
+    if (w) *w = 0;
+    if ((r = dfn_idx_info_mem(data, len, &in)) != DFN_OK) return r;
+    if (in.ndims != 3) return DFN_ERR_FORMAT;          /* grey only: (n, H, W) */
+    return dfn_idx_images_mem_c(data, len, downsample, out, cap, n, h, w, NULL);
 }
 
 DFNDEF dfn_result dfn_idx_labels_mem(const void *data, size_t len, int *labels, int cap, int *n)
@@ -10461,9 +10489,9 @@ DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, c
     DFN_MEMSET(&s, 0, sizeof s);
     if ((r = dfn__file_read(images_path, limits->max_bytes, DFN_ERR_LIMIT, alloc_ctx, &buf, &len)) != DFN_OK)
         return r;
-    r = dfn_idx_images_mem(buf, len, downsample, NULL, 0, &s.n, &s.h, &s.w);
+    r = dfn_idx_images_mem_c(buf, len, downsample, NULL, 0, &s.n, &s.h, &s.w, &s.c);
     if (r == DFN_OK) {
-        total = (size_t)s.n * (size_t)s.h * (size_t)s.w;   /* at most len */
+        total = (size_t)s.n * (size_t)s.h * (size_t)s.w * (size_t)s.c;   /* at most len */
         /* the file's own sides, and the floats beside the file */
         if ((size_t)s.h * (size_t)downsample > (size_t)limits->max_side ||
             (size_t)s.w * (size_t)downsample > (size_t)limits->max_side ||
@@ -10471,7 +10499,7 @@ DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, c
             r = DFN_ERR_LIMIT;
         else if (!(s.images = (float *)DFN_MALLOC(total ? total * sizeof(float) : 1, alloc_ctx)))
             r = DFN_ERR_OUT_OF_MEMORY;
-        else r = dfn_idx_images_mem(buf, len, downsample, s.images, total, NULL, NULL, NULL);
+        else r = dfn_idx_images_mem_c(buf, len, downsample, s.images, total, NULL, NULL, NULL, NULL);
     }
     dfn_file_free(buf, alloc_ctx);
     buf = NULL;
@@ -10493,7 +10521,6 @@ DFNDEF dfn_result dfn_idx_load_ex(dfn_image_set *set, const char *images_path, c
         dfn_image_set_free(&s, alloc_ctx);
         return r;
     }
-    s.c = 1;
     *set = s;
     return DFN_OK;
 }

@@ -49,6 +49,7 @@ typedef struct options {
     int sample_only, inpaint;
     int flow, process_given;   /* --process flow; whether --process was given */
     int time_sampling;         /* -1: the process's default (vp uniform, flow logit-normal) */
+    int weighting;             /* dfn_loss_weighting */
 } options;
 
 /* The few-step sampler of a flow model when --sampler / --spacing / --nfe
@@ -79,6 +80,9 @@ static void usage(FILE *f)
             "                        flow: rectified flow (velocity prediction on the flow\n"
             "                        schedule, MATH.md section 12). A model file given to\n"
             "                        --resume or --sample-only brings its own process\n"
+            "  --weighting W         the loss's weight per t: uniform or min-snr (Min-SNR-5,\n"
+            "                        MATH.md section 5; default uniform; not in\n"
+            "                        the model file: give it again with --resume)\n"
             "  --time-sampling M     training t: uniform or logit-normal (SD3, m 0, s 1);\n"
             "                        default uniform on vp, logit-normal on flow (not in the\n"
             "                        model file: give it again with --resume)\n"
@@ -164,6 +168,11 @@ static int parse(int argc, char **argv, options *o)
             if (strcmp(v, "vp") && strcmp(v, "flow")) { fprintf(stderr, "mnist: --process must be vp or flow\n"); return 0; }
             o->flow = !strcmp(v, "flow");
             o->process_given = 1;
+        }
+        else if (!strcmp(a, "--weighting")) {
+            if (!strcmp(v, "uniform")) o->weighting = DFN_WEIGHT_UNIFORM;
+            else if (!strcmp(v, "min-snr")) o->weighting = DFN_WEIGHT_MIN_SNR;
+            else { fprintf(stderr, "mnist: --weighting must be uniform or min-snr\n"); return 0; }
         }
         else if (!strcmp(a, "--time-sampling")) {
             if (!strcmp(v, "uniform")) o->time_sampling = DFN_TIME_UNIFORM;
@@ -468,6 +477,7 @@ int main(int argc, char **argv)
         tc.grad_clip = 1.0f;
         tc.ema_decay = 0.999f;
         tc.p_uncond = (float)o.p_uncond;
+        tc.weighting = (dfn_loss_weighting)o.weighting;
         /* flow: SD3's logit-normal t (m = 0, s = 1: the defaults of the config) */
         tc.time_sampling = o.time_sampling >= 0 ? (dfn_time_sampling)o.time_sampling
                          : o.flow ? DFN_TIME_LOGIT_NORMAL : DFN_TIME_UNIFORM;

@@ -1,5 +1,6 @@
 /* libFuzzer target for the image code that sees untrusted input: the IDX
-   parsers (dfn_idx_info_mem, dfn_idx_images_mem, dfn_idx_labels_mem, with
+   parsers (dfn_idx_info_mem, dfn_idx_images_mem(_c): grey and colour,
+   dfn_idx_labels_mem, with
    every downsampling factor and small and exact buffers), and the image
    writers (dfn_image_grid, dfn_png_encode, dfn_pnm_encode) on sizes and
    float bits taken from the input. The first byte picks the target.
@@ -28,18 +29,24 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         size_t len = size - 1;
         dfn_idx_info_mem(p, len, &info);
         for (f = 0; f <= 17; f++) {
-            if (dfn_idx_images_mem(p, len, f, NULL, 0, &n, &h, &w) == DFN_OK) {
+            int c = 0, n1 = 0;
+            /* the grey reader agrees with the colour one on grey files */
+            if (dfn_idx_images_mem(p, len, f, NULL, 0, &n1, NULL, NULL) == DFN_OK &&
+                (dfn_idx_images_mem_c(p, len, f, NULL, 0, &n, NULL, NULL, &c) != DFN_OK || c != 1 || n != n1))
+                abort();
+            if (dfn_idx_images_mem_c(p, len, f, NULL, 0, &n, &h, &w, &c) == DFN_OK) {
                 /* buffers of exactly the floats asked for (ASan sees one
                    past the end), then one float short: refused, untouched */
-                size_t need = (size_t)n * (size_t)h * (size_t)w, i;
+                size_t need = (size_t)n * (size_t)h * (size_t)w * (size_t)c, i;
                 float *exact = need > 0 && need <= ((size_t)1 << 24) ? (float *)malloc(need * sizeof(float)) : NULL;
                 if (exact) {
-                    if (dfn_idx_images_mem(p, len, f, exact, need, &n, &h, &w) != DFN_OK) abort();
+                    if (dfn_idx_images_mem_c(p, len, f, exact, need, &n, &h, &w, &c) != DFN_OK) abort();
                     for (i = 0; i < need; i++)
                         if (!(exact[i] >= -1.0f && exact[i] <= 1.0f)) abort();   /* pixels in [-1, 1] */
                     free(exact);
                     exact = (float *)malloc(need > 1 ? (need - 1) * sizeof(float) : 1);
-                    if (exact && dfn_idx_images_mem(p, len, f, exact, need - 1, &n, &h, &w) != DFN_ERR_BUFFER_TOO_SMALL)
+                    if (exact && dfn_idx_images_mem_c(p, len, f, exact, need - 1, &n, &h, &w, &c) !=
+                                     DFN_ERR_BUFFER_TOO_SMALL)
                         abort();
                     free(exact);
                 }
@@ -106,6 +113,14 @@ int main(int argc, char **argv)
     b[2] = 8; b[3] = 3; b[7] = 2; b[11] = 4; b[15] = 6;
     for (i = 16; i < sizeof b; i++) b[i] = (unsigned char)(i * 13);
     put(argv[1], "images", b, sizeof b);
+    /* One 2x4 RGB image (4 dimensions: n, H, W, C). */
+    {
+        unsigned char c[20 + 2 * 4 * 3];
+        memset(c, 0, sizeof c);
+        c[2] = 8; c[3] = 4; c[7] = 1; c[11] = 2; c[15] = 4; c[19] = 3;
+        for (i = 20; i < sizeof c; i++) c[i] = (unsigned char)(i * 7);
+        put(argv[1], "colour", c, sizeof c);
+    }
     /* Five labels. */
     memset(b, 0, 13);
     b[2] = 8; b[3] = 1; b[7] = 5;

@@ -219,6 +219,90 @@ void test_images_idx_pixels_and_downsampling(void)
     CHECK(dfn_idx_images_mem(NULL, 5, 1, out, 10, NULL, NULL, NULL) == DFN_ERR_NULL, "NULL data");
 }
 
+/* Colour IDX files (n, H, W, C): every channel read and averaged on its
+   own, against the bytes in double. */
+void test_images_idx_colour(void)
+{
+    enum { N = 3, H = 4, W = 6, C = 3 };
+    static unsigned char buf[32 + N * H * W * C], px[N * H * W * C];
+    static float out[N * H * W * C + 8];
+    uint32_t dims[4] = { N, H, W, C };
+    int n, h, w, c, k, y, x, ch, i;
+    size_t len;
+    double maxerr = 0.0;
+    for (i = 0; i < N * H * W * C; i++) px[i] = (unsigned char)((i * 37 + 11) % 256);
+    len = ti_idx(buf, DFN_IDX_UBYTE, 4, dims, px, sizeof px);
+    CHECK(dfn_idx_images_mem_c(buf, len, 1, NULL, 0, &n, &h, &w, &c) == DFN_OK, "query");
+    CHECK(n == N && h == H && w == W && c == C, "%d %d %d %d", n, h, w, c);
+    for (i = 0; i < N * H * W * C + 8; i++) out[i] = 7.0f;
+    CHECK(dfn_idx_images_mem_c(buf, len, 1, out, N * H * W * C, &n, &h, &w, &c) == DFN_OK, "f = 1");
+    for (i = 0; i < N * H * W * C; i++)
+        CHECK(out[i] == (float)ti_byte_value(px[i]), "value %d: byte %d -> %.9g", i, px[i], out[i]);
+    CHECK(out[N * H * W * C] == 7.0f, "wrote past the images");
+    /* 2x2 means per channel (interleaved RGB: a channel's neighbours are C apart). */
+    CHECK(dfn_idx_images_mem_c(buf, len, 2, out, N * (H / 2) * (W / 2) * C, &n, &h, &w, &c) == DFN_OK &&
+          h == H / 2 && w == W / 2 && c == C, "f = 2");
+    for (k = 0; k < N; k++)
+        for (y = 0; y < H / 2; y++)
+            for (x = 0; x < W / 2; x++)
+                for (ch = 0; ch < C; ch++) {
+                    const unsigned char *p = px + k * H * W * C;
+                    double ref = (ti_byte_value(p[((2 * y) * W + 2 * x) * C + ch]) +
+                                  ti_byte_value(p[((2 * y) * W + 2 * x + 1) * C + ch]) +
+                                  ti_byte_value(p[((2 * y + 1) * W + 2 * x) * C + ch]) +
+                                  ti_byte_value(p[((2 * y + 1) * W + 2 * x + 1) * C + ch])) / 4.0;
+                    double e = fabs(out[((k * (H / 2) + y) * (W / 2) + x) * C + ch] - ref);
+                    if (e > maxerr) maxerr = e;
+                }
+    CHECK(maxerr <= 6e-8, "2x2 mean error %g", maxerr);
+    CHECK(dfn_idx_images_mem_c(buf, len, 1, out, N * H * W * C - 1, &n, &h, &w, &c) == DFN_ERR_BUFFER_TOO_SMALL &&
+          c == C, "cap");
+    /* The grey reader keeps refusing 4 dimensions (its caller sizes n H W). */
+    CHECK(dfn_idx_images_mem(buf, len, 1, out, sizeof out / sizeof out[0], &n, &h, &w) == DFN_ERR_FORMAT && n == 0,
+          "grey reader, colour file");
+    /* A grey file through the colour reader: C = 1, the same values. */
+    {
+        uint32_t d3[3] = { N, H, W * C };
+        len = ti_idx(buf, DFN_IDX_UBYTE, 3, d3, px, sizeof px);
+        CHECK(dfn_idx_images_mem_c(buf, len, 1, out, sizeof out / sizeof out[0], &n, &h, &w, &c) == DFN_OK &&
+              c == 1 && w == W * C, "grey file: c = %d", c);
+        CHECK(out[5] == (float)ti_byte_value(px[5]), "grey value");
+    }
+    /* C outside 1..4, 5 dimensions; no images with sides whose product
+       would overflow a 32-bit size_t. */
+    {
+        uint32_t d5[4] = { 1, 2, 2, 5 }, d0[4] = { 1, 2, 2, 0 }, dd[5] = { 1, 2, 2, 3, 1 },
+                 dn[4] = { 0, 65536, 65536, 4 };
+        len = ti_idx(buf, DFN_IDX_UBYTE, 4, d5, px, 20);
+        CHECK(dfn_idx_images_mem_c(buf, len, 1, out, sizeof out / sizeof out[0], &n, &h, &w, &c) == DFN_ERR_FORMAT &&
+              c == 0 && n == 0, "C = 5");
+        len = ti_idx(buf, DFN_IDX_UBYTE, 4, d0, px, 0);
+        CHECK(dfn_idx_images_mem_c(buf, len, 1, out, sizeof out / sizeof out[0], NULL, NULL, NULL, NULL) ==
+              DFN_ERR_FORMAT, "C = 0");
+        len = ti_idx(buf, DFN_IDX_UBYTE, 5, dd, px, 12);
+        CHECK(dfn_idx_images_mem_c(buf, len, 1, out, sizeof out / sizeof out[0], NULL, NULL, NULL, NULL) ==
+              DFN_ERR_FORMAT, "5 dims");
+        len = ti_idx(buf, DFN_IDX_UBYTE, 4, dn, px, 0);
+        CHECK(dfn_idx_images_mem_c(buf, len, 1, out, 0, &n, &h, &w, &c) == DFN_OK && n == 0 && c == 4, "n = 0");
+    }
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+    {
+        const char *pi = "/tmp/dfn_test_colour_idx4";
+        dfn_image_set set;
+        FILE *f;
+        len = ti_idx(buf, DFN_IDX_UBYTE, 4, dims, px, sizeof px);
+        f = fopen(pi, "wb");
+        CHECK(f && fwrite(buf, 1, len, f) == len && fclose(f) == 0, "write");
+        CHECK(dfn_idx_load(&set, pi, NULL, 1, NULL) == DFN_OK && set.c == C && set.h == H && set.n == N, "load");
+        if (set.images)
+            for (i = 0; i < N * H * W * C; i++)
+                CHECK(set.images[i] == (float)ti_byte_value(px[i]), "loaded value %d", i);
+        dfn_image_set_free(&set, NULL);
+        remove(pi);
+    }
+#endif
+}
+
 void test_images_idx_labels(void)
 {
     static unsigned char buf[1024];

@@ -86,6 +86,9 @@ $(BUILD)/manual_quickstart: $(BUILD)/manual_quickstart.c
 # Runs every build; stops at the first failing one. The last line sums them.
 test: $(TESTS) $(BUILD)/manual_quickstart
 	@echo "== the manual's quick start"; ./$(BUILD)/manual_quickstart
+	@if command -v node >/dev/null 2>&1; then echo "== make emoji-data's sheet cutter (node tests/test_emoji2idx.js)"; \
+	    node tests/test_emoji2idx.js || exit 1; \
+	else echo "== make emoji-data's sheet cutter: skipped (no node; Debian: apt-get install nodejs)"; fi
 	@passed=0; failed=0; \
 	for t in $(TESTS); do \
 	    case $$t in \
