@@ -121,7 +121,7 @@ IMAGES_GUIDANCE ?= 2
 # guidance_scale field.
 IMAGES_DEFS  := $(shell grep -q 'guidance_scale;' diffusion.h 2>/dev/null && echo -DIQ_GUIDANCE)
 
-.PHONY: bench-images bench-quant
+.PHONY: bench-images bench-emoji bench-quant
 
 $(BUILD)/image_quality: bench/image_quality.c bench/digits.h diffusion.h | $(BUILD)
 	$(GCC) $(STRICT) $(BENCH_CFLAGS) $(IMAGES_DEFS) -pthread -I. bench/image_quality.c -o $@ -lm
@@ -133,6 +133,21 @@ bench-images: $(BUILD)/image_quality
 	@$(MAKE) --no-print-directory mnist-data
 	./$(BUILD)/image_quality --model $(MODEL) --n $(IMAGES_N) --steps $(IMAGES_STEPS) \
 	    --seed $(IMAGES_SEED) --guidance $(IMAGES_GUIDANCE) --grid $(BUILD)/bench_images_samples.png $(IMAGES_ARGS)
+
+# The emoji model of `make emoji`, measured the same way in colour: the
+# classifier of bench/digits.h trained on the 9 categories (RGB input),
+# with the sampler make emoji draws its grid with (DPM-Solver++(3M),
+# logSNR, 20 steps, guidance 2).
+EMOJI_MODEL ?= build/emoji/emoji.dfnm
+EMOJI_BENCH_ARGS ?=
+bench-emoji: $(BUILD)/image_quality
+	@if [ ! -f "$(EMOJI_MODEL)" ]; then \
+	    echo "bench-emoji: no model at $(EMOJI_MODEL): train one with 'make emoji' (or set EMOJI_MODEL=...)" >&2; \
+	    exit 1; fi
+	@$(MAKE) --no-print-directory emoji-data
+	./$(BUILD)/image_quality --data data/emoji --model $(EMOJI_MODEL) --n $(IMAGES_N) --steps 20 \
+	    --sampler dpm++3m --spacing logsnr --seed $(IMAGES_SEED) --guidance $(IMAGES_GUIDANCE) \
+	    --grid $(BUILD)/bench_emoji_samples.png $(EMOJI_BENCH_ARGS)
 
 # What the small weight formats cost in sample quality (MATH.md section 13):
 # the default 2D MLP trained on each built-in set, sampled as float, fp16

@@ -1,17 +1,19 @@
-/* digits.h - a small digit classifier built from diffusion.h's own layers,
-   and the Frechet distance between two sets of feature vectors. Used by
-   bench/image_quality.c (make bench-images) and tests/test_quality.c.
+/* digits.h - a small image classifier built from diffusion.h's own layers
+   (for the digits, and for the emoji's categories), and the Frechet
+   distance between two sets of feature vectors. Used by
+   bench/image_quality.c (make bench-images, make bench-emoji) and
+   tests/test_quality.c.
 
    Include after diffusion.h's declarations; every function is static. The
-   network (NHWC, as diffusion.h's image layers):
+   network (NHWC, as diffusion.h's image layers; C input channels, K classes):
 
-       x (B, H, W, 1)
-       a1 = act(conv3x3(x; 1 -> c1))          (B, H, W, c1)
+       x (B, H, W, C)
+       a1 = act(conv3x3(x; C -> c1))          (B, H, W, c1)
        p1 = avgpool2(a1)                       (B, H/2, W/2, c1)
        a2 = act(conv3x3(p1; c1 -> c2))         (B, H/2, W/2, c2)
        p2 = avgpool2(a2) when H/2 and W/2 are even, else a2
        f  = act(W3 flatten(p2) + b3)           (B, hidden)   "penultimate features"
-       z  = W4 f + b4                          (B, 10)       logits
+       z  = W4 f + b4                          (B, K)        logits
        loss = mean over the batch of -log softmax(z)[label]
 
    Parameters live in one flat block (dg_net.params, dg_layout offsets);
@@ -40,7 +42,8 @@
 #  define DG_DEF static
 #endif
 
-#define DG_CLASSES 10
+#define DG_CLASSES 10       /* the digits' K (dg_config_default)             */
+#define DG_MAX_CLASSES 256
 
 /* ========================================================================= */
 /*  The classifier                                                           */
@@ -48,6 +51,8 @@
 
 typedef struct dg_config {
     int h, w;              /* input size; both even                             */
+    int c;                 /* input channels (default 1; 3 for RGB)             */
+    int classes;           /* K (default DG_CLASSES = 10), 2..DG_MAX_CLASSES     */
     int c1, c2;            /* conv channels (default 16, 32)                    */
     int hidden;            /* penultimate features (default 64)                 */
     dfn_activation act;    /* default ReLU                                      */
@@ -83,7 +88,7 @@ typedef struct dg_work {
 DG_DEF dg_config dg_config_default(int h, int w)
 {
     dg_config c;
-    c.h = h; c.w = w; c.c1 = 16; c.c2 = 32; c.hidden = 64; c.act = DFN_ACT_RELU;
+    c.h = h; c.w = w; c.c = 1; c.classes = DG_CLASSES; c.c1 = 16; c.c2 = 32; c.hidden = 64; c.act = DFN_ACT_RELU;
     return c;
 }
 
@@ -96,7 +101,7 @@ DG_DEF int dg_net_alloc(dg_net *net, const dg_config *cfg)
     memset(net, 0, sizeof *net);
     if (cfg->h < 2 || cfg->w < 2 || cfg->h > 256 || cfg->w > 256 || cfg->h % 2 || cfg->w % 2 ||
         cfg->c1 < 1 || cfg->c2 < 1 || cfg->hidden < 1 || cfg->c1 > 256 || cfg->c2 > 256 ||
-        cfg->hidden > 4096)
+        cfg->hidden > 4096 || cfg->c < 1 || cfg->c > 4 || cfg->classes < 2 || cfg->classes > DG_MAX_CLASSES)
         return -1;
     net->cfg = *cfg;
     net->h2 = cfg->h / 2; net->w2 = cfg->w / 2;
@@ -104,14 +109,14 @@ DG_DEF int dg_net_alloc(dg_net *net, const dg_config *cfg)
     net->h3 = net->pool2 ? net->h2 / 2 : net->h2;
     net->w3 = net->pool2 ? net->w2 / 2 : net->w2;
     net->flat = net->h3 * net->w3 * cfg->c2;
-    net->lay.w1 = o; o += (size_t)cfg->c1 * 9;
+    net->lay.w1 = o; o += (size_t)cfg->c1 * 9 * cfg->c;
     net->lay.b1 = o; o += (size_t)cfg->c1;
     net->lay.w2 = o; o += (size_t)cfg->c2 * 9 * cfg->c1;
     net->lay.b2 = o; o += (size_t)cfg->c2;
     net->lay.w3 = o; o += (size_t)cfg->hidden * net->flat;
     net->lay.b3 = o; o += (size_t)cfg->hidden;
-    net->lay.w4 = o; o += (size_t)DG_CLASSES * cfg->hidden;
-    net->lay.b4 = o; o += DG_CLASSES;
+    net->lay.w4 = o; o += (size_t)cfg->classes * cfg->hidden;
+    net->lay.b4 = o; o += (size_t)cfg->classes;
     net->lay.count = o;
     net->params = (float *)malloc(o * sizeof(float));
     return net->params ? 0 : -1;
@@ -131,10 +136,10 @@ DG_DEF void dg_net_init(dg_net *net, dfn_rng *rng)
     size_t i;
     struct { size_t off, n; double fan; int last; } t[4];
     int k;
-    t[0].off = net->lay.w1; t[0].n = (size_t)c->c1 * 9; t[0].fan = 9; t[0].last = 0;
+    t[0].off = net->lay.w1; t[0].n = (size_t)c->c1 * 9 * c->c; t[0].fan = 9.0 * c->c; t[0].last = 0;
     t[1].off = net->lay.w2; t[1].n = (size_t)c->c2 * 9 * c->c1; t[1].fan = 9.0 * c->c1; t[1].last = 0;
     t[2].off = net->lay.w3; t[2].n = (size_t)c->hidden * net->flat; t[2].fan = net->flat; t[2].last = 0;
-    t[3].off = net->lay.w4; t[3].n = (size_t)DG_CLASSES * c->hidden; t[3].fan = c->hidden; t[3].last = 1;
+    t[3].off = net->lay.w4; t[3].n = (size_t)c->classes * c->hidden; t[3].fan = c->hidden; t[3].last = 1;
     memset(net->params, 0, net->lay.count * sizeof(float));
     for (k = 0; k < 4; k++) {
         double a = t[k].last ? 1.0 / sqrt(t[k].fan) : sqrt(6.0 / t[k].fan);
@@ -155,7 +160,7 @@ DG_DEF int dg_work_alloc(dg_work *w, const dg_net *net, int batch)
     const dg_config *c = &net->cfg;
     size_t B = (size_t)batch, n1 = B * c->h * c->w * c->c1, np1 = B * net->h2 * net->w2 * c->c1;
     size_t n2 = B * net->h2 * net->w2 * c->c2, np2 = B * net->flat, nf = B * c->hidden;
-    size_t nz = B * DG_CLASSES, col1 = dfn_conv2d_col_size(c->h, c->w, 1, 3);
+    size_t nz = B * c->classes, col1 = dfn_conv2d_col_size(c->h, c->w, c->c, 3);
     size_t col2 = dfn_conv2d_col_size(net->h2, net->w2, c->c1, 3);
     size_t total, gemm_floats = (dfn_gemm_work_size() + sizeof(float) - 1) / sizeof(float);
     float *p;
@@ -177,17 +182,17 @@ DG_DEF int dg_work_alloc(dg_work *w, const dg_net *net, int batch)
     return 0;
 }
 
-/* Forward pass of B <= w->batch images x (B, H, W, 1) with the weights
+/* Forward pass of B <= w->batch images x (B, H, W, C) with the weights
    `params` (net's layout): fills every activation of w, the logits w->z and
-   the probabilities w->prob (B, 10). */
+   the probabilities w->prob (B, K). */
 DG_DEF void dg_forward(const dg_net *net, const float *params, dg_work *w, const float *x, int B)
 {
     const dg_config *c = &net->cfg;
     const dg_layout *L = &net->lay;
     size_t n1 = (size_t)B * c->h * c->w * c->c1, n2 = (size_t)B * net->h2 * net->w2 * c->c2;
     const float *p2;
-    int i, k;
-    dfn_conv2d_forward(w->a1pre, x, params + L->w1, params + L->b1, B, c->h, c->w, 1, c->c1, 3,
+    int i, k, K = c->classes;
+    dfn_conv2d_forward(w->a1pre, x, params + L->w1, params + L->b1, B, c->h, c->w, c->c, c->c1, 3,
                        w->col, w->col_floats, w->gemm);
     dfn_act_forward(c->act, n1, w->a1pre, w->a1);
     dfn_avgpool2_forward(w->p1, w->a1, B, c->h, c->w, c->c1);
@@ -202,28 +207,28 @@ DG_DEF void dg_forward(const dg_net *net, const float *params, dg_work *w, const
     }
     dfn_linear_forward(w->fpre, p2, params + L->w3, params + L->b3, B, net->flat, c->hidden, w->gemm);
     dfn_act_forward(c->act, (size_t)B * c->hidden, w->fpre, w->f);
-    dfn_linear_forward(w->z, w->f, params + L->w4, params + L->b4, B, c->hidden, DG_CLASSES, w->gemm);
+    dfn_linear_forward(w->z, w->f, params + L->w4, params + L->b4, B, c->hidden, K, w->gemm);
     for (i = 0; i < B; i++) {                       /* softmax, in double */
-        const float *z = w->z + (size_t)i * DG_CLASSES;
-        float *pr = w->prob + (size_t)i * DG_CLASSES;
+        const float *z = w->z + (size_t)i * K;
+        float *pr = w->prob + (size_t)i * K;
         double m = z[0], s = 0.0;
-        for (k = 1; k < DG_CLASSES; k++) if (z[k] > m) m = z[k];
-        for (k = 0; k < DG_CLASSES; k++) s += exp((double)z[k] - m);
-        for (k = 0; k < DG_CLASSES; k++) pr[k] = (float)(exp((double)z[k] - m) / s);
+        for (k = 1; k < K; k++) if (z[k] > m) m = z[k];
+        for (k = 0; k < K; k++) s += exp((double)z[k] - m);
+        for (k = 0; k < K; k++) pr[k] = (float)(exp((double)z[k] - m) / s);
     }
 }
 
 /* Mean cross-entropy of the last dg_forward against labels (B), in double:
    -log softmax(z)[y] = log sum_k exp(z_k - m) - (z_y - m). */
-DG_DEF double dg_loss(const dg_work *w, const int *labels, int B)
+DG_DEF double dg_loss(const dg_net *net, const dg_work *w, const int *labels, int B)
 {
     double total = 0.0;
-    int i, k;
+    int i, k, K = net->cfg.classes;
     for (i = 0; i < B; i++) {
-        const float *z = w->z + (size_t)i * DG_CLASSES;
+        const float *z = w->z + (size_t)i * K;
         double m = z[0], s = 0.0;
-        for (k = 1; k < DG_CLASSES; k++) if (z[k] > m) m = z[k];
-        for (k = 0; k < DG_CLASSES; k++) s += exp((double)z[k] - m);
+        for (k = 1; k < K; k++) if (z[k] > m) m = z[k];
+        for (k = 0; k < K; k++) s += exp((double)z[k] - m);
         total += log(s) - ((double)z[labels[i]] - m);
     }
     return total / B;
@@ -241,15 +246,14 @@ DG_DEF void dg_backward(const dg_net *net, const float *params, dg_work *w, cons
     size_t n2 = (size_t)B * net->h2 * net->w2 * c->c2, nf = (size_t)B * c->hidden;
     const float *p2 = net->pool2 ? w->p2 : w->a2;
     float *dp2 = net->pool2 ? w->dp2 : w->da2;
-    int i, k;
+    int i, k, K = c->classes;
     memset(grad, 0, net->lay.count * sizeof(float));
     for (i = 0; i < B; i++)                         /* (softmax - onehot) / B */
-        for (k = 0; k < DG_CLASSES; k++)
-            w->dz[(size_t)i * DG_CLASSES + k] =
-                (w->prob[(size_t)i * DG_CLASSES + k] - (k == labels[i] ? 1.0f : 0.0f)) / (float)B;
+        for (k = 0; k < K; k++)
+            w->dz[(size_t)i * K + k] = (w->prob[(size_t)i * K + k] - (k == labels[i] ? 1.0f : 0.0f)) / (float)B;
     memset(w->df, 0, nf * sizeof(float));
     dfn_linear_backward(w->df, grad + L->w4, grad + L->b4, w->dz, w->f, params + L->w4, B,
-                        c->hidden, DG_CLASSES, w->gemm);
+                        c->hidden, K, w->gemm);
     dfn_act_backward(c->act, nf, w->fpre, w->df, w->df);
     memset(dp2, 0, (size_t)B * net->flat * sizeof(float));
     dfn_linear_backward(dp2, grad + L->w3, grad + L->b3, w->df, p2, params + L->w3, B, net->flat,
@@ -266,7 +270,7 @@ DG_DEF void dg_backward(const dg_net *net, const float *params, dg_work *w, cons
     dfn_avgpool2_backward(w->da1, w->dp1, B, c->h, c->w, c->c1);
     dfn_act_backward(c->act, n1, w->a1pre, w->da1, w->da1);
     dfn_conv2d_backward(NULL, grad + L->w1, grad + L->b1, w->da1, x, params + L->w1, B, c->h,
-                        c->w, 1, c->c1, 3, w->col, w->col_floats, w->gemm);
+                        c->w, c->c, c->c1, 3, w->col, w->col_floats, w->gemm);
 }
 
 /* Plain Adam (Kingma & Ba 2015) with bias correction, one step over the
@@ -301,15 +305,15 @@ DG_DEF dg_train_config dg_train_config_default(void)
     return t;
 }
 
-/* Initializes net from the seed and trains it on n images (n, H, W, 1)
-   with labels 0..9: every epoch visits the images in a fresh random order
+/* Initializes net from the seed and trains it on n images (n, H, W, C)
+   with labels 0..K-1: every epoch visits the images in a fresh random order
    (Fisher-Yates with the seeded dfn_rng). *final_loss (may be NULL) gets
    the mean loss of the last epoch. Returns 0, or -1 (bad argument, no
    memory). */
 DG_DEF int dg_train(dg_net *net, const dg_train_config *tc, const float *images,
                     const int *labels, int n, double *final_loss)
 {
-    size_t P = net->lay.count, D = (size_t)net->cfg.h * net->cfg.w;
+    size_t P = net->lay.count, D = (size_t)net->cfg.h * net->cfg.w * net->cfg.c;
     long step = 0, total_steps;
     int epoch, i, j, B = tc->batch, nb;
     float *grad, *m, *v, *xb;
@@ -318,7 +322,7 @@ DG_DEF int dg_train(dg_net *net, const dg_train_config *tc, const float *images,
     dfn_rng rng;
     double loss_sum = 0.0;
     if (n < 1 || B < 1 || tc->epochs < 1) return -1;
-    for (i = 0; i < n; i++) if (labels[i] < 0 || labels[i] >= DG_CLASSES) return -1;
+    for (i = 0; i < n; i++) if (labels[i] < 0 || labels[i] >= net->cfg.classes) return -1;
     if (dg_work_alloc(&w, net, B) != 0) return -1;
     grad = (float *)malloc(3 * P * sizeof(float));
     xb = (float *)malloc((size_t)B * D * sizeof(float));
@@ -350,7 +354,7 @@ DG_DEF int dg_train(dg_net *net, const dg_train_config *tc, const float *images,
                 yb[k] = labels[order[b0 + k]];
             }
             dg_forward(net, net->params, &w, xb, bn);
-            loss_sum += dg_loss(&w, yb, bn) * bn;
+            loss_sum += dg_loss(net, &w, yb, bn) * bn;
             dg_backward(net, net->params, &w, xb, yb, bn, grad);
             dg_adam(net->params, grad, m, v, P, ++step, lr);
         }
@@ -361,7 +365,7 @@ DG_DEF int dg_train(dg_net *net, const dg_train_config *tc, const float *images,
     return 0;
 }
 
-/* Classifies n images (n, H, W, 1), values clamped to [-1, 1] first (as a
+/* Classifies n images (n, H, W, C), values clamped to [-1, 1] first (as a
    picture file would store them): the most probable class into cls (n, or
    NULL), its probability into conf (n, or NULL), and the penultimate
    features into feat (n, hidden, or NULL). Returns 0, or -1 (no memory). */
@@ -369,7 +373,7 @@ DG_DEF int dg_classify(const dg_net *net, const float *images, int n, int *cls, 
                        float *feat)
 {
     const int B = 100;
-    size_t D = (size_t)net->cfg.h * net->cfg.w, H = (size_t)net->cfg.hidden;
+    size_t D = (size_t)net->cfg.h * net->cfg.w * net->cfg.c, H = (size_t)net->cfg.hidden;
     dg_work w;
     float *xb;
     int i0, i, k;
@@ -385,9 +389,9 @@ DG_DEF int dg_classify(const dg_net *net, const float *images, int n, int *cls, 
         }
         dg_forward(net, net->params, &w, xb, bn);
         for (i = 0; i < bn; i++) {
-            const float *p = w.prob + (size_t)i * DG_CLASSES;
+            const float *p = w.prob + (size_t)i * net->cfg.classes;
             int best = 0;
-            for (k = 1; k < DG_CLASSES; k++) if (p[k] > p[best]) best = k;
+            for (k = 1; k < net->cfg.classes; k++) if (p[k] > p[best]) best = k;
             if (cls) cls[i0 + i] = best;
             if (conf) conf[i0 + i] = p[best];
         }

@@ -13,6 +13,8 @@
                            out (at most max); how many, or 0 on an error
      ex_wall()             wall-clock seconds (with _POSIX_C_SOURCE >= 199309L)
      ex_write_grid(...)    grey images (n, h, w) in [-1, 1] as a PNG grid
+     ex_write_grid_c(...)  images of c channels (n, h, w, c): 1 grey on
+                           black, 3 RGB on white
 */
 #ifndef EX_COMMON_H
 #define EX_COMMON_H
@@ -82,22 +84,28 @@ EX_FN double ex_wall(void)
 #ifndef DFN_NO_STDIO
 /* Writes n images (n, h, w) as dir/name, a PNG grid of `cols` columns with a
    2-pixel border; reports the file. 1 on success. */
-EX_FN int ex_write_grid(const char *dir, const char *name, const float *img, int n, int h, int w, int cols)
+EX_FN int ex_write_grid_c(const char *dir, const char *name, const float *img, int n, int h, int w, int c,
+                         int cols)
 {
     char path[1024];
     int gh, gw;
-    float *grid;
+    float *grid, pad = c == 1 ? -1.0f : 1.0f;    /* black between digits, white between colour images */
     dfn_result r;
-    if (dfn_image_grid(NULL, 0, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw) != DFN_OK) return 0;
-    grid = (float *)malloc((size_t)gh * gw * sizeof(float));
+    if (dfn_image_grid(NULL, 0, img, n, h, w, c, cols, 2, pad, &gh, &gw) != DFN_OK) return 0;
+    grid = (float *)malloc((size_t)gh * gw * c * sizeof(float));
     if (!grid) return 0;
-    r = dfn_image_grid(grid, (size_t)gh * gw, img, n, h, w, 1, cols, 2, -1.0f, &gh, &gw);
+    r = dfn_image_grid(grid, (size_t)gh * gw * c, img, n, h, w, c, cols, 2, pad, &gh, &gw);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (r == DFN_OK) r = dfn_png_save(path, grid, gh, gw, 1);
+    if (r == DFN_OK) r = dfn_png_save(path, grid, gh, gw, c);
     free(grid);
     if (!ex_check(r, path)) return 0;
     printf("wrote %s (%dx%d)\n", path, gw, gh);
     return 1;
+}
+
+EX_FN int ex_write_grid(const char *dir, const char *name, const float *img, int n, int h, int w, int cols)
+{
+    return ex_write_grid_c(dir, name, img, n, h, w, 1, cols);
 }
 #endif
 

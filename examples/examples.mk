@@ -5,6 +5,11 @@
 #   make demo       train on the 8 Gaussians (or --data / --csv), plot the
 #                   samples in the terminal, write build/demo.svg
 #   make mnist      a U-Net on the digits of `make mnist-data` (MNIST_ARGS)
+#   make emoji      the same program (examples/mnist.c --set emoji) on the
+#                   32x32 colour emoji of `make emoji-data`: a
+#                   class-conditional RGB U-Net, one column per category;
+#                   writes build/emoji/ (EMOJI_ARGS, e.g. --resume
+#                   build/emoji/emoji.dfnm --steps 6000)
 #   make cascade    train a 14x14 base model and a 28x28 super-resolution
 #                   model conditioned on the upsampled 14x14 image, sample
 #                   them one after the other; writes build/cascade/cascade.png
@@ -30,7 +35,7 @@
 EXAMPLES := $(BUILD)/demo $(BUILD)/samplers $(BUILD)/flow $(BUILD)/guided2d $(BUILD)/inpaint $(BUILD)/mnist-example $(BUILD)/cascade-example
 EX_DEP   := diffusion.h examples/common.h examples/plot.h
 
-.PHONY: demo samplers flow mnist cascade guided2d inpaint
+.PHONY: demo samplers flow mnist emoji cascade guided2d inpaint
 
 $(BUILD)/demo: examples/demo.c $(EX_DEP) | $(BUILD)
 	$(CC) $(STRICT) $(OPT) $(NATIVE) -I. examples/demo.c -o $@ -lm
@@ -60,6 +65,9 @@ flow: $(BUILD)/flow
 
 mnist: $(BUILD)/mnist-example mnist-data
 	./$(BUILD)/mnist-example $(MNIST_ARGS)
+
+emoji: $(BUILD)/mnist-example emoji-data
+	./$(BUILD)/mnist-example --set emoji $(EMOJI_ARGS)
 
 cascade: $(BUILD)/cascade-example mnist-data
 	./$(BUILD)/cascade-example $(CASCADE_ARGS)

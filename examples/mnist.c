@@ -44,6 +44,7 @@
 
 typedef struct options {
     const char *data, *out, *resume, *sampler, *spacing;   /* sampler, spacing: NULL = the process's default */
+    const char *set, *noun;    /* "mnist" / "emoji"; what the images are called */
     long steps, batch, size, base, seed, every, n_ddim, n_ddpm, ddim_steps, T, threads, classes, cls;
     double lr, guidance, p_uncond, shift;
     int sample_only, inpaint;
@@ -68,13 +69,21 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mnist [options]\n"
-            "  --data DIR            IDX files (default data/mnist; make mnist-data)\n"
-            "  --out DIR             pictures and checkpoint (default build/mnist)\n"
-            "  --size 28|14          image size (default 28; 14 = 2x downsampled)\n"
-            "  --steps N             training steps (default 2000)\n"
+            "  --set mnist|emoji     the data set and its defaults (first option; default\n"
+            "                        mnist: 28x28 grey digits; emoji: 32x32 RGB emoji in\n"
+            "                        9 categories, make emoji-data; the defaults below are\n"
+            "                        mnist's, emoji's are in brackets)\n"
+            "  --data DIR            IDX files, grey (n, H, W) or colour (n, H, W, C), with\n"
+            "                        labels and optionally categories.txt (default\n"
+            "                        data/mnist [data/emoji]; make mnist-data, emoji-data)\n"
+            "  --out DIR             pictures and checkpoint DIR/SET.dfnm (default\n"
+            "                        build/mnist [build/emoji])\n"
+            "  --size S              image size: the data's side (default) or half of it\n"
+            "                        (2x downsampled: 14 for the digits)\n"
+            "  --steps N             training steps (default 2000 [3000])\n"
             "  --batch B             images per step (default 64)\n"
             "  --lr X                peak learning rate (default 1.5e-3, cosine decay)\n"
-            "  --base C              U-Net channels at full resolution (default 16)\n"
+            "  --base C              U-Net channels at full resolution (default 16 [32])\n"
             "  --T N                 diffusion steps (default 1000)\n"
             "  --process vp|flow     vp: eps-prediction on the linear schedule (default);\n"
             "                        flow: rectified flow (velocity prediction on the flow\n"
@@ -86,12 +95,13 @@ static void usage(FILE *f)
             "  --time-sampling M     training t: uniform or logit-normal (SD3, m 0, s 1);\n"
             "                        default uniform on vp, logit-normal on flow (not in the\n"
             "                        model file: give it again with --resume)\n"
-            "  --classes 0|10        10: learn p(x | digit) too (label dropout --p-uncond,\n"
-            "                        default 0.2); 0: unconditional (default 10)\n"
-            "  --class K             sample digit K (default: the grid asks for 0..9 in turn)\n"
+            "  --classes 0|N         N, the data's number of classes: learn p(x | class) too\n"
+            "                        (label dropout --p-uncond, default 0.2); 0: unconditional\n"
+            "                        (labels unused; default: the data's classes)\n"
+            "  --class K             sample class K (default: the grid asks for each in turn)\n"
             "  --guidance W          classifier-free guidance scale (default 2; 1 = plain\n"
             "                        conditional, 0 = unconditional)\n"
-            "  --checkpoint-every N  write DIR/mnist.dfnm every N steps (default 500)\n"
+            "  --checkpoint-every N  write DIR/SET.dfnm every N steps (default 500)\n"
             "  --resume FILE         continue training from a checkpoint\n"
             "  --sample-only FILE    no training: sample a saved model\n"
             "  --sampler K           the few-step sampler of the grid: dpm++3m (vp default),\n"
@@ -104,9 +114,10 @@ static void usage(FILE *f)
             "  --nfe S               its steps (default 20; Heun evaluates 2S - 1 times,\n"
             "                        midpoint about 2S)\n"
             "  --ddim-steps S        the same as --nfe (the option of 0.8)\n"
-            "  --n-ddim N            samples in the few-step grid (default 64)\n"
-            "  --n-ddpm N            DDPM samples in the grid (default 10; 0 = none)\n"
-            "  --inpaint             no grids: complete the lower half of 10 test digits\n"
+            "  --n-ddim N            samples in the few-step grid (default 64 [72])\n"
+            "  --n-ddpm N            DDPM samples in the grid (default 10 [0]; 0 = none)\n"
+            "  --inpaint             no grids: complete the lower half of a test image per\n"
+            "                        class (up to 10)\n"
             "                        (RePaint: DDIM eta 1, 100 steps, resampling jumps)\n"
             "  --threads N           worker threads (default 2; results are the same bits)\n"
             "  --seed N              (default 1)\n");
@@ -116,11 +127,13 @@ static int parse(int argc, char **argv, options *o)
 {
     int i;
     memset(o, 0, sizeof *o);
+    o->set = "mnist";
+    o->noun = "digits";
     o->data = "data/mnist";
     o->out = "build/mnist";
     o->steps = 2000;
     o->batch = 64;
-    o->size = 28;
+    o->size = 0;                        /* the data's */
     o->base = 16;
     o->seed = 1;
     o->every = 500;
@@ -134,10 +147,25 @@ static int parse(int argc, char **argv, options *o)
     o->T = 1000;
     o->lr = 1.5e-3;
     o->threads = 2;
-    o->classes = 10;
+    o->classes = -1;                    /* the data's */
     o->cls = -1;
     o->guidance = 2.0;
     o->p_uncond = 0.2;
+    if (argc > 2 && !strcmp(argv[1], "--set")) {
+        if (!strcmp(argv[2], "emoji")) {
+            o->set = "emoji";
+            o->noun = "emoji";
+            o->data = "data/emoji";
+            o->out = "build/emoji";
+            o->steps = 3000;
+            o->base = 32;
+            o->n_ddim = 72;
+            o->n_ddpm = 0;                  /* DDPM-1000 on colour: minutes */
+        } else if (strcmp(argv[2], "mnist")) {
+            fprintf(stderr, "mnist: --set must be mnist or emoji\n");
+            return 0;
+        }
+    }
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
@@ -146,7 +174,10 @@ static int parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--inpaint")) { o->inpaint = 1; continue; }
         if (!v) { fprintf(stderr, "mnist: %s needs a value (see --help)\n", a); return 0; }
         i++;
-        if (!strcmp(a, "--data")) o->data = v;
+        if (!strcmp(a, "--set")) {
+            if (i != 2) { fprintf(stderr, "mnist: --set must be the first option\n"); return 0; }
+        }
+        else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--sampler")) {
@@ -200,7 +231,7 @@ static int parse(int argc, char **argv, options *o)
         else if (!strcmp(a, "--class")) {
             errno = 0;
             o->cls = strtol(v, &end, 10);
-            if (errno || *end || o->cls < 0 || o->cls > 9) { fprintf(stderr, "mnist: --class must be 0..9\n"); return 0; }
+            if (errno || *end || o->cls < 0 || o->cls > 255) { fprintf(stderr, "mnist: --class must be 0..255\n"); return 0; }
         }
         else if (!strcmp(a, "--steps")) num = &o->steps;
         else if (!strcmp(a, "--batch")) num = &o->batch;
@@ -223,8 +254,8 @@ static int parse(int argc, char **argv, options *o)
             }
         }
     }
-    if (o->size != 28 && o->size != 14) { fprintf(stderr, "mnist: --size must be 28 or 14\n"); return 0; }
-    if (o->classes != 0 && o->classes != 10) { fprintf(stderr, "mnist: --classes must be 0 or 10\n"); return 0; }
+    if (o->size == 1 || o->size > 256) { fprintf(stderr, "mnist: --size must be 2..256\n"); return 0; }
+    if (o->classes > 256) { fprintf(stderr, "mnist: --classes must be 0..256\n"); return 0; }
     if (o->p_uncond > 1) { fprintf(stderr, "mnist: --p-uncond must be in [0, 1]\n"); return 0; }
     if (o->batch < 1 || o->base < 2 || o->base % 2 || o->T < 2 || o->ddim_steps == 0 || o->n_ddim < 1) {
         fprintf(stderr, "mnist: --batch, --base (even), --T, --nfe, --n-ddim must be positive\n");
@@ -233,15 +264,19 @@ static int parse(int argc, char **argv, options *o)
     return 1;
 }
 
-/* A few digits in the terminal: each pixel as one of " .:-=+*#%@". */
-static void print_digits(const float *img, int n, int h, int w)
+/* A few images in the terminal: each pixel as one of " .:-=+*#%@" (colour:
+   the darkness of the mean of the channels, as the images are on white). */
+static void print_digits(const float *img, int n, int h, int w, int c)
 {
     static const char shades[] = " .:-=+*#%@";
-    int y, k, x, step = h > 16 ? 2 : 1;
+    int y, k, x, j, step = h > 16 ? 2 : 1;
     for (y = 0; y < h; y += step) {
         for (k = 0; k < n; k++) {
             for (x = 0; x < w; x += 1) {
-                float v = 0.5f * (img[((size_t)k * h + y) * w + x] + 1.0f);
+                float v = 0.0f;
+                for (j = 0; j < c; j++) v += img[(((size_t)k * h + y) * w + x) * c + j];
+                v = 0.5f * (v / (float)c + 1.0f);
+                if (c > 1) v = 1.0f - v;
                 int s = (int)(v * 9.0f + 0.5f);
                 putchar(shades[s < 0 ? 0 : s > 9 ? 9 : s]);
             }
@@ -276,42 +311,77 @@ static int on_step(void *user, const dfn_step_info *info)
     return 0;
 }
 
-/* Completes the lower half of one test digit per class (RePaint, MATH.md
+/* Loads DIR/SET-images-idx3-ubyte (grey) or -idx4-ubyte (colour) and its
+   labels, 2x downsampled when the file's side is twice `side` (0: the file's
+   side). */
+static int load_set(const options *o, const char *set, int side, dfn_image_set *out)
+{
+    char ipath[1024], lpath[1024];
+    dfn_result r;
+    FILE *f;
+    memset(out, 0, sizeof *out);
+    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte", o->data, set);
+    if ((f = fopen(ipath, "rb")) != NULL) fclose(f);
+    else snprintf(ipath, sizeof ipath, "%s/%s-images-idx4-ubyte", o->data, set);
+    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte", o->data, set);
+    r = dfn_idx_load(out, ipath, lpath, 1, NULL);
+    if (r == DFN_OK && side > 0 && out->h != side) {
+        int h = out->h, w = out->w;
+        dfn_image_set_free(out, NULL);
+        if (h != 2 * side || w != 2 * side) {
+            fprintf(stderr, "mnist: %s holds %dx%d images: --size must be their side or half of it\n", ipath, h, w);
+            return 0;
+        }
+        r = dfn_idx_load(out, ipath, lpath, 2, NULL);
+    }
+    if (r != DFN_OK) {
+        fprintf(stderr, "mnist: %s: %s\n(run `make %s-data` first)\n", ipath, dfn_result_string(r), o->set);
+        return 0;
+    }
+    return 1;
+}
+
+/* Completes the lower half of one test image per class (RePaint, MATH.md
    sections 1, 7: the upper half is replaced by its forward-noised values
    after every step, with resampling jumps), and writes rows of
    [original, what the sampler sees, three completions]. */
 static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sched,
                    dfn_unet_predictor *pred, int conditional)
 {
-    char ipath[1024], lpath[1024];
     dfn_image_set test;
     dfn_sampler smp;
     dfn_sampler_config cfg;
     dfn_rng rng;
-    int H = net->cfg.height, W = net->cfg.width, D = H * W, per = 3, n = 10 * per, k, i, d, found[10];
+    int H = net->cfg.height, W = net->cfg.width, C = net->cfg.channels, D = H * W * C, per = 3, k, i, d;
+    int found[10], rowsn = 0, n;
     float *known, *x, *rows;
     unsigned char *mask;
     int *labels;
     double t0;
-    memset(&test, 0, sizeof test);
-    snprintf(ipath, sizeof ipath, "%s/t10k-images-idx3-ubyte", o->data);
-    snprintf(lpath, sizeof lpath, "%s/t10k-labels-idx1-ubyte", o->data);
-    if (!ex_check(dfn_idx_load(&test, ipath, lpath, H == 14 ? 2 : 1, NULL), ipath)) return 0;
+    if (!load_set(o, "t10k", H, &test)) return 0;
+    if (test.c != C) { fprintf(stderr, "mnist: the test images have %d channels, the model %d\n", test.c, C); return 0; }
+    /* the first test image of each class 0..9 (the first 10 images without labels) */
+    for (d = 0; d < 10; d++) found[d] = -1;
+    for (i = 0; i < test.n; i++) {
+        int l = test.labels ? test.labels[i] : i;
+        if (l >= 0 && l < 10 && found[l] < 0) found[l] = i;
+    }
+    for (d = 0; d < 10; d++)
+        if (found[d] >= 0) found[rowsn++] = found[d];
+    if (rowsn == 0) { fprintf(stderr, "mnist: no test images\n"); return 0; }
+    n = rowsn * per;
     known = (float *)malloc((size_t)n * D * sizeof(float));
     x = (float *)malloc((size_t)n * D * sizeof(float));
-    rows = (float *)malloc((size_t)10 * (2 + per) * D * sizeof(float));
+    rows = (float *)malloc((size_t)rowsn * (2 + per) * D * sizeof(float));
     mask = (unsigned char *)malloc((size_t)n * D);
     labels = (int *)malloc((size_t)n * sizeof(int));
     if (!known || !x || !rows || !mask || !labels) return 0;
-    for (d = 0; d < 10; d++) found[d] = -1;
-    for (i = 0; i < test.n; i++)
-        if (found[test.labels[i]] < 0) found[test.labels[i]] = i;
     for (k = 0; k < n; k++) {
-        int digit = k / per, y, xx;
-        memcpy(known + (size_t)k * D, test.images + (size_t)found[digit] * D, (size_t)D * sizeof(float));
-        for (y = 0; y < H; y++)
-            for (xx = 0; xx < W; xx++) mask[(size_t)k * D + y * W + xx] = (unsigned char)(y < H / 2);
-        labels[k] = digit;
+        int row = k / per, y;
+        memcpy(known + (size_t)k * D, test.images + (size_t)found[row] * D, (size_t)D * sizeof(float));
+        for (y = 0; y < H; y++)                /* the upper half is known, every channel */
+            memset(mask + (size_t)k * D + (size_t)y * W * C, y < H / 2, (size_t)W * C);
+        labels[k] = -1;
     }
     cfg = dfn_unet_sampler_config(DFN_SAMPLER_DDIM, n, pred);
     cfg.steps = 100;
@@ -322,7 +392,6 @@ static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sc
     cfg.resample_jump = 10;
     cfg.resample_count = 4;
     if (conditional) {                 /* the class is not given: unconditional */
-        for (k = 0; k < n; k++) labels[k] = -1;
         cfg.labels = labels;
         cfg.guidance_scale = 1.0f;
     }
@@ -332,14 +401,15 @@ static int inpaint(const options *o, const dfn_unet *net, const dfn_schedule *sc
     if (!ex_check(dfn_sampler_run(&smp, x, NULL, &rng), "inpainting")) return 0;
     printf("inpainting: %d completions (DDIM-100, eta 1, jumps of 10 x 4) in %.1f s\n", n, ex_wall() - t0);
     dfn_sampler_free(&smp, NULL);
-    for (d = 0; d < 10; d++) {
+    for (d = 0; d < rowsn; d++) {
         float *row = rows + (size_t)d * (2 + per) * D;
         memcpy(row, known + (size_t)d * per * D, (size_t)D * sizeof(float));
-        for (i = 0; i < D; i++) row[D + i] = mask[(size_t)d * per * D + i] ? known[(size_t)d * per * D + i] : -1.0f;
+        for (i = 0; i < D; i++)             /* the unknown half shown as background */
+            row[D + i] = mask[(size_t)d * per * D + i] ? known[(size_t)d * per * D + i] : C == 1 ? -1.0f : 1.0f;
         for (k = 0; k < per; k++)
             memcpy(row + (size_t)(2 + k) * D, x + ((size_t)d * per + k) * D, (size_t)D * sizeof(float));
     }
-    k = ex_write_grid(o->out, "inpaint.png", rows, 10 * (2 + per), H, W, 2 + per);
+    k = ex_write_grid_c(o->out, "inpaint.png", rows, rowsn * (2 + per), H, W, C, 2 + per);
     free(known); free(x); free(rows); free(mask); free(labels);
     dfn_image_set_free(&test, NULL);
     return k;
@@ -358,16 +428,16 @@ int main(int argc, char **argv)
     dfn_loaded_model lm;
     dfn_rng rng;
     dfn_result r;
-    char ckpt[1024], ipath[1024], lpath[1024];
+    char ckpt[1024];
     float *params = NULL, *batch = NULL;
-    int *idx = NULL, H, W, D, have_trainer = 0, have_loaded = 0;
+    int *idx = NULL, H, W, C, D, have_trainer = 0, have_loaded = 0, ncls = 0, i;
     long step, start = 0;
     size_t P;
 
     if (!parse(argc, argv, &o)) return 2;
     memset(&train, 0, sizeof train);
     memset(&lm, 0, sizeof lm);
-    snprintf(ckpt, sizeof ckpt, "%s/mnist.dfnm", o.out);
+    snprintf(ckpt, sizeof ckpt, "%s/%s.dfnm", o.out, o.set);
     {
         char cmd[1100];
         snprintf(cmd, sizeof cmd, "mkdir -p '%s'", o.out);
@@ -379,12 +449,32 @@ int main(int argc, char **argv)
     printf("diffusion.h %d.%d.%d, kernels: %s, %d thread%s\n", DFN_VERSION_MAJOR, DFN_VERSION_MINOR,
            DFN_VERSION_PATCH, dfn_simd_name(), dfn_parallel_threads(), dfn_parallel_threads() > 1 ? "s" : "");
 
+    /* ---- the data (for training): its size, channels and classes ---- */
+    if (!o.sample_only) {
+        if (!load_set(&o, "train", (int)o.size, &train)) return 1;
+        for (i = 0; i < train.n; i++)
+            if (train.labels[i] >= ncls) ncls = train.labels[i] + 1;
+        if (o.size == 0) o.size = train.h;
+        if (o.classes > 0 && o.classes != ncls) {
+            fprintf(stderr, "mnist: --classes %ld, but the data has %d classes\n", o.classes, ncls);
+            return 2;
+        }
+        printf("data: %d %s of %dx%d%s in %d classes from %s\n", train.n, o.noun, train.h, train.w,
+               train.c == 3 ? " RGB" : train.c == 1 ? "" : " (several channels)", ncls, o.data);
+    }
+
     /* ---- the model: new, or from a checkpoint ---- */
     if (o.resume) {
         if (!ex_check(dfn_model_load(o.resume, NULL, &lm), o.resume)) return 1;
         have_loaded = 1;
         if (lm.info.net != DFN_NET_UNET) { fprintf(stderr, "mnist: %s is not a U-Net model\n", o.resume); return 1; }
         uc = lm.info.unet;
+        if (!o.sample_only && (train.h != uc.height || train.w != uc.width || train.c != uc.channels ||
+                               (uc.num_classes > 0 && uc.num_classes != ncls))) {
+            fprintf(stderr, "mnist: %s is a %dx%dx%d model with %d classes; the data %dx%dx%d with %d\n", o.resume,
+                    uc.height, uc.width, uc.channels, uc.num_classes, train.h, train.w, train.c, ncls);
+            return 1;
+        }
         o.size = uc.height;
         printf("loaded %s: %dx%d, base %d channels, step %ld\n", o.resume, uc.height, uc.width,
                uc.base_channels, lm.step);
@@ -394,13 +484,13 @@ int main(int argc, char **argv)
                     o.flow ? "flow" : "vp", o.resume, lm.info.schedule.kind == DFN_SCHEDULE_FLOW ? "flow" : "vp");
         o.flow = lm.info.schedule.kind == DFN_SCHEDULE_FLOW;
     } else {
-        uc = dfn_unet_config_default(1, (int)o.size, (int)o.size);
+        uc = dfn_unet_config_default(train.c, (int)o.size, (int)o.size);
         uc.base_channels = (int)o.base;
         uc.time_dim = 4 * (int)o.base;
         uc.groups = o.base % 8 == 0 ? 8 : o.base % 4 == 0 ? 4 : 2;
-        uc.num_classes = (int)o.classes;
+        uc.num_classes = o.classes < 0 ? ncls : (int)o.classes;
         if (o.flow) uc.prediction = DFN_PREDICT_FLOW;   /* the velocity eps - x0 (section 12) */
-        if (o.size == 14) {                    /* 14 -> 7: two levels, attention at 7x7 */
+        if (o.size % 4 != 0) {                 /* 14 -> 7: two levels, attention at 7x7 */
             uc.levels = 2;
             uc.attention[1] = 1;
             uc.attention[2] = 0;
@@ -408,7 +498,13 @@ int main(int argc, char **argv)
     }
     H = uc.height;
     W = uc.width;
-    D = H * W;
+    C = uc.channels;
+    D = H * W * C;
+    if (uc.num_classes > 0) ncls = uc.num_classes;
+    if (o.cls >= 0 && o.cls >= ncls) {
+        fprintf(stderr, "mnist: --class %ld, but the model has %d classes\n", o.cls, ncls);
+        return 2;
+    }
     P = dfn_unet_num_params(&uc);
     if (P == 0) { fprintf(stderr, "mnist: invalid network configuration\n"); return 1; }
     params = (float *)malloc(P * sizeof(float));
@@ -433,12 +529,12 @@ int main(int argc, char **argv)
         int kind = (int)sc.kind, pk = (int)uc.prediction;
         if (kind == DFN_SCHEDULE_LINEAR && uc.prediction == DFN_PREDICT_EPS)   /* the vp default, as before */
             printf(", %lu parameters; T = %d, linear schedule; %s\n", (unsigned long)P, sched.T,
-                   uc.num_classes > 0 ? "class-conditional (10 digits)" : "unconditional");
+                   uc.num_classes > 0 ? "class-conditional" : "unconditional");
         else
             printf(", %lu parameters; T = %d, %s schedule (%s process), %s prediction; %s\n", (unsigned long)P,
                    sched.T, kind >= 0 && kind <= 4 ? kinds[kind] : "?",
                    sched.process == DFN_PROCESS_FLOW ? "rectified flow" : "vp", pk >= 0 && pk <= 3 ? preds[pk] : "?",
-                   uc.num_classes > 0 ? "class-conditional (10 digits)" : "unconditional");
+                   uc.num_classes > 0 ? "class-conditional" : "unconditional");
     }
     /* the few-step sampler: the process's default where not given */
     if (!o.sampler) o.sampler = o.flow ? FLOW_SAMPLER : "dpm++3m";
@@ -459,15 +555,6 @@ int main(int argc, char **argv)
 
     /* ---- training ---- */
     if (!o.sample_only) {
-        snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", o.data);
-        snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte", o.data);
-        r = dfn_idx_load(&train, ipath, lpath, o.size == 14 ? 2 : 1, NULL);
-        if (r != DFN_OK) {
-            fprintf(stderr, "mnist: %s: %s\n(run `make mnist-data` first)\n", ipath, dfn_result_string(r));
-            return 1;
-        }
-        if (train.h != H || train.w != W) { fprintf(stderr, "mnist: data is %dx%d, model %dx%d\n", train.h, train.w, H, W); return 1; }
-        printf("data: %d digits of %dx%d from %s\n", train.n, train.h, train.w, o.data);
         tc = dfn_train_config_default();
         tc.batch = (int)o.batch;
         tc.lr = (float)o.lr;
@@ -561,7 +648,7 @@ int main(int argc, char **argv)
            grid column one digit), with guidance scale w (section 8) */
         labels = (int *)malloc((size_t)n * sizeof(int));
         if (!labels) return 1;
-        for (k = 0; k < n; k++) labels[k] = o.cls >= 0 ? (int)o.cls : k % 10;
+        for (k = 0; k < n; k++) labels[k] = o.cls >= 0 ? (int)o.cls : ncls > 0 ? k % ncls : -1;
         conditional = ema_net->cfg.num_classes > 0;
         if (o.inpaint) {
             if (!inpaint(&o, ema_net, &sched, &pred, conditional)) return 1;
@@ -576,7 +663,7 @@ int main(int argc, char **argv)
             cfg.labels = labels;
             cfg.guidance_scale = (float)o.guidance;
             printf("class-conditional sampling: %s, guidance scale w = %g\n",
-                   o.cls >= 0 ? "one digit" : "digit = column", o.guidance);
+                   o.cls >= 0 ? "one class" : "class = column", o.guidance);
         }
         cfg.clip_x0 = 1;                            /* pixels live in [-1, 1] */
         traj.keep = keep; traj.nframes = frames; traj.D = D; traj.count = 0;
@@ -593,8 +680,8 @@ int main(int argc, char **argv)
         printf("%s, %s, %d NFE: %ld samples in %.1f s (%.1f images/s)\n", o.sampler, o.spacing,
                dfn_sampler_nfe(&smp), o.n_ddim, ex_wall() - t0, o.n_ddim / (ex_wall() - t0));
         dfn_sampler_free(&smp, NULL);
-        print_digits(x, 8 < o.n_ddim ? 8 : (int)o.n_ddim, H, W);
-        cols = conditional && o.cls < 0 ? 10 : 8;
+        print_digits(x, (int)(o.n_ddim < 8 ? o.n_ddim : C == 1 ? 8 : 4), H, W, C);
+        cols = conditional && o.cls < 0 ? ncls : 8;
         /* file names from the kind: samples_dpmpp2m.png, samples_ddim.png, ... */
         {
             char tag[32], name[64];
@@ -606,10 +693,10 @@ int main(int argc, char **argv)
             }
             tag[j] = 0;
             snprintf(name, sizeof name, "samples_%s.png", tag);
-            if (!ex_write_grid(o.out, name, x, (int)o.n_ddim, H, W, cols)) return 1;
+            if (!ex_write_grid_c(o.out, name, x, (int)o.n_ddim, H, W, C, cols)) return 1;
             snprintf(name, sizeof name, "reverse_%s.png", tag);
             if (traj.count > 1 && o.n_ddim >= keep &&
-                !ex_write_grid(o.out, name, traj.frames, keep * traj.count, H, W, traj.count))
+                !ex_write_grid_c(o.out, name, traj.frames, keep * traj.count, H, W, C, traj.count))
                 return 1;
         }
 
@@ -625,7 +712,8 @@ int main(int argc, char **argv)
             if (!ex_check(dfn_sampler_run(&smp, x, NULL, &rng), "DDPM sampling")) return 1;
             printf("DDPM-%d: %ld samples in %.1f s\n", sched.T, o.n_ddpm, ex_wall() - t0);
             dfn_sampler_free(&smp, NULL);
-            if (!ex_write_grid(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, o.n_ddpm < 10 ? (int)o.n_ddpm : 10))
+            if (!ex_write_grid_c(o.out, "samples_ddpm.png", x, (int)o.n_ddpm, H, W, C,
+                                 conditional && o.cls < 0 ? ncls : o.n_ddpm < 10 ? (int)o.n_ddpm : 10))
                 return 1;
         }
 
@@ -641,7 +729,7 @@ int main(int argc, char **argv)
                     if (ts[k] == 0) memcpy(strip + ((size_t)j * 11 + k) * D, train.images + (size_t)j * D, (size_t)D * sizeof(float));
                     else dfn_q_sample(&sched, strip + ((size_t)j * 11 + k) * D, train.images + (size_t)j * D, eps, &ts[k], 1, D);
                 }
-            if (!ex_write_grid(o.out, "forward.png", strip, rows * 11, H, W, 11)) return 1;
+            if (!ex_write_grid_c(o.out, "forward.png", strip, rows * 11, H, W, C, 11)) return 1;
             free(strip);
             free(eps);
         }
