@@ -1,4 +1,4 @@
-/* diffusion.h - v0.13.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.14.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -111,7 +111,9 @@
    for C = 3 interleaved RGB as PNG stores it. dfn_idx_load and
    dfn_idx_images_mem / dfn_idx_labels_mem read MNIST's IDX files (optionally
    2x2-averaged to 14x14; `make mnist-data` writes 10,000 real digits to
-   data/mnist/), dfn_shapes_sample draws small labelled shapes for fast
+   data/mnist/), and colour ones of 4 dimensions (n, H, W, C) too
+   (dfn_idx_images_mem_c; `make emoji-data` writes 1,906 32x32 RGB emoji
+   in 9 categories to data/emoji/), dfn_shapes_sample draws small labelled shapes for fast
    tests (the same bits on every platform), dfn_image_grid tiles images into
    one, and dfn_png_save / dfn_pnm_save (or the in-memory encoders) write
    PNG (stored deflate, no dependency) and PGM / PPM files.
@@ -440,7 +442,7 @@
    file into safetensors and back. dfn_st_parse reads any safetensors file
    into the caller's memory (no allocation), dfn_st_write_mem writes one.
    The "__metadata__" of a model holds four strings:
-       "diffusion.h"  the version that wrote it ("0.13.0")
+       "diffusion.h"  the version that wrote it ("0.14.0")
        "network"      "mlp" or "unet"
        "config"       the network's config as JSON, every field of
                       dfn_mlp_config / dfn_unet_config by its name
@@ -523,7 +525,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 13
+#define DFN_VERSION_MINOR 14
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -16038,6 +16040,17 @@ DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float 
 /*
    REVISION HISTORY
    ================
+   0.14.0 (2026-12-06) colour images: IDX files of 4 dimensions (n, H, W, C)
+          read by dfn_idx_images_mem_c and dfn_idx_load (c set); make
+          emoji-data (tools/emoji2idx.js: 1,906 32x32 Noto emoji of
+          emoji-datasource-google 16.0.0 in 9 categories), make emoji (the
+          image example on any labelled IDX set: --set emoji, a
+          class-conditional RGB U-Net), make bench-emoji (the classifier of
+          bench/digits.h with C channels and K classes); cleaner digits:
+          the image example trains with logit-normal t and samples with
+          guidance 1.5 (2,400 steps), unconditional models with
+          DPM-Solver++(2M) SDE; image_quality measures grain (stray
+          pixels).
    0.13.0 (2026-12-06) small devices: the MLP's weights as int8 with a scale
           per row or as fp16 (MATH.md section 13; dfn_qmlp_*, read
           directly by its forward pass; dfn_f32_to_f16, dfn_f16_to_f32,

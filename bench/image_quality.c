@@ -50,7 +50,7 @@ typedef struct options {
     long n, steps, seed, epochs, train_steps;
     double guidance;       /* < 0: the sampler's default */
     double shift;          /* the shifted spacing's k */
-    int strict, no_clip, train_classes, cond_only, train_flow;
+    int strict, no_clip, train_classes, cond_only, train_flow, raw;
 } options;
 
 static double wall(void)
@@ -86,6 +86,7 @@ static void usage(FILE *f)
             "                      samples (default: the sampler's default; needs a\n"
             "                      diffusion.h whose sampler config has guidance_scale)\n"
             "  --strict            exit 1 when a target is missed\n"
+            "  --raw               sample the trained weights, not their EMA\n"
             "  --conditional-only  a class-conditional model: only the samples with labels\n"
             "                      (half the time; for slow samplers such as ddpm)\n"
             "  --train-model OUT   instead: train a small 14x14 U-Net (--train-steps,\n"
@@ -119,6 +120,7 @@ static int parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--no-clip")) { o->no_clip = 1; continue; }
         if (!strcmp(a, "--train-classes")) { o->train_classes = 1; continue; }
         if (!strcmp(a, "--conditional-only")) { o->cond_only = 1; continue; }
+        if (!strcmp(a, "--raw")) { o->raw = 1; continue; }
         v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "image_quality: %s needs a value (see --help)\n", a); return 0; }
         i++;
@@ -469,14 +471,14 @@ int main(int argc, char **argv)
                 C == 1 ? "" : "s", o.data);
         return 2;
     }
-    net = lm.ema ? &lm.ema_unet : &lm.unet;
+    net = lm.ema && !o.raw ? &lm.ema_unet : &lm.unet;
     H = lm.info.unet.height;
     D = H * H * C;
     downsample = side / H;
     N = (int)o.n;
     printf("model %s: %dx%d U-Net, base %d channels, %lu parameters, %s weights, T = %d%s\n",
            o.model, H, H, lm.info.unet.base_channels, (unsigned long)lm.unet.count,
-           lm.ema ? "EMA" : "raw (no EMA in the file)", lm.schedule.T,
+           lm.ema && !o.raw ? "EMA" : lm.ema ? "raw (--raw)" : "raw (no EMA in the file)", lm.schedule.T,
            lm.info.unet.num_classes ? ", class-conditional" : "");
     {
         /* the process is the file's (its stored schedule and prediction) */
