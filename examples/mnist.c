@@ -188,7 +188,10 @@ static int parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--set")) {
             if (i != 2) { fprintf(stderr, "mnist: --set must be the first option\n"); return 0; }
         }
-        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--data")) {
+            o->data = v;
+            if (strcmp(o->set, "emoji")) o->noun = "images";       /* not necessarily digits */
+        }
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--sampler")) {

@@ -207,6 +207,25 @@ void test_digits_frechet_closed_form(void)
     }
 }
 
+#if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
+/* Trains a classifier of config c on the first n training images for
+   `epochs` and checks its accuracy on the test images is at least `bar`. */
+static void tq_train_and_score(const dg_config *c, const dfn_image_set *train, int n,
+                               const dfn_image_set *test, int epochs, double bar)
+{
+    dg_net net;
+    dg_train_config tc = dg_train_config_default();
+    double loss = 0.0, acc;
+    tc.epochs = epochs;
+    CHECK(dg_net_alloc(&net, c) == 0, "alloc");
+    CHECK(dg_train(&net, &tc, train->images, train->labels, n, &loss) == 0, "training");
+    acc = dg_accuracy(&net, test->images, test->labels, test->n);
+    CHECK(acc >= bar, "test accuracy %.4f (last-epoch loss %.4f)", acc, loss);
+    if (getenv("DFN_TEST_VERBOSE")) printf("    test accuracy %.4f, loss %.4f\n", acc, loss);
+    dg_net_free(&net);
+}
+#endif
+
 void test_digits_classifier_quality_on_mnist(void)
 {
 #if !defined(DFN_NO_STDIO) && !defined(DFN_NO_MALLOC)
@@ -214,10 +233,7 @@ void test_digits_classifier_quality_on_mnist(void)
        93.2% with gcc -O2 on x86-64): at least 90% of the 1,000 test digits
        right. */
     dfn_image_set train, test;
-    dg_net net;
     dg_config c;
-    dg_train_config tc = dg_train_config_default();
-    double loss = 0.0, acc;
     FILE *f = fopen("data/mnist/train-images-idx3-ubyte", "rb");
     if (!f) {
         printf("    note: data/mnist/ absent (run `make mnist-data` from the repository root); skipped\n");
@@ -232,13 +248,7 @@ void test_digits_classifier_quality_on_mnist(void)
         CHECK(0, "%d training, %d test digits", train.n, test.n);
     } else {
         c = dg_config_default(14, 14);
-        tc.epochs = 3;
-        CHECK(dg_net_alloc(&net, &c) == 0, "alloc");
-        CHECK(dg_train(&net, &tc, train.images, train.labels, 4000, &loss) == 0, "training");
-        acc = dg_accuracy(&net, test.images, test.labels, test.n);
-        CHECK(acc >= 0.90, "test accuracy %.4f (last-epoch loss %.4f)", acc, loss);
-        if (getenv("DFN_TEST_VERBOSE")) printf("    test accuracy %.4f, loss %.4f\n", acc, loss);
-        dg_net_free(&net);
+        tq_train_and_score(&c, &train, 4000, &test, 3, 0.90);
     }
     dfn_image_set_free(&train, NULL);
     dfn_image_set_free(&test, NULL);
@@ -256,10 +266,7 @@ void test_digits_classifier_quality_on_emoji(void)
        x86-64; the bar is 45%). */
     static const int per_class[9] = { 169, 386, 159, 131, 218, 85, 264, 224, 270 };
     dfn_image_set train, test;
-    dg_net net;
     dg_config c;
-    dg_train_config tc = dg_train_config_default();
-    double loss = 0.0, acc;
     int count[9] = { 0 }, i, k, bad = 0;
     FILE *f = fopen("data/emoji/train-images-idx4-ubyte", "rb");
     if (!f) {
@@ -283,13 +290,7 @@ void test_digits_classifier_quality_on_emoji(void)
         c = dg_config_default(16, 16);
         c.c = 3;
         c.classes = 9;
-        tc.epochs = 10;
-        CHECK(dg_net_alloc(&net, &c) == 0, "alloc");
-        CHECK(dg_train(&net, &tc, train.images, train.labels, train.n, &loss) == 0, "training");
-        acc = dg_accuracy(&net, test.images, test.labels, test.n);
-        CHECK(acc >= 0.45, "test accuracy %.4f (last-epoch loss %.4f)", acc, loss);
-        if (getenv("DFN_TEST_VERBOSE")) printf("    test accuracy %.4f, loss %.4f\n", acc, loss);
-        dg_net_free(&net);
+        tq_train_and_score(&c, &train, train.n, &test, 10, 0.45);
     }
     dfn_image_set_free(&train, NULL);
     dfn_image_set_free(&test, NULL);
