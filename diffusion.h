@@ -113,10 +113,11 @@
    2x2-averaged to 14x14; `make mnist-data` writes 10,000 real digits to
    data/mnist/), and colour ones of 4 dimensions (n, H, W, C) too
    (dfn_idx_images_mem_c; `make emoji-data` writes 1,906 32x32 RGB emoji
-   in 9 categories to data/emoji/), dfn_shapes_sample draws small labelled shapes for fast
-   tests (the same bits on every platform), dfn_image_grid tiles images into
-   one, and dfn_png_save / dfn_pnm_save (or the in-memory encoders) write
-   PNG (stored deflate, no dependency) and PGM / PPM files.
+   in 9 categories to data/emoji/), dfn_shapes_sample draws small
+   labelled shapes for fast tests (the same bits on every platform),
+   dfn_image_grid tiles images into one, and dfn_png_save / dfn_pnm_save
+   (or the in-memory encoders) write PNG (stored deflate, no dependency)
+   and PGM / PPM files.
 
    Images get their own noise network (section 5, as the MLP):
 
@@ -2442,8 +2443,8 @@ typedef struct dfn_image_set {
 /* Read an IDX image file (and, when labels_path is not NULL, its IDX label
    file) into memory from DFN_MALLOC(..., alloc_ctx), downsampled by
    `downsample` as in dfn_idx_images_mem; grey (n, H, W) files give c = 1,
-   colour (n, H, W, C) files c = C (dfn_idx_images_mem_c). Each file is read whole
-   (as by dfn_file_read_all, within the default dfn_limits: see
+   colour (n, H, W, C) files c = C (dfn_idx_images_mem_c). Each file is
+   read whole (as by dfn_file_read_all, within the default dfn_limits: see
    dfn_idx_load_ex) and released before returning. On error every
    field of *set is 0 and nothing stays allocated. Release with
    dfn_image_set_free. Errors: DFN_ERR_NULL (set, images_path), those of
