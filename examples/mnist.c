@@ -492,6 +492,12 @@ int main(int argc, char **argv)
         have_loaded = 1;
         if (lm.info.net != DFN_NET_UNET) { fprintf(stderr, "mnist: %s is not a U-Net model\n", o.resume); return 1; }
         uc = lm.info.unet;
+        /* a model of half the data's side (--size 14 before): the data 2x downsampled, as then */
+        if (!o.sample_only && o.size == train.h && train.h == 2 * uc.height && train.w == 2 * uc.width) {
+            dfn_image_set_free(&train, NULL);
+            if (!load_set(&o, "train", uc.height, &train)) return 1;
+            printf("data: 2x downsampled to %dx%d, the model's size\n", train.h, train.w);
+        }
         if (!o.sample_only && (train.h != uc.height || train.w != uc.width || train.c != uc.channels ||
                                (uc.num_classes > 0 && uc.num_classes != ncls))) {
             fprintf(stderr, "mnist: %s is a %dx%dx%d model with %d classes; the data %dx%dx%d with %d\n", o.resume,
