@@ -30,7 +30,7 @@ static double dot_d(const float *a, const float *b, size_t n)
 /* ---- convolution ---- */
 
 typedef struct {
-    int B, H, W, Ci, Co, k;
+    int B, H, W, Ci, Co, k, wino;                /* wino: through dfn_conv2d_winograd_forward */
     float *in, *Wt, *b, *c, *out, *col, *work;
     size_t col_floats;
 } conv_case;
@@ -39,8 +39,12 @@ static double conv_loss(void *user, const float *p)
 {
     conv_case *cc = (conv_case *)user;
     (void)p;
-    dfn_conv2d_forward(cc->out, cc->in, cc->Wt, cc->b, cc->B, cc->H, cc->W, cc->Ci, cc->Co, cc->k,
-                       cc->col, cc->col_floats, cc->work);
+    if (cc->wino)
+        dfn_conv2d_winograd_forward(cc->out, cc->in, cc->Wt, cc->b, cc->B, cc->H, cc->W, cc->Ci, cc->Co, cc->col,
+                                    cc->col_floats, cc->work);
+    else
+        dfn_conv2d_forward(cc->out, cc->in, cc->Wt, cc->b, cc->B, cc->H, cc->W, cc->Ci, cc->Co, cc->k, cc->col,
+                           cc->col_floats, cc->work);
     return dot_d(cc->c, cc->out, (size_t)cc->B * cc->H * cc->W * cc->Co);
 }
 
@@ -104,7 +108,7 @@ void test_unet_conv_gradients(void)
             size_t worst;
             swap = cs / 3;
             tail = cs % 3;
-            cc.B = 2; cc.H = 4; cc.W = 5; cc.Ci = swap ? 4 : 3; cc.Co = swap ? 3 : 4; cc.k = k;
+            cc.B = 2; cc.H = 4; cc.W = 5; cc.Ci = swap ? 4 : 3; cc.Co = swap ? 3 : 4; cc.k = k; cc.wino = 0;
             nin = (size_t)cc.B * cc.H * cc.W * cc.Ci;
             nw = (size_t)cc.Co * k * k * cc.Ci;
             nout = (size_t)cc.B * cc.H * cc.W * cc.Co;
@@ -136,6 +140,251 @@ void test_unet_conv_gradients(void)
             free(din); free(dW); free(db); free(dW0); free(db0);
         }
     free(work);
+}
+
+/* ---- Winograd F(2x2, 3x3) (MATH.md §14) ---- */
+
+/* The first-order bound of MATH.md §14 on the error of output (n, y, x, o):
+   (Ci + 8) u S, S = |b| + sum over the 16 positions (a, e) of the output's
+   |A^T[r][a] A^T[c][e]| sum_i |U_i[a][e]| (|B^T| |d_i| |B|)[a][e], with d_i
+   the tile's 4 x 4 input (zeros outside), U_i = G g G^T in double. */
+static double wino_bound_s(const float *in, const float *Wt, const float *b, int H, int W, int Ci, int n, int y,
+                           int x, int o)
+{
+    static const double At[2][4] = { { 1, 1, 1, 0 }, { 0, 1, -1, -1 } };
+    static const double Bt[4][4] = { { 1, 0, -1, 0 }, { 0, 1, 1, 0 }, { 0, -1, 1, 0 }, { 0, 1, 0, -1 } };
+    static const double G[4][3] = { { 1, 0, 0 }, { .5, .5, .5 }, { .5, -.5, .5 }, { 0, 0, 1 } };
+    int ty = y / 2, tx = x / 2, r = y % 2, c = x % 2, i, a, e, p, q;
+    double S = b ? fabs(b[o]) : 0;
+    for (i = 0; i < Ci; i++) {
+        double d[4][4], U[4][4], V[4][4];
+        for (a = 0; a < 4; a++)
+            for (e = 0; e < 4; e++) {
+                int sy = 2 * ty - 1 + a, sx = 2 * tx - 1 + e;
+                d[a][e] = sy < 0 || sy >= H || sx < 0 || sx >= W ? 0 : fabs(in[((n * H + sy) * W + sx) * Ci + i]);
+            }
+        for (a = 0; a < 4; a++)
+            for (e = 0; e < 4; e++) {
+                double u = 0, v = 0;
+                for (p = 0; p < 3; p++)
+                    for (q = 0; q < 3; q++) u += G[a][p] * Wt[((o * 3 + p) * 3 + q) * Ci + i] * G[e][q];
+                for (p = 0; p < 4; p++)
+                    for (q = 0; q < 4; q++) v += fabs(Bt[a][p]) * d[p][q] * fabs(Bt[e][q]);
+                U[a][e] = fabs(u);
+                V[a][e] = v;
+            }
+        for (a = 0; a < 4; a++)
+            for (e = 0; e < 4; e++) S += fabs(At[r][a] * At[c][e]) * U[a][e] * V[a][e];
+    }
+    return S;
+}
+
+void test_unet_winograd_matches_formula(void)
+{
+    /* dfn_conv2d_winograd_forward against the convolution in double on
+       awkward shapes (odd sides: half tiles at the right and bottom edges;
+       one channel; 1 x 1 and 2 x 3 images; channel counts off the 8-wide
+       blocks), in groups of one image and of two then one: every output
+       within its bound (Ci + 8) u S of MATH.md §14. */
+    static const int shape[][4] = { { 5, 7, 3, 5 }, { 1, 1, 2, 2 }, { 2, 3, 1, 1 }, { 6, 4, 1, 9 },
+                                    { 9, 5, 17, 11 }, { 4, 4, 24, 16 } };
+    dfn_rng rng;
+    int s, gi;
+    float *work = (float *)malloc(dfn_gemm_work_size());
+    double worst_ratio = 0;
+    dfn_rng_seed(&rng, 51, 1);
+    for (s = 0; s < (int)(sizeof shape / sizeof shape[0]); s++)
+        for (gi = 0; gi < 2; gi++) {
+            int B = 3, H = shape[s][0], W = shape[s][1], Ci = shape[s][2], Co = shape[s][3];
+            size_t colf = dfn_conv2d_winograd_size(H, W, Ci, Co, gi ? 2 : 1);
+            size_t nout = (size_t)B * H * W * Co;
+            float *in = randn(&rng, (size_t)B * H * W * Ci, 1), *Wt = randn(&rng, (size_t)Co * 9 * Ci, 1);
+            float *b = randn(&rng, Co, 1), *out = zeros(nout + 1), *col = zeros(colf + 1);
+            int n, y, x, o, dy, dx, i, bad = 0;
+            out[nout] = 777.0f;
+            col[colf] = 777.0f;
+            CHECK(dfn_conv2d_winograd_forward(out, in, Wt, gi ? b : NULL, B, H, W, Ci, Co, col, colf, work) ==
+                  DFN_OK, "shape %d: refused", s);
+            CHECK(out[nout] == 777.0f && col[colf] == 777.0f, "shape %d: wrote past out or col", s);
+            for (n = 0; n < B; n++)
+                for (y = 0; y < H; y++)
+                    for (x = 0; x < W; x++)
+                        for (o = 0; o < Co; o++) {
+                            double want = gi ? b[o] : 0, err, bound;
+                            for (dy = 0; dy < 3; dy++)
+                                for (dx = 0; dx < 3; dx++)
+                                    for (i = 0; i < Ci; i++) {
+                                        int sy = y + dy - 1, sx = x + dx - 1;
+                                        if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                                        want += (double)Wt[((o * 3 + dy) * 3 + dx) * Ci + i] *
+                                                in[((n * H + sy) * W + sx) * Ci + i];
+                                    }
+                            err = fabs(want - out[((n * H + y) * W + x) * Co + o]);
+                            bound = (Ci + 8) * ldexp(1.0, -24) *
+                                    wino_bound_s(in, Wt, gi ? b : NULL, H, W, Ci, n, y, x, o);
+                            if (err > bound) bad++;
+                            if (bound > 0 && err / bound > worst_ratio) worst_ratio = err / bound;
+                        }
+            CHECK(bad == 0, "shape %d (%d x %d, %d -> %d), groups %d: %d outputs beyond the bound", s, H, W, Ci, Co,
+                  gi ? 2 : 1, bad);
+            free(in); free(Wt); free(b); free(out); free(col);
+        }
+    /* the bound is not vacuous: the worst output uses a good part of it */
+    CHECK(worst_ratio > 0.01 && worst_ratio <= 1, "worst error / bound %g", worst_ratio);
+    free(work);
+}
+
+#ifndef DFN_NO_TRAINING
+void test_unet_winograd_gradients(void)
+{
+    /* dfn_conv2d_winograd_backward against the gradients written out in
+       double (din[y][x][i] = sum Wt[o][dy][dx][i] dout[y-dy+1][x-dx+1][o],
+       dW[o][dy][dx][i] = sum dout[y][x][o] in[y+dy-1][x+dx-1][i], db = sum
+       dout) on the awkward shapes, adding to nonzero dW and db; and
+       against central differences of the Winograd forward pass. */
+    static const int shape[][4] = { { 5, 7, 3, 5 }, { 1, 1, 2, 2 }, { 6, 4, 1, 9 }, { 9, 5, 17, 11 } };
+    dfn_rng rng;
+    int s;
+    float *work = (float *)malloc(dfn_gemm_work_size());
+    dfn_rng_seed(&rng, 52, 1);
+    for (s = 0; s < (int)(sizeof shape / sizeof shape[0]); s++) {
+        int B = 3, H = shape[s][0], W = shape[s][1], Ci = shape[s][2], Co = shape[s][3];
+        size_t colf = dfn_conv2d_winograd_size(H, W, Ci, Co, 2), nin = (size_t)B * H * W * Ci;
+        size_t nout = (size_t)B * H * W * Co, nw = (size_t)Co * 9 * Ci, j;
+        float *in = randn(&rng, nin, 1), *Wt = randn(&rng, nw, 1), *dout = randn(&rng, nout, 1);
+        float *din = zeros(nin), *dW = randn(&rng, nw, 1), *db = randn(&rng, Co, 1), *col = zeros(colf);
+        double *rin = (double *)calloc(nin, sizeof(double)), *rw = (double *)calloc(nw, sizeof(double));
+        double *ain = (double *)calloc(nin, sizeof(double)), *aw = (double *)calloc(nw, sizeof(double));
+        double *rb = (double *)calloc((size_t)Co, sizeof(double)), wi = 0, ww = 0, wb = 0;
+        int n, y, x, o, dy, dx, i;
+        for (j = 0; j < nw; j++) rw[j] = dW[j];
+        for (o = 0; o < Co; o++) rb[o] = db[o];
+        for (n = 0; n < B; n++)
+            for (y = 0; y < H; y++)
+                for (x = 0; x < W; x++)
+                    for (o = 0; o < Co; o++) {
+                        double g = dout[((n * H + y) * W + x) * Co + o];
+                        rb[o] += g;
+                        for (dy = 0; dy < 3; dy++)
+                            for (dx = 0; dx < 3; dx++) {
+                                int sy = y + dy - 1, sx = x + dx - 1;
+                                if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                                for (i = 0; i < Ci; i++) {
+                                    size_t pi = ((size_t)(n * H + sy) * W + sx) * Ci + i;
+                                    size_t pw = ((size_t)(o * 3 + dy) * 3 + dx) * Ci + i;
+                                    rin[pi] += Wt[pw] * g;
+                                    ain[pi] += fabs(Wt[pw] * g);
+                                    rw[pw] += g * in[pi];
+                                    aw[pw] += fabs(g * in[pi]);
+                                }
+                            }
+                    }
+        CHECK(dfn_conv2d_winograd_backward(din, dW, db, dout, in, Wt, B, H, W, Ci, Co, col, colf, work) == DFN_OK,
+              "shape %d: refused", s);
+        /* relative to the sum of the terms' sizes: the transforms' rounding
+           is a few units of it (measured 0.4-1.3e-7) */
+        for (j = 0; j < nin; j++) wi = fmax(wi, fabs(din[j] - rin[j]) / (ain[j] + 1e-30));
+        for (j = 0; j < nw; j++) ww = fmax(ww, fabs(dW[j] - rw[j]) / (aw[j] + fabs(rw[j]) + 1e-30));
+        for (o = 0; o < Co; o++) wb = fmax(wb, fabs(db[o] - rb[o]));
+        CHECK(wi < 2e-6 && ww < 2e-6 && wb < 1e-4, "shape %d (%d x %d, %d -> %d): din %g, dW %g, db %g", s, H, W,
+              Ci, Co, wi, ww, wb);
+        free(in); free(Wt); free(dout); free(din); free(dW); free(db); free(col);
+        free(rin); free(rw); free(ain); free(aw); free(rb);
+    }
+    {
+        /* central differences of the Winograd forward pass (a loss linear in
+           in and Wt: exact but for rounding) */
+        conv_case cc;
+        size_t nin, nw, nout, worst;
+        float *din, *dW, *db;
+        double err;
+        int wrt;
+        cc.B = 2; cc.H = 5; cc.W = 3; cc.Ci = 3; cc.Co = 4; cc.k = 3; cc.wino = 1;
+        nin = (size_t)cc.B * cc.H * cc.W * cc.Ci; nw = (size_t)cc.Co * 9 * cc.Ci; nout = (size_t)cc.B * cc.H * cc.W * cc.Co;
+        cc.col_floats = dfn_conv2d_winograd_size(cc.H, cc.W, cc.Ci, cc.Co, 1);
+        cc.in = randn(&rng, nin, 1); cc.Wt = randn(&rng, nw, 1); cc.b = randn(&rng, cc.Co, 1);
+        cc.c = randn(&rng, nout, 1); cc.out = zeros(nout); cc.col = zeros(cc.col_floats); cc.work = work;
+        din = zeros(nin); dW = zeros(nw); db = zeros(cc.Co);
+        CHECK(dfn_conv2d_winograd_backward(din, dW, db, cc.c, cc.in, cc.Wt, cc.B, cc.H, cc.W, cc.Ci, cc.Co, cc.col,
+                                           cc.col_floats, work) == DFN_OK, "refused");
+        for (wrt = 0; wrt < 3; wrt++) {
+            float *p = wrt == 0 ? cc.in : wrt == 1 ? cc.Wt : cc.b, *g = wrt == 0 ? din : wrt == 1 ? dW : db;
+            size_t n = wrt == 0 ? nin : wrt == 1 ? nw : (size_t)cc.Co;
+            CHECK(dfn_check_grad(conv_loss, &cc, p, n, g, 1, 0.25f, 1e-3, &err, &worst) == DFN_OK && err < 1e-2,
+                  "wrt %d: relative error %g at %d", wrt, err, (int)worst);
+        }
+        free(cc.in); free(cc.Wt); free(cc.b); free(cc.c); free(cc.out); free(cc.col); free(din); free(dW); free(db);
+    }
+    free(work);
+}
+#endif
+
+void test_unet_winograd_errors_and_dispatch(void)
+{
+    /* Bad arguments are refused before anything is written; and
+       dfn_conv2d_forward / _backward take Winograd where the rule says
+       (its bits exactly, but with DFN_PORTABLE_MATH: im2col's), im2col
+       where the scratch holds only that (its bits), the two within rounding
+       of each other. */
+    enum { B = 2, H = 10, W = 9, Ci = 32, Co = 32 };
+    size_t nin = (size_t)B * H * W * Ci, nout = (size_t)B * H * W * Co, nw = (size_t)Co * 9 * Ci;
+    size_t small = dfn_conv2d_col_size(H, W, Ci, 3), big = dfn_conv2d_winograd_size(H, W, Ci, Co, B), j;
+    float *work = (float *)malloc(dfn_gemm_work_size()), *in, *Wt, *b, *dout, *col, *out[3], *din[3], *dW[3], *db[3];
+    dfn_rng rng;
+    int pass;
+    double worst = 0;
+    dfn_rng_seed(&rng, 53, 1);
+    in = randn(&rng, nin, 1); Wt = randn(&rng, nw, 0.1f); b = randn(&rng, Co, 1); dout = randn(&rng, nout, 1);
+    col = zeros(big > small ? big : small);
+    CHECK(small < dfn_conv2d_winograd_size(H, W, Ci, Co, 1), "im2col's scratch must not hold Winograd's here");
+    CHECK(dfn_conv2d_winograd_size(0, W, Ci, Co, 1) == 0 && dfn_conv2d_winograd_size(H, W, Ci, Co, 0) == 0, "size 0");
+    for (pass = 0; pass < 3; pass++) {
+        out[pass] = zeros(nout); din[pass] = zeros(nin); dW[pass] = zeros(nw); db[pass] = zeros(Co);
+    }
+    CHECK(dfn_conv2d_winograd_forward(out[0], in, Wt, b, B, H, W, Ci, Co, col, small, work) ==
+          DFN_ERR_BUFFER_TOO_SMALL, "small scratch");
+    CHECK(dfn_conv2d_winograd_forward(NULL, in, Wt, b, B, H, W, Ci, Co, col, big, work) == DFN_ERR_NULL, "NULL out");
+    CHECK(dfn_conv2d_winograd_forward(out[0], in, Wt, b, 0, H, W, Ci, Co, col, big, work) == DFN_ERR_INVALID_ARG,
+          "B = 0");
+    CHECK(dfn_conv2d_winograd_forward(out[0], in, Wt, b, B, H, -1, Ci, Co, col, big, work) == DFN_ERR_INVALID_ARG,
+          "W < 0");
+    for (j = 0; j < nout; j++) CHECK(out[0][j] == 0.0f, "a refused call wrote out[%d]", (int)j);
+#ifndef DFN_NO_TRAINING
+    CHECK(dfn_conv2d_winograd_backward(din[0], dW[0], db[0], NULL, in, Wt, B, H, W, Ci, Co, col, big, work) ==
+          DFN_ERR_NULL, "NULL dout");
+    CHECK(dfn_conv2d_winograd_backward(din[0], dW[0], db[0], dout, in, Wt, B, H, W, Ci, Co, col, small, work) ==
+          DFN_ERR_BUFFER_TOO_SMALL, "small scratch");
+    for (j = 0; j < nw; j++) CHECK(dW[0][j] == 0.0f, "a refused call wrote dW[%d]", (int)j);
+#endif
+    CHECK(dfn_conv2d_winograd_forward(out[0], in, Wt, b, B, H, W, Ci, Co, col, big, work) == DFN_OK, "forward");
+    dfn_conv2d_forward(out[1], in, Wt, b, B, H, W, Ci, Co, 3, col, big, work);
+    dfn_conv2d_forward(out[2], in, Wt, b, B, H, W, Ci, Co, 3, col, small, work);
+#ifndef DFN_PORTABLE_MATH
+    CHECK(memcmp(out[0], out[1], nout * sizeof(float)) == 0, "the rule's forward shape did not take Winograd");
+#else
+    CHECK(memcmp(out[2], out[1], nout * sizeof(float)) == 0, "portable math took Winograd");
+#endif
+    for (j = 0; j < nout; j++) worst = fmax(worst, fabs(out[0][j] - out[2][j]));
+#ifndef DFN_NO_TRAINING
+    CHECK(dfn_conv2d_winograd_backward(din[0], dW[0], db[0], dout, in, Wt, B, H, W, Ci, Co, col, big, work) == DFN_OK,
+          "backward");
+    dfn_conv2d_backward(din[1], dW[1], db[1], dout, in, Wt, B, H, W, Ci, Co, 3, col, big, work);
+    dfn_conv2d_backward(din[2], dW[2], db[2], dout, in, Wt, B, H, W, Ci, Co, 3, col, small, work);
+#ifndef DFN_PORTABLE_MATH
+    CHECK(memcmp(din[0], din[1], nin * sizeof(float)) == 0 && memcmp(dW[0], dW[1], nw * sizeof(float)) == 0,
+          "the rule's backward shape did not take Winograd");
+#else
+    CHECK(memcmp(din[2], din[1], nin * sizeof(float)) == 0 && memcmp(dW[2], dW[1], nw * sizeof(float)) == 0,
+          "portable math took Winograd");
+#endif
+    for (j = 0; j < nin; j++) worst = fmax(worst, fabs(din[0][j] - din[2][j]) / 10);
+    for (j = 0; j < nw; j++) worst = fmax(worst, fabs(dW[0][j] - dW[2][j]) / 100);
+#endif
+    CHECK(worst < 1e-4 && worst > 0, "Winograd against im2col: %g", worst);
+    for (pass = 0; pass < 3; pass++) {
+        free(out[pass]); free(din[pass]); free(dW[pass]); free(db[pass]);
+    }
+    free(in); free(Wt); free(b); free(dout); free(col); free(work);
 }
 
 /* ---- GroupNorm ---- */
@@ -797,7 +1046,9 @@ void test_threads_split_conv_bit_identical(void)
        split into tasks (each unrolls its own pixels, then multiplies them)
        give the one-thread bits, for every use of the scratch: dW summed
        directly, transposed, and din through the turned kernel (groups of
-       one image, and of two then one). */
+       one image, and of two then one); and by Winograd (use 3: tiles
+       split into tasks, dW's 16 products one task each; groups of two
+       then one). */
     enum { B = 3, H = 25, W = 23, Ci = 30, Co = 32, K = 9 * Ci };
     size_t scratch_bytes = dfn_parallel_scratch_size(2), KC = (size_t)K * Co;
     size_t n_in = (size_t)B * H * W * Ci, n_out = (size_t)B * H * W * Co;
@@ -815,14 +1066,22 @@ void test_threads_split_conv_bit_identical(void)
     Wt = randn(&rng, KC, 0.1f); b = randn(&rng, (size_t)Co, 1);
     col = zeros(cols[2]);
     fake_workers = 2;
-    for (use = 0; use < 3; use++) {
+    CHECK(dfn_conv2d_winograd_size(H, W, Ci, Co, 2) <= cols[2] && dfn_conv2d_winograd_size(H, W, Ci, Co, 3) > cols[2],
+          "Winograd's groups are not of two");
+    for (use = 0; use < 4; use++) {
         float *y[2], *dx[2], *dW[2], *db[2];
         for (pass = 0; pass < 2; pass++) {
             y[pass] = zeros(n_out); dx[pass] = zeros(n_in); dW[pass] = zeros(KC); db[pass] = zeros((size_t)Co);
             if (pass) CHECK(dfn_set_parallel(fake_parallel, NULL, 2, scratch, scratch_bytes) == DFN_OK, "install");
             calls = fake_calls;
-            dfn_conv2d_forward(y[pass], x, Wt, b, B, H, W, Ci, Co, 3, col, cols[use], work);
-            dfn_conv2d_backward(dx[pass], dW[pass], db[pass], dy, x, Wt, B, H, W, Ci, Co, 3, col, cols[use], work);
+            if (use == 3) {
+                CHECK(dfn_conv2d_winograd_forward(y[pass], x, Wt, b, B, H, W, Ci, Co, col, cols[2], work) == DFN_OK &&
+                      dfn_conv2d_winograd_backward(dx[pass], dW[pass], db[pass], dy, x, Wt, B, H, W, Ci, Co, col,
+                                                   cols[2], work) == DFN_OK, "Winograd refused");
+            } else {
+                dfn_conv2d_forward(y[pass], x, Wt, b, B, H, W, Ci, Co, 3, col, cols[use], work);
+                dfn_conv2d_backward(dx[pass], dW[pass], db[pass], dy, x, Wt, B, H, W, Ci, Co, 3, col, cols[use], work);
+            }
             if (pass) CHECK(fake_calls >= calls + 4, "scratch %d: %d calls split", use, fake_calls - calls);
             dfn_set_parallel(NULL, NULL, 1, NULL, 0);
         }
