@@ -1,4 +1,4 @@
-/* diffusion.h - v0.14.0 - denoising diffusion models in one C99 header.
+/* diffusion.h - v0.15.0 - denoising diffusion models in one C99 header.
    No dependencies beyond the C standard library and libm.
    Public domain or MIT, your choice: see the end of this file.
 
@@ -132,7 +132,9 @@
                           model files (dfn_model_save_unet)
      dfn_conv2d_*, dfn_groupnorm_*, dfn_avgpool2_*, dfn_upsample2_*,
      dfn_attention_*      its layers, each with a hand-written backward pass;
-                          a 3x3 convolution is im2col + the GEMM kernel
+                          a 3x3 convolution is im2col + the GEMM kernel,
+                          or Winograd F(2x2, 3x3) where that measured
+                          faster (16 products of transformed tiles)
 
    See examples/mnist.c: real digits in, PNG grids of samples out.
 
@@ -443,7 +445,7 @@
    file into safetensors and back. dfn_st_parse reads any safetensors file
    into the caller's memory (no allocation), dfn_st_write_mem writes one.
    The "__metadata__" of a model holds four strings:
-       "diffusion.h"  the version that wrote it ("0.14.0")
+       "diffusion.h"  the version that wrote it ("0.15.0")
        "network"      "mlp" or "unet"
        "config"       the network's config as JSON, every field of
                       dfn_mlp_config / dfn_unet_config by its name
@@ -526,7 +528,7 @@
 #include <stdint.h>
 
 #define DFN_VERSION_MAJOR 0
-#define DFN_VERSION_MINOR 14
+#define DFN_VERSION_MINOR 15
 #define DFN_VERSION_PATCH 0
 
 #ifndef DFNDEF
@@ -16507,6 +16509,13 @@ DFNDEF void dfn_adam_update(size_t n, float *p, float *m, float *v, const float 
 /*
    REVISION HISTORY
    ================
+   0.15.0 (2026-12-07) Winograd F(2x2, 3x3) convolutions (MATH.md section
+          14): dfn_conv2d_winograd_forward / _backward / _size, forward,
+          input and weight gradients as 16 products over the GEMM, taken
+          by dfn_conv2d_forward / _backward where they measured faster
+          than im2col (8 x 8 images or more, from 16 channels forward and
+          32 backward; not with DFN_PORTABLE_MATH): the MNIST U-Net
+          trains 1.1x and samples 1.2x faster on one thread.
    0.14.0 (2026-12-06) colour images: IDX files of 4 dimensions (n, H, W, C)
           read by dfn_idx_images_mem_c and dfn_idx_load (c set); make
           emoji-data (tools/emoji2idx.js: 1,906 32x32 Noto emoji of
