@@ -1295,12 +1295,13 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
    measured errors in MATH.md §14).
 
    Floats of col for groups of g images: 16 ceil(H/2) ceil(W/2) g (Ci + Co)
-   + 32 Ci Co (0 for sizes < 1). */
+   + 32 Ci Co (0 for sizes < 1, or when the bytes would overflow size_t). */
 DFNDEF size_t dfn_conv2d_winograd_size(int H, int W, int Ci, int Co, int g);
 
 /* out (B, H, W, Co) = conv3x3(in, Wt) + b as dfn_conv2d_forward (b may be
    NULL), in groups of as many images as col_floats hold. Errors:
-   DFN_ERR_NULL, DFN_ERR_INVALID_ARG (a size < 1), DFN_ERR_BUFFER_TOO_SMALL
+   DFN_ERR_NULL, DFN_ERR_INVALID_ARG (a size < 1, or 2^31 tiles of 2 x 2
+   outputs or more), DFN_ERR_BUFFER_TOO_SMALL
    (col_floats < dfn_conv2d_winograd_size(H, W, Ci, Co, 1)); nothing is
    written then. */
 DFNDEF dfn_result dfn_conv2d_winograd_forward(float *out, const float *in, const float *Wt, const float *b,
@@ -6161,19 +6162,25 @@ static void dfn__wino_weights(float *U, const float *Wt, int Ci, int Co, int tur
         }
 }
 
-/* Floats of Winograd scratch for g images: V and M, and two kernels' U. */
+/* Floats of Winograd scratch for g images: V and M, and two kernels' U;
+   (size_t)-1 when that overflows (a 32-bit size_t, huge sides). Counted in
+   double first: every factor is below 2^31, so the double product is
+   within a part in 2^50 of the exact one. */
 static size_t dfn__wino_floats(int H, int W, int Ci, int Co, int g)
 {
-    size_t T = (size_t)((H + 1) / 2) * (size_t)((W + 1) / 2) * (size_t)g;
-    return 16 * T * ((size_t)Ci + Co) + 32 * (size_t)Ci * Co;
+    double T = (double)((H + 1) / 2) * (double)((W + 1) / 2) * g;
+    size_t t;
+    if (16.0 * T * ((double)Ci + Co) + 32.0 * Ci * (double)Co > (double)((size_t)-1) / 8) return (size_t)-1;
+    t = (size_t)((H + 1) / 2) * (size_t)((W + 1) / 2) * (size_t)g;
+    return 16 * t * ((size_t)Ci + Co) + 32 * (size_t)Ci * Co;
 }
 
 /* Images per Winograd group in col_floats: 0 when not even one fits. */
 static int dfn__wino_group(int B, int H, int W, int Ci, int Co, size_t col_floats)
 {
-    size_t fixed = dfn__wino_floats(H, W, Ci, Co, 0), per = dfn__wino_floats(H, W, Ci, Co, 1) - fixed, g;
-    if (col_floats < fixed + per) return 0;
-    g = (col_floats - fixed) / per;
+    size_t fixed = dfn__wino_floats(H, W, Ci, Co, 0), one = dfn__wino_floats(H, W, Ci, Co, 1), g;
+    if (one == (size_t)-1 || col_floats < one) return 0;
+    g = (col_floats - fixed) / (one - fixed);
     return g < (size_t)B ? (int)g : B;
 }
 
@@ -6365,7 +6372,8 @@ static void dfn__wino_backward(float *din, float *dW, float *db, const float *do
    14 x 14, 64 -> 64 1.34x / 1.38x; 128 -> 128 1.35x / 1.68x; but 7 x 7,
    32 -> 32 0.55x / 0.65x (16 tiles cover 64 outputs for 49, and the
    products are short). The backward pass's dW products with 16 channels
-   are short in the other direction (16 x 16 per slab). */
+   are short in the other direction (16 x 16 per slab). Measured with
+   AVX-512 only: the other SIMD paths take the same rule unmeasured. */
 static DFN__MAYBE_UNUSED int dfn__wino_pays(int H, int W, int Ci, int Co, int backward)
 {
     int c = Ci < Co ? Ci : Co;
@@ -6374,8 +6382,10 @@ static DFN__MAYBE_UNUSED int dfn__wino_pays(int H, int W, int Ci, int Co, int ba
 
 DFNDEF size_t dfn_conv2d_winograd_size(int H, int W, int Ci, int Co, int g)
 {
+    size_t n;
     if (H < 1 || W < 1 || Ci < 1 || Co < 1 || g < 1) return 0;
-    return dfn__wino_floats(H, W, Ci, Co, g);
+    n = dfn__wino_floats(H, W, Ci, Co, g);
+    return n == (size_t)-1 ? 0 : n;
 }
 
 static dfn_result dfn__wino_check(const void *out, const void *in, const float *Wt, int B, int H, int W, int Ci,
@@ -6383,6 +6393,7 @@ static dfn_result dfn__wino_check(const void *out, const void *in, const float *
 {
     if (!out || !in || !Wt || !col || !work) return DFN_ERR_NULL;
     if (B < 1 || H < 1 || W < 1 || Ci < 1 || Co < 1) return DFN_ERR_INVALID_ARG;
+    if ((double)B * ((H + 1) / 2) * ((W + 1) / 2) > 2147483647.0) return DFN_ERR_INVALID_ARG; /* tiles: int */
     *g = dfn__wino_group(B, H, W, Ci, Co, col_floats);
     return *g > 0 ? DFN_OK : DFN_ERR_BUFFER_TOO_SMALL;
 }

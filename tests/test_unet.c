@@ -338,9 +338,14 @@ void test_unet_winograd_errors_and_dispatch(void)
     col = zeros(big > small ? big : small);
     CHECK(small < dfn_conv2d_winograd_size(H, W, Ci, Co, 1), "im2col's scratch must not hold Winograd's here");
     CHECK(dfn_conv2d_winograd_size(0, W, Ci, Co, 1) == 0 && dfn_conv2d_winograd_size(H, W, Ci, Co, 0) == 0, "size 0");
+    CHECK(dfn_conv2d_winograd_size(1 << 30, 1 << 30, 1 << 20, 1 << 20, 1) == 0, "an overflowing size");
+    CHECK(dfn_conv2d_winograd_size(H, W, Ci, Co, 1) == 16 * 5 * 5 * (size_t)(Ci + Co) + 32 * (size_t)Ci * Co,
+          "the documented size");
     for (pass = 0; pass < 3; pass++) {
         out[pass] = zeros(nout); din[pass] = zeros(nin); dW[pass] = zeros(nw); db[pass] = zeros(Co);
     }
+    CHECK(dfn_conv2d_winograd_forward(out[0], in, Wt, b, 65536, 65536, 65536, Ci, Co, col, big, work) ==
+          DFN_ERR_INVALID_ARG, "2^46 tiles");
     CHECK(dfn_conv2d_winograd_forward(out[0], in, Wt, b, B, H, W, Ci, Co, col, small, work) ==
           DFN_ERR_BUFFER_TOO_SMALL, "small scratch");
     CHECK(dfn_conv2d_winograd_forward(NULL, in, Wt, b, B, H, W, Ci, Co, col, big, work) == DFN_ERR_NULL, "NULL out");
