@@ -1295,15 +1295,15 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
    measured errors in MATH.md §14).
 
    Floats of col for groups of g images: 16 ceil(H/2) ceil(W/2) g (Ci + Co)
-   + 32 Ci Co (0 for sizes < 1, or when the bytes would overflow size_t). */
+   + 32 Ci Co (0 for sizes < 1, or when that many bytes would pass half of
+   size_t's range). */
 DFNDEF size_t dfn_conv2d_winograd_size(int H, int W, int Ci, int Co, int g);
 
 /* out (B, H, W, Co) = conv3x3(in, Wt) + b as dfn_conv2d_forward (b may be
    NULL), in groups of as many images as col_floats hold. Errors:
-   DFN_ERR_NULL, DFN_ERR_INVALID_ARG (a size < 1, or 2^31 tiles of 2 x 2
-   outputs or more), DFN_ERR_BUFFER_TOO_SMALL
-   (col_floats < dfn_conv2d_winograd_size(H, W, Ci, Co, 1)); nothing is
-   written then. */
+   DFN_ERR_NULL, DFN_ERR_INVALID_ARG (a size < 1, or B H W >= 2^31),
+   DFN_ERR_BUFFER_TOO_SMALL (col_floats < dfn_conv2d_winograd_size(H, W,
+   Ci, Co, 1), or that size is 0: too large); nothing is written then. */
 DFNDEF dfn_result dfn_conv2d_winograd_forward(float *out, const float *in, const float *Wt, const float *b,
                                               int B, int H, int W, int Ci, int Co, float *col,
                                               size_t col_floats, float *work);
@@ -3161,9 +3161,10 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
    a copy of the generator ahead to its block; dfn_act_forward,
    dfn_act_backward and dfn_vec_axpy of at least 65536 values one range
    per task; GroupNorm one block of groups per task; a 3 x 3 convolution
-   (dfn_conv2d_forward, dfn_conv2d_backward) one block of pixels per task,
-   each task unrolling its own pixels (im2col) and, but for dW, multiplying
-   them. (So the U-Net's convolutions, GroupNorms, activations and residual
+   (dfn_conv2d_forward, dfn_conv2d_backward) through im2col one block of
+   pixels per task, each task unrolling its own pixels and, but for dW,
+   multiplying them; through Winograd one block of tiles per task
+   (transforms and products), dW's 16 products one task each. (So the U-Net's convolutions, GroupNorms, activations and residual
    adds split; its concatenations, pooling and attention softmax run on the
    calling thread.)
    Every value is computed by the same arithmetic in the same order
@@ -6032,6 +6033,8 @@ static int dfn__conv_group(int B, int H, int W, int Ci, int k, size_t col_floats
    keeps the bits that every platform shares (the Winograd functions give
    the same bits everywhere too, as the GEMM does, but different ones). */
 #define DFN__WG_W 8
+/* Tiles along a side of n pixels: ceil(n / 2), without n + 1 overflowing. */
+#define DFN__WG_TILES(n) ((n) / 2 + ((n) & 1))
 
 /* V[xi][t][0..C) = (B^T d B)[xi] of tile t of in (B, H, W, C), t in [t0, t1);
    S = T C, the floats between slabs. */
@@ -6066,7 +6069,7 @@ static DFN__FORCE_INLINE void dfn__wino_in_block(float *v, size_t S, const float
 
 static void dfn__wino_in(float *V, size_t S, const float *in, int H, int W, int C, int t0, int t1)
 {
-    int th = (H + 1) / 2, tw = (W + 1) / 2, t, r, c, i;
+    int th = DFN__WG_TILES(H), tw = DFN__WG_TILES(W), t, r, c, i;
     for (t = t0; t < t1; t++) {
         int n = t / (th * tw), ty = t / tw % th, tx = t % tw;
         const float *p[16];
@@ -6116,7 +6119,7 @@ static DFN__FORCE_INLINE void dfn__wino_out_block(float *const *q, const float *
 static void dfn__wino_out(float *out, const float *M, size_t S, const float *b, int acc, int H, int W, int C,
                           int t0, int t1)
 {
-    int th = (H + 1) / 2, tw = (W + 1) / 2, t, r, i;
+    int th = DFN__WG_TILES(H), tw = DFN__WG_TILES(W), t, r, i;
     for (t = t0; t < t1; t++) {
         int n = t / (th * tw), ty = t / tw % th, tx = t % tw;
         float *q[4];
@@ -6168,10 +6171,10 @@ static void dfn__wino_weights(float *U, const float *Wt, int Ci, int Co, int tur
    within a part in 2^50 of the exact one. */
 static size_t dfn__wino_floats(int H, int W, int Ci, int Co, int g)
 {
-    double T = (double)((H + 1) / 2) * (double)((W + 1) / 2) * g;
+    double T = (double)DFN__WG_TILES(H) * (double)DFN__WG_TILES(W) * g;
     size_t t;
     if (16.0 * T * ((double)Ci + Co) + 32.0 * Ci * (double)Co > (double)((size_t)-1) / 8) return (size_t)-1;
-    t = (size_t)((H + 1) / 2) * (size_t)((W + 1) / 2) * (size_t)g;
+    t = (size_t)DFN__WG_TILES(H) * (size_t)DFN__WG_TILES(W) * (size_t)g;
     return 16 * t * ((size_t)Ci + Co) + 32 * (size_t)Ci * Co;
 }
 
@@ -6219,7 +6222,7 @@ static void dfn__wino_conv(float *out, const float *in, const float *U, const fl
                            int W, int Ci, int Co, float *V, float *M, float *work)
 {
     dfn__wino_task t;
-    int T = g * ((H + 1) / 2) * ((W + 1) / 2), P = dfn__parallel_workers(), tasks = 1;
+    int T = g * DFN__WG_TILES(H) * DFN__WG_TILES(W), P = dfn__parallel_workers(), tasks = 1;
     t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = T; t.step = T; t.acc = acc;
     t.in = in; t.U = U; t.b = b; t.V = V; t.M = M; t.out = out; t.work = work;
     if (dfn__worth_split(16.0 * T * Ci * Co, P)) {
@@ -6233,7 +6236,7 @@ static void dfn__wino_conv(float *out, const float *in, const float *U, const fl
 static void dfn__wino_forward(float *out, const float *in, const float *Wt, const float *b, int B, int H, int W,
                               int Ci, int Co, int g, float *col, float *work)
 {
-    size_t HW = (size_t)H * W, T = (size_t)g * ((H + 1) / 2) * ((W + 1) / 2);
+    size_t HW = (size_t)H * W, T = (size_t)g * DFN__WG_TILES(H) * DFN__WG_TILES(W);
     float *U = col, *V = U + 16 * (size_t)Ci * Co, *M = V + 16 * T * Ci;
     int n0;
     dfn__wino_weights(U, Wt, Ci, Co, 0);
@@ -6276,7 +6279,7 @@ static DFN__FORCE_INLINE void dfn__wino_dout_block(float *z, size_t S, const flo
 
 static void dfn__wino_dout(float *Z, size_t S, const float *dout, int H, int W, int C, int t0, int t1)
 {
-    int th = (H + 1) / 2, tw = (W + 1) / 2, t, r, i;
+    int th = DFN__WG_TILES(H), tw = DFN__WG_TILES(W), t, r, i;
     for (t = t0; t < t1; t++) {
         int n = t / (th * tw), ty = t / tw % th, tx = t % tw;
         const float *p[4];
@@ -6323,7 +6326,7 @@ static void dfn__wino_backward(float *din, float *dW, float *db, const float *do
                                const float *Wt, int B, int H, int W, int Ci, int Co, int g, float *col,
                                float *work)
 {
-    size_t HW = (size_t)H * W, RK = (size_t)Ci * Co, T = (size_t)g * ((H + 1) / 2) * ((W + 1) / 2);
+    size_t HW = (size_t)H * W, RK = (size_t)Ci * Co, T = (size_t)g * DFN__WG_TILES(H) * DFN__WG_TILES(W);
     float *U = col, *dU = U + 16 * RK, *A = dU + 16 * RK, *Bz = A + 16 * T * Ci;
     int n0, o, i, a, c, P = dfn__parallel_workers();
     if (din) dfn__wino_weights(U, Wt, Ci, Co, 1);
@@ -6332,7 +6335,7 @@ static void dfn__wino_backward(float *din, float *dW, float *db, const float *do
         int gn = B - n0 < g ? B - n0 : g, tasks = 1;
         const float *dout_g = dout + (size_t)n0 * HW * Co;
         dfn__wino_gtask t;
-        t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = gn * ((H + 1) / 2) * ((W + 1) / 2); t.step = t.T;
+        t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = gn * DFN__WG_TILES(H) * DFN__WG_TILES(W); t.step = t.T;
         t.in = in + (size_t)n0 * HW * Ci; t.dout = dout_g; t.V = A; t.Z = Bz; t.dU = dU; t.work = work;
         if (dfn__worth_split(16.0 * t.T * Ci * Co, P)) {
             t.step = dfn__block_step(t.T, P, 24);
@@ -6393,7 +6396,7 @@ static dfn_result dfn__wino_check(const void *out, const void *in, const float *
 {
     if (!out || !in || !Wt || !col || !work) return DFN_ERR_NULL;
     if (B < 1 || H < 1 || W < 1 || Ci < 1 || Co < 1) return DFN_ERR_INVALID_ARG;
-    if ((double)B * ((H + 1) / 2) * ((W + 1) / 2) > 2147483647.0) return DFN_ERR_INVALID_ARG; /* tiles: int */
+    if ((double)B * H * W > 2147483647.0) return DFN_ERR_INVALID_ARG;   /* pixels and tiles are counted in int */
     *g = dfn__wino_group(B, H, W, Ci, Co, col_floats);
     return *g > 0 ? DFN_OK : DFN_ERR_BUFFER_TOO_SMALL;
 }
@@ -6447,7 +6450,7 @@ DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, con
     }
 #ifndef DFN_PORTABLE_MATH
     {
-        int g = dfn__wino_pays(H, W, Ci, Co, 0) ? dfn__wino_group(B, H, W, Ci, Co, col_floats) : 0;
+        int g = k == 3 && dfn__wino_pays(H, W, Ci, Co, 0) ? dfn__wino_group(B, H, W, Ci, Co, col_floats) : 0;
         if (g > 0) {
             dfn__wino_forward(out, in, Wt, b, B, H, W, Ci, Co, g, col, work);
             return;
@@ -6549,7 +6552,7 @@ DFNDEF void dfn_conv2d_backward(float *din, float *dW, float *db, const float *d
     }
 #ifndef DFN_PORTABLE_MATH
     {
-        int g = dfn__wino_pays(H, W, Ci, Co, 1) ? dfn__wino_group(B, H, W, Ci, Co, col_floats) : 0;
+        int g = k == 3 && dfn__wino_pays(H, W, Ci, Co, 1) ? dfn__wino_group(B, H, W, Ci, Co, col_floats) : 0;
         if (g > 0) {
             dfn__wino_backward(din, dW, db, dout, in, Wt, B, H, W, Ci, Co, g, col, work);
             return;

@@ -339,6 +339,8 @@ void test_unet_winograd_errors_and_dispatch(void)
     CHECK(small < dfn_conv2d_winograd_size(H, W, Ci, Co, 1), "im2col's scratch must not hold Winograd's here");
     CHECK(dfn_conv2d_winograd_size(0, W, Ci, Co, 1) == 0 && dfn_conv2d_winograd_size(H, W, Ci, Co, 0) == 0, "size 0");
     CHECK(dfn_conv2d_winograd_size(1 << 30, 1 << 30, 1 << 20, 1 << 20, 1) == 0, "an overflowing size");
+    CHECK(dfn_conv2d_winograd_size(2147483647, 1, 1, 1, 1) == 0 || dfn_conv2d_winograd_size(2147483647, 1, 1, 1, 1) ==
+          16 * (size_t)1073741824 * 2 + 32, "a side of 2^31 - 1");
     CHECK(dfn_conv2d_winograd_size(H, W, Ci, Co, 1) == 16 * 5 * 5 * (size_t)(Ci + Co) + 32 * (size_t)Ci * Co,
           "the documented size");
     for (pass = 0; pass < 3; pass++) {
@@ -1051,7 +1053,10 @@ void test_threads_split_conv_bit_identical(void)
        split into tasks (each unrolls its own pixels, then multiplies them)
        give the one-thread bits, for every use of the scratch: dW summed
        directly, transposed, and din through the turned kernel (groups of
-       one image, and of two then one); and by Winograd (use 3: tiles
+       one image, and of two then one; with the scratch of use 2 the
+       forward pass takes Winograd by dfn__wino_pays, 30 -> 32 channels,
+       so im2col's forward pass is split here in groups of one); and by
+       Winograd (use 3: tiles
        split into tasks, dW's 16 products one task each; groups of two
        then one). */
     enum { B = 3, H = 25, W = 23, Ci = 30, Co = 32, K = 9 * Ci };
