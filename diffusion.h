@@ -3164,9 +3164,10 @@ DFNDEF void dfn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
    (dfn_conv2d_forward, dfn_conv2d_backward) through im2col one block of
    pixels per task, each task unrolling its own pixels and, but for dW,
    multiplying them; through Winograd one block of tiles per task
-   (transforms and products), dW's 16 products one task each. (So the U-Net's convolutions, GroupNorms, activations and residual
-   adds split; its concatenations, pooling and attention softmax run on the
-   calling thread.)
+   (transforms and products), dW's 16 products one task each. (So the
+   U-Net's convolutions, GroupNorms, activations and residual adds split;
+   its concatenations, pooling and attention softmax run on the calling
+   thread.)
    Every value is computed by the same arithmetic in the same order
    whatever the split, so results are bit-identical for any number of
    threads; tasks do not split again.
