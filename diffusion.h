@@ -1279,7 +1279,9 @@ DFNDEF size_t dfn_conv2d_col_size(int H, int W, int Ci, int k);
        out[y][x][o] = b[o] + sum_{dy, dx, i} Wt[o][dy][dx][i] in[y+dy-p][x+dx-p][i]
    col: col_floats >= dfn_conv2d_col_size(H, W, Ci, k) floats of scratch
    (images are unrolled in groups that fit; more scratch, bigger GEMMs); may
-   be NULL for k == 1. work: dfn_gemm_work_size() bytes. */
+   be NULL for k == 1. work: dfn_gemm_work_size() bytes. With k = 3 and at
+   least dfn_conv2d_winograd_size(H, W, Ci, Co, 1) floats, some shapes go
+   through Winograd instead (below). */
 DFNDEF void dfn_conv2d_forward(float *out, const float *in, const float *Wt, const float *b,
                                int B, int H, int W, int Ci, int Co, int k,
                                float *col, size_t col_floats, float *work);
@@ -5992,14 +5994,21 @@ static void dfn__conv_run_task(void *ctx, int i, int w)
 
 /* The task's rows on the workers when the product is worth splitting (as
    dfn_gemm decides), else here. */
+/* Tasks for n rows of a product worth madds multiply-adds: one per worker
+   in whole 24-row micro-tiles when worth splitting, else one; *step rows
+   each. */
+static int dfn__row_tasks(int n, double madds, int *step)
+{
+    int T = dfn__parallel_workers();
+    *step = n;
+    if (!dfn__worth_split(madds, T)) return 1;
+    *step = dfn__block_step(n, T, 24);
+    return (n + *step - 1) / *step;
+}
+
 static void dfn__conv_rows(dfn__conv_task *t)
 {
-    int T = dfn__parallel_workers(), tasks = 1;
-    t->step = t->rows;
-    if (dfn__worth_split((double)t->rows * t->k * t->k * t->C * t->Co, T)) {
-        t->step = dfn__block_step(t->rows, T, 24);
-        tasks = (t->rows + t->step - 1) / t->step;
-    }
+    int tasks = dfn__row_tasks(t->rows, (double)t->rows * t->k * t->k * t->C * t->Co, &t->step);
     dfn__parallel_for(tasks, dfn__conv_run_task, t);
 }
 
@@ -6036,16 +6045,16 @@ static int dfn__conv_group(int B, int H, int W, int Ci, int k, size_t col_floats
 #define DFN__WG_W 8
 /* Tiles along a side of n pixels: ceil(n / 2), without n + 1 overflowing. */
 #define DFN__WG_TILES(n) ((n) / 2 + ((n) & 1))
+static const float dfn__wino_zero[DFN__WG_W] = { 0 };   /* a pixel outside the image */
 
 /* V[xi][t][0..C) = (B^T d B)[xi] of tile t of in (B, H, W, C), t in [t0, t1);
    S = T C, the floats between slabs. */
 static DFN__FORCE_INLINE void dfn__wino_in_block(float *v, size_t S, const float *const *p, int i, int w)
 {
-    static const float zero[DFN__WG_W] = { 0 };
     float d[16][DFN__WG_W], e[16][DFN__WG_W];
     int r, j;
     for (r = 0; r < 16; r++) {
-        const float *src = p[r] ? p[r] + i : zero;     /* zeros outside the image */
+        const float *src = p[r] ? p[r] + i : dfn__wino_zero;
         for (j = 0; j < w; j++) d[r][j] = src[j];
     }
     for (r = 0; r < 16; r += 4)                        /* rows: d B */
@@ -6223,14 +6232,10 @@ static void dfn__wino_conv(float *out, const float *in, const float *U, const fl
                            int W, int Ci, int Co, float *V, float *M, float *work)
 {
     dfn__wino_task t;
-    int T = g * DFN__WG_TILES(H) * DFN__WG_TILES(W), P = dfn__parallel_workers(), tasks = 1;
-    t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = T; t.step = T; t.acc = acc;
+    int T = g * DFN__WG_TILES(H) * DFN__WG_TILES(W);
+    t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = T; t.acc = acc;
     t.in = in; t.U = U; t.b = b; t.V = V; t.M = M; t.out = out; t.work = work;
-    if (dfn__worth_split(16.0 * T * Ci * Co, P)) {
-        t.step = dfn__block_step(T, P, 24);
-        tasks = (T + t.step - 1) / t.step;
-    }
-    dfn__parallel_for(tasks, dfn__wino_run_task, &t);
+    dfn__parallel_for(dfn__row_tasks(T, 16.0 * T * Ci * Co, &t.step), dfn__wino_run_task, &t);
 }
 
 /* The forward pass by Winograd in groups that col holds (g >= 1). */
@@ -6251,11 +6256,10 @@ static void dfn__wino_forward(float *out, const float *in, const float *Wt, cons
    (zeros outside the image): dW's side of the product (MATH.md §14). */
 static DFN__FORCE_INLINE void dfn__wino_dout_block(float *z, size_t S, const float *const *p, int i, int w)
 {
-    static const float zero[DFN__WG_W] = { 0 };
     float d[4][DFN__WG_W], u[8][DFN__WG_W], e[16][DFN__WG_W];
     int r, j;
     for (r = 0; r < 4; r++) {
-        const float *src = p[r] ? p[r] + i : zero;
+        const float *src = p[r] ? p[r] + i : dfn__wino_zero;
         for (j = 0; j < w; j++) d[r][j] = src[j];
     }
     for (r = 0; r < 2; r++)                            /* A dY, A = [1 0; 1 1; 1 -1; 0 -1] */
@@ -6329,19 +6333,16 @@ static void dfn__wino_backward(float *din, float *dW, float *db, const float *do
 {
     size_t HW = (size_t)H * W, RK = (size_t)Ci * Co, T = (size_t)g * DFN__WG_TILES(H) * DFN__WG_TILES(W);
     float *U = col, *dU = U + 16 * RK, *A = dU + 16 * RK, *Bz = A + 16 * T * Ci;
-    int n0, o, i, a, c, P = dfn__parallel_workers();
+    int n0, o, i, a, c;
     if (din) dfn__wino_weights(U, Wt, Ci, Co, 1);
     DFN_MEMSET(dU, 0, 16 * RK * sizeof(float));
     for (n0 = 0; n0 < B; n0 += g) {
-        int gn = B - n0 < g ? B - n0 : g, tasks = 1;
+        int gn = B - n0 < g ? B - n0 : g, tasks;
         const float *dout_g = dout + (size_t)n0 * HW * Co;
         dfn__wino_gtask t;
-        t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = gn * DFN__WG_TILES(H) * DFN__WG_TILES(W); t.step = t.T;
+        t.H = H; t.W = W; t.Ci = Ci; t.Co = Co; t.T = gn * DFN__WG_TILES(H) * DFN__WG_TILES(W);
         t.in = in + (size_t)n0 * HW * Ci; t.dout = dout_g; t.V = A; t.Z = Bz; t.dU = dU; t.work = work;
-        if (dfn__worth_split(16.0 * t.T * Ci * Co, P)) {
-            t.step = dfn__block_step(t.T, P, 24);
-            tasks = (t.T + t.step - 1) / t.step;
-        }
+        tasks = dfn__row_tasks(t.T, 16.0 * t.T * Ci * Co, &t.step);
         dfn__parallel_for(tasks, dfn__wino_grad_in_task, &t);                  /* B^T d B, A dY A^T */
         if (tasks > 1) dfn__parallel_for(16, dfn__wino_grad_mul_task, &t);        /* dU += V^T Z */
         else

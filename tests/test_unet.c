@@ -29,6 +29,23 @@ static double dot_d(const float *a, const float *b, size_t n)
 
 /* ---- convolution ---- */
 
+/* Output (n, y, x, o) of the k x k convolution (padding (k - 1) / 2) of in
+   (., H, W, Ci) by Wt (Co, k, k, Ci), plus b[o] (b may be NULL), in double. */
+static double conv_ref(const float *in, const float *Wt, const float *b, int H, int W, int Ci, int k, int n, int y,
+                       int x, int o)
+{
+    double s = b ? b[o] : 0;
+    int dy, dx, i, p = (k - 1) / 2;
+    for (dy = 0; dy < k; dy++)
+        for (dx = 0; dx < k; dx++) {
+            int sy = y + dy - p, sx = x + dx - p;
+            if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+            for (i = 0; i < Ci; i++)
+                s += (double)Wt[((o * k + dy) * k + dx) * Ci + i] * in[((n * H + sy) * W + sx) * Ci + i];
+        }
+    return s;
+}
+
 typedef struct {
     int B, H, W, Ci, Co, k, wino;                /* wino: through dfn_conv2d_winograd_forward */
     float *in, *Wt, *b, *c, *out, *col, *work;
@@ -63,22 +80,14 @@ void test_unet_conv_matches_formula(void)
             float *in = randn(&rng, (size_t)B * H * W * Ci, 1), *Wt = randn(&rng, (size_t)Co * k * k * Ci, 1);
             float *b = randn(&rng, Co, 1), *out = zeros((size_t)B * H * W * Co), *col = zeros(colf);
             double maxerr = 0;
-            int n, y, x, o, dy, dx, i, p = (k - 1) / 2;
+            int n, y, x, o;
             dfn_conv2d_forward(out, in, Wt, b, B, H, W, Ci, Co, k, col, colf, work);
             for (n = 0; n < B; n++)
                 for (y = 0; y < H; y++)
                     for (x = 0; x < W; x++)
                         for (o = 0; o < Co; o++) {
-                            double s = b[o];
-                            for (dy = 0; dy < k; dy++)
-                                for (dx = 0; dx < k; dx++)
-                                    for (i = 0; i < Ci; i++) {
-                                        int sy = y + dy - p, sx = x + dx - p;
-                                        if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
-                                        s += (double)Wt[((o * k + dy) * k + dx) * Ci + i] *
-                                             in[((n * H + sy) * W + sx) * Ci + i];
-                                    }
-                            s -= out[((n * H + y) * W + x) * Co + o];
+                            double s = conv_ref(in, Wt, b, H, W, Ci, k, n, y, x, o) -
+                                       out[((n * H + y) * W + x) * Co + o];
                             if (fabs(s) > maxerr) maxerr = fabs(s);
                         }
             CHECK(maxerr < 1e-5, "k = %d, groups of %d: max error %g", k, g, maxerr);
@@ -200,7 +209,7 @@ void test_unet_winograd_matches_formula(void)
             size_t nout = (size_t)B * H * W * Co;
             float *in = randn(&rng, (size_t)B * H * W * Ci, 1), *Wt = randn(&rng, (size_t)Co * 9 * Ci, 1);
             float *b = randn(&rng, Co, 1), *out = zeros(nout + 1), *col = zeros(colf + 1);
-            int n, y, x, o, dy, dx, i, bad = 0;
+            int n, y, x, o, bad = 0;
             out[nout] = 777.0f;
             col[colf] = 777.0f;
             CHECK(dfn_conv2d_winograd_forward(out, in, Wt, gi ? b : NULL, B, H, W, Ci, Co, col, colf, work) ==
@@ -210,15 +219,7 @@ void test_unet_winograd_matches_formula(void)
                 for (y = 0; y < H; y++)
                     for (x = 0; x < W; x++)
                         for (o = 0; o < Co; o++) {
-                            double want = gi ? b[o] : 0, err, bound;
-                            for (dy = 0; dy < 3; dy++)
-                                for (dx = 0; dx < 3; dx++)
-                                    for (i = 0; i < Ci; i++) {
-                                        int sy = y + dy - 1, sx = x + dx - 1;
-                                        if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
-                                        want += (double)Wt[((o * 3 + dy) * 3 + dx) * Ci + i] *
-                                                in[((n * H + sy) * W + sx) * Ci + i];
-                                    }
+                            double want = conv_ref(in, Wt, gi ? b : NULL, H, W, Ci, 3, n, y, x, o), err, bound;
                             err = fabs(want - out[((n * H + y) * W + x) * Co + o]);
                             bound = (Ci + 8) * ldexp(1.0, -24) *
                                     wino_bound_s(in, Wt, gi ? b : NULL, H, W, Ci, n, y, x, o);
