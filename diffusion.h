@@ -6618,11 +6618,57 @@ static void dfn__gn_sums(const float *x, const float *y, const double *m, int mo
         dfn__gn_block(xp + c, yp ? yp + c : NULL, m ? m + c : NULL, mode, N, C, 1, s1 + c, s2 + c);
 }
 
+/* The per-pixel passes over w channels of N pixels (w = 16 or 8 known to
+   the compiler, the row copied to a local first: no aliasing, so gcc -O2
+   vectorizes; the plain loop over a variable channel count stayed scalar,
+   5% of a U-Net step). Forward y = x scale + shift; backward dx += a dy +
+   bx x + c0. The same expressions as one channel at a time: the same bits. */
+static DFN__FORCE_INLINE void dfn__gn_affine(const float *xp, float *yp, const float *scale, const float *shift,
+                                             int N, int C, int w)
+{
+    float t[16];
+    int n, c;
+    for (n = 0; n < N; n++, xp += C, yp += C) {
+        for (c = 0; c < w; c++) t[c] = xp[c];
+        for (c = 0; c < w; c++) t[c] = t[c] * scale[c] + shift[c];
+        for (c = 0; c < w; c++) yp[c] = t[c];
+    }
+}
+
+static DFN__FORCE_INLINE void dfn__gn_dx(float *dxp, const float *dyp, const float *xp, const float *a,
+                                         const float *bx, const float *c0, int N, int C, int w)
+{
+    float t[16], u[16], d[16];
+    int n, c;
+    for (n = 0; n < N; n++, xp += C, dyp += C, dxp += C) {
+        for (c = 0; c < w; c++) { t[c] = xp[c]; u[c] = dyp[c]; d[c] = dxp[c]; }
+        for (c = 0; c < w; c++) d[c] += a[c] * u[c] + bx[c] * t[c] + c0[c];
+        for (c = 0; c < w; c++) dxp[c] = d[c];
+    }
+}
+
+/* dfn__gn_affine (dx NULL) or dfn__gn_dx over channels [0, cn) of a slice:
+   16, then 8, then 1 at a time. */
+static void dfn__gn_pixels(float *dx, float *y, const float *dy, const float *x, const float *p, const float *q,
+                           const float *r, int N, int C, int cn)
+{
+    int c = 0;
+    for (; c + 16 <= cn; c += 16)
+        if (dx) dfn__gn_dx(dx + c, dy + c, x + c, p + c, q + c, r + c, N, C, 16);
+        else dfn__gn_affine(x + c, y + c, p + c, q + c, N, C, 16);
+    for (; c + 8 <= cn; c += 8)
+        if (dx) dfn__gn_dx(dx + c, dy + c, x + c, p + c, q + c, r + c, N, C, 8);
+        else dfn__gn_affine(x + c, y + c, p + c, q + c, N, C, 8);
+    for (; c < cn; c++)
+        if (dx) dfn__gn_dx(dx + c, dy + c, x + c, p + c, q + c, r + c, N, C, 1);
+        else dfn__gn_affine(x + c, y + c, p + c, q + c, N, C, 1);
+}
+
 /* GroupNorm of the groups [ga, gb) of every sample. */
 static void dfn__gn_forward_groups(float *y, float *stats, const float *x, const float *gamma,
                                    const float *beta, int B, int N, int C, int G, int ga, int gb)
 {
-    int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, n, s0;
+    int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, s0;
     double cnt = (double)N * cg, s1[DFN__GN_SLICE], s2[DFN__GN_SLICE];
     double mean[DFN__GN_SLICE], r[DFN__GN_SLICE];    /* of the groups g0 .. g0 + k - 1 */
     float scale[DFN__GN_SLICE], shift[DFN__GN_SLICE];
@@ -6660,11 +6706,7 @@ static void dfn__gn_forward_groups(float *y, float *stats, const float *x, const
                     scale[c] = (float)(gamma[s0 + c] * r[g]);
                     shift[c] = (float)(beta[s0 + c] - mean[g] * gamma[s0 + c] * r[g]);
                 }
-                for (n = 0; n < N; n++) {
-                    const float *xp = xs + (size_t)n * C + s0;
-                    float *yp = ys + (size_t)n * C + s0;
-                    for (c = 0; c < sn; c++) yp[c] = xp[c] * scale[c] + shift[c];
-                }
+                dfn__gn_pixels(NULL, ys + s0, NULL, xs + s0, scale, shift, NULL, N, C, sn);
             }
         }
     }
@@ -6709,7 +6751,7 @@ static void dfn__gn_backward_groups(float *dx, float *dgamma, float *dbeta, cons
                                     const float *x, const float *stats, const float *gamma,
                                     int B, int N, int C, int G, int ga, int gb)
 {
-    int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, n, s0;
+    int cg = C / G, k = cg >= DFN__GN_SLICE ? 1 : DFN__GN_SLICE / cg, b, g0, g, c, s0;
     double cnt = (double)N * cg, sdy[DFN__GN_SLICE], sdyx[DFN__GN_SLICE];
     for (b = 0; b < B; b++) {
         const float *xs = x + (size_t)b * N * C, *dys = dy + (size_t)b * N * C;
@@ -6750,11 +6792,7 @@ static void dfn__gn_backward_groups(float *dx, float *dgamma, float *dbeta, cons
                     bx[c] = (float)(-r[g] * r[g] * mgx[g]);
                     c0[c] = (float)(r[g] * (r[g] * mgx[g] * mean[g] - mg[g]));
                 }
-                for (n = 0; n < N; n++) {
-                    const float *xp = xs + (size_t)n * C + s0, *dyp = dys + (size_t)n * C + s0;
-                    float *dxp = dxs + (size_t)n * C + s0;
-                    for (c = 0; c < sn; c++) dxp[c] += a[c] * dyp[c] + bx[c] * xp[c] + c0[c];
-                }
+                dfn__gn_pixels(dxs + s0, NULL, dys + s0, xs + s0, a, bx, c0, N, C, sn);
             }
         }
     }
@@ -7966,7 +8004,7 @@ static void dfn__mlp_grad_task(void *ctx, int task, int w)
     const dfn__mlp_ttask *k = (const dfn__mlp_ttask *)ctx;
     const float *dpre, *in;
     float *dW, *db;
-    int j = 0, O, I, r0, rows, r, q, q0;
+    int j = 0, O, I, r0, rows, r;
     while (task >= dfn__mlp_grad_blocks(k, j)) task -= dfn__mlp_grad_blocks(k, j++);
     dfn__mlp_layer_grads(k, j, &O, &I, &dW, &db, &dpre, &in);
     rows = dfn__mlp_grad_rows(k, j);
@@ -7975,15 +8013,10 @@ static void dfn__mlp_grad_task(void *ctx, int task, int w)
     /* dW[r0 .. r0+rows-1] += dpre[:, r0 ..]^T in;  db[r0 ..] += sum over the batch of dpre[:, r0 ..] */
     dfn_gemm(1, 0, rows, I, k->B, 1.0f, dpre + r0, O, in, I, 1.0f, dW + (size_t)r0 * I, I,
              dfn__worker_work(w, k->b->a.work));
-    for (q0 = 0; q0 < rows; q0 += 64) {        /* in a local block: vectorized, no aliasing */
-        float acc[64];
-        int qn = rows - q0 < 64 ? rows - q0 : 64;
-        const float *d = dpre + r0 + q0;
-        for (q = 0; q < qn; q++) acc[q] = db[r0 + q0 + q];
-        for (r = 0; r < k->B; r++, d += O)
-            for (q = 0; q < qn; q++) acc[q] += d[q];
-        for (q = 0; q < qn; q++) db[r0 + q0 + q] = acc[q];
-    }
+    /* row by row through the SIMD kernel (1 x + y is the sum, rounded once):
+       gcc -O2 left the plain loop scalar, 7% of a batch-256 step */
+    for (r = 0; r < k->B; r++)
+        DFN__BEST(dfn__vec_axpy)((size_t)rows, 1.0f, dpre + (size_t)r * O + r0, db + r0);
 }
 
 /* The MLP's training memory for a batch: its views, laid out once
