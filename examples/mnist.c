@@ -58,6 +58,7 @@ typedef struct options {
     int flow, process_given;   /* --process flow; whether --process was given */
     int time_sampling;         /* dfn_time_sampling (default logit-normal) */
     int weighting;             /* dfn_loss_weighting */
+    int attention[DFN_UNET_MAX_LEVELS], attention_given;   /* --attention */
 } options;
 
 /* The few-step sampler of a flow model when --sampler / --spacing / --nfe
@@ -91,6 +92,9 @@ static void usage(FILE *f)
             "  --batch B             images per step (default 64 [32])\n"
             "  --lr X                peak learning rate (default 1.5e-3, cosine decay)\n"
             "  --base C              U-Net channels at full resolution (default 16 [32])\n"
+            "  --attention A,B,C     self-attention after each level's blocks, 1 or 0 per\n"
+            "                        level from full resolution down (default 0,0,1: at\n"
+            "                        7x7 and in the middle; at --size 14: 0,1)\n"
             "  --T N                 diffusion steps (default 1000)\n"
             "  --process vp|flow     vp: eps-prediction on the linear schedule (default);\n"
             "                        flow: rectified flow (velocity prediction on the flow\n"
@@ -230,6 +234,21 @@ static int parse(int argc, char **argv, options *o)
             if (errno || *end || !(o->shift > 0 && o->shift <= 1000)) { fprintf(stderr, "mnist: bad --shift %s\n", v); return 0; }
         }
         else if (!strcmp(a, "--sample-only")) { o->resume = v; o->sample_only = 1; }
+        else if (!strcmp(a, "--attention")) {
+            const char *q = v;
+            int l = 0;
+            memset(o->attention, 0, sizeof o->attention);
+            while (*q) {
+                if ((*q != '0' && *q != '1') || l == DFN_UNET_MAX_LEVELS || (q[1] && q[1] != ',') ||
+                    (q[1] == ',' && !q[2])) {
+                    fprintf(stderr, "mnist: --attention wants 0 or 1 per level, e.g. 0,1,1\n");
+                    return 0;
+                }
+                o->attention[l++] = *q - '0';
+                q += q[1] ? 2 : 1;
+            }
+            o->attention_given = l;
+        }
         else if (!strcmp(a, "--lr")) {
             errno = 0;
             o->lr = strtod(v, &end);
@@ -523,6 +542,14 @@ int main(int argc, char **argv)
             uc.levels = 2;
             uc.attention[1] = 1;
             uc.attention[2] = 0;
+        }
+        if (o.attention_given) {
+            if (o.attention_given != uc.levels) {
+                fprintf(stderr, "mnist: --attention gives %d levels; the model has %d\n", o.attention_given,
+                        uc.levels);
+                return 2;
+            }
+            memcpy(uc.attention, o.attention, sizeof uc.attention);
         }
     }
     H = uc.height;
