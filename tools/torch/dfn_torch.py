@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-VERSION = "0.15.0"          # written as the "diffusion.h" metadata value
+VERSION = "0.15.1"          # written as the "diffusion.h" metadata value
 
 
 # --------------------------------------------------------------------------- configs
