@@ -94,7 +94,7 @@ static void usage(FILE *f)
             "  --base C              U-Net channels at full resolution (default 16 [32])\n"
             "  --attention A,B,C     self-attention after each level's blocks, 1 or 0 per\n"
             "                        level from full resolution down (default 0,0,1: at\n"
-            "                        7x7 and in the middle; at --size 14: 0,1)\n"
+            "                        7x7; at --size 14: 0,1); the middle block always has it\n"
             "  --T N                 diffusion steps (default 1000)\n"
             "  --process vp|flow     vp: eps-prediction on the linear schedule (default);\n"
             "                        flow: rectified flow (velocity prediction on the flow\n"
@@ -238,6 +238,7 @@ static int parse(int argc, char **argv, options *o)
             const char *q = v;
             int l = 0;
             memset(o->attention, 0, sizeof o->attention);
+            if (!*q) { fprintf(stderr, "mnist: --attention wants 0 or 1 per level, e.g. 0,1,1\n"); return 0; }
             while (*q) {
                 if ((*q != '0' && *q != '1') || l == DFN_UNET_MAX_LEVELS || (q[1] && q[1] != ',') ||
                     (q[1] == ',' && !q[2])) {
@@ -531,6 +532,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "mnist: --process %s ignored: %s holds a %s model (its own schedule and prediction are used)\n",
                     o.flow ? "flow" : "vp", o.resume, lm.info.schedule.kind == DFN_SCHEDULE_FLOW ? "flow" : "vp");
         o.flow = lm.info.schedule.kind == DFN_SCHEDULE_FLOW;
+        if (o.attention_given)
+            fprintf(stderr, "mnist: --attention ignored: %s brings its own network\n", o.resume);
     } else {
         uc = dfn_unet_config_default(train.c, (int)o.size, (int)o.size);
         uc.base_channels = (int)o.base;
